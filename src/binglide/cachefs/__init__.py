@@ -1,0 +1,3 @@
+"""binglide.cachefs."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""binglide.cli."""
+
+from __future__ import annotations

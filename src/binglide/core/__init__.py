@@ -1,0 +1,3 @@
+"""binglide.core."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""The built-in analyses and the helpers they share (sources, chunks, kernels)."""
+
+from __future__ import annotations

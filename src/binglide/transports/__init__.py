@@ -1,0 +1,3 @@
+"""binglide.transports."""
+
+from __future__ import annotations
