@@ -57,7 +57,9 @@ class ProtocolError(BinglideError):
         # As in h11: the abstract class says nothing about whose fault it is,
         # so it cannot be raised; raise one of the two subclasses.
         if cls is ProtocolError:
-            raise TypeError("ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError")
+            raise TypeError(
+                "ProtocolError is abstract: raise LocalProtocolError or RemoteProtocolError"
+            )
         return super().__new__(cls, *args, **kwargs)
 
 

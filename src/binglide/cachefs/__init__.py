@@ -1,3 +1,34 @@
-"""binglide.cachefs."""
+"""The on-disk chunk cache: keys, the store, and covering ranges with cached blocks.
+
+Depends only on the standard library, numpy, attrs, platformdirs and
+`binglide.errors`. A miss is None, never an error; an unusable directory
+disables caching with one `CacheDisabledWarning`.
+"""
 
 from __future__ import annotations
+
+from .cover import Cover as Cover
+from .cover import aligned_blocks as aligned_blocks
+from .cover import commit_levels as commit_levels
+from .cover import find_cover as find_cover
+from .keys import ChunkKey as ChunkKey
+from .keys import key_prefix as key_prefix
+from .store import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
+from .store import CacheDisabledWarning as CacheDisabledWarning
+from .store import CacheInfo as CacheInfo
+from .store import ChunkStore as ChunkStore
+from .store import default_cache_dir as default_cache_dir
+
+__all__ = (
+    "DEFAULT_MAX_BYTES",
+    "CacheDisabledWarning",
+    "CacheInfo",
+    "ChunkKey",
+    "ChunkStore",
+    "Cover",
+    "aligned_blocks",
+    "commit_levels",
+    "default_cache_dir",
+    "find_cover",
+    "key_prefix",
+)

@@ -1,0 +1,126 @@
+"""`connect()`: a client on the embedded default, or on a running broker.
+
+With no address, `connect` starts everything in this process: an in-process
+broker and, for every built-in service and every `Service` class passed in,
+``workers`` workers. The analyses' kernels release the GIL and run in worker
+threads, so in-process workers use every core of the machine.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+import anyio
+
+from .broker import Broker
+from .client import Client
+from .core import BrokerConfig
+from .service import Service, Settings
+from .transports import InprocNetwork
+from .worker import Worker
+
+__all__ = ("connect", "default_services", "start_workers")
+
+
+def default_services() -> tuple[type[Service], ...]:
+    """Return the built-in analysis services."""
+    from .services import BUILTIN_SERVICES
+
+    return BUILTIN_SERVICES
+
+
+def _counts(
+    services: Sequence[type[Service]], workers: int | Mapping[str, int] | None
+) -> dict[str, int]:
+    default = os.cpu_count() or 1
+    if workers is None or isinstance(workers, int):
+        n = default if workers is None else workers
+        if n < 1:
+            raise ValueError(f"workers must be at least 1, not {n}")
+        return {s.name: n for s in services}
+    unknown = set(workers) - {s.name for s in services}
+    if unknown:
+        raise ValueError(f"workers names unknown services: {', '.join(sorted(unknown))}")
+    return {s.name: workers.get(s.name, default) for s in services}
+
+
+@asynccontextmanager
+async def start_workers(
+    network: InprocNetwork,
+    services: Iterable[type[Service]],
+    *,
+    workers: int | Mapping[str, int] | None = None,
+    settings: Settings | None = None,
+) -> AsyncIterator[list[Worker]]:
+    """Start workers for `services` on `network`; stop them on exit."""
+    classes = list(dict.fromkeys(services))
+    counts = _counts(classes, workers)
+    started: list[Worker] = []
+    async with anyio.create_task_group() as tg:
+        for cls in classes:
+            for _ in range(counts[cls.name]):
+                worker = Worker(cls(), network.connect(), settings=settings)
+                await tg.start(worker.serve)
+                started.append(worker)
+        yield started
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def connect(
+    address: str | None = None,
+    *,
+    services: Iterable[type[Service]] = (),
+    workers: int | Mapping[str, int] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    roots: Sequence[str | os.PathLike[str]] | None = None,
+    builtins: bool = True,
+    config: BrokerConfig | None = None,
+) -> AsyncIterator[Client]:
+    """Open a client: on the embedded default, or on the broker at `address`.
+
+    Args:
+        address: a broker's ZeroMQ address (``tcp://host:port``,
+            ``ipc:///path``); None starts the embedded default in this process.
+        services: extra `Service` classes to serve (embedded default only).
+        workers: workers per service (default: one per core), or a mapping
+            from service name to a number.
+        cache_dir: where the chunk cache lives (default: ``$BINGLIDE_CACHE_DIR``
+            or the platform's user cache directory).
+        roots: directories the workers may read files from (default: any).
+        builtins: whether to serve the built-in analyses.
+        config: the embedded broker's settings.
+
+    Raises:
+        ValueError: `workers` is not a positive count or names unknown services.
+    """
+    if address is not None:
+        from .remote import connect_remote
+
+        async with connect_remote(address) as client:
+            yield client
+        return
+    classes = [*(default_services() if builtins else ()), *services]
+    n = workers if isinstance(workers, int) else (os.cpu_count() or 1)
+    settings = Settings(roots=roots, cache=_open_cache(cache_dir), parallelism=n)
+    # In one process nobody dies silently: no heartbeats needed.
+    config = config or BrokerConfig(heartbeat_interval=float("inf"))
+    network = InprocNetwork()
+    async with anyio.create_task_group() as tg:
+        broker = Broker(network.bind(), config=config)
+        await tg.start(broker.serve)
+        async with start_workers(network, classes, workers=workers, settings=settings):
+            async with Client(network.connect("client")) as client:
+                client.broker = broker
+                yield client
+        tg.cancel_scope.cancel()
+
+
+def _open_cache(cache_dir: str | os.PathLike[str] | None):  # type: ignore[no-untyped-def]
+    try:
+        from .cachefs import ChunkStore, default_cache_dir
+    except ImportError:  # the cache is not built yet
+        return None
+    return ChunkStore(cache_dir if cache_dir is not None else default_cache_dir())

@@ -1,0 +1,786 @@
+"""The broker state machine: queues, dispatch, reports, cancellation, liveness.
+
+Theory of operation
+-------------------
+
+`BrokerMachine` is sans-IO: the runtime feeds it decoded messages with
+`receive(peer, protocol, message, now)` and timer ticks with
+`handle_timer(now)`, and sends whatever `outgoing()` returns. It never reads a
+clock, never sleeps, never touches a socket.
+
+Peers. A peer speaking the client protocol (``MDPC02``) is a *client*; one
+speaking the worker protocol (``MDPW02``) that sent READY is a *worker* of
+exactly one service. A worker process also acts as a client over the same
+peer id when it issues sub-requests: the two roles are tracked separately.
+
+Tasks. Every request accepted becomes a task with a broker task id (``tid``).
+A task is PENDING in its service's queue, then DISPATCHED to a worker, then
+gone (its FINAL or failure was forwarded, or it was cancelled). Tasks record
+their job id, their ancestry (for loop detection), their parent task (for
+sub-requests) and their children (for the cancel cascade).
+
+Fair dispatch. Each service queues its pending tasks per *origin*: the real
+client that started the job (recovered from the job id), served round-robin,
+so a client with 1,000 queued chunks does not starve a client with one.
+
+Progress guarantee. An extended worker reports with WAITING when a task
+starts or stops waiting on sub-requests. A worker is *available* when none of
+its tasks is computing (every task waits) and it holds fewer than
+``stack_bound`` tasks: a waiting worker keeps taking tasks, newest on top, so
+it never holds its service hostage. When a service has pending tasks and every
+one of its workers is waiting at its bound (none computing, none available),
+the broker gives the task to the least loaded of them anyway (an *overflow*):
+the bound limits memory in the common case but never blocks a finite request
+tree. Plain MDP/0.2 workers take one task at a time.
+
+Loops. A request whose ``service/digest`` (digest of its payload) appears in
+its ancestry repeats an ancestor and is refused with a ``loop`` failure naming
+the cycle; so is one whose ancestry is ``max_depth`` long.
+
+Cancellation. A client's CANCEL of its own request cancels the whole job; a
+worker's CANCEL of its sub-request cancels that task and its descendants.
+Pending tasks are dropped; workers are told with CANCEL: in BROADCAST mode
+every worker hears each job cancellation and filters by job id (the mandatory
+mode of binglide's protocol); in TARGETED mode only the workers holding tasks
+of the job do. The requester of the cancelled request gets a ``cancelled``
+failure; nothing else of the job reaches anyone afterwards (late reports of
+removed tasks are dropped).
+
+Liveness. Workers and heartbeating clients expire after ``liveness``
+heartbeat intervals of silence. A dead worker's tasks are re-queued at the
+front (results are pure functions of their inputs, so a re-run is safe) and
+the sub-requests it had issued are cancelled. A dead or disconnected client's
+requests are cancelled. A pending task past its queue deadline fails with
+``unavailable``.
+
+Errors. An illegal message raises `RemoteProtocolError` and changes nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import heapq
+from collections import OrderedDict, deque
+
+import attrs
+
+from ..errors import RemoteProtocolError
+from .frames import Protocol
+from .ids import IdSource, JobId, PeerId, job_id_for, origin_of
+from .messages import (
+    Cancel,
+    Disconnect,
+    Failure,
+    Final,
+    Frame,
+    Heartbeat,
+    Message,
+    Partial,
+    Ready,
+    Request,
+    Waiting,
+)
+
+__all__ = (
+    "BrokerConfig",
+    "BrokerMachine",
+    "BrokerStatistics",
+    "CancelMode",
+    "Outgoing",
+    "ServiceStatistics",
+    "TaskState",
+    "request_digest",
+)
+
+
+class TaskState(enum.Enum):
+    """Where a task is in its life."""
+
+    PENDING = "pending"  # queued at its service
+    DISPATCHED = "dispatched"  # held by a worker
+
+
+class CancelMode(enum.Enum):
+    """How the broker tells workers that a job is cancelled."""
+
+    BROADCAST = "broadcast"  # every worker hears it and filters by job id
+    TARGETED = "targeted"  # only the workers holding tasks of the job
+
+
+@attrs.frozen
+class BrokerConfig:
+    """The broker's knobs.
+
+    Attributes:
+        heartbeat_interval: seconds between heartbeats to each peer.
+        liveness: heartbeat intervals of silence after which a peer is dead.
+        service_timeout: default seconds a request may wait in a queue.
+        max_depth: the deepest request tree accepted.
+        stack_bound: tasks an extended worker holds before it is only given
+            more to keep the system making progress (see the module docstring).
+        max_queued: pending tasks per service before new ones are refused.
+        cancel_mode: how workers hear of cancelled jobs.
+    """
+
+    heartbeat_interval: float = 1.0
+    liveness: int = 3
+    service_timeout: float = 10.0
+    max_depth: int = 32
+    stack_bound: int = 8
+    max_queued: int = 1_000_000
+    cancel_mode: CancelMode = CancelMode.BROADCAST
+
+
+@attrs.frozen
+class Outgoing:
+    """One message for the runtime to encode and send."""
+
+    peer: PeerId
+    protocol: Protocol
+    message: Message
+    extended: bool = True
+
+
+@attrs.frozen
+class ServiceStatistics:
+    """A snapshot of one service.
+
+    Attributes:
+        name: the service.
+        workers: workers registered.
+        pending: tasks queued.
+        dispatched: tasks held by workers.
+        waiting: of those, tasks waiting on sub-requests.
+    """
+
+    name: str
+    workers: int
+    pending: int
+    dispatched: int
+    waiting: int
+
+
+@attrs.frozen
+class BrokerStatistics:
+    """A snapshot of the broker (see `BrokerMachine.statistics`).
+
+    Attributes:
+        workers: registered workers.
+        clients: known clients.
+        pending: tasks queued, all services.
+        dispatched: tasks held by workers, all services.
+        jobs: jobs with at least one task alive.
+        completed: tasks that ended with a FINAL.
+        failed: tasks that ended with a failure (cancellations excluded).
+        cancelled: tasks cancelled.
+        requeued: tasks re-issued after their worker died.
+        overflows: tasks given to a worker past its stack bound.
+        services: per-service snapshots, sorted by name.
+    """
+
+    workers: int
+    clients: int
+    pending: int
+    dispatched: int
+    jobs: int
+    completed: int
+    failed: int
+    cancelled: int
+    requeued: int
+    overflows: int
+    services: tuple[ServiceStatistics, ...]
+
+
+def request_digest(service: str, payload: tuple[Frame, ...]) -> str:
+    """Return ``service/digest``: what loop detection compares.
+
+    Two requests with the same service and the same payload bytes (bodies are
+    canonical JSON) are the same question.
+    """
+    h = hashlib.blake2b(digest_size=8)
+    h.update(service.encode())
+    for frame in payload:
+        h.update(b"%d:" % len(frame))
+        h.update(frame)
+    return f"{service}/{h.hexdigest()}"
+
+
+@attrs.define(eq=False)
+class _Task:
+    tid: int
+    client: PeerId
+    rid: int
+    client_extended: bool
+    service: str
+    job: JobId
+    ancestry: tuple[str, ...]
+    payload: tuple[Frame, ...]
+    parent: int
+    deadline: float
+    state: TaskState = TaskState.PENDING
+    worker: PeerId | None = None
+    children: set[int] = attrs.Factory(set)
+
+
+@attrs.define(eq=False)
+class _Worker:
+    peer: PeerId
+    service: str
+    extended: bool
+    expiry: float
+    tasks: set[int] = attrs.Factory(set)
+    waiting: set[int] = attrs.Factory(set)
+
+
+@attrs.define(eq=False)
+class _Client:
+    peer: PeerId
+    extended: bool
+    expiry: float | None = None  # None: does not heartbeat, never expires
+    requests: dict[int, int] = attrs.Factory(dict)  # client rid -> tid
+    plain_ids: int = 0
+
+
+@attrs.define(eq=False)
+class _Service:
+    name: str
+    workers: dict[PeerId, None] = attrs.Factory(dict)  # insertion order = dispatch order
+    queues: OrderedDict[str, deque[int]] = attrs.Factory(OrderedDict)
+    pending: int = 0
+
+
+class BrokerMachine:
+    """The broker's state machine (see the module docstring)."""
+
+    def __init__(self, config: BrokerConfig | None = None, *, ids: IdSource | None = None):
+        self.config = config or BrokerConfig()
+        self._ids = ids or IdSource()
+        self._out: list[Outgoing] = []
+        self._tasks: dict[int, _Task] = {}
+        self._jobs: dict[JobId, set[int]] = {}
+        self._workers: dict[PeerId, _Worker] = {}
+        self._clients: dict[PeerId, _Client] = {}
+        self._services: dict[str, _Service] = {}
+        self._deadlines: list[tuple[float, int]] = []  # (deadline, tid) of pending tasks, lazy
+        self._next_heartbeat: float | None = None
+        self._completed = self._failed = self._cancelled = 0
+        self._requeued = self._overflows = 0
+
+    # -- inputs ---------------------------------------------------------------
+
+    def receive(self, peer: PeerId, protocol: Protocol, msg: Message, now: float) -> None:
+        """Take one message from `peer`.
+
+        Raises:
+            RemoteProtocolError: the message is not allowed now; nothing changed.
+        """
+        if self._next_heartbeat is None:
+            self._next_heartbeat = now + self.config.heartbeat_interval
+        if protocol is Protocol.WORKER:
+            self._receive_worker(peer, msg, now)
+        else:
+            self._receive_client(peer, msg, now)
+
+    def handle_timer(self, now: float) -> None:
+        """Do what is due at `now`: expire peers and queued tasks, send heartbeats."""
+        cfg = self.config
+        for peer in [p for p, w in self._workers.items() if w.expiry <= now]:
+            self._drop_worker(peer, now)
+        for peer in [
+            p for p, c in self._clients.items() if c.expiry is not None and c.expiry <= now
+        ]:
+            self._drop_client(peer)
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, tid = heapq.heappop(self._deadlines)
+            task = self._tasks.get(tid)
+            if task is not None and task.state is TaskState.PENDING and task.deadline <= now:
+                self._expire(task)
+        if self._next_heartbeat is not None and self._next_heartbeat <= now:
+            self._next_heartbeat = now + cfg.heartbeat_interval
+            for worker in self._workers.values():
+                self._send(worker.peer, Protocol.WORKER, Heartbeat(), worker.extended)
+            for client in self._clients.values():
+                if client.expiry is not None:
+                    self._send(client.peer, Protocol.CLIENT, Heartbeat(), client.extended)
+
+    def next_deadline(self) -> float | None:
+        """Return when `handle_timer` should next be called (None: nothing to time)."""
+        candidates = [w.expiry for w in self._workers.values()]
+        candidates += [c.expiry for c in self._clients.values() if c.expiry is not None]
+        while self._deadlines and self._deadlines[0][1] not in self._tasks:
+            heapq.heappop(self._deadlines)
+        if self._deadlines:
+            candidates.append(self._deadlines[0][0])
+        if self._next_heartbeat is not None and (self._workers or candidates):
+            candidates.append(self._next_heartbeat)
+        return min(candidates, default=None)
+
+    def outgoing(self) -> list[Outgoing]:
+        """Return and forget the messages to send, in order."""
+        out, self._out = self._out, []
+        return out
+
+    # -- inspection -------------------------------------------------------------
+
+    def statistics(self) -> BrokerStatistics:
+        """Return a snapshot of queues, tasks, jobs and counters."""
+        per_service = []
+        for name in sorted(self._services):
+            svc = self._services[name]
+            workers = [self._workers[p] for p in svc.workers]
+            per_service.append(
+                ServiceStatistics(
+                    name=name,
+                    workers=len(workers),
+                    pending=svc.pending,
+                    dispatched=sum(len(w.tasks) for w in workers),
+                    waiting=sum(len(w.waiting) for w in workers),
+                )
+            )
+        return BrokerStatistics(
+            workers=len(self._workers),
+            clients=len(self._clients),
+            pending=sum(s.pending for s in per_service),
+            dispatched=sum(s.dispatched for s in per_service),
+            jobs=len(self._jobs),
+            completed=self._completed,
+            failed=self._failed,
+            cancelled=self._cancelled,
+            requeued=self._requeued,
+            overflows=self._overflows,
+            services=tuple(per_service),
+        )
+
+    def jobs_of_worker(self, peer: PeerId) -> set[JobId]:
+        """Return the jobs whose tasks `peer` holds (which worker works on which job)."""
+        worker = self._workers.get(peer)
+        if worker is None:
+            return set()
+        return {self._tasks[tid].job for tid in worker.tasks}
+
+    def workers_of_job(self, job: JobId) -> set[PeerId]:
+        """Return the workers holding tasks of `job`."""
+        return {
+            t.worker
+            for tid in self._jobs.get(job, ())
+            if (t := self._tasks[tid]).worker is not None
+        }
+
+    # -- client protocol ----------------------------------------------------------
+
+    def _client(self, peer: PeerId, *, extended: bool) -> _Client:
+        client = self._clients.get(peer)
+        if client is None:
+            client = self._clients[peer] = _Client(peer, extended)
+        return client
+
+    def _receive_client(self, peer: PeerId, msg: Message, now: float) -> None:
+        client = self._clients.get(peer)
+        if client is not None and client.expiry is not None:
+            client.expiry = now + self.config.heartbeat_interval * self.config.liveness
+        match msg:
+            case Request():
+                self._on_request(peer, msg, now)
+            case Cancel():
+                self._on_cancel(peer, msg)
+            case Heartbeat():
+                client = self._client(peer, extended=True)
+                client.expiry = now + self.config.heartbeat_interval * self.config.liveness
+            case Disconnect():
+                if client is not None:
+                    self._drop_client(peer)
+            case _:
+                raise RemoteProtocolError(
+                    f"a client may not send {type(msg).__name__} to the broker"
+                )
+
+    def _on_request(self, peer: PeerId, msg: Request, now: float) -> None:
+        extended = msg.rid != 0
+        known = self._clients.get(peer)
+        if known is not None and extended and msg.rid in known.requests:
+            raise RemoteProtocolError(f"request id {msg.rid} is already in use by this client")
+        if not msg.service:
+            raise RemoteProtocolError("a request must name a service")
+        parent: _Task | None = None
+        if msg.parent:
+            parent = self._tasks.get(msg.parent)
+            if parent is not None and parent.worker != peer:
+                raise RemoteProtocolError(
+                    f"task {msg.parent} is not held by this peer; it cannot be a parent"
+                )
+            if parent is not None and msg.job and msg.job != parent.job:
+                raise RemoteProtocolError("a sub-request must carry its parent's job id")
+        client = self._client(peer, extended=extended)
+        if not extended:
+            # A plain MDP/0.2 client has no request ids: number its requests
+            # privately (negative, so they never clash with real ones).
+            client.plain_ids -= 1
+            rid = client.plain_ids
+        else:
+            rid = msg.rid
+        job = JobId(msg.job) if msg.job else job_id_for(peer, rid)
+        if msg.parent and parent is None:
+            # The parent task was cancelled or finished while this was in flight.
+            self._reply_failure(client, rid, msg.service, "cancelled", "the parent task is gone")
+            return
+        entry = request_digest(msg.service, msg.payload)
+        if entry in msg.ancestry:
+            cycle = (*msg.ancestry[msg.ancestry.index(entry) :], entry)
+            self._reply_failure(
+                client,
+                rid,
+                msg.service,
+                "loop",
+                "the request repeats one of its ancestors: " + " -> ".join(cycle),
+                cycle=cycle,
+            )
+            return
+        if len(msg.ancestry) >= self.config.max_depth:
+            self._reply_failure(
+                client,
+                rid,
+                msg.service,
+                "loop",
+                f"the request tree is deeper than {self.config.max_depth} levels",
+                cycle=(*msg.ancestry, entry),
+            )
+            return
+        svc = self._services.get(msg.service)
+        if svc is not None and svc.pending >= self.config.max_queued:
+            self._reply_failure(
+                client,
+                rid,
+                msg.service,
+                "unavailable",
+                f"service {msg.service!r} is overloaded ({svc.pending} requests queued); "
+                "retry later or start more workers",
+            )
+            return
+        timeout = msg.timeout if msg.timeout is not None else self.config.service_timeout
+        task = _Task(
+            tid=self._ids(),
+            client=peer,
+            rid=rid,
+            client_extended=extended,
+            service=msg.service,
+            job=job,
+            ancestry=(*msg.ancestry, entry),
+            payload=msg.payload,
+            parent=parent.tid if parent is not None else 0,
+            deadline=now + timeout,
+        )
+        self._tasks[task.tid] = task
+        self._jobs.setdefault(job, set()).add(task.tid)
+        client.requests[rid] = task.tid
+        if parent is not None:
+            parent.children.add(task.tid)
+        self._enqueue(task, front=False)
+        self._dispatch(task.service)
+
+    def _on_cancel(self, peer: PeerId, msg: Cancel) -> None:
+        client = self._clients.get(peer)
+        if client is None:
+            return  # nothing of this peer's is alive: cancelling is idempotent
+        if msg.rid:
+            tid = client.requests.get(msg.rid)
+            if tid is None:
+                return  # already finished
+            task = self._tasks[tid]
+            if task.parent:
+                self._cancel_subtree(task, notify_requester=True)
+            else:
+                self._cancel_job(task.job, root=task)
+        elif msg.job:
+            job = JobId(msg.job)
+            roots = [
+                self._tasks[t] for t in self._jobs.get(job, ()) if self._tasks[t].client == peer
+            ]
+            if origin_of(job) != peer or not roots:
+                return  # only the client that started a job may cancel it by id
+            self._cancel_job(job, root=next((t for t in roots if not t.parent), roots[0]))
+
+    # -- worker protocol ------------------------------------------------------------
+
+    def _receive_worker(self, peer: PeerId, msg: Message, now: float) -> None:
+        worker = self._workers.get(peer)
+        if isinstance(msg, Ready):
+            if worker is not None:
+                raise RemoteProtocolError("READY from a worker that is already registered")
+            if not msg.service:
+                raise RemoteProtocolError("READY must name a service")
+            self._register_worker(peer, msg, now)
+            return
+        if worker is None:
+            # MDP/0.2: a command from an unknown worker gets DISCONNECT.
+            if not isinstance(msg, Disconnect):
+                self._send(peer, Protocol.WORKER, Disconnect(), True)
+            return
+        worker.expiry = now + self.config.heartbeat_interval * self.config.liveness
+        match msg:
+            case Heartbeat():
+                pass
+            case Disconnect():
+                self._drop_worker(peer, now)
+            case Partial() | Final() | Failure():
+                self._on_report(worker, msg)
+            case Waiting():
+                if msg.rid in worker.tasks:
+                    if msg.waiting:
+                        worker.waiting.add(msg.rid)
+                    else:
+                        worker.waiting.discard(msg.rid)
+                    self._dispatch(worker.service)
+            case _:
+                raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+
+    def _register_worker(self, peer: PeerId, msg: Ready, now: float) -> None:
+        expiry = now + self.config.heartbeat_interval * self.config.liveness
+        self._workers[peer] = _Worker(peer, msg.service, msg.extended, expiry)
+        svc = self._services.get(msg.service)
+        if svc is None:
+            svc = self._services[msg.service] = _Service(msg.service)
+        svc.workers[peer] = None
+        self._dispatch(msg.service)
+
+    def _on_report(self, worker: _Worker, msg: Partial | Final | Failure) -> None:
+        task = self._tasks.get(msg.rid)
+        if task is None or task.worker != worker.peer:
+            return  # a late report of a cancelled or re-issued task: drop it
+        client = self._clients.get(task.client)
+        if isinstance(msg, Partial):
+            if client is not None:
+                reply = Partial(task.rid, msg.payload, task.service)
+                self._send(task.client, Protocol.CLIENT, reply, task.client_extended)
+            return
+        if isinstance(msg, Final):
+            reply_msg: Message = Final(task.rid, msg.payload, task.service)
+            self._completed += 1
+        else:
+            reply_msg = Failure(
+                task.rid, msg.kind, msg.message, msg.remote_type, msg.cycle, task.service
+            )
+            self._failed += 1
+        # Sub-requests the handler left behind are of no use to anyone now.
+        for child in [self._tasks[c] for c in task.children if c in self._tasks]:
+            self._cancel_subtree(child, notify_requester=False)
+        self._forget(task)
+        if client is not None:
+            self._send(task.client, Protocol.CLIENT, reply_msg, task.client_extended)
+        self._dispatch(worker.service)
+
+    # -- dispatch -----------------------------------------------------------------
+
+    def _enqueue(self, task: _Task, *, front: bool) -> None:
+        svc = self._services.get(task.service)
+        if svc is None:
+            svc = self._services[task.service] = _Service(task.service)
+        origin = origin_of(task.job)
+        queue = svc.queues.get(origin)
+        if queue is None:
+            queue = svc.queues[origin] = deque()
+        if front:
+            queue.appendleft(task.tid)
+            svc.queues.move_to_end(origin, last=False)
+        else:
+            queue.append(task.tid)
+        svc.pending += 1
+        task.state, task.worker = TaskState.PENDING, None
+        heapq.heappush(self._deadlines, (task.deadline, task.tid))
+
+    def _pop(self, svc: _Service) -> _Task | None:
+        while svc.queues:
+            origin, queue = next(iter(svc.queues.items()))
+            while queue:
+                task = self._tasks.get(queue.popleft())
+                if task is not None and task.state is TaskState.PENDING:
+                    svc.pending -= 1
+                    # Round-robin: this origin goes to the back of the line.
+                    if queue:
+                        svc.queues.move_to_end(origin)
+                    else:
+                        del svc.queues[origin]
+                    return task
+            del svc.queues[origin]
+        return None
+
+    def _pick_worker(self, svc: _Service) -> _Worker | None:
+        bound = self.config.stack_bound
+        available: list[_Worker] = []
+        blocked = 0
+        for peer in svc.workers:  # least recently used first
+            w = self._workers[peer]
+            computing = len(w.tasks) - len(w.waiting)
+            if w.extended:
+                if computing == 0 and len(w.tasks) < bound:
+                    available.append(w)
+                elif computing == 0:
+                    blocked += 1
+            elif not w.tasks:
+                available.append(w)
+        if available:
+            return min(available, key=lambda w: len(w.tasks))
+        if svc.workers and blocked == len(svc.workers):
+            # Every worker waits at its bound and none computes: without one
+            # more task somewhere the tree could never finish (module docstring).
+            self._overflows += 1
+            return min((self._workers[p] for p in svc.workers), key=lambda w: len(w.tasks))
+        return None
+
+    def _dispatch(self, service: str) -> None:
+        svc = self._services.get(service)
+        if svc is None:
+            return
+        while svc.pending:
+            worker = self._pick_worker(svc)
+            if worker is None:
+                return
+            task = self._pop(svc)
+            if task is None:
+                return
+            # Least recently used first next time.
+            del svc.workers[worker.peer]
+            svc.workers[worker.peer] = None
+            task.state, task.worker = TaskState.DISPATCHED, worker.peer
+            worker.tasks.add(task.tid)
+            msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
+            self._send(worker.peer, Protocol.WORKER, msg, worker.extended)
+
+    # -- endings ----------------------------------------------------------------------
+
+    def _forget(self, task: _Task) -> None:
+        self._tasks.pop(task.tid, None)
+        tids = self._jobs.get(task.job)
+        if tids is not None:
+            tids.discard(task.tid)
+            if not tids:
+                del self._jobs[task.job]
+        client = self._clients.get(task.client)
+        if client is not None and client.requests.get(task.rid) == task.tid:
+            del client.requests[task.rid]
+        parent = self._tasks.get(task.parent)
+        if parent is not None:
+            parent.children.discard(task.tid)
+        if task.state is TaskState.PENDING:
+            svc = self._services[task.service]
+            svc.pending -= 1  # its tid stays in the deque and is skipped at pop
+        elif task.worker is not None:
+            worker = self._workers.get(task.worker)
+            if worker is not None:
+                worker.tasks.discard(task.tid)
+                worker.waiting.discard(task.tid)
+        task.worker = None
+
+    def _subtree(self, task: _Task) -> list[_Task]:
+        found, stack = [], [task]
+        while stack:
+            t = stack.pop()
+            found.append(t)
+            stack.extend(self._tasks[c] for c in t.children if c in self._tasks)
+        return found
+
+    def _cancel_subtree(self, task: _Task, *, notify_requester: bool) -> None:
+        services = set()
+        for t in self._subtree(task):
+            if t.state is TaskState.DISPATCHED and t.worker is not None:
+                worker = self._workers.get(t.worker)
+                if worker is not None:
+                    self._send(t.worker, Protocol.WORKER, Cancel(t.job, t.tid), worker.extended)
+                    services.add(worker.service)
+            self._forget(t)
+            self._cancelled += 1
+        if notify_requester:
+            self._notify_cancelled(task)
+        for service in services:
+            self._dispatch(service)
+
+    def _cancel_job(self, job: JobId, *, root: _Task) -> None:
+        tasks = [self._tasks[tid] for tid in self._jobs.get(job, ())]
+        holders = {t.worker for t in tasks if t.worker is not None}
+        services = {self._workers[p].service for p in holders if p in self._workers}
+        for t in tasks:
+            self._forget(t)
+            self._cancelled += 1
+        if self.config.cancel_mode is CancelMode.BROADCAST:
+            targets = list(self._workers.values())
+        else:
+            targets = [self._workers[p] for p in holders if p in self._workers]
+        for worker in targets:
+            self._send(worker.peer, Protocol.WORKER, Cancel(job, 0), worker.extended)
+        self._notify_cancelled(root)
+        for service in services:
+            self._dispatch(service)
+
+    def _notify_cancelled(self, task: _Task) -> None:
+        client = self._clients.get(task.client)
+        if client is not None:
+            self._reply_failure(
+                client, task.rid, task.service, "cancelled", "the job was cancelled"
+            )
+
+    def _expire(self, task: _Task) -> None:
+        svc = self._services.get(task.service)
+        if svc is None or not svc.workers:
+            why = (
+                f"no worker of service {task.service!r} is registered; check the name or "
+                "start a worker for it"
+            )
+        else:
+            why = (
+                f"no worker of service {task.service!r} became free before the deadline; "
+                "the service is overloaded: retry later, give a longer timeout or add workers"
+            )
+        client = self._clients.get(task.client)
+        self._forget(task)
+        self._failed += 1
+        if client is not None:
+            self._reply_failure(client, task.rid, task.service, "unavailable", why)
+
+    def _drop_worker(self, peer: PeerId, now: float) -> None:
+        worker = self._workers.pop(peer)
+        svc = self._services[worker.service]
+        del svc.workers[peer]
+        # Its tasks go back to the front of their queues; the sub-requests it
+        # issued for them die with it (the re-run issues them again).
+        for tid in sorted(worker.tasks, reverse=True):
+            task = self._tasks[tid]
+            for child in [self._tasks[c] for c in task.children if c in self._tasks]:
+                self._cancel_subtree(child, notify_requester=False)
+            task.state, task.worker = TaskState.PENDING, None
+            task.deadline = max(task.deadline, now + self.config.service_timeout)
+            self._enqueue(task, front=True)
+            self._requeued += 1
+        if peer in self._clients:
+            self._drop_client(peer)
+        self._dispatch(worker.service)
+
+    def _drop_client(self, peer: PeerId) -> None:
+        client = self._clients.pop(peer)
+        for tid in list(client.requests.values()):
+            task = self._tasks.get(tid)
+            if task is None:
+                continue
+            if task.parent:
+                self._cancel_subtree(task, notify_requester=False)
+            else:
+                self._cancel_job(task.job, root=task)
+
+    # -- output --------------------------------------------------------------------------
+
+    def _send(self, peer: PeerId, protocol: Protocol, msg: Message, extended: bool) -> None:
+        self._out.append(Outgoing(peer, protocol, msg, extended))
+
+    def _reply_failure(
+        self,
+        client: _Client,
+        rid: int,
+        service: str,
+        kind: str,
+        message: str,
+        *,
+        cycle: tuple[str, ...] = (),
+    ) -> None:
+        if client.peer not in self._clients:
+            return
+        failure = Failure(rid, kind, message, "", cycle, service)
+        self._send(client.peer, Protocol.CLIENT, failure, client.extended)

@@ -1,0 +1,44 @@
+"""Heartbeat bookkeeping shared by the client and worker machines.
+
+Theory of operation: a peer sends a HEARTBEAT when it has sent nothing else
+for ``interval`` seconds, and considers the broker dead after ``liveness``
+intervals without hearing anything from it (MDP/0.2's heartbeating, applied in
+both directions). Time arrives as ``now``; nothing here reads a clock.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+__all__ = ("Liveness",)
+
+
+@attrs.define
+class Liveness:
+    """When to send the next heartbeat, and when the broker counts as dead."""
+
+    interval: float
+    liveness: int = 3
+    next_send: float | None = None
+    expiry: float | None = None
+
+    def sent(self, now: float) -> None:
+        """Note that something was sent at `now`."""
+        self.next_send = now + self.interval
+
+    def heard(self, now: float) -> None:
+        """Note that the broker was heard from at `now`."""
+        self.expiry = now + self.interval * self.liveness
+
+    def due(self, now: float) -> bool:
+        """Return whether a heartbeat should be sent at `now`."""
+        return self.next_send is None or self.next_send <= now
+
+    def dead(self, now: float) -> bool:
+        """Return whether the broker has been silent for too long at `now`."""
+        return self.expiry is not None and self.expiry <= now
+
+    def next_deadline(self) -> float | None:
+        """Return the next time something is due."""
+        times = [t for t in (self.next_send, self.expiry) if t is not None]
+        return min(times, default=None)

@@ -1,0 +1,158 @@
+"""The messages peers exchange, named after the MDP/0.2 commands.
+
+These are plain values: no logic, no encoding. `binglide.core.frames` turns
+them into ZeroMQ frames and back, and the machines consume and produce them.
+
+The same class serves both hops of a request: a `Request` from a client to the
+broker carries the client's request id; the `Request` the broker sends on to a
+worker carries the broker's task id. Replies (`Partial`, `Final`, `Failure`)
+always carry the request id of the hop they answer.
+
+``payload`` is opaque to the core: a tuple of frames (a self-describing header
+and raw array buffers, see `binglide.payload`), passed through without copies.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import attrs
+
+__all__ = (
+    "Cancel",
+    "Disconnect",
+    "Failure",
+    "Final",
+    "Frame",
+    "Heartbeat",
+    "Message",
+    "Partial",
+    "Ready",
+    "Request",
+    "Waiting",
+)
+
+#: One frame of a payload. Buffers (memoryview, numpy data) pass through as they are.
+Frame: TypeAlias = bytes | memoryview
+
+
+@attrs.frozen
+class Ready:
+    """A worker announces the service it serves (MDP/0.2 READY).
+
+    Attributes:
+        service: the service name.
+        extended: the worker speaks binglide's extensions (job ids,
+            cancellation, waiting) and may take several tasks while it waits.
+    """
+
+    service: str
+    extended: bool = True
+
+
+@attrs.frozen
+class Request:
+    """Ask for one task (MDP/0.2 REQUEST, with binglide's additions).
+
+    Attributes:
+        rid: the sender's number for this request (client hop), or the
+            broker's task id (worker hop).
+        service: the service asked.
+        payload: the body frames, opaque to the broker.
+        job: the job id; empty from a real client (the broker sets it).
+        ancestry: ``service/digest`` of every ancestor, root first, and on the
+            worker hop the task itself last: what loop detection compares.
+        parent: on a sub-request, the broker's task id of the task that issues
+            it (so cancelling that task reaches this one); 0 for none.
+        timeout: seconds the request may wait in the broker's queue before it
+            fails with `ServiceUnavailable`; None for the broker's default.
+    """
+
+    rid: int
+    service: str
+    payload: tuple[Frame, ...] = ()
+    job: str = ""
+    ancestry: tuple[str, ...] = ()
+    parent: int = 0
+    timeout: float | None = None
+
+
+@attrs.frozen
+class Partial:
+    """An intermediate report for request `rid` (MDP/0.2 PARTIAL)."""
+
+    rid: int
+    payload: tuple[Frame, ...] = ()
+    service: str = ""
+
+
+@attrs.frozen
+class Final:
+    """The last report for request `rid` (MDP/0.2 FINAL)."""
+
+    rid: int
+    payload: tuple[Frame, ...] = ()
+    service: str = ""
+
+
+@attrs.frozen
+class Failure:
+    """Request `rid` ended without a result (binglide extension).
+
+    Attributes:
+        rid: the request it answers.
+        kind: the `binglide.errors.JobError` ``kind`` (``request``,
+            ``unavailable``, ``loop``, ``failed``, ``cancelled``).
+        message: what happened and what to do, for a person.
+        remote_type: for ``failed``, the type of the exception the handler raised.
+        cycle: for ``loop``, the repeated chain of ``service/digest``.
+        service: the service that was asked.
+    """
+
+    rid: int
+    kind: str
+    message: str
+    remote_type: str = ""
+    cycle: tuple[str, ...] = ()
+    service: str = ""
+
+
+@attrs.frozen
+class Cancel:
+    """Cancel work (binglide extension).
+
+    From a real client: ``rid`` names its request and ``job`` is empty (the
+    broker computes the job id). From a worker about its own sub-request:
+    ``rid`` names that sub-request. From the broker to a worker: ``job`` names
+    the job, and ``rid`` a single task (0 means every task of the job).
+    """
+
+    job: str = ""
+    rid: int = 0
+
+
+@attrs.frozen
+class Waiting:
+    """A worker's task starts (True) or stops (False) waiting on sub-requests.
+
+    While every task of a worker waits, the broker may give it another task:
+    this is how a waiting worker never holds its service hostage.
+    """
+
+    rid: int
+    waiting: bool
+
+
+@attrs.frozen
+class Heartbeat:
+    """I am alive (MDP/0.2 HEARTBEAT)."""
+
+
+@attrs.frozen
+class Disconnect:
+    """I am leaving, or you are not welcome (MDP/0.2 DISCONNECT)."""
+
+
+Message: TypeAlias = (
+    Ready | Request | Partial | Final | Failure | Cancel | Waiting | Heartbeat | Disconnect
+)

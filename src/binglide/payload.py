@@ -1,0 +1,159 @@
+"""Bodies and reports as frames: a JSON header, then one raw frame per array.
+
+This is the only place payload arrays are serialized. The header says, for
+each array, its dtype and shape; the array's bytes travel as a frame of their
+own without copies (a memoryview of the array on the way out,
+`numpy.frombuffer` on the frame on the way in). Bodies are encoded as
+canonical JSON (sorted keys), so that equal questions have equal bytes, which
+is what loop detection compares. See docs/protocol.md for the layout.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .core import Frame
+from .errors import RemoteProtocolError
+from .report import Data, Report
+
+__all__ = ("decode_body", "decode_report", "encode_body", "encode_report")
+
+_VERSION = 1
+
+
+def _dump(obj: Any) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+
+
+def _array_frames(
+    arrays: Sequence[np.ndarray[Any, Any]],
+) -> tuple[list[dict[str, Any]], list[Frame]]:
+    specs, frames = [], []
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        if array.dtype.hasobject:
+            raise TypeError("object arrays cannot be sent; use numeric dtypes")
+        specs.append({"dtype": array.dtype.str, "shape": list(array.shape)})
+        frames.append(memoryview(array.reshape(-1).view(np.uint8)) if array.size else b"")
+    return specs, frames
+
+
+def _arrays(specs: Any, frames: Sequence[Frame]) -> tuple[np.ndarray[Any, Any], ...]:
+    if not isinstance(specs, list) or len(specs) != len(frames):
+        raise RemoteProtocolError("the payload header does not describe its array frames")
+    out = []
+    for spec, frame in zip(specs, frames, strict=True):
+        try:
+            dtype = np.dtype(spec["dtype"])
+            shape = tuple(int(n) for n in spec["shape"])
+            if dtype.hasobject or any(n < 0 for n in shape):
+                raise ValueError("bad array spec")
+            array = np.frombuffer(frame, dtype=dtype) if len(frame) else np.empty(0, dtype)
+            out.append(array.reshape(shape))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RemoteProtocolError(f"an array frame does not match its spec {spec!r}") from exc
+    return tuple(out)
+
+
+def _header(frames: Sequence[Frame]) -> dict[str, Any]:
+    if not frames:
+        raise RemoteProtocolError("the payload is empty: it needs a header frame")
+    try:
+        header = json.loads(bytes(frames[0]))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RemoteProtocolError("the payload header is not JSON") from exc
+    if not isinstance(header, dict) or header.get("v") != _VERSION:
+        raise RemoteProtocolError(f"the payload header is not a binglide v{_VERSION} header")
+    return header
+
+
+def encode_body(
+    body: Mapping[str, Any] | None, arrays: Sequence[np.ndarray[Any, Any]] = ()
+) -> tuple[Frame, ...]:
+    """Return the frames of a request body and its arrays.
+
+    Raises:
+        TypeError: the body is not JSON-able, or an array has an object dtype.
+    """
+    specs, frames = _array_frames(arrays)
+    try:
+        head = _dump({"v": _VERSION, "body": body, "arrays": specs})
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"the request body is not JSON-able: {exc}") from exc
+    return (head, *frames)
+
+
+def decode_body(frames: Sequence[Frame]) -> tuple[Any, tuple[np.ndarray[Any, Any], ...]]:
+    """Return the body and arrays of a request's frames.
+
+    Raises:
+        RemoteProtocolError: the frames are not a binglide body.
+    """
+    header = _header(frames)
+    return header.get("body"), _arrays(header.get("arrays", []), frames[1:])
+
+
+def encode_report(report: Report) -> tuple[Frame, ...]:
+    """Return the frames of `report` (its `final` flag travels as the command)."""
+    data = report.data
+    if data is None:
+        kind, keys, arrays = "none", [], []
+    elif isinstance(data, np.ndarray):
+        kind, keys, arrays = "array", [], [data]
+    elif isinstance(data, Mapping):
+        kind, keys, arrays = "mapping", list(data), [np.asarray(v) for v in data.values()]
+    else:
+        kind, keys, arrays = "array", [], [np.asarray(data)]
+    specs, frames = _array_frames(arrays)
+    header = {
+        "v": _VERSION,
+        "completion": report.completion,
+        "precision": report.precision,
+        "meta": report.meta,
+        "data": kind,
+        "keys": keys,
+        "arrays": specs,
+    }
+    try:
+        head = _dump(header)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"report meta is not JSON-able: {exc}") from exc
+    return (head, *frames)
+
+
+def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
+    """Return the `Report` that `frames` carry.
+
+    Raises:
+        RemoteProtocolError: the frames are not a binglide report.
+    """
+    header = _header(frames)
+    arrays = _arrays(header.get("arrays", []), frames[1:])
+    kind = header.get("data")
+    data: Data
+    if kind == "none":
+        data = None
+    elif kind == "array" and len(arrays) == 1:
+        data = arrays[0]
+    elif kind == "mapping":
+        keys = header.get("keys")
+        if not isinstance(keys, list) or len(keys) != len(arrays):
+            raise RemoteProtocolError("the report's keys do not match its arrays")
+        data = dict(zip((str(k) for k in keys), arrays, strict=True))
+    else:
+        raise RemoteProtocolError(f"unknown report data kind {kind!r}")
+    meta = header.get("meta") or {}
+    try:
+        return Report(
+            data,
+            completion=header.get("completion", 1.0),
+            precision=header.get("precision", 1.0),
+            meta=meta,
+            final=final,
+        )
+    except (TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"the report header is invalid: {exc}") from exc

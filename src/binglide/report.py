@@ -1,0 +1,78 @@
+"""`Report`, one answer to a request, and `Task`, one request as a handler sees it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, TypeAlias
+
+import attrs
+import numpy as np
+
+from .core import Frame, JobId
+
+__all__ = ("Data", "Report", "Task")
+
+#: What a report carries: one array, named arrays, or nothing.
+Data: TypeAlias = "np.ndarray[Any, Any] | Mapping[str, np.ndarray[Any, Any]] | None"
+
+
+def _completion(value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"completion must be within 0..1, not {value}")
+    return value
+
+
+@attrs.define(eq=False)
+class Report:
+    """One answer to a request.
+
+    A handler yields any number of them; the last one is the final answer.
+
+    Attributes:
+        data: a numpy array, a mapping of names to arrays, or None.
+        completion: how much of the work is done, 0..1 (never decreases
+            within one request).
+        precision: the fraction of the bytes actually read for this answer;
+            1.0 is exact.
+        meta: JSON-able scalars that go with the data.
+        final: set by the runtime: whether this is the last report.
+    """
+
+    data: Data = None
+    completion: float = attrs.field(default=1.0, kw_only=True, converter=_completion)
+    precision: float = attrs.field(default=1.0, kw_only=True, converter=float)
+    meta: dict[str, Any] = attrs.field(
+        factory=dict, kw_only=True, converter=lambda m: dict(m or {})
+    )
+    final: bool = attrs.field(default=False, kw_only=True)
+
+    @property
+    def array(self) -> np.ndarray[Any, Any]:
+        """`data` as a single array.
+
+        Raises:
+            TypeError: the report carries a mapping of arrays, or nothing.
+        """
+        if not isinstance(self.data, np.ndarray):
+            raise TypeError(f"this report carries {type(self.data).__name__}, not one array")
+        return self.data
+
+
+@attrs.frozen(eq=False)
+class Task:
+    """A request as a `Service` handler receives it.
+
+    Attributes:
+        service: the service asked.
+        body: the JSON-able body the client sent (None if it sent none).
+        arrays: the numpy arrays the client sent with it.
+        job: the job id of the whole request tree.
+        frames: the raw payload frames, for peers that speak plain MDP/0.2.
+    """
+
+    service: str
+    body: Any
+    arrays: tuple[np.ndarray[Any, Any], ...]
+    job: JobId
+    frames: tuple[Frame, ...] = ()

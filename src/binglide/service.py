@@ -1,0 +1,121 @@
+"""`Service`, the base of every analysis, and `Context`, what a handler gets.
+
+A service is a class with a ``name`` and an async generator ``handle(task,
+ctx)`` that yields `Report` objects: any number of intermediate ones, then the
+final one (the last yielded). Through ``ctx`` a handler issues sub-requests
+of the same job (``ctx.request(...)``, ``ctx.histogram(...)``): each returns a
+`Call` to await, iterate or chain; awaiting never holds the service hostage
+(the worker tells the broker it waits, and takes other tasks meanwhile).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import attrs
+import numpy as np
+
+from .analyses import AnalysisMethods
+from .core import JobId
+from .report import Report, Task
+
+if TYPE_CHECKING:
+    from .cachefs import ChunkStore
+    from .client import Call, Requester
+
+__all__ = ("Context", "Service", "Settings")
+
+
+@attrs.frozen
+class Settings:
+    """What every worker of a deployment shares.
+
+    Attributes:
+        roots: the directories whose files workers may read (None: any).
+        cache: the on-disk chunk cache, or None for no caching.
+        parallelism: how many workers compute chunks at once (a chunk-size hint).
+        report_interval: the least seconds between two intermediate reports.
+    """
+
+    roots: tuple[str, ...] | None = attrs.field(
+        default=None,
+        converter=lambda r: None if r is None else tuple(os.path.realpath(p) for p in r),
+    )
+    cache: ChunkStore | None = None
+    parallelism: int = 1
+    report_interval: float = 0.1
+
+
+class Service:
+    """The base class of every analysis: set `name`, implement `handle`."""
+
+    #: The name clients ask for.
+    name: ClassVar[str] = ""
+
+    def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        """Answer `task`: yield reports, the final one last.
+
+        Raise `binglide.RequestError` for bad input; any other exception
+        reaches the caller as `JobFailed`, and the worker goes on serving.
+        """
+        raise NotImplementedError(f"{type(self).__name__} must implement handle()")
+
+
+class Context(AnalysisMethods):
+    """What a handler gets with its task: sub-requests of the same job, settings.
+
+    Attributes:
+        job: the job id of the request tree.
+        settings: the deployment's `Settings`.
+    """
+
+    def __init__(
+        self,
+        requester: Requester,
+        *,
+        tid: int,
+        job: JobId,
+        ancestry: tuple[str, ...],
+        settings: Settings,
+        on_wait: tuple[Callable[[], None], Callable[[], None]],
+    ) -> None:
+        self._requester = requester
+        self._tid = tid
+        self.job = job
+        self._ancestry = ancestry
+        self.settings = settings
+        self._on_wait = on_wait
+        self._calls: list[Call] = []
+
+    def request(
+        self,
+        service: str,
+        body: Mapping[str, Any] | None = None,
+        *arrays: np.ndarray[Any, Any],
+        timeout: float | None = None,
+    ) -> Call:
+        """Issue a sub-request of this job and return its `Call` at once.
+
+        Raises:
+            TypeError: the body is not JSON-able.
+        """
+        call = self._requester._open_call(
+            service,
+            body,
+            arrays,
+            job=self.job,
+            ancestry=self._ancestry,
+            parent=self._tid,
+            timeout=timeout,
+            on_wait=self._on_wait,
+        )
+        self._calls.append(call)
+        return call
+
+    def _close(self) -> None:
+        # Whatever the handler left running is of no use once it ended.
+        for call in self._calls:
+            call.cancel()
+        self._calls.clear()

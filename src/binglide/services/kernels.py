@@ -1,0 +1,892 @@
+"""Compute kernels over byte arrays: histograms, n-grams, entropy, diffs, ``ent``.
+
+Every kernel takes a 1-D ``uint8`` array (usually a zero-copy slice of a
+memory-mapped file, see `binglide.services.sources`) and returns a small numpy
+result. They are pure functions of their inputs, so a chunk's result can be
+cached and re-computed anywhere.
+
+Two implementations of each loop live here:
+
+- a numba one (``@njit(nogil=True, cache=True)``), used when numba imports.
+  ``nogil`` matters: the runtime runs kernels in worker threads, and only a
+  kernel that releases the GIL lets those threads use every core;
+- a plain numpy one, used when numba is missing or when the environment
+  variable ``BINGLIDE_NO_NUMBA=1`` is set. It works in blocks of about a MiB,
+  because numpy's whole-array idioms (``np.bincount`` on bytes makes an int64
+  copy of its input) would copy a multi-GiB input.
+
+Both give identical integer results; floating-point results (entropies) agree
+to about 1e-12, since the summation orders differ.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any, Final, TypedDict, TypeVar
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+
+__all__ = (
+    "NUMBA_AVAILABLE",
+    "EntPartial",
+    "EntStats",
+    "byte_histogram",
+    "decimate",
+    "diff_counts",
+    "ent_finish",
+    "ent_merge",
+    "ent_partial",
+    "entropy_of_counts",
+    "ngram_histogram",
+    "segment_histograms",
+    "sliding_entropy",
+)
+
+U8Array = npt.NDArray[np.uint8]
+U64Array = npt.NDArray[np.uint64]
+I64Array = npt.NDArray[np.int64]
+F64Array = npt.NDArray[np.float64]
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _numba_disabled() -> bool:
+    return os.environ.get("BINGLIDE_NO_NUMBA", "").strip() not in ("", "0")
+
+
+try:
+    if _numba_disabled():
+        raise ImportError("disabled by BINGLIDE_NO_NUMBA")
+    import numba
+
+    _jit: Callable[[_F], _F] = numba.njit(nogil=True, cache=True)
+    #: Whether the compiled kernels are available (numba imported and not disabled).
+    NUMBA_AVAILABLE: Final[bool] = True
+except ImportError:
+
+    def _jit(fn: _F) -> _F:
+        # Without numba the loop functions below are never called (the numpy
+        # paths are), but they must still be definable.
+        return fn
+
+    NUMBA_AVAILABLE = False  # type: ignore[misc]  # one of two import-time branches
+
+# Read at call time, so that tests can run both paths in one process.
+_use_numba: bool = NUMBA_AVAILABLE
+
+#: Bytes per block in the numpy fallbacks: large enough to amortise numpy's
+#: per-call overhead, small enough that the int64 temporaries stay in the
+#: last-level cache and never amount to a copy of a large input.
+_BLOCK: Final = 1 << 20
+
+_ONE: Final = np.uint64(1)
+#: ent's Monte Carlo circle: two 24-bit coordinates, inside when
+#: x*x + y*y <= (2**24 - 1) ** 2 (ent's ``incirc``).
+_MONTE_BYTES: Final = 6
+_INCIRC: Final = ((1 << 24) - 1) ** 2
+
+
+def _as_bytes(buf: Any, name: str = "buf") -> U8Array:
+    """Return ``buf`` as a 1-D uint8 ndarray without copying it."""
+    if isinstance(buf, np.ndarray):
+        if buf.dtype != np.uint8 or buf.ndim != 1:
+            raise ValueError(f"{name} must be a 1-D uint8 array, not {buf.dtype} {buf.shape}")
+        # np.asarray drops ndarray subclasses (np.memmap), which numba does not type.
+        return np.asarray(buf)
+    return np.frombuffer(memoryview(buf).cast("B"), dtype=np.uint8)
+
+
+def _as_edges(edges: Any, size: int) -> I64Array:
+    arr = np.asarray(edges, dtype=np.int64)
+    if arr.ndim != 1 or arr.shape[0] < 1:
+        raise ValueError("edges must be a 1-D sequence of at least one offset")
+    if arr[0] < 0 or arr[-1] > size or (arr.shape[0] > 1 and bool(np.any(np.diff(arr) < 0))):
+        raise ValueError(f"edges must be sorted offsets within [0, {size}]")
+    return np.ascontiguousarray(arr)
+
+
+# --------------------------------------------------------------------------
+# byte histogram
+
+
+@_jit
+def _nb_hist_into(buf: U8Array, lo: int, hi: int, out: I64Array) -> None:
+    # Four sub-tables: a run of equal bytes (zero padding is everywhere in
+    # binaries) would otherwise make every increment wait for the previous
+    # store to the same counter; with four tables four chains run at once.
+    if hi - lo < 1024:
+        for i in range(lo, hi):
+            out[buf[i]] += 1
+        return
+    t = np.zeros(1024, np.int64)
+    i = lo
+    stop4 = lo + ((hi - lo) & ~3)
+    while i < stop4:
+        t[buf[i]] += 1
+        t[256 + buf[i + 1]] += 1
+        t[512 + buf[i + 2]] += 1
+        t[768 + buf[i + 3]] += 1
+        i += 4
+    while i < hi:
+        t[buf[i]] += 1
+        i += 1
+    for j in range(256):
+        out[j] += t[j] + t[256 + j] + t[512 + j] + t[768 + j]
+
+
+def _np_hist_into(buf: U8Array, out: I64Array) -> None:
+    for s in range(0, buf.shape[0], _BLOCK):
+        out += np.bincount(buf[s : s + _BLOCK], minlength=256)
+
+
+def byte_histogram(buf: Any) -> U64Array:
+    """Count the occurrences of each byte value.
+
+    Args:
+        buf: a 1-D uint8 array (or any bytes-like object).
+
+    Returns:
+        A ``(256,)`` uint64 array: entry ``v`` is the number of bytes equal to ``v``.
+
+    Raises:
+        ValueError: ``buf`` is an array of another dtype or shape.
+    """
+    data = _as_bytes(buf)
+    out = np.zeros(256, np.int64)
+    if _use_numba:
+        _nb_hist_into(data, 0, data.shape[0], out)
+    else:
+        _np_hist_into(data, out)
+    return out.view(np.uint64)
+
+
+# --------------------------------------------------------------------------
+# n-gram histograms
+
+
+@_jit
+def _nb_ngram_loop(buf: U8Array, n: int, bits: int, lo: int, hi: int, table: Any) -> None:
+    # Count the n-grams starting at lo .. hi-1 into table (uint32 or uint64).
+    shift = 8 - bits
+    mask = (1 << (n * bits)) - 1
+    one = table.dtype.type(1)
+    idx = 0
+    for i in range(lo, lo + n - 1):
+        idx = (idx << bits) | (buf[i] >> shift)
+    for i in range(lo, hi):
+        idx = ((idx << bits) | (buf[i + n - 1] >> shift)) & mask
+        table[idx] += one
+
+
+#: n-grams per pass into a uint32 table: its counters cannot overflow.
+_NGRAM_SLICE: Final = 1 << 31
+
+
+@_jit
+def _nb_ngrams(buf: U8Array, n: int, bits: int, count: int, out: U64Array) -> None:
+    size = out.shape[0]
+    if size > 1 << 16 and count < 4 * size:
+        # Clearing and flushing a big scratch table would cost more than the
+        # counting itself: count straight into the output.
+        _nb_ngram_loop(buf, n, bits, 0, count, out)
+        return
+    # Otherwise count into uint32 counters: half the cache footprint of the
+    # uint64 table, which is what bounds this loop (random table accesses).
+    scratch = np.zeros(size, np.uint32)
+    for lo in range(0, count, _NGRAM_SLICE):
+        hi = min(count, lo + _NGRAM_SLICE)
+        if lo:
+            scratch[:] = 0
+        _nb_ngram_loop(buf, n, bits, lo, hi, scratch)
+        for j in range(size):
+            out[j] += np.uint64(scratch[j])
+
+
+def _np_ngrams(buf: U8Array, n: int, bits: int, count: int, out: U64Array) -> None:
+    shift = 8 - bits
+    small = out.shape[0] <= 1 << 16
+    for s in range(0, count, _BLOCK):
+        m = min(_BLOCK, count - s)
+        idx = np.zeros(m, np.int64)
+        for k in range(n):
+            idx <<= bits
+            idx |= buf[s + k : s + k + m] >> shift
+        if small:
+            out += np.bincount(idx, minlength=out.shape[0]).astype(np.uint64)
+        else:
+            # A bincount of a 2**24 table per block would allocate 128 MiB a
+            # time; numpy >= 1.25 made ufunc.at fast enough for a fallback.
+            np.add.at(out, idx, _ONE)
+
+
+def ngram_histogram(
+    buf: Any,
+    n: int,
+    bits: int,
+    count: int | None = None,
+    *,
+    out: U64Array | None = None,
+) -> U64Array:
+    """Count the n-grams of ``buf``, each byte reduced to its top ``bits`` bits.
+
+    The n-gram starting at offset ``i`` is ``(buf[i] >> (8-bits), ...,
+    buf[i+n-1] >> (8-bits))``; it is counted at that index of the table.
+
+    To count a file in chunks, pass each chunk with ``n - 1`` bytes of the next
+    one appended and ``count`` set to the chunk's own length: each n-gram
+    straddling a boundary is then counted once, by the chunk it starts in.
+
+    Args:
+        buf: a 1-D uint8 array (or any bytes-like object).
+        n: the n-gram length, 2 or 3.
+        bits: how many top bits of each byte to keep, 1 to 8.
+        count: how many n-grams to count, those starting at offsets
+            ``0 .. count-1``; default all of them, ``max(0, len(buf) - n + 1)``.
+        out: a C-contiguous uint64 table of shape ``(2**bits,) * n`` to add the
+            counts into (so a worker accumulates many chunks in one table);
+            default a new zeroed table.
+
+    Returns:
+        The table, of shape ``(2**bits,) * n``: ``out`` itself when given.
+
+    Raises:
+        ValueError: ``n``, ``bits``, ``count`` or ``out`` are out of range, or
+            ``buf`` is not a 1-D uint8 array.
+    """
+    data = _as_bytes(buf)
+    if n not in (2, 3):
+        raise ValueError(f"n must be 2 or 3, not {n!r}")
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits must be between 1 and 8, not {bits!r}")
+    available = max(0, data.shape[0] - n + 1)
+    if count is None:
+        count = available
+    elif not 0 <= count <= available:
+        raise ValueError(
+            f"count must be between 0 and {available} for {data.shape[0]} bytes and n={n},"
+            f" not {count}"
+        )
+    shape = (1 << bits,) * n
+    if out is None:
+        out = np.zeros(shape, np.uint64)
+    elif out.dtype != np.uint64 or out.shape != shape or not out.flags.c_contiguous:
+        raise ValueError(
+            f"out must be a C-contiguous uint64 array of shape {shape}, not {out.dtype} {out.shape}"
+        )
+    flat = out.reshape(-1)
+    if count:
+        if _use_numba:
+            _nb_ngrams(data, n, bits, count, flat)
+        else:
+            _np_ngrams(data, n, bits, count, flat)
+    return out
+
+
+# --------------------------------------------------------------------------
+# segment histograms, entropy
+
+
+@_jit
+def _nb_segment_hists(buf: U8Array, edges: I64Array, out: I64Array) -> None:
+    for k in range(edges.shape[0] - 1):
+        _nb_hist_into(buf, edges[k], edges[k + 1], out[k])
+
+
+#: At most this many segments per block of the numpy fallback, so that the
+#: bincount table (segments * 256) stays small however short the segments are.
+_MAX_SEGMENTS_PER_BLOCK: Final = 4096
+
+
+def _np_segment_hists(buf: U8Array, edges: I64Array, out: I64Array) -> None:
+    nseg = edges.shape[0] - 1
+    j0 = 0
+    pos = int(edges[0])
+    end = int(edges[-1])
+    while pos < end:
+        # Skip the segments that end at or before pos (empty ones included).
+        while edges[j0 + 1] <= pos:
+            j0 += 1
+        j_lim = min(nseg, j0 + _MAX_SEGMENTS_PER_BLOCK)
+        stop = min(pos + _BLOCK, int(edges[j_lim]))
+        j1 = int(np.searchsorted(edges, stop, side="left"))  # segments j0 .. j1-1
+        lo = np.clip(edges[j0:j1], pos, stop)
+        hi = np.clip(edges[j0 + 1 : j1 + 1], pos, stop)
+        ids = np.repeat(np.arange(j1 - j0, dtype=np.int64), hi - lo)
+        key = ids * 256 + buf[pos:stop]
+        out[j0:j1] += np.bincount(key, minlength=(j1 - j0) * 256).reshape(j1 - j0, 256)
+        pos = stop
+
+
+def segment_histograms(buf: Any, edges: Any) -> U64Array:
+    """Count the byte values of each segment ``buf[edges[i]:edges[i+1]]``.
+
+    Args:
+        buf: a 1-D uint8 array (or any bytes-like object).
+        edges: sorted offsets within ``[0, len(buf)]``, at least one; equal
+            neighbours make empty segments.
+
+    Returns:
+        A ``(len(edges) - 1, 256)`` uint64 array, one histogram a row.
+
+    Raises:
+        ValueError: ``edges`` are unsorted or out of range, or ``buf`` is not a
+            1-D uint8 array.
+    """
+    data = _as_bytes(buf)
+    e = _as_edges(edges, data.shape[0])
+    out = np.zeros((e.shape[0] - 1, 256), np.int64)
+    if out.shape[0]:
+        if _use_numba:
+            _nb_segment_hists(data, e, out)
+        else:
+            _np_segment_hists(data, e, out)
+    return out.view(np.uint64)
+
+
+def entropy_of_counts(counts: Any) -> F64Array:
+    """Return the Shannon entropy, in bits per symbol, of each row of counts.
+
+    For byte histograms (rows of 256) that is bits per byte, from 0 to 8.
+
+    Args:
+        counts: an array of non-negative counts, ``(..., 256)`` for bytes; each
+            row along the last axis is one distribution. An all-zero row has
+            entropy 0.
+
+    Returns:
+        A float64 array of shape ``counts.shape[:-1]`` (0-d for one row).
+
+    Raises:
+        ValueError: ``counts`` is 0-d.
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    if c.ndim < 1:
+        raise ValueError("counts must have at least one axis (the bins)")
+    total = c.sum(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        p = np.where(total > 0, c / total, 0.0)
+        terms = np.where(p > 0, -p * np.log2(np.where(p > 0, p, 1.0)), 0.0)
+    result: F64Array = terms.sum(axis=-1)
+    return result
+
+
+@_jit
+def _nb_sliding_entropy(
+    buf: U8Array, lo: I64Array, hi: I64Array, flog: F64Array, out: F64Array
+) -> None:
+    # S = sum(c * log2(c)) over the bins of the current window; the entropy of
+    # N bytes is log2(N) - S/N. Moving the window updates S by the few bins
+    # that change, and S is recomputed from the counts every so often so that
+    # rounding errors cannot pile up.
+    use_table = flog.shape[0] > 0
+    counts = np.zeros(256, np.int64)
+    cur_lo = 0
+    cur_hi = 0
+    s = 0.0
+    updates = 0
+    for k in range(lo.shape[0]):
+        a = lo[k]
+        b = hi[k]
+        if a >= cur_hi or (a - cur_lo) + (b - cur_hi) > b - a:
+            counts[:] = 0
+            _nb_hist_into(buf, a, b, counts)
+            updates = 1 << 30  # force the exact recomputation below
+        else:
+            for i in range(cur_hi, b):
+                c = counts[buf[i]]
+                if use_table:
+                    s += flog[c + 1] - flog[c]
+                else:
+                    s += (c + 1) * math.log2(c + 1) - (c * math.log2(c) if c else 0.0)
+                counts[buf[i]] = c + 1
+            for i in range(cur_lo, a):
+                c = counts[buf[i]]
+                if use_table:
+                    s += flog[c - 1] - flog[c]
+                else:
+                    s += ((c - 1) * math.log2(c - 1) if c > 1 else 0.0) - c * math.log2(c)
+                counts[buf[i]] = c - 1
+            updates += (b - cur_hi) + (a - cur_lo)
+        if updates > 1 << 16:
+            s = 0.0
+            for v in range(256):
+                c = counts[v]
+                if c > 1:
+                    s += flog[c] if use_table else c * math.log2(c)
+            updates = 0
+        cur_lo = a
+        cur_hi = b
+        width = b - a
+        if width > 0:
+            h = math.log2(width) - s / width
+            out[k] = min(8.0, max(0.0, h))
+        else:
+            out[k] = 0.0
+
+
+#: Windows per batch in the numpy fallback of sliding_entropy (bounds its
+#: (windows, 256) count tables).
+_WINDOWS_PER_BATCH: Final = 2048
+#: The numba path tabulates c*log2(c) up to the window size when it is at most this.
+_MAX_FLOG_TABLE: Final = 1 << 22
+
+
+def _np_sliding_entropy(buf: U8Array, lo: I64Array, hi: I64Array, out: F64Array) -> None:
+    # Windows are sorted; group them into runs whose union is contiguous, and
+    # count each run once as the histograms of the segments between all of its
+    # window edges, so that every byte is read about once, never per window.
+    m = lo.shape[0]
+    breaks = np.flatnonzero(lo[1:] > hi[:-1]) + 1
+    bounds = [0, *breaks.tolist(), m]
+    for g in range(len(bounds) - 1):
+        for s in range(bounds[g], bounds[g + 1], _WINDOWS_PER_BATCH):
+            e = min(s + _WINDOWS_PER_BATCH, bounds[g + 1])
+            pts = np.unique(np.concatenate([lo[s:e], hi[s:e]]))
+            seg = np.zeros((pts.shape[0] - 1, 256), np.int64)
+            if seg.shape[0]:
+                _np_segment_hists(buf, pts, seg)
+            prefix = np.zeros((pts.shape[0], 256), np.int64)
+            np.cumsum(seg, axis=0, out=prefix[1:])
+            counts = prefix[np.searchsorted(pts, hi[s:e])] - prefix[np.searchsorted(pts, lo[s:e])]
+            out[s:e] = entropy_of_counts(counts)
+
+
+def sliding_entropy(buf: Any, window: int, positions: Any) -> F64Array:
+    """Return the entropy of the window around each position, in bits per byte.
+
+    The window of position ``p`` is ``[p - window//2, p - window//2 + window)``
+    clipped to ``[0, len(buf))``; an empty window has entropy 0. Nearby
+    windows share their counts (each step only adds and removes the bytes that
+    differ), so dense positions cost about one pass over the bytes.
+
+    Args:
+        buf: a 1-D uint8 array (or any bytes-like object).
+        window: the window length in bytes, at least 1.
+        positions: the window centres, int64 offsets in any order (they may lie
+            outside the buffer).
+
+    Returns:
+        A float64 array, one entropy (0 to 8) per position, in the given order.
+
+    Raises:
+        ValueError: ``window`` is less than 1, ``positions`` is not 1-D, or
+            ``buf`` is not a 1-D uint8 array.
+    """
+    data = _as_bytes(buf)
+    if window < 1:
+        raise ValueError(f"window must be at least 1 byte, not {window}")
+    pos = np.asarray(positions, dtype=np.int64)
+    if pos.ndim != 1:
+        raise ValueError("positions must be a 1-D sequence of offsets")
+    result = np.zeros(pos.shape[0], np.float64)
+    if pos.shape[0] == 0:
+        return result
+    order = np.argsort(pos, kind="stable")
+    sorted_pos = pos[order]
+    size = data.shape[0]
+    lo = np.clip(sorted_pos - window // 2, 0, size)
+    hi = np.clip(sorted_pos - window // 2 + window, 0, size)
+    out = np.zeros(pos.shape[0], np.float64)
+    if _use_numba:
+        longest = min(window, size)
+        if longest <= _MAX_FLOG_TABLE:
+            c = np.arange(longest + 2, dtype=np.float64)
+            flog = c * np.log2(np.where(c > 0, c, 1.0))
+        else:
+            flog = np.zeros(0, np.float64)
+        _nb_sliding_entropy(data, lo, hi, flog, out)
+    else:
+        _np_sliding_entropy(data, lo, hi, out)
+    result[order] = out
+    return result
+
+
+# --------------------------------------------------------------------------
+# diff
+
+
+@_jit
+def _nb_diff_counts(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
+    for k in range(edges.shape[0] - 1):
+        c = 0
+        for i in range(edges[k], edges[k + 1]):
+            c += a[i] != b[i]
+        out[k] = c
+
+
+def _np_diff_counts(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
+    # D(x) = differing bytes in [edges[0], x), evaluated at every edge block by block.
+    d_at_edges = np.zeros(edges.shape[0], np.int64)
+    base = 0
+    start = int(edges[0])
+    end = int(edges[-1])
+    for s in range(start, end, _BLOCK):
+        e = min(s + _BLOCK, end)
+        cs = np.zeros(e - s + 1, np.int64)
+        np.cumsum(a[s:e] != b[s:e], out=cs[1:])
+        j0 = int(np.searchsorted(edges, s, side="right"))
+        j1 = int(np.searchsorted(edges, e, side="right"))
+        d_at_edges[j0:j1] = base + cs[edges[j0:j1] - s]
+        base += int(cs[-1])
+    out[:] = np.diff(d_at_edges)
+
+
+def diff_counts(a: Any, b: Any, edges: Any) -> I64Array:
+    """Count the differing bytes of ``a`` and ``b`` in each segment.
+
+    Args:
+        a: a 1-D uint8 array (or any bytes-like object).
+        b: another, of the same length.
+        edges: sorted offsets within ``[0, len(a)]``, at least one.
+
+    Returns:
+        An int64 array of ``len(edges) - 1`` counts: entry ``i`` is the number
+        of offsets ``j`` in ``[edges[i], edges[i+1])`` where ``a[j] != b[j]``.
+
+    Raises:
+        ValueError: the lengths differ, ``edges`` are unsorted or out of range,
+            or an input is not a 1-D uint8 array.
+    """
+    x = _as_bytes(a, "a")
+    y = _as_bytes(b, "b")
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"a and b must have the same length, not {x.shape[0]} and {y.shape[0]}")
+    e = _as_edges(edges, x.shape[0])
+    out = np.zeros(e.shape[0] - 1, np.int64)
+    if out.shape[0]:
+        if _use_numba:
+            _nb_diff_counts(x, y, e, out)
+        else:
+            _np_diff_counts(x, y, e, out)
+    return out
+
+
+# --------------------------------------------------------------------------
+# decimation
+
+
+def decimate(length: int, size: int) -> I64Array:
+    """Pick about ``size`` offsets of ``range(length)``, in runs, evenly spread.
+
+    The offsets come in runs of about ``sqrt(size)`` consecutive offsets, so
+    that a view of the picked bytes keeps local patterns (n-grams, strings,
+    instruction encodings) while covering the whole length; the first run
+    starts at 0 and the last one ends at ``length``.
+
+    Args:
+        length: the number of offsets to choose from.
+        size: how many to pick.
+
+    Returns:
+        Sorted unique int64 offsets: exactly ``size`` of them when
+        ``length > size``, else all of ``range(length)``.
+
+    Raises:
+        ValueError: ``length`` or ``size`` is negative.
+    """
+    if length < 0 or size < 0:
+        raise ValueError(f"length and size must be non-negative, not {length} and {size}")
+    if length <= size:
+        return np.arange(length, dtype=np.int64)
+    if size == 0:
+        return np.zeros(0, np.int64)
+    run = max(1, math.isqrt(size))
+    nruns = -(-size // run)
+    k = np.arange(nruns, dtype=np.int64)
+    # Run lengths differ by at most one and sum to size.
+    lengths = size // nruns + (k < size % nruns)
+    before = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    gap_total = length - size
+    gaps = (k * gap_total) // (nruns - 1) if nruns > 1 else np.full(1, gap_total // 2)
+    starts = before + gaps
+    offsets = np.repeat(starts - before, lengths) + np.arange(size, dtype=np.int64)
+    return offsets.astype(np.int64, copy=False)
+
+
+# --------------------------------------------------------------------------
+# ent statistics
+
+
+@_jit
+def _nb_hit(buf: U8Array, t: int) -> int:
+    x = (np.int64(buf[t]) << 16) | (np.int64(buf[t + 1]) << 8) | np.int64(buf[t + 2])
+    y = (np.int64(buf[t + 3]) << 16) | (np.int64(buf[t + 4]) << 8) | np.int64(buf[t + 5])
+    return 1 if x * x + y * y <= _INCIRC else 0
+
+
+@_jit
+def _nb_ent_scan(buf: U8Array, inside: I64Array) -> int:
+    # The sum of adjacent products, and for every offset t the 6-byte Monte
+    # Carlo group starting there, tallied by t mod 6 (a partial does not know
+    # where in the stream it lies).
+    n = buf.shape[0]
+    pairs = 0
+    for i in range(n - 1):
+        pairs += np.int64(buf[i]) * np.int64(buf[i + 1])
+    starts = n - _MONTE_BYTES + 1
+    # Six starts per iteration, one register counter per residue: a counter
+    # indexed by t % 6 in memory, or a branch on the (random) hit, runs
+    # several times slower.
+    a0 = a1 = a2 = a3 = a4 = a5 = 0
+    t = 0
+    while t + 6 <= starts:
+        a0 += _nb_hit(buf, t)
+        a1 += _nb_hit(buf, t + 1)
+        a2 += _nb_hit(buf, t + 2)
+        a3 += _nb_hit(buf, t + 3)
+        a4 += _nb_hit(buf, t + 4)
+        a5 += _nb_hit(buf, t + 5)
+        t += 6
+    inside[0] += a0
+    inside[1] += a1
+    inside[2] += a2
+    inside[3] += a3
+    inside[4] += a4
+    inside[5] += a5
+    while t < starts:
+        inside[t % 6] += _nb_hit(buf, t)
+        t += 1
+    return pairs
+
+
+def _np_ent_scan(buf: U8Array, inside: I64Array) -> int:
+    n = buf.shape[0]
+    pairs = 0
+    for s in range(0, n, _BLOCK):
+        e = min(s + _BLOCK, n)
+        a = buf[s : min(e + _MONTE_BYTES - 1, n)].astype(np.int64)
+        if e - s > 1 or a.shape[0] > 1:
+            m = min(e - s, a.shape[0] - 1)
+            pairs += int(np.dot(a[:m], a[1 : m + 1]))
+        groups = a.shape[0] - _MONTE_BYTES + 1  # groups starting in [s, s+groups)
+        if groups > 0:
+            x = (a[:groups] << 16) | (a[1 : groups + 1] << 8) | a[2 : groups + 2]
+            y = (a[3 : groups + 3] << 16) | (a[4 : groups + 4] << 8) | a[5 : groups + 5]
+            hit = x * x + y * y <= _INCIRC
+            for p in range(_MONTE_BYTES):
+                first = (p - s) % _MONTE_BYTES
+                inside[p] += int(np.count_nonzero(hit[first::_MONTE_BYTES]))
+    return pairs
+
+
+def _in_circle(group: bytes) -> bool:
+    x = int.from_bytes(group[:3], "big")
+    y = int.from_bytes(group[3:6], "big")
+    return x * x + y * y <= _INCIRC
+
+
+@attrs.frozen
+class EntPartial:
+    """What ``ent`` needs to know of a run of bytes, mergeable with its neighbours.
+
+    Make one with `ent_partial`, combine adjacent ones with `ent_merge`, and
+    turn the whole file's into statistics with `ent_finish`. A partial does not
+    depend on where its bytes lie in the file, so it can be cached by range.
+
+    Attributes:
+        size: the number of bytes.
+        counts: the 256 byte counts.
+        pair_sum: the sum of ``b[i] * b[i+1]`` over adjacent bytes.
+        head: the first ``min(size, 5)`` bytes.
+        tail: the last ``min(size, 5)`` bytes.
+        inside: for each ``r`` in 0..5, how many of the 6-byte Monte Carlo groups
+            that start at an offset ``i ≡ r (mod 6)`` (and end within the bytes)
+            fall inside ent's circle. ent groups the stream from its start, so
+            the stream start decides which residue counts; groups that straddle
+            two partials are rebuilt from ``tail`` and ``head`` when merging.
+    """
+
+    size: int
+    counts: tuple[int, ...]
+    pair_sum: int
+    head: bytes
+    tail: bytes
+    inside: tuple[int, ...]
+
+    def to_array(self) -> U64Array:
+        """Pack the partial into a flat uint64 array (to cache or send it).
+
+        Returns:
+            ``[size, pair_sum, len(head), len(tail), *counts, *inside,
+            *head (padded to 5), *tail (padded to 5)]``, 274 entries.
+        """
+        head = list(self.head) + [0] * (5 - len(self.head))
+        tail = list(self.tail) + [0] * (5 - len(self.tail))
+        fields = [self.size, self.pair_sum, len(self.head), len(self.tail)]
+        return np.array(
+            [*fields, *self.counts, *self.inside, *head, *tail],
+            dtype=np.uint64,
+        )
+
+    @classmethod
+    def from_array(cls, array: Any) -> EntPartial:
+        """Unpack a partial packed by `to_array`.
+
+        Args:
+            array: the 274 uint64 entries.
+
+        Returns:
+            The partial.
+
+        Raises:
+            ValueError: the array does not have 274 entries.
+        """
+        a = [int(v) for v in np.asarray(array, dtype=np.uint64).reshape(-1)]
+        if len(a) != 274:
+            raise ValueError(f"a packed EntPartial has 274 entries, not {len(a)}")
+        size, pair_sum, nhead, ntail = a[:4]
+        head_start = 4 + 256 + 6
+        return cls(
+            size=size,
+            counts=tuple(a[4:260]),
+            pair_sum=pair_sum,
+            head=bytes(a[head_start : head_start + nhead]),
+            tail=bytes(a[head_start + 5 : head_start + 5 + ntail]),
+            inside=tuple(a[260:266]),
+        )
+
+
+def ent_partial(buf: Any) -> EntPartial:
+    """Compute the mergeable ``ent`` statistics of a run of bytes.
+
+    Args:
+        buf: a 1-D uint8 array (or any bytes-like object).
+
+    Returns:
+        The partial; `ent_merge` combines it with the partials of the bytes
+        just before and after it.
+
+    Raises:
+        ValueError: ``buf`` is an array of another dtype or shape.
+    """
+    data = _as_bytes(buf)
+    counts = byte_histogram(data)
+    inside = np.zeros(_MONTE_BYTES, np.int64)
+    pairs = _nb_ent_scan(data, inside) if _use_numba else _np_ent_scan(data, inside)
+    return EntPartial(
+        size=int(data.shape[0]),
+        counts=tuple(int(v) for v in counts.tolist()),
+        pair_sum=int(pairs),
+        head=data[:5].tobytes(),
+        tail=data[max(0, data.shape[0] - 5) :].tobytes(),
+        inside=tuple(int(v) for v in inside.tolist()),
+    )
+
+
+def ent_merge(left: EntPartial, right: EntPartial) -> EntPartial:
+    """Combine the partials of two adjacent runs of bytes, ``left`` just before ``right``.
+
+    The merge is exact and associative: merging the partials of any split of
+    a file gives the partial of the whole file.
+
+    Args:
+        left: the partial of the first run.
+        right: the partial of the run that immediately follows it.
+
+    Returns:
+        The partial of the concatenation.
+    """
+    if not left.size:
+        return right
+    if not right.size:
+        return left
+    nl = left.size
+    n = nl + right.size
+    inside = [left.inside[r] + right.inside[(r - nl) % _MONTE_BYTES] for r in range(_MONTE_BYTES)]
+    # The groups that start in left's last five bytes and end in right.
+    joined = left.tail + right.head
+    joined_start = nl - len(left.tail)  # stream offset of joined[0]
+    for i in range(max(0, nl - _MONTE_BYTES + 1), nl):
+        if i + _MONTE_BYTES <= n:
+            j = i - joined_start
+            if _in_circle(joined[j : j + _MONTE_BYTES]):
+                inside[i % _MONTE_BYTES] += 1
+    return EntPartial(
+        size=n,
+        counts=tuple(a + b for a, b in zip(left.counts, right.counts, strict=True)),
+        pair_sum=left.pair_sum + right.pair_sum + left.tail[-1] * right.head[0],
+        head=(left.head + right.head)[:5],
+        tail=(left.tail + right.tail)[-5:],
+        inside=tuple(inside),
+    )
+
+
+class EntStats(TypedDict):
+    """The statistics ``ent -t`` prints, under binglide's names."""
+
+    size: int
+    entropy: float
+    chi_square: float
+    mean: float
+    monte_carlo_pi: float
+    serial_correlation: float
+
+
+#: ent computes log2 as log10 times this constant (its own ``log2``).
+_LOG2_OF_10: Final = 3.32192809488736234787
+
+
+def ent_finish(partial: EntPartial) -> EntStats:
+    """Compute ``ent``'s statistics from the partial of a whole stream.
+
+    The definitions, and the order of the floating-point operations, are
+    ``ent``'s (John Walker's randtest.c), so the results print as ``ent -t``
+    prints them: Shannon entropy in bits per byte; chi-square over 256 bins
+    with expectation ``size/256``; the arithmetic mean; Monte Carlo pi from the
+    groups of 6 bytes from the stream start (24-bit x, then 24-bit y; a point
+    is inside when ``x*x + y*y <= (2**24-1)**2``); and the circular serial
+    correlation (the last byte is followed by the first). As in ``ent``, an
+    empty stream gives NaN chi-square, mean and pi, and a zero-variance
+    stream gives a serial correlation of -100000.
+
+    Args:
+        partial: the partial of the whole stream (from its first byte).
+
+    Returns:
+        The statistics.
+    """
+    n = partial.size
+    if n:
+        t1 = float(partial.pair_sum + partial.tail[-1] * partial.head[0])
+    else:
+        t1 = 0.0
+    t2 = float(sum(v * c for v, c in enumerate(partial.counts)))
+    t3 = float(sum(v * v * c for v, c in enumerate(partial.counts)))
+    t2 = t2 * t2
+    den = n * t3 - t2
+    scc = -100000.0 if den == 0.0 else (n * t1 - t2) / den
+    if not n:
+        nan = float("nan")
+        return EntStats(
+            size=0,
+            entropy=0.0,
+            chi_square=nan,
+            mean=nan,
+            monte_carlo_pi=nan,
+            serial_correlation=scc,
+        )
+    expected = n / 256.0
+    chisq = 0.0
+    datasum = 0.0
+    ent = 0.0
+    for v, c in enumerate(partial.counts):
+        a = c - expected
+        chisq += (a * a) / expected
+        datasum += float(v) * c
+    for c in partial.counts:
+        prob = c / n
+        if prob > 0.0:
+            ent += prob * (_LOG2_OF_10 * math.log10(1.0 / prob))
+    groups = n // _MONTE_BYTES
+    montepi = 4.0 * (partial.inside[0] / groups) if groups else float("nan")
+    return EntStats(
+        size=n,
+        entropy=ent,
+        chi_square=chisq,
+        mean=datasum / n,
+        monte_carlo_pi=montepi,
+        serial_correlation=scc,
+    )

@@ -1,0 +1,267 @@
+"""`Worker`: hosts one `Service`, runs its tasks, and is a client too.
+
+The worker drives a `WorkerMachine` (its tasks) and, through `Requester`, a
+`ClientMachine` (its sub-requests) over one transport. Each task runs in its
+own cancel scope; a CANCEL from the broker for the task's job cancels that
+scope, which cancels whatever the handler awaits (sub-requests included).
+While a handler awaits a sub-request, the worker tells the broker the task is
+waiting, so that it can take other tasks meanwhile (the progress guarantee).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from typing import Any
+
+import anyio
+import attrs
+from anyio.abc import TaskGroup, TaskStatus
+
+from .core import (
+    BrokerLost,
+    Disconnect,
+    Protocol,
+    TaskCancelled,
+    TaskStarted,
+    WorkerLost,
+    WorkerMachine,
+    decode,
+    encode,
+)
+from .client import Requester
+from .errors import (
+    JobCancelled,
+    JobError,
+    JobFailed,
+    LoopError,
+    RemoteProtocolError,
+    TransportError,
+)
+from .payload import decode_body, encode_report
+from .report import Report, Task
+from .service import Context, Service, Settings
+from .transports import PeerTransport
+
+__all__ = ("Worker", "WorkerStatistics")
+
+log = logging.getLogger("binglide.worker")
+
+
+@attrs.frozen
+class WorkerStatistics:
+    """A snapshot of a worker.
+
+    Attributes:
+        service: the service it hosts.
+        tasks: tasks it holds now.
+        waiting: of those, tasks waiting on sub-requests.
+        completed: tasks that ended with a final report.
+        failed: tasks that ended with an error.
+        cancelled: tasks cancelled.
+    """
+
+    service: str
+    tasks: int
+    waiting: int
+    completed: int
+    failed: int
+    cancelled: int
+
+
+class Worker(Requester):
+    """Serve one `Service` over a transport."""
+
+    def __init__(
+        self,
+        service: Service,
+        transport: PeerTransport,
+        *,
+        settings: Settings | None = None,
+        heartbeat_interval: float | None = None,
+    ) -> None:
+        if not service.name:
+            raise ValueError(f"{type(service).__name__} has no name")
+        super().__init__(transport.identity)
+        self.service = service
+        self.settings = settings or Settings()
+        self._transport = transport
+        self._machine = WorkerMachine(service.name, heartbeat_interval=heartbeat_interval)
+        self._scopes: dict[int, anyio.CancelScope] = {}
+        self._waits: Counter[int] = Counter()
+        self._counts: Counter[str] = Counter()
+
+    def statistics(self) -> WorkerStatistics:
+        """Return a snapshot of this worker's tasks and counters."""
+        return WorkerStatistics(
+            service=self.service.name,
+            tasks=len(self._machine.tasks),
+            waiting=sum(1 for n in self._waits.values() if n),
+            completed=self._counts["completed"],
+            failed=self._counts["failed"],
+            cancelled=self._counts["cancelled"],
+        )
+
+    async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Register with the broker and serve until cancelled or the transport closes."""
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._send_loop, self._transport)
+                self._flush()
+                tg.start_soon(self._timer_loop)
+                task_status.started()
+                await self._receive_loop(tg)
+                tg.cancel_scope.cancel()
+        finally:
+            # Say goodbye so that the broker re-issues our tasks at once and
+            # cancels the sub-requests we issued (MDP/0.2 DISCONNECT).
+            self._outbox.close()
+            goodbye = encode(Disconnect(), protocol=Protocol.WORKER, from_broker=False)
+            with anyio.move_on_after(1.0, shield=True):
+                try:
+                    await self._transport.send(goodbye)
+                except TransportError:
+                    pass
+                await self._transport.aclose()
+
+    # -- loops ------------------------------------------------------------------------
+
+    async def _receive_loop(self, tg: TaskGroup) -> None:
+        while True:
+            try:
+                frames = await self._transport.receive()
+            except TransportError:
+                return
+            try:
+                protocol, msg = decode(frames, from_broker=True)
+                if protocol is Protocol.CLIENT:
+                    lost = self._on_client_message(msg)
+                    if isinstance(lost, BrokerLost):
+                        log.warning("%s", lost.reason)
+                    continue
+                events = self._machine.receive(msg, anyio.current_time())
+            except RemoteProtocolError as exc:
+                log.warning("dropped a malformed message from the broker: %s", exc)
+                continue
+            for event in events:
+                self._on_event(event, tg)
+            self._flush()
+
+    async def _timer_loop(self) -> None:
+        while True:
+            deadline = self._machine.next_deadline()
+            if deadline is None:
+                await anyio.sleep_forever()
+                return
+            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+            lost = self._machine.handle_timer(anyio.current_time())
+            if lost is not None:
+                self._on_event(lost, None)
+            self._flush()
+
+    def _on_event(
+        self, event: TaskStarted | TaskCancelled | WorkerLost, tg: TaskGroup | None
+    ) -> None:
+        match event:
+            case TaskStarted():
+                assert tg is not None
+                scope = anyio.CancelScope()
+                self._scopes[event.tid] = scope
+                tg.start_soon(self._run, event, scope)
+            case TaskCancelled():
+                scope = self._scopes.get(event.tid)
+                if scope is not None:
+                    scope.cancel()
+            case WorkerLost():
+                log.warning("%s; registering again", event.reason)
+                for scope in self._scopes.values():
+                    scope.cancel()
+
+    def _flush(self) -> None:
+        for msg in self._machine.outgoing():
+            self._post(encode(msg, protocol=Protocol.WORKER, from_broker=False))
+
+    # -- tasks ------------------------------------------------------------------------
+
+    async def _run(self, started: TaskStarted, scope: anyio.CancelScope) -> None:
+        tid = started.tid
+        ctx = Context(
+            self,
+            tid=tid,
+            job=started.job,
+            ancestry=started.ancestry,
+            settings=self.settings,
+            on_wait=(lambda: self._enter_wait(tid), lambda: self._leave_wait(tid)),
+        )
+        try:
+            with scope:
+                await self._handle(started, ctx)
+            if scope.cancelled_caught:
+                self._counts["cancelled"] += 1
+        finally:
+            ctx._close()
+            self._scopes.pop(tid, None)
+            self._waits.pop(tid, None)
+            # A task cancelled locally (we are shutting down) says nothing
+            # more: our DISCONNECT makes the broker re-issue it.
+            self._flush()
+
+    async def _handle(self, started: TaskStarted, ctx: Context) -> None:
+        tid = started.tid
+        try:
+            body, arrays = decode_body(started.payload)
+        except RemoteProtocolError as exc:
+            self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
+            return
+        task = Task(self.service.name, body, arrays, started.job, started.payload)
+        last: Report | None = None
+        try:
+            async for report in self.service.handle(task, ctx):
+                if not isinstance(report, Report):
+                    raise TypeError(f"handlers yield Report objects, not {type(report).__name__}")
+                if last is not None:
+                    self._report(tid, last, final=False)
+                last = report
+        except JobError as exc:
+            # A sub-request failed, or the handler refused its input.
+            if isinstance(exc, JobCancelled) and not self._machine.tasks.get(tid):
+                return
+            kind = exc.kind
+            remote_type = exc.remote_type if isinstance(exc, JobFailed) else type(exc).__name__
+            cycle = exc.cycle if isinstance(exc, LoopError) else ()
+            self._fail(tid, kind, exc.message, remote_type=remote_type, cycle=cycle)
+            return
+        except Exception as exc:
+            log.exception("the %r handler raised", self.service.name)
+            name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+            self._fail(tid, "failed", str(exc), remote_type=name.removeprefix("builtins."))
+            return
+        self._report(tid, last if last is not None else Report(None), final=True)
+
+    def _report(self, tid: int, report: Report, *, final: bool) -> None:
+        report.final = final
+        try:
+            payload = encode_report(report)
+        except TypeError as exc:
+            self._fail(tid, "failed", str(exc), remote_type="TypeError")
+            return
+        if self._machine.report(tid, payload, final=final) and final:
+            self._counts["completed"] += 1
+        self._flush()
+
+    def _fail(self, tid: int, kind: str, message: str, **extra: Any) -> None:
+        if self._machine.fail(tid, kind, message, **extra):
+            self._counts["failed"] += 1
+        self._flush()
+
+    def _enter_wait(self, tid: int) -> None:
+        self._waits[tid] += 1
+        if self._waits[tid] == 1:
+            self._machine.waiting(tid, True)
+            self._flush()
+
+    def _leave_wait(self, tid: int) -> None:
+        self._waits[tid] -= 1
+        if self._waits[tid] == 0:
+            self._machine.waiting(tid, False)
+            self._flush()
