@@ -235,6 +235,9 @@ class ChunkStore:
             a power loss (a crash of the process never needs it).
         temp_timeout: temporary files older than this many seconds are left
             over by a killed writer and removed by scans.
+
+    Raises:
+        ValueError: ``max_bytes`` is negative.
     """
 
     def __init__(
