@@ -14,28 +14,62 @@ aligned chunks, cached on disk, answered progressively and cancellable::
 from __future__ import annotations
 
 from .broker import Broker as Broker
-from .client import Call as Call, Client as Client, Then as Then
+from .client import Call as Call
+from .client import Client as Client
+from .client import Then as Then
 from .connect import connect as connect
-from .core import BrokerConfig as BrokerConfig, CancelMode as CancelMode
+from .core import BrokerConfig as BrokerConfig
+from .core import CancelMode as CancelMode
 from .errors import (
     BinglideError as BinglideError,
+)
+from .errors import (
     CacheCorrupted as CacheCorrupted,
+)
+from .errors import (
     CacheError as CacheError,
+)
+from .errors import (
     JobCancelled as JobCancelled,
+)
+from .errors import (
     JobError as JobError,
+)
+from .errors import (
     JobFailed as JobFailed,
+)
+from .errors import (
     LocalProtocolError as LocalProtocolError,
+)
+from .errors import (
     LoopError as LoopError,
+)
+from .errors import (
     ProtocolError as ProtocolError,
+)
+from .errors import (
     RemoteProtocolError as RemoteProtocolError,
+)
+from .errors import (
     RequestError as RequestError,
+)
+from .errors import (
     ServiceUnavailable as ServiceUnavailable,
+)
+from .errors import (
     TransportBroken as TransportBroken,
+)
+from .errors import (
     TransportClosed as TransportClosed,
+)
+from .errors import (
     TransportError as TransportError,
 )
-from .report import Report as Report, Task as Task
-from .service import Context as Context, Service as Service, Settings as Settings
+from .report import Report as Report
+from .report import Task as Task
+from .service import Context as Context
+from .service import Service as Service
+from .service import Settings as Settings
 from .transports import InprocNetwork as InprocNetwork
 from .worker import Worker as Worker
 

@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import logging
 import math
+from typing import TYPE_CHECKING
 
 import anyio
-from anyio.abc import TaskStatus
 
 from .core import BrokerConfig, BrokerMachine, BrokerStatistics, PeerId, decode, encode
 from .errors import RemoteProtocolError, TransportClosed, TransportError
-from .transports import BrokerTransport
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
+    from .transports import BrokerTransport
 
 __all__ = ("Broker",)
 

@@ -13,13 +13,10 @@ import inspect
 import logging
 import math
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
-import numpy as np
-from anyio.abc import TaskGroup
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+import anyio.lowlevel
 
 from .analyses import AnalysisMethods
 from .core import (
@@ -48,8 +45,16 @@ from .errors import (
     TransportError,
 )
 from .payload import decode_report, encode_body
-from .report import Report
-from .transports import PeerTransport
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
+
+    import numpy as np
+    from anyio.abc import TaskGroup
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+    from .report import Report
+    from .transports import PeerTransport
 
 __all__ = ("Call", "Client", "Then")
 
@@ -430,10 +435,11 @@ class Client(Requester):
                     pass
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
+        self._outbox_receive.close()
         await self._transport.aclose()
 
 
 async def _drained(stream: MemoryObjectReceiveStream[list[Frame]]) -> AsyncIterator[None]:
     while stream.statistics().current_buffer_used:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         yield None

@@ -9,8 +9,8 @@ threads, so in-process workers use every core of the machine.
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -20,6 +20,9 @@ from .core import BrokerConfig
 from .service import Service, Settings
 from .transports import InprocNetwork
 from .worker import Worker
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 
 __all__ = ("connect", "default_services", "start_workers")
 
@@ -103,6 +106,7 @@ async def connect(
             yield client
         return
     classes = [*(default_services() if builtins else ()), *services]
+    _counts(classes, workers)  # refuse bad counts before anything starts
     n = workers if isinstance(workers, int) else (os.cpu_count() or 1)
     settings = Settings(roots=roots, cache=_open_cache(cache_dir), parallelism=n)
     # In one process nobody dies silently: no heartbeats needed.

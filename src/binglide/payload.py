@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .core import Frame
 from .errors import RemoteProtocolError
 from .report import Data, Report
+
+if TYPE_CHECKING:
+    from .core import Frame
 
 __all__ = ("decode_body", "decode_report", "encode_body", "encode_report")
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import attrs
 import numpy as np
 
-from .core import Frame, JobId
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from .core import Frame, JobId
 
 __all__ = ("Data", "Report", "Task")
 

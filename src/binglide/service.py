@@ -11,19 +11,21 @@ of the same job (``ctx.request(...)``, ``ctx.histogram(...)``): each returns a
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import numpy as np
 
 from .analyses import AnalysisMethods
-from .core import JobId
-from .report import Report, Task
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    import numpy as np
+
     from .cachefs import ChunkStore
     from .client import Call, Requester
+    from .core import JobId
+    from .report import Report, Task
 
 __all__ = ("Context", "Service", "Settings")
 

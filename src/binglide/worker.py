@@ -10,14 +10,15 @@ waiting, so that it can take other tasks meanwhile (the progress guarantee).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
-from anyio.abc import TaskGroup, TaskStatus
 
+from .client import Requester
 from .core import (
     BrokerLost,
     Disconnect,
@@ -29,7 +30,6 @@ from .core import (
     decode,
     encode,
 )
-from .client import Requester
 from .errors import (
     JobCancelled,
     JobError,
@@ -41,7 +41,11 @@ from .errors import (
 from .payload import decode_body, encode_report
 from .report import Report, Task
 from .service import Context, Service, Settings
-from .transports import PeerTransport
+
+if TYPE_CHECKING:
+    from anyio.abc import TaskGroup, TaskStatus
+
+    from .transports import PeerTransport
 
 __all__ = ("Worker", "WorkerStatistics")
 
@@ -116,12 +120,11 @@ class Worker(Requester):
             # Say goodbye so that the broker re-issues our tasks at once and
             # cancels the sub-requests we issued (MDP/0.2 DISCONNECT).
             self._outbox.close()
+            self._outbox_receive.close()
             goodbye = encode(Disconnect(), protocol=Protocol.WORKER, from_broker=False)
             with anyio.move_on_after(1.0, shield=True):
-                try:
+                with contextlib.suppress(TransportError):
                     await self._transport.send(goodbye)
-                except TransportError:
-                    pass
                 await self._transport.aclose()
 
     # -- loops ------------------------------------------------------------------------

@@ -10,46 +10,104 @@ from __future__ import annotations
 
 from .broker import (
     BrokerConfig as BrokerConfig,
+)
+from .broker import (
     BrokerMachine as BrokerMachine,
+)
+from .broker import (
     BrokerStatistics as BrokerStatistics,
+)
+from .broker import (
     CancelMode as CancelMode,
+)
+from .broker import (
     Outgoing as Outgoing,
+)
+from .broker import (
     ServiceStatistics as ServiceStatistics,
+)
+from .broker import (
     TaskState as TaskState,
+)
+from .broker import (
     request_digest as request_digest,
 )
-from .client import BrokerLost as BrokerLost, ClientMachine as ClientMachine, Reply as Reply
+from .client import BrokerLost as BrokerLost
+from .client import ClientMachine as ClientMachine
+from .client import Reply as Reply
 from .frames import (
     EXTENSION_TAG as EXTENSION_TAG,
+)
+from .frames import (
     Protocol as Protocol,
+)
+from .frames import (
     decode as decode,
+)
+from .frames import (
     encode as encode,
 )
 from .ids import (
     IdSource as IdSource,
+)
+from .ids import (
     JobId as JobId,
+)
+from .ids import (
     PeerId as PeerId,
+)
+from .ids import (
     ServiceName as ServiceName,
+)
+from .ids import (
     job_id_for as job_id_for,
+)
+from .ids import (
     origin_of as origin_of,
 )
 from .messages import (
     Cancel as Cancel,
+)
+from .messages import (
     Disconnect as Disconnect,
+)
+from .messages import (
     Failure as Failure,
+)
+from .messages import (
     Final as Final,
+)
+from .messages import (
     Frame as Frame,
+)
+from .messages import (
     Heartbeat as Heartbeat,
+)
+from .messages import (
     Message as Message,
+)
+from .messages import (
     Partial as Partial,
+)
+from .messages import (
     Ready as Ready,
+)
+from .messages import (
     Request as Request,
+)
+from .messages import (
     Waiting as Waiting,
 )
 from .worker import (
     TaskCancelled as TaskCancelled,
+)
+from .worker import (
     TaskStarted as TaskStarted,
+)
+from .worker import (
     WorkerLost as WorkerLost,
+)
+from .worker import (
     WorkerMachine as WorkerMachine,
 )
 

@@ -1,9 +1,10 @@
 """The frame codec: messages to ZeroMQ multipart frames and back.
 
-Theory of operation: every message starts with an empty delimiter frame and a
-protocol header frame, as MDP/0.2 (ZeroMQ RFC 18) lays them out: ``MDPC02``
-between clients and the broker, ``MDPW02`` between workers and the broker.
-The third frame is a one-byte command. Commands 0x01-0x06 are MDP/0.2's own
+Theory of operation: every message starts with a protocol header frame, as
+MDP/0.2 (ZeroMQ RFC 18) lays them out: ``MDPC02`` between clients and the
+broker, ``MDPW02`` between workers and the broker. The second frame is a
+one-byte command. MDP/0.2 removed MDP/0.1's leading empty frame, so none is
+sent; one received (a habit of MDP/0.1 code) is tolerated and skipped. Commands 0x01-0x06 are MDP/0.2's own
 and keep its frame layout exactly, so a plain MDP/0.2 client or worker works
 against the broker unchanged. binglide's additions use commands from 0x11 up
 (which an MDP/0.2 peer never sends) and are only sent to peers that announced
@@ -11,7 +12,7 @@ them (an extended READY, or an extended request). ``docs/protocol.md`` is the
 reference; this module is its implementation.
 
 The routing envelope (a ROUTER's peer identity) is the transport's business;
-frames here start at the empty delimiter. Payload frames pass through as
+frames here start at the protocol header. Payload frames pass through as
 they are, without copies.
 """
 
@@ -19,8 +20,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .messages import (
@@ -36,6 +36,9 @@ from .messages import (
     Request,
     Waiting,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ("EXTENSION_TAG", "Protocol", "decode", "encode")
 
@@ -93,7 +96,7 @@ def encode(
     Raises:
         LocalProtocolError: `msg` cannot travel in that direction.
     """
-    head: list[Frame] = [b"", protocol.value]
+    head: list[Frame] = [protocol.value]
     match protocol, from_broker, msg:
         case _, _, Heartbeat():
             return [*head, _HEARTBEAT]
@@ -225,23 +228,24 @@ def decode(frames: Sequence[Frame], *, from_broker: bool) -> tuple[Protocol, Mes
     """Return the protocol and message that `frames` carry.
 
     Args:
-        frames: the frames, from the empty delimiter on.
+        frames: the frames, from the protocol header on (one leading empty
+            frame, which MDP/0.1 had, is skipped).
         from_broker: whether the broker sent them (else a client or worker).
 
     Raises:
         RemoteProtocolError: the frames are malformed or not allowed in that
             direction; the message says what is wrong.
     """
-    _need(frames, 3, "a message")
-    if len(_bytes(frames[0])) != 0:
-        raise RemoteProtocolError("the first frame must be the empty delimiter (MDP/0.2)")
-    header = _bytes(frames[1])
+    if frames and len(frames[0]) == 0:
+        frames = frames[1:]  # MDP/0.1's empty delimiter: tolerated, never sent
+    _need(frames, 2, "a message")
+    header = _bytes(frames[0])
     try:
         protocol = Protocol(header)
     except ValueError:
         raise RemoteProtocolError(f"unknown protocol header {header[:16]!r}") from None
-    command = _bytes(frames[2])
-    body = frames[3:]
+    command = _bytes(frames[1])
+    body = frames[2:]
     return protocol, _decode(protocol, command, body, from_broker=from_broker)
 
 

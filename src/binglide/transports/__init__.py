@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .base import BrokerTransport as BrokerTransport, PeerTransport as PeerTransport
+from .base import BrokerTransport as BrokerTransport
+from .base import PeerTransport as PeerTransport
 from .inproc import InprocNetwork as InprocNetwork
 
 __all__ = ("BrokerTransport", "InprocNetwork", "PeerTransport")

@@ -1,7 +1,7 @@
 """The two transport interfaces: the broker's end and a peer's end.
 
 A transport moves lists of frames (the encoding of one message, from the
-empty delimiter on) and knows nothing of what they mean. The broker's end
+protocol header on) and knows nothing of what they mean. The broker's end
 names the peer of every message; a peer's end talks to the broker only.
 
 Errors: `TransportClosed` when we closed it, `TransportBroken` when the
@@ -11,11 +11,14 @@ other side or the socket went away (``__cause__`` holds why).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from anyio.abc import AsyncResource
 
-from ..core import Frame, PeerId
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from ..core import Frame, PeerId
 
 __all__ = ("BrokerTransport", "PeerTransport")
 

@@ -10,14 +10,18 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import anyio
-from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from ..core import Frame, PeerId
 from ..errors import TransportBroken, TransportClosed
 from .base import BrokerTransport, PeerTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 __all__ = ("InprocBroker", "InprocNetwork", "InprocPeer")
 
@@ -96,6 +100,7 @@ class InprocBroker(BrokerTransport):
     async def aclose(self) -> None:
         self._closed = True
         self._network._inbox_receive.close()
+        self._network._inbox_send.close()
         for peer in list(self._network._peers):
             self._network._leave(peer)
 

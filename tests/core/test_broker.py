@@ -1,0 +1,277 @@
+"""The broker machine, driven message by message: no sockets, no event loop, no clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from binglide.core import (
+    BrokerConfig,
+    BrokerMachine,
+    Cancel,
+    CancelMode,
+    Disconnect,
+    Failure,
+    Final,
+    Heartbeat,
+    IdSource,
+    Partial,
+    Ready,
+    Request,
+    Waiting,
+    job_id_for,
+    request_digest,
+)
+from binglide.errors import RemoteProtocolError
+
+from ..helpers import BrokerDriver, to
+
+
+def make(**config: object) -> BrokerDriver:
+    return BrokerDriver(BrokerMachine(BrokerConfig(**config), ids=IdSource(100)))  # type: ignore[arg-type]
+
+
+def test_request_waits_for_a_worker_then_is_dispatched_with_its_job_id() -> None:
+    d = make()
+    assert d.client("c", Request(1, "hist", (b"body",))) == []
+    assert d.machine.statistics().pending == 1
+    out = d.worker("w", Ready("hist"))
+    [req] = to(out, "w")
+    assert req == Request(100, "hist", (b"body",), job_id_for("c", 1), (request_digest("hist", (b"body",)),))
+    stats = d.machine.statistics()
+    assert (stats.pending, stats.dispatched, stats.jobs) == (0, 1, 1)
+    assert d.machine.workers_of_job(job_id_for("c", 1)) == {"w"}
+    assert d.machine.jobs_of_worker("w") == {job_id_for("c", 1)}
+
+
+def test_reports_are_forwarded_in_order_and_final_frees_the_worker() -> None:
+    d = make()
+    d.worker("w", Ready("hist"))
+    d.client("c", Request(1, "hist"))
+    d.client("c", Request(2, "hist"))  # queued: the worker is busy
+    assert to(d.worker("w", Partial(100, (b"p1",))), "c") == [Partial(1, (b"p1",), "hist")]
+    out = d.worker("w", Final(100, (b"f",)))
+    assert to(out, "c") == [Final(1, (b"f",), "hist")]
+    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [101]
+    # A late report of a finished task goes nowhere.
+    assert d.worker("w", Partial(100, (b"late",))) == []
+
+
+def test_fair_dispatch_across_clients() -> None:
+    d = make()
+    for rid in range(1, 1001):
+        d.client("greedy", Request(rid, "hist", (b"%d" % rid,)))
+    d.client("modest", Request(1, "hist", (b"mine",)))
+    d.worker("w", Ready("hist"))  # takes greedy's first
+    out = d.worker("w", Final(100))
+    [nxt] = [m for m in to(out, "w") if isinstance(m, Request)]
+    assert nxt.payload == (b"mine",)  # not behind the other 999
+
+
+def test_worker_failure_is_forwarded_and_the_worker_serves_on() -> None:
+    d = make()
+    d.worker("w", Ready("hist"))
+    d.client("c", Request(1, "hist"))
+    out = d.worker("w", Failure(100, "failed", "boom", "ValueError"))
+    assert to(out, "c") == [Failure(1, "failed", "boom", "ValueError", (), "hist")]
+    d.client("c", Request(2, "hist"))
+    assert d.machine.statistics().dispatched == 1
+
+
+@pytest.mark.parametrize("mode", list(CancelMode))
+def test_client_cancel_drops_queued_tasks_and_tells_workers(mode: CancelMode) -> None:
+    d = make(cancel_mode=mode)
+    d.worker("w1", Ready("agg"))
+    d.worker("w2", Ready("chunk"))
+    d.worker("bystander", Ready("other"))
+    d.client("c", Request(1, "agg"))  # tid 100 on w1
+    job = job_id_for("c", 1)
+    d.client("w1", Request(1, "chunk", (b"a",), job, (), 100))  # tid 101 on w2
+    d.client("w1", Request(2, "chunk", (b"b",), job, (), 100))  # tid 102 queued
+    assert d.machine.statistics().pending == 1
+    out = d.client("c", Cancel(rid=1))
+    assert to(out, "c") == [Failure(1, "cancelled", "the job was cancelled", "", (), "agg")]
+    told = {o.peer for o in out if isinstance(o.message, Cancel)}
+    if mode is CancelMode.BROADCAST:
+        assert told == {"w1", "w2", "bystander"}
+    else:
+        assert told == {"w1", "w2"}
+    assert all(o.message == Cancel(job, 0) for o in out if isinstance(o.message, Cancel))
+    stats = d.machine.statistics()
+    assert (stats.pending, stats.dispatched, stats.jobs, stats.cancelled) == (0, 0, 0, 3)
+    # Late reports of the cancelled job reach nobody.
+    assert d.worker("w2", Final(101, (b"late",))) == []
+    assert d.worker("w1", Partial(100, (b"late",))) == []
+
+
+def test_worker_cancels_one_sub_request_and_its_subtree_only() -> None:
+    d = make()
+    d.worker("w1", Ready("agg"))
+    d.worker("w2", Ready("mid"))
+    d.worker("w3", Ready("leaf"))
+    d.client("c", Request(1, "agg"))  # 100 on w1
+    job = job_id_for("c", 1)
+    d.client("w1", Request(1, "mid", (b"m",), job, (), 100))  # 101 on w2
+    d.client("w2", Request(1, "leaf", (b"l",), job, (), 101))  # 102 on w3
+    out = d.client("w1", Cancel(rid=1))
+    assert to(out, "w1") == [Failure(1, "cancelled", "the job was cancelled", "", (), "mid")]
+    assert to(out, "w2") == [Cancel(job, 101)]
+    assert to(out, "w3") == [Cancel(job, 102)]
+    assert to(out, "c") == []
+    assert d.machine.statistics().dispatched == 1  # the root goes on
+
+
+def test_loop_is_refused_with_the_cycle() -> None:
+    d = make()
+    entry = request_digest("svc", (b"same",))
+    out = d.client("w", Request(1, "svc", (b"same",), "1:c1", ("root/0", entry, "other/1")))
+    [failure] = to(out, "w")
+    assert isinstance(failure, Failure)
+    assert failure.kind == "loop"
+    assert failure.cycle == (entry, "other/1", entry)
+    assert d.machine.statistics().pending == 0
+
+
+def test_too_deep_is_refused() -> None:
+    d = make(max_depth=3)
+    out = d.client("w", Request(1, "svc", (b"x",), "1:c1", ("a/1", "b/2", "c/3")))
+    [failure] = to(out, "w")
+    assert isinstance(failure, Failure)
+    assert failure.kind == "loop"
+    assert "deeper than 3" in failure.message
+
+
+def test_unknown_service_fails_after_its_deadline() -> None:
+    d = make(service_timeout=5.0)
+    d.client("c", Request(1, "nope"))
+    d.client("c", Request(2, "nope", timeout=1.0))
+    assert d.machine.next_deadline() == 1.0
+    assert d.tick(0.5) == []
+    [f2] = to(d.tick(1.0), "c")
+    assert isinstance(f2, Failure)
+    assert (f2.rid, f2.kind) == (2, "unavailable")
+    assert "no worker of service 'nope' is registered" in f2.message
+    [f1] = to(d.tick(5.0), "c")
+    assert isinstance(f1, Failure)
+    assert f1.rid == 1
+    assert d.machine.statistics().pending == 0
+
+
+def test_overload_is_refused_at_once() -> None:
+    d = make(max_queued=2)
+    d.client("c", Request(1, "s"))
+    d.client("c", Request(2, "s"))
+    [f] = to(d.client("c", Request(3, "s")), "c")
+    assert isinstance(f, Failure)
+    assert f.kind == "unavailable"
+    assert "overloaded" in f.message
+
+
+def test_dead_worker_tasks_are_requeued_and_its_sub_requests_cancelled() -> None:
+    d = make(heartbeat_interval=1.0, liveness=3)
+    d.worker("w1", Ready("agg"))
+    d.worker("w2", Ready("leaf"))
+    d.client("c", Request(1, "agg"))  # 100 on w1
+    job = job_id_for("c", 1)
+    d.client("w1", Request(1, "leaf", (b"l",), job, (), 100))  # 101 on w2
+    d.worker("w2", Heartbeat())
+    d.now = 2.0
+    d.worker("w2", Heartbeat())
+    out = d.tick(3.0)  # w1 silent since 0: dead
+    assert to(out, "w2")[:1] == [Cancel(job, 101)]
+    stats = d.machine.statistics()
+    assert (stats.workers, stats.pending, stats.requeued) == (1, 1, 1)
+    out = d.worker("w3", Ready("agg"))
+    [req] = to(out, "w3")
+    assert isinstance(req, Request)
+    assert req.rid == 100
+
+
+def test_waiting_worker_takes_another_task() -> None:
+    d = make(stack_bound=2)
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s", (b"1",)))  # 100
+    d.client("c", Request(2, "s", (b"2",)))  # queued
+    out = d.worker("w", Waiting(100, True))
+    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [101]
+    assert d.machine.statistics().services[0].waiting == 1
+
+
+def test_overflow_when_every_worker_waits_at_its_bound() -> None:
+    d = make(stack_bound=1)
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s", (b"1",)))  # 100 on w
+    d.client("w", Request(1, "s", (b"2",), job_id_for("c", 1), (), 100))  # queued
+    out = d.worker("w", Waiting(100, True))
+    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [101]
+    assert d.machine.statistics().overflows == 1
+
+
+def test_plain_worker_takes_one_task_at_a_time_and_plain_client_gets_plain_replies() -> None:
+    d = make()
+    d.worker("pw", Ready("s", extended=False))
+    d.client("pc", Request(0, "s", (b"a",)))
+    d.client("pc", Request(0, "s", (b"b",)))
+    assert d.machine.statistics().pending == 1
+    out = d.worker("pw", Final(100, (b"A",)))
+    [reply] = [o for o in out if o.peer == "pc"]
+    assert not reply.extended
+    assert reply.message == Final(-1, (b"A",), "s")
+
+
+def test_client_disconnect_cancels_its_jobs() -> None:
+    d = make()
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s"))
+    out = d.client("c", Disconnect())
+    assert to(out, "w") == [Cancel(job_id_for("c", 1), 0)]
+    assert d.machine.statistics().jobs == 0
+
+
+def test_silent_heartbeating_client_is_dropped() -> None:
+    d = make(heartbeat_interval=1.0, liveness=2)
+    d.worker("w", Ready("s"))
+    d.client("c", Heartbeat())
+    d.client("c", Request(1, "s"))
+    d.now = 1.5
+    d.worker("w", Heartbeat())
+    out = d.tick(2.0)
+    assert Cancel(job_id_for("c", 1), 0) in to(out, "w")
+    assert d.machine.statistics().clients == 0
+
+
+def test_heartbeats_go_to_workers_every_interval() -> None:
+    d = make(heartbeat_interval=1.0, liveness=3)
+    d.worker("w", Ready("s"))
+    assert d.machine.next_deadline() == 1.0
+    assert to(d.tick(1.0), "w") == [Heartbeat()]
+    d.worker("w", Heartbeat())
+    assert to(d.tick(1.5), "w") == []
+
+
+def test_unknown_worker_gets_disconnect() -> None:
+    d = make()
+    assert to(d.worker("ghost", Final(5)), "ghost") == [Disconnect()]
+
+
+ILLEGAL = [
+    ("worker", "w", Ready("s")),  # already registered
+    ("client", "c", Request(1, "s")),  # rid 1 already open
+    ("client", "c", Request(2, "")),  # no service
+    ("client", "x", Request(1, "s", (), "", (), 100)),  # parent not held by x
+    ("client", "w", Request(1, "s", (), "9:otherjob1", (), 100)),  # wrong job for parent
+    ("client", "c", Waiting(100, True)),  # a worker message on the client hop
+    ("worker", "w", Request(5, "s")),  # a client message on the worker hop
+    ("worker", "new", Ready("")),
+]
+
+
+@pytest.mark.parametrize(("hop", "peer", "msg"), ILLEGAL)
+def test_illegal_messages_raise_and_change_nothing(hop: str, peer: str, msg: object) -> None:
+    d = make()
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s"))
+    before = d.machine.statistics()
+    with pytest.raises(RemoteProtocolError):
+        getattr(d, hop)(peer, msg)
+    assert d.machine.statistics() == before
+    assert d.machine.outgoing() == []
