@@ -87,7 +87,8 @@ def _ramp(
     colors = np.array([c for _, c in stops], dtype=np.float64)
     v = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
     out = np.stack([np.interp(v, positions, colors[:, i]) for i in range(3)], axis=-1)
-    return np.rint(out).astype(np.uint8)
+    rgb: NDArray[np.uint8] = np.rint(out).astype(np.uint8)
+    return rgb
 
 
 def _canvas(h: int, w: int, color: tuple[int, int, int] = BACKGROUND) -> NDArray[np.uint8]:
@@ -167,6 +168,8 @@ def _hex(n: int) -> str:
 
 def _level_counts(counts: NDArray[np.integer], leveling: str) -> NDArray[np.float64]:
     """Turn counts into intensities in [0, 1]; zero counts stay exactly 0."""
+    if leveling not in ("log", "rank"):
+        raise ValueError(f"leveling must be 'log' or 'rank', not {leveling!r}")
     c = counts.astype(np.float64)
     out = np.zeros_like(c)
     nonzero = c > 0
@@ -176,14 +179,12 @@ def _level_counts(counts: NDArray[np.integer], leveling: str) -> NDArray[np.floa
         top = math.log(c.max())
         # A floor keeps a single occurrence visible next to millions.
         out[nonzero] = 0.18 + 0.82 * (np.log(c[nonzero]) / top if top > 0 else 1.0)
-    elif leveling == "rank":
+    else:
         # Rank leveling (binglide v1): the k-th smallest distinct count gets
         # level k / K, which spreads a huge dynamic range evenly over the ramp.
         distinct = np.unique(c[nonzero])
         ranks = np.searchsorted(distinct, c[nonzero]) + 1
         out[nonzero] = 0.1 + 0.9 * ranks / len(distinct)
-    else:
-        raise ValueError(f"leveling must be 'log' or 'rank', not {leveling!r}")
     return out
 
 
@@ -238,16 +239,6 @@ def bigram_picture(
     image = _canvas(top + size + bottom, left + size + right)
     image[top : top + size, left : left + size] = plot
     _rectangle(image, left, top, left + size, top + size, FRAME)
-    # Mark the printable square's edges with a faint dotted line so it stays
-    # visible where the data leaves it empty.
-    lo, hi = left + 0x20 * scale, left + 0x7F * scale
-    tlo, thi = top + 0x20 * scale, top + 0x7F * scale
-    dots = slice(None, None, 4)
-    image[tlo, lo:hi][dots] = (50, 90, 130)
-    image[thi, lo:hi][dots] = (50, 90, 130)
-    image[tlo:thi, lo][dots] = (50, 90, 130)
-    image[tlo:thi, hi][dots] = (50, 90, 130)
-
     for value in (0x00, 0x20, 0x7F, 0xFF):
         label = f"0x{value:02X}"
         pos = value * scale + scale // 2
@@ -391,7 +382,8 @@ def _view_rotation() -> NDArray[np.float64]:
     rx = np.array(
         [[1, 0, 0], [0, math.cos(pitch), -math.sin(pitch)], [0, math.sin(pitch), math.cos(pitch)]]
     )
-    return rx @ rz
+    rotation: NDArray[np.float64] = rx @ rz
+    return rotation
 
 
 def _project(
@@ -491,7 +483,7 @@ def entropy_picture(
 
     # Gridlines behind nothing: draw them where the plot is still background.
     for level in (2, 4, 6, 8):
-        row = ph - int(round(level / 8.0 * ph))
+        row = ph - round(level / 8.0 * ph)
         row = min(max(row, 0), ph - 1)
         line = plot[row]
         empty = (line == PLOT_BACKGROUND).all(axis=1)
@@ -659,7 +651,7 @@ def hilbert_picture(
         ]
         _rectangle(image, lx, top + 4, lx + 14, top + 4 + bar_h, FRAME)
         for level in (0, 2, 4, 6, 8):
-            ly = top + 4 + int(round((8 - level) / 8 * (bar_h - 1)))
+            ly = top + 4 + round((8 - level) / 8 * (bar_h - 1))
             image[ly, lx + 14 : lx + 18] = FRAME
             text(image, lx + 21, ly - GLYPH_HEIGHT // 2, str(level), LABEL)
         text(image, lx, top + bar_h + 12, "bits/byte", DIM_LABEL)
