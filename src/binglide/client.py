@@ -258,9 +258,10 @@ class Call:
 class Requester(AnalysisMethods):
     """What a `Client` and a `Worker` share: issuing requests and routing replies."""
 
-    def __init__(self, identity: PeerId) -> None:
+    def __init__(self, identity: PeerId, *, heartbeat_interval: float | None = None) -> None:
         self._identity = identity
-        self._client_machine = ClientMachine()
+        self._client_machine = ClientMachine(heartbeat_interval=heartbeat_interval)
+        self._broker_lost = False
         self._calls: dict[int, Call] = {}
         send, receive = anyio.create_memory_object_stream[list[Frame]](math.inf)
         self._outbox: MemoryObjectSendStream[list[Frame]] = send
@@ -360,8 +361,11 @@ class Client(Requester):
             report = await client.histogram("fw.bin")
     """
 
-    def __init__(self, transport: PeerTransport) -> None:
-        super().__init__(transport.identity)
+    def __init__(
+        self, transport: PeerTransport, *, heartbeat_interval: float | None = None
+    ) -> None:
+        super().__init__(transport.identity, heartbeat_interval=heartbeat_interval)
+        self._heartbeat_interval = heartbeat_interval
         self._transport = transport
         self._tg: TaskGroup | None = None
         self._closed = False
@@ -370,6 +374,8 @@ class Client(Requester):
         self._tg = await anyio.create_task_group().__aenter__()
         self._tg.start_soon(self._send_loop, self._transport)
         self._tg.start_soon(self._receive_loop)
+        if self._heartbeat_interval:
+            self._tg.start_soon(self._timer_loop)
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
@@ -407,11 +413,20 @@ class Client(Requester):
                     protocol, msg = decode(frames, from_broker=True)
                     if protocol is not Protocol.CLIENT:
                         raise RemoteProtocolError("the broker sent a worker message to a client")
+                    if self._broker_lost:
+                        # The broker answers again (restarted, or back on the
+                        # network): re-issue what is still open. A broker that
+                        # still knows a request refuses the duplicate id, and
+                        # its own copy goes on (docs/protocol.md, failures).
+                        self._broker_lost = False
+                        self._client_machine.resend_open()
+                        self._flush_client()
                     lost = self._on_client_message(msg)
                 except RemoteProtocolError as exc:
                     log.warning("dropped a malformed message from the broker: %s", exc)
                     continue
                 if lost is not None:
+                    self._broker_lost = True
                     log.warning("%s", lost.reason)
         except TransportError as exc:
             for call in list(self._calls.values()):
@@ -419,6 +434,22 @@ class Client(Requester):
                     JobError(f"the connection to the broker was lost: {exc}", job_id=call.job)
                 )
             self._calls.clear()
+
+    async def _timer_loop(self) -> None:
+        # Client heartbeats (a binglide extension): the broker cancels the
+        # jobs of a client that falls silent, and we notice a lost broker.
+        machine = self._client_machine
+        while True:
+            lost = machine.handle_timer(anyio.current_time())
+            if lost is not None:
+                self._broker_lost = True
+                log.warning("%s; open requests are re-issued when it answers", lost.reason)
+            self._flush_client()
+            deadline = machine.next_deadline()
+            if deadline is None:
+                await anyio.sleep_forever()
+                return
+            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
 
     async def aclose(self) -> None:
         """Cancel every open request, say goodbye to the broker and close."""

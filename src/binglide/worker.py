@@ -151,16 +151,18 @@ class Worker(Requester):
             self._flush()
 
     async def _timer_loop(self) -> None:
+        # Tick first: the machine has no deadline until its first tick, and
+        # heartbeats must flow while handlers compute in threads.
         while True:
+            lost = self._machine.handle_timer(anyio.current_time())
+            if lost is not None:
+                self._on_event(lost, None)
+            self._flush()
             deadline = self._machine.next_deadline()
             if deadline is None:
                 await anyio.sleep_forever()
                 return
             await anyio.sleep(max(0.0, deadline - anyio.current_time()))
-            lost = self._machine.handle_timer(anyio.current_time())
-            if lost is not None:
-                self._on_event(lost, None)
-            self._flush()
 
     def _on_event(
         self, event: TaskStarted | TaskCancelled | WorkerLost, tg: TaskGroup | None

@@ -768,6 +768,10 @@ class BrokerMachine:
     # -- output --------------------------------------------------------------------------
 
     def _send(self, peer: PeerId, protocol: Protocol, msg: Message, extended: bool) -> None:
+        if isinstance(msg, Cancel) and not extended:
+            # A plain MDP/0.2 worker knows no CANCEL (RFC 18 has none): it
+            # finishes the task, and its late reply is dropped.
+            return
         self._out.append(Outgoing(peer, protocol, msg, extended))
 
     def _reply_failure(

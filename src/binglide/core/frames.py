@@ -4,12 +4,13 @@ Theory of operation: every message starts with a protocol header frame, as
 MDP/0.2 (ZeroMQ RFC 18) lays them out: ``MDPC02`` between clients and the
 broker, ``MDPW02`` between workers and the broker. The second frame is a
 one-byte command. MDP/0.2 removed MDP/0.1's leading empty frame, so none is
-sent; one received (a habit of MDP/0.1 code) is tolerated and skipped. Commands 0x01-0x06 are MDP/0.2's own
-and keep its frame layout exactly, so a plain MDP/0.2 client or worker works
-against the broker unchanged. binglide's additions use commands from 0x11 up
-(which an MDP/0.2 peer never sends) and are only sent to peers that announced
-them (an extended READY, or an extended request). ``docs/protocol.md`` is the
-reference; this module is its implementation.
+sent; one received (a habit of MDP/0.1 code) is tolerated and skipped.
+Commands 0x01-0x06 are MDP/0.2's own and keep its frame layout exactly, so a
+plain MDP/0.2 client or worker works against the broker unchanged. binglide's
+additions use commands from 0x11 up (which an MDP/0.2 peer never sends) and
+are only sent to peers that announced them (an extended READY, or an extended
+request). ``docs/protocol.md`` is the reference; this module is its
+implementation.
 
 The routing envelope (a ROUTER's peer identity) is the transport's business;
 frames here start at the protocol header. Payload frames pass through as

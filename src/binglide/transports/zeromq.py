@@ -1,0 +1,437 @@
+"""The ZeroMQ transport: a ROUTER for the broker, a DEALER for each peer.
+
+MDP/0.2 (ZeroMQ RFC 18) puts the broker on a ROUTER socket and every client
+and worker on a DEALER. The ROUTER prepends the sender's routing id to what
+it receives and routes what it sends by its first frame; here that routing id
+is the `PeerId` (decoded as latin-1, so that any bytes round-trip), and the
+frames handed to the runtime start at the protocol header.
+
+Choices, and why:
+
+- A peer sets its routing id explicitly (`new_identity`: host, pid and random
+  hex), so that it keeps its name across reconnects to a restarted broker and
+  the broker's ``job id`` prefixes stay stable.
+- ``ROUTER_MANDATORY`` stays off: a message to a peer that vanished is dropped
+  silently, as `BrokerTransport.send` promises; heartbeats notice the loss.
+  ``ROUTER_HANDOVER`` is on: a peer that reconnects under its id (after a
+  network cut the broker has not noticed yet) takes over its old name.
+- Frames are sent with ``copy=False`` (pyzmq still copies those under its
+  copy threshold, which is cheaper for small frames); large array frames go
+  out without a copy. The caller must not change an array after sending it.
+- Sockets close with ``linger=0``: a closed end has nothing more to say.
+- ``MAXMSGSIZE`` bounds every frame a broker accepts: a peer that sends a
+  larger one is disconnected by ZeroMQ before the frame is buffered.
+- A broker bound to anything but loopback (``127.0.0.0/8``, ``::1``,
+  ``localhost``) or ``ipc://`` requires CURVE: a server key pair and the
+  public keys of the clients and workers it admits (`generate_keys` writes
+  them). Plain MDP/0.2 has no security (RFC 18, "Security"); CURVE layers it
+  underneath without changing a frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import secrets
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import attrs
+import zmq
+import zmq.asyncio
+import zmq.auth
+
+from ..core import Frame, PeerId
+from ..errors import TransportBroken, TransportClosed
+from .base import BrokerTransport, PeerTransport
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from zmq.auth.thread import ThreadAuthenticator
+
+__all__ = (
+    "DEFAULT_MAX_MESSAGE_SIZE",
+    "CurveClientKeys",
+    "CurveServerKeys",
+    "ZmqBroker",
+    "ZmqPeer",
+    "generate_keys",
+    "is_local_address",
+    "new_identity",
+)
+
+#: The largest frame a broker accepts by default (a 2^24 trigram table of
+#: uint32 counts is 64 MiB; twice that leaves room).
+DEFAULT_MAX_MESSAGE_SIZE = 256 << 20
+
+#: Frames at least this large are received as memoryviews of ZeroMQ's buffer
+#: (no copy); smaller ones as bytes, which is cheaper to make and to use.
+_ZERO_COPY_THRESHOLD = 64 << 10
+
+#: High-water marks: a ROUTER drops what exceeds them, so keep them roomy.
+_HWM = 100_000
+
+_LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
+
+
+def is_local_address(address: str) -> bool:
+    """Return whether binding `address` exposes nothing beyond this machine.
+
+    ``ipc://`` and ``inproc://`` are local; a ``tcp://`` address is local when
+    its host is a loopback address (``127.0.0.0/8``, ``::1``) or
+    ``localhost``. Everything else, ``*``, ``0.0.0.0`` and interface names
+    included, is not.
+
+    Args:
+        address: a ZeroMQ endpoint.
+    """
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        return False
+    if scheme in ("ipc", "inproc"):
+        return True
+    if scheme != "tcp":
+        return False
+    host, _, _port = rest.rpartition(":")
+    if ";" in host:  # tcp://source;host:port: the bound part is after ';'
+        host = host.rsplit(";", 1)[1]
+    host = host.strip("[]").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def new_identity(prefix: str = "peer") -> str:
+    """Return a fresh, unique, ASCII routing id: ``prefix-host-pid-hex``."""
+    host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-.")[:32]
+    return f"{prefix}-{host}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+# -- CURVE ---------------------------------------------------------------------------
+
+
+def generate_keys(
+    directory: str | os.PathLike[str], *, clients: Sequence[str] = ("client",)
+) -> Path:
+    """Write a CURVE key set for a broker and its clients into `directory`.
+
+    Layout (ZeroMQ certificate files, as `zmq.auth.create_certificates`
+    writes them)::
+
+        server.key, server.key_secret      the broker's key pair
+        <name>.key, <name>.key_secret      each client's (and worker's) pair
+        authorized/<name>.key              the public keys the broker admits
+
+    Give the broker `CurveServerKeys.from_directory(directory)` and every
+    client or worker `CurveClientKeys.from_directory(directory, name)`. Copy
+    only what each machine needs: a client needs its own pair and
+    ``server.key``; never ``server.key_secret``.
+
+    Args:
+        directory: where to write (created if needed).
+        clients: the names of the client key pairs to make.
+
+    Returns:
+        The directory.
+    """
+    root = Path(directory)
+    authorized = root / "authorized"
+    authorized.mkdir(parents=True, exist_ok=True)
+    zmq.auth.create_certificates(root, "server")
+    for name in clients:
+        public_file, _ = zmq.auth.create_certificates(root, name)
+        (authorized / f"{name}.key").write_bytes(Path(public_file).read_bytes())
+    for path in root.glob("*.key_secret"):
+        path.chmod(0o600)
+    return root
+
+
+@attrs.frozen
+class CurveServerKeys:
+    """What a broker needs for CURVE: its key pair and whom it admits.
+
+    Attributes:
+        public: the broker's public key (Z85).
+        secret: the broker's secret key (Z85).
+        authorized: a directory of the public key files of the admitted
+            clients and workers.
+    """
+
+    public: bytes
+    secret: bytes
+    authorized: Path
+
+    @classmethod
+    def from_directory(cls, directory: str | os.PathLike[str]) -> CurveServerKeys:
+        """Load the key set `generate_keys` wrote into `directory`."""
+        root = Path(directory)
+        public, secret = zmq.auth.load_certificate(root / "server.key_secret")
+        if secret is None:
+            raise ValueError(f"{root / 'server.key_secret'} holds no secret key")
+        return cls(public, secret, root / "authorized")
+
+
+@attrs.frozen
+class CurveClientKeys:
+    """What a client or worker needs for CURVE: its key pair, the broker's public key.
+
+    Attributes:
+        public: this peer's public key (Z85).
+        secret: this peer's secret key (Z85).
+        server_public: the broker's public key (Z85).
+    """
+
+    public: bytes
+    secret: bytes
+    server_public: bytes
+
+    @classmethod
+    def from_directory(
+        cls, directory: str | os.PathLike[str], name: str = "client"
+    ) -> CurveClientKeys:
+        """Load key pair `name` and the broker's public key from `directory`."""
+        root = Path(directory)
+        public, secret = zmq.auth.load_certificate(root / f"{name}.key_secret")
+        if secret is None:
+            raise ValueError(f"{root / f'{name}.key_secret'} holds no secret key")
+        server_public, _ = zmq.auth.load_certificate(root / "server.key")
+        return cls(public, secret, server_public)
+
+
+# -- error mapping ---------------------------------------------------------------------
+
+
+def _map_error(exc: zmq.ZMQError, closed: bool, what: str) -> TransportClosed | TransportBroken:
+    if closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
+        return TransportClosed(f"{what} is closed")
+    return TransportBroken(f"{what} failed: {exc}")
+
+
+def _closed_under_us(closed: bool) -> bool:
+    # Closing a zmq.asyncio socket cancels its pending futures: the awaiting
+    # task then sees a CancelledError that no cancel scope asked for. Only
+    # that one becomes TransportClosed; a real cancellation propagates.
+    task = asyncio.current_task()
+    return closed and task is not None and task.cancelling() == 0
+
+
+def _incoming(frames: list[zmq.Frame]) -> list[Frame]:
+    return [f.bytes if len(f) < _ZERO_COPY_THRESHOLD else f.buffer for f in frames]
+
+
+class ZmqBroker(BrokerTransport):
+    """The broker's end: a ROUTER socket bound to an address.
+
+    Use `ZmqBroker.bind`; close with `aclose` (or ``async with``).
+    """
+
+    def __init__(
+        self,
+        sock: zmq.asyncio.Socket,
+        address: str,
+        *,
+        context: zmq.asyncio.Context | None = None,
+        authenticator: ThreadAuthenticator | None = None,
+    ) -> None:
+        self._socket = sock
+        self.address = address
+        self._own_context = context
+        self._authenticator = authenticator
+        self._closed = False
+
+    @classmethod
+    def bind(
+        cls,
+        address: str,
+        *,
+        curve: CurveServerKeys | None = None,
+        max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+        context: zmq.asyncio.Context | None = None,
+    ) -> ZmqBroker:
+        """Bind a ROUTER to `address` and return the broker's end.
+
+        Args:
+            address: a ZeroMQ endpoint (``tcp://127.0.0.1:5555``,
+                ``ipc:///run/binglide.sock``); ``tcp://127.0.0.1:*`` picks a
+                free port (see `address` afterwards).
+            curve: the broker's CURVE keys; required unless `address` is
+                local (see `is_local_address`).
+            max_message_size: the largest frame accepted, in bytes; a peer
+                that sends a larger one is disconnected. None: no bound.
+            context: the ZeroMQ context (default: the shared instance; with
+                `curve`, a context of its own, which the authenticator needs).
+
+        Raises:
+            ValueError: `address` is not local and `curve` is None (nothing
+                was bound).
+            TransportBroken: ZeroMQ could not bind (address in use, bad address).
+        """
+        if curve is None and not is_local_address(address):
+            raise ValueError(
+                f"refusing to bind {address!r} without CURVE: a broker reachable from "
+                "other machines must authenticate its peers. Bind 127.0.0.1 or ipc://, "
+                "or give CURVE keys (see binglide.transports.zeromq.generate_keys)"
+            )
+        own_context: zmq.asyncio.Context | None = None
+        authenticator = None
+        if curve is not None and context is None:
+            # A ZAP authenticator serves a whole context: give this broker its own.
+            own_context = context = zmq.asyncio.Context()
+        ctx = context or zmq.asyncio.Context.instance()
+        sock = ctx.socket(zmq.ROUTER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTER_HANDOVER, 1)
+            sock.setsockopt(zmq.SNDHWM, _HWM)
+            sock.setsockopt(zmq.RCVHWM, _HWM)
+            if max_message_size is not None:
+                sock.setsockopt(zmq.MAXMSGSIZE, max_message_size)
+            if curve is not None:
+                from zmq.auth.thread import ThreadAuthenticator
+
+                # A thread, not the event loop, answers ZAP: authentication
+                # keeps working while the loop is busy.
+                authenticator = ThreadAuthenticator(ctx)
+                authenticator.start()
+                authenticator.configure_curve(domain="*", location=str(curve.authorized))
+                sock.curve_server = True
+                sock.curve_publickey = curve.public
+                sock.curve_secretkey = curve.secret
+            sock.bind(address)
+            bound = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            if authenticator is not None:
+                authenticator.stop()
+            if own_context is not None:
+                own_context.term()
+            raise TransportBroken(f"cannot bind {address!r}: {exc}") from exc
+        return cls(sock, bound, context=own_context, authenticator=authenticator)
+
+    async def send(self, peer: PeerId, frames: Sequence[Frame]) -> None:
+        if self._closed:
+            raise TransportClosed("the broker's ZeroMQ transport is closed")
+        try:
+            await self._socket.send_multipart([peer.encode("latin-1"), *frames], copy=False)
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return  # the peer is gone: like a ROUTER without MANDATORY
+            raise _map_error(exc, self._closed, "the broker's ZeroMQ socket") from exc
+
+    async def receive(self) -> tuple[PeerId, list[Frame]]:
+        if self._closed:
+            raise TransportClosed("the broker's ZeroMQ transport is closed")
+        try:
+            raw = await self._socket.recv_multipart(copy=False)
+        except zmq.ZMQError as exc:
+            raise _map_error(exc, self._closed, "the broker's ZeroMQ socket") from exc
+        except asyncio.CancelledError:
+            if _closed_under_us(self._closed):
+                raise TransportClosed("the broker's ZeroMQ transport is closed") from None
+            raise
+        return PeerId(raw[0].bytes.decode("latin-1")), _incoming(raw[1:])
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._socket.close(linger=0)
+        if self._authenticator is not None:
+            self._authenticator.stop()
+        if self._own_context is not None:
+            self._own_context.term()
+
+
+class ZmqPeer(PeerTransport):
+    """A client's or worker's end: a DEALER socket connected to the broker.
+
+    Use `ZmqPeer.connect`; close with `aclose` (or ``async with``).
+    """
+
+    def __init__(self, sock: zmq.asyncio.Socket, identity: PeerId, address: str) -> None:
+        self._socket = sock
+        self.identity = identity
+        self.address = address
+        self._closed = False
+
+    @classmethod
+    def connect(
+        cls,
+        address: str,
+        *,
+        identity: str | None = None,
+        curve: CurveClientKeys | None = None,
+        context: zmq.asyncio.Context | None = None,
+    ) -> ZmqPeer:
+        """Connect a DEALER to the broker at `address` and return this end.
+
+        ZeroMQ connects in the background and reconnects by itself (to a
+        restarted broker, too); messages sent meanwhile wait in the socket.
+
+        Args:
+            address: the broker's endpoint.
+            identity: the routing id, ASCII and unique among the broker's
+                peers (default: `new_identity`).
+            curve: CURVE keys, needed when the broker uses CURVE.
+            context: the ZeroMQ context (default: the shared instance).
+
+        Raises:
+            ValueError: `identity` is not ASCII or is empty.
+            TransportBroken: ZeroMQ refused the address.
+        """
+        name = identity or new_identity()
+        if not name.isascii():
+            raise ValueError(f"a routing id must be ASCII, not {name!r}")
+        ctx = context or zmq.asyncio.Context.instance()
+        sock = ctx.socket(zmq.DEALER)
+        try:
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.ROUTING_ID, name.encode("ascii"))
+            sock.setsockopt(zmq.SNDHWM, _HWM)
+            sock.setsockopt(zmq.RCVHWM, _HWM)
+            if curve is not None:
+                sock.curve_serverkey = curve.server_public
+                sock.curve_publickey = curve.public
+                sock.curve_secretkey = curve.secret
+            sock.connect(address)
+        except zmq.ZMQError as exc:
+            sock.close(linger=0)
+            raise TransportBroken(f"cannot connect to {address!r}: {exc}") from exc
+        return cls(sock, PeerId(name), address)
+
+    async def send(self, frames: Sequence[Frame]) -> None:
+        if self._closed:
+            raise TransportClosed(f"peer {self.identity!r} is closed")
+        try:
+            await self._socket.send_multipart(list(frames), copy=False)
+        except zmq.ZMQError as exc:
+            raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
+        except asyncio.CancelledError:
+            if _closed_under_us(self._closed):
+                raise TransportClosed(f"peer {self.identity!r} is closed") from None
+            raise
+
+    async def receive(self) -> list[Frame]:
+        if self._closed:
+            raise TransportClosed(f"peer {self.identity!r} is closed")
+        try:
+            raw = await self._socket.recv_multipart(copy=False)
+        except zmq.ZMQError as exc:
+            raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
+        except asyncio.CancelledError:
+            if _closed_under_us(self._closed):
+                raise TransportClosed(f"peer {self.identity!r} is closed") from None
+            raise
+        return _incoming(raw)
+
+    async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._socket.close(linger=0)
