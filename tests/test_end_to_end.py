@@ -84,7 +84,9 @@ async def test_arrays_travel_with_requests_and_reports() -> None:
     class Twice(binglide.Service):
         name = "twice"
 
-        async def handle(self, task: binglide.Task, ctx: binglide.Context) -> AsyncIterator[binglide.Report]:
+        async def handle(
+            self, task: binglide.Task, ctx: binglide.Context
+        ) -> AsyncIterator[binglide.Report]:
             (a, b) = task.arrays
             yield binglide.Report({"a": a * 2, "b": b[::-1].copy()}, meta={"n": task.body["n"]})
 
@@ -110,7 +112,9 @@ async def test_workers_are_clients_of_other_services() -> None:
     class Caller(binglide.Service):
         name = "caller"
 
-        async def handle(self, task: binglide.Task, ctx: binglide.Context) -> AsyncIterator[binglide.Report]:
+        async def handle(
+            self, task: binglide.Task, ctx: binglide.Context
+        ) -> AsyncIterator[binglide.Report]:
             echoed = await ctx.request("echo", {"x": task.body["x"], "parts": 0})
             assert echoed.final
             yield binglide.Report(echoed.array + 1)
@@ -127,3 +131,45 @@ async def test_connect_embedded_with_extra_services() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         async with binglide.connect(services=[Echo], builtins=False, workers=0):
             pass
+
+
+async def test_a_report_held_by_a_slow_handler_goes_out_and_the_final_repeats_it() -> None:
+    release = anyio.Event()
+
+    class Slow(binglide.Service):
+        name = "slow"
+
+        async def handle(
+            self, task: binglide.Task, ctx: binglide.Context
+        ) -> AsyncIterator[binglide.Report]:
+            yield binglide.Report(np.array([1, 2, 3]), completion=0.5, meta={"k": 1})
+            await release.wait()  # the handler ends long after its last report
+
+    with anyio.fail_after(5):
+        async with deployment([Slow]) as d, d.client() as client:
+            call = client.request("slow", {})
+            reports = []
+            async for report in call:
+                reports.append(report)
+                release.set()  # only once the report reached us
+    assert [r.final for r in reports] == [False, True]
+    assert reports[1].array.tolist() == [1, 2, 3]
+    assert reports[1].meta == {"k": 1}
+    assert reports[1].completion == 0.5
+
+
+async def test_a_handler_that_yields_nothing_gives_an_empty_final_report() -> None:
+    class Quiet(binglide.Service):
+        name = "quiet"
+
+        async def handle(
+            self, task: binglide.Task, ctx: binglide.Context
+        ) -> AsyncIterator[binglide.Report]:
+            return
+            yield  # an async generator that yields nothing
+
+    with anyio.fail_after(5):
+        async with deployment([Quiet]) as d, d.client() as client:
+            report = await client.request("quiet", {})
+    assert report.final
+    assert report.data is None

@@ -44,7 +44,7 @@ from .errors import (
     RemoteProtocolError,
     TransportError,
 )
-from .payload import decode_report, encode_body
+from .payload import decode_report, encode_body, is_repeat_last
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
@@ -159,6 +159,7 @@ class Call:
         self._changed: anyio.Event | None = None
         self._iterating = False
         self._last_completion = 0.0
+        self._last_report: Report | None = None
 
     def __repr__(self) -> str:
         state = "done" if self.done() else "open"
@@ -235,12 +236,25 @@ class Call:
             self._changed.set()
             self._changed = None
 
+    def _final_from_last(self) -> Report:
+        last = self._last_report
+        if last is None:
+            return Report(None, final=True)
+        return Report(
+            last.data,
+            completion=last.completion,
+            precision=last.precision,
+            meta=last.meta,
+            final=True,
+        )
+
     def _deliver(self, report: Report) -> None:
         if self.done():
             return
         # Completion never decreases, whatever a handler reports.
         report.completion = max(report.completion, self._last_completion)
         self._last_completion = report.completion
+        self._last_report = report
         if report.final:
             self._final = report
         elif not self._iterating:
@@ -328,6 +342,10 @@ class Requester(AnalysisMethods):
         if isinstance(reply, Failure):
             del self._calls[outcome.rid]
             call._fail(error_from_failure(reply, job=call.job, service=call.service))
+            return None
+        if isinstance(reply, Final) and is_repeat_last(reply.payload):
+            del self._calls[outcome.rid]
+            call._deliver(call._final_from_last())
             return None
         try:
             report = decode_report(reply.payload, final=isinstance(reply, Final))

@@ -22,9 +22,28 @@ from .report import Data, Report
 if TYPE_CHECKING:
     from .core import Frame
 
-__all__ = ("decode_body", "decode_report", "encode_body", "encode_report")
+__all__ = (
+    "REPEAT_LAST",
+    "decode_body",
+    "decode_report",
+    "encode_body",
+    "encode_report",
+    "is_repeat_last",
+)
 
 _VERSION = 1
+
+
+#: The payload of a FINAL that says "the last PARTIAL was the final report".
+#: A worker sends it when it had already sent its last report as a PARTIAL
+#: (the handler took long to end after yielding it), so that the data does not
+#: travel twice.
+REPEAT_LAST: tuple[Frame, ...] = (b'{"data":"repeat","v":1}',)
+
+
+def is_repeat_last(frames: Sequence[Frame]) -> bool:
+    """Return whether `frames` is the `REPEAT_LAST` payload."""
+    return len(frames) == 1 and bytes(frames[0]) == REPEAT_LAST[0]
 
 
 def _dump(obj: Any) -> bytes:

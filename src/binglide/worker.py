@@ -38,7 +38,7 @@ from .errors import (
     RemoteProtocolError,
     TransportError,
 )
-from .payload import decode_body, encode_report
+from .payload import REPEAT_LAST, decode_body, encode_report
 from .report import Report, Task
 from .service import Context, Service, Settings
 
@@ -94,6 +94,7 @@ class Worker(Requester):
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._waits: Counter[int] = Counter()
         self._counts: Counter[str] = Counter()
+        self._task_group: TaskGroup | None = None
 
     def statistics(self) -> WorkerStatistics:
         """Return a snapshot of this worker's tasks and counters."""
@@ -110,6 +111,7 @@ class Worker(Requester):
         """Register with the broker and serve until cancelled or the transport closes."""
         try:
             async with anyio.create_task_group() as tg:
+                self._task_group = tg
                 tg.start_soon(self._send_loop, self._transport)
                 self._flush()
                 tg.start_soon(self._timer_loop)
@@ -219,37 +221,45 @@ class Worker(Requester):
             self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
             return
         task = Task(self.service.name, body, arrays, started.job, started.payload)
-        last: Report | None = None
+        # The last report a handler yields is the final one, so each report is
+        # held until the next one comes; one held longer than report_interval
+        # goes out as a PARTIAL (a caller must not wait on a slow handler for a
+        # report it already has), and the FINAL then just says so.
+        outbox = _HeldReport(self, tid)
         try:
             async for report in self.service.handle(task, ctx):
                 if not isinstance(report, Report):
                     raise TypeError(f"handlers yield Report objects, not {type(report).__name__}")
-                if last is not None:
-                    self._report(tid, last, final=False)
-                last = report
+                outbox.hold(report)
         except JobError as exc:
+            outbox.drop()
             # A sub-request failed, or the handler refused its input.
-            if isinstance(exc, JobCancelled) and not self._machine.tasks.get(tid):
-                return
             kind = exc.kind
             remote_type = exc.remote_type if isinstance(exc, JobFailed) else type(exc).__name__
             cycle = exc.cycle if isinstance(exc, LoopError) else ()
             self._fail(tid, kind, exc.message, remote_type=remote_type, cycle=cycle)
             return
         except Exception as exc:
+            outbox.drop()
             log.exception("the %r handler raised", self.service.name)
             name = f"{type(exc).__module__}.{type(exc).__qualname__}"
             self._fail(tid, "failed", str(exc), remote_type=name.removeprefix("builtins."))
             return
-        self._report(tid, last if last is not None else Report(None), final=True)
+        except BaseException:
+            outbox.drop()
+            raise
+        outbox.finish()
 
-    def _report(self, tid: int, report: Report, *, final: bool) -> None:
-        report.final = final
-        try:
-            payload = encode_report(report)
-        except TypeError as exc:
-            self._fail(tid, "failed", str(exc), remote_type="TypeError")
-            return
+    def _report(self, tid: int, report: Report | None, *, final: bool) -> None:
+        if report is None:
+            payload = REPEAT_LAST
+        else:
+            report.final = final
+            try:
+                payload = encode_report(report)
+            except TypeError as exc:
+                self._fail(tid, "failed", str(exc), remote_type="TypeError")
+                return
         if self._machine.report(tid, payload, final=final) and final:
             self._counts["completed"] += 1
         self._flush()
@@ -270,3 +280,59 @@ class Worker(Requester):
         if self._waits[tid] == 0:
             self._machine.waiting(tid, False)
             self._flush()
+
+
+class _HeldReport:
+    """The report a handler yielded last, held until it is known not to be final."""
+
+    def __init__(self, worker: Worker, tid: int) -> None:
+        self._worker = worker
+        self._tid = tid
+        self._held: Report | None = None
+        self._sent_any = False
+        self._timer: anyio.CancelScope | None = None
+
+    def hold(self, report: Report) -> None:
+        if self._held is not None:
+            self._send_held()
+        self._held = report
+        self._arm()
+
+    def finish(self) -> None:
+        self._disarm()
+        if self._held is not None:
+            self._worker._report(self._tid, self._held, final=True)
+        elif self._sent_any:
+            self._worker._report(self._tid, None, final=True)
+        else:
+            self._worker._report(self._tid, Report(None), final=True)
+        self._held = None
+
+    def drop(self) -> None:
+        self._disarm()
+        self._held = None
+
+    def _send_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._worker._report(self._tid, held, final=False)
+            self._sent_any = True
+
+    def _arm(self) -> None:
+        self._disarm()
+        tg = self._worker._task_group
+        if tg is None:
+            return
+        self._timer = anyio.CancelScope()
+        tg.start_soon(self._flush_later, self._timer, self._held)
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _flush_later(self, scope: anyio.CancelScope, report: Report | None) -> None:
+        with scope:
+            await anyio.sleep(self._worker.settings.report_interval)
+            if self._held is report:
+                self._send_held()
