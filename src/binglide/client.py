@@ -45,6 +45,7 @@ from .errors import (
     TransportError,
 )
 from .payload import decode_report, encode_body, is_repeat_last
+from .report import Report
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-    from .report import Report
     from .transports import PeerTransport
 
 __all__ = ("Call", "Client", "Then")
