@@ -227,10 +227,17 @@ class Worker(Requester):
         # report it already has), and the FINAL then just says so.
         outbox = _HeldReport(self, tid)
         try:
-            async for report in self.service.handle(task, ctx):
-                if not isinstance(report, Report):
-                    raise TypeError(f"handlers yield Report objects, not {type(report).__name__}")
-                outbox.hold(report)
+            try:
+                async for report in self.service.handle(task, ctx):
+                    if not isinstance(report, Report):
+                        raise TypeError(
+                            f"handlers yield Report objects, not {type(report).__name__}"
+                        )
+                    outbox.hold(report)
+            except ExceptionGroup as group:
+                # A handler awaiting sub-requests in a task group gets their
+                # errors grouped; the caller wants the sub-request's error.
+                raise _first_job_error(group) or group from None
         except JobError as exc:
             outbox.drop()
             # A sub-request failed, or the handler refused its input.
@@ -280,6 +287,18 @@ class Worker(Requester):
         if self._waits[tid] == 0:
             self._machine.waiting(tid, False)
             self._flush()
+
+
+def _first_job_error(group: BaseExceptionGroup[BaseException]) -> JobError | None:
+    """Return the first `JobError` among the leaves of `group`, if any."""
+    for exc in group.exceptions:
+        if isinstance(exc, JobError):
+            return exc
+        if isinstance(exc, BaseExceptionGroup):
+            found = _first_job_error(exc)
+            if found is not None:
+                return found
+    return None
 
 
 class _HeldReport:
