@@ -85,7 +85,7 @@ def _header(frames: Sequence[Frame]) -> dict[str, Any]:
         raise RemoteProtocolError("the payload is empty: it needs a header frame")
     try:
         header = json.loads(bytes(frames[0]))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise RemoteProtocolError("the payload header is not JSON") from exc
     if not isinstance(header, dict) or header.get("v") != _VERSION:
         raise RemoteProtocolError(f"the payload header is not a binglide v{_VERSION} header")

@@ -195,7 +195,9 @@ def _rid(frame: Frame) -> int:
 def _json(frame: Frame, what: str) -> dict[str, Any]:
     try:
         value = json.loads(_bytes(frame))
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: deeply nested arrays from a rogue peer must not
+        # take the broker down with them.
         raise RemoteProtocolError(f"{what} is not valid JSON") from exc
     if not isinstance(value, dict):
         raise RemoteProtocolError(f"{what} is not a JSON object")
