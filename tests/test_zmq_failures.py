@@ -27,6 +27,7 @@ from .zmq_helpers import (
     start_broker,
     start_worker,
     stop,
+    value,
     wait_markers,
 )
 
@@ -73,7 +74,7 @@ async def test_worker_killed_mid_task_is_replaced_and_the_job_completes(tmp_path
                 [victim] = await wait_markers(tmp_path, "started")
                 os.kill(victim, signal.SIGKILL)
                 report = await call
-            assert int(report.data[0]) == 42
+            assert value(report) == 42
             assert report.meta["pid"] != victim
             stats = running.broker.statistics()
             assert stats.requeued == 1
@@ -101,7 +102,7 @@ async def test_stopped_worker_is_noticed_and_its_task_reissued(tmp_path, context
                 [victim] = await wait_markers(tmp_path, "started")
                 os.kill(victim, signal.SIGSTOP)
                 report = await call
-            assert int(report.data[0]) == 10
+            assert value(report) == 10
             assert report.meta["pid"] != victim
             assert running.broker.statistics().requeued == 1
             tg.cancel_scope.cancel()
@@ -120,11 +121,11 @@ async def test_broker_killed_and_restarted(tmp_path, kind):
             await wait_markers(tmp_path, "started")
             stop(broker)
             procs.append(await start_broker(address))
-            assert int((await call).data[0]) == 16
-            assert int((await other).data[0]) == 18
+            assert value(await call) == 16
+            assert value(await other) == 18
             # The service works as before for new requests.
             fresh = await client.request("slow", {"n": 1, "seconds": 0, "dir": str(tmp_path)})
-            assert int(fresh.data[0]) == 2
+            assert value(fresh) == 2
 
 
 async def test_vanished_client_has_its_jobs_cancelled(tmp_path, context):
@@ -177,6 +178,6 @@ async def test_overload_fails_with_service_unavailable(tmp_path, context):
                 )
                 with pytest.raises(ServiceUnavailable, match="overloaded"):
                     await late
-                assert int((await busy).data[0]) == 2
+                assert value(await busy) == 2
             assert len(markers(tmp_path, "started")) == 1
             tg.cancel_scope.cancel()

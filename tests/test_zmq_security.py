@@ -12,7 +12,7 @@ import zmq.asyncio
 
 from binglide import BrokerConfig
 from binglide.core import Cancel, Disconnect, Heartbeat, Protocol, Ready, Request, encode
-from binglide.core.messages import Failure, Final, Partial, Waiting
+from binglide.core.messages import Failure, Final, Message, Partial, Waiting
 from binglide.remote import connect_remote, run_broker, run_worker
 from binglide.transports.zeromq import (
     CurveClientKeys,
@@ -22,6 +22,7 @@ from binglide.transports.zeromq import (
     is_local_address,
 )
 
+from .zmq_helpers import value
 from .zmq_services import Double
 
 pytestmark = pytest.mark.zmq
@@ -99,7 +100,7 @@ async def test_curve_admits_authorised_peers_only(tmp_path, context):
             )
             good = CurveClientKeys.from_directory(keys, "client")
             async with connect_remote(running.address, curve=good, context=context) as client:
-                assert int((await client.request("double", {"n": 4})).data[0]) == 8
+                assert value(await client.request("double", {"n": 4})) == 8
             # A key pair the broker does not list, and no CURVE at all: nothing
             # gets through (the handshake fails; the requests wait unanswered).
             outsider = CurveClientKeys.from_directory(rogue, "client")
@@ -118,24 +119,21 @@ async def test_curve_admits_authorised_peers_only(tmp_path, context):
 
 def _fuzz_messages(rng: random.Random, count: int, huge: int) -> list[list[bytes]]:
     """Random frames, truncated and corrupted valid messages, wrong headers, huge frames."""
-    valid = [
-        encode(m, protocol=p, from_broker=False)
-        for m, p in [
-            (Request(7, "fuzz", (b"{}",), ancestry=("a/b",), parent=3), Protocol.CLIENT),
-            (Request(0, "fuzz", (b"x",)), Protocol.CLIENT),
-            (Cancel(rid=7), Protocol.CLIENT),
-            (Cancel(job="1:x1"), Protocol.CLIENT),
-            (Heartbeat(), Protocol.CLIENT),
-            (Ready("fuzz"), Protocol.WORKER),
-            (Partial(1, (b"p",)), Protocol.WORKER),
-            (Final(99, (b"f",)), Protocol.WORKER),
-            (Failure(2, "failed", "boom", "E"), Protocol.WORKER),
-            (Waiting(5, True), Protocol.WORKER),
-            (Heartbeat(), Protocol.WORKER),
-            (Disconnect(), Protocol.WORKER),
-        ]
+    samples: list[tuple[Message, Protocol]] = [
+        (Request(7, "fuzz", (b"{}",), ancestry=("a/b",), parent=3), Protocol.CLIENT),
+        (Request(0, "fuzz", (b"x",)), Protocol.CLIENT),
+        (Cancel(rid=7), Protocol.CLIENT),
+        (Cancel(job="1:x1"), Protocol.CLIENT),
+        (Heartbeat(), Protocol.CLIENT),
+        (Ready("fuzz"), Protocol.WORKER),
+        (Partial(1, (b"p",)), Protocol.WORKER),
+        (Final(99, (b"f",)), Protocol.WORKER),
+        (Failure(2, "failed", "boom", "E"), Protocol.WORKER),
+        (Waiting(5, True), Protocol.WORKER),
+        (Heartbeat(), Protocol.WORKER),
+        (Disconnect(), Protocol.WORKER),
     ]
-    valid = [[bytes(f) for f in m] for m in valid]
+    valid = [[bytes(f) for f in encode(m, protocol=p, from_broker=False)] for m, p in samples]
     nasty = [
         b"",
         b"\x00",
@@ -214,7 +212,7 @@ async def test_rogue_peer_cannot_break_the_broker(context, caplog):
                     running.address, heartbeat_interval=0.2, context=context
                 ) as client:
                     calls = [client.request("double", {"n": n}) for n in range(20)]
-                    assert [int((await c).data[0]) for c in calls] == [2 * n for n in range(20)]
+                    assert [value(await c) for c in calls] == [2 * n for n in range(20)]
             finally:
                 rogue.close(linger=0)
             tg.cancel_scope.cancel()

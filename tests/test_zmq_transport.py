@@ -12,7 +12,15 @@ from binglide.errors import TransportClosed
 from binglide.remote import connect_remote, run_broker
 from binglide.transports.zeromq import ZmqBroker, ZmqPeer
 
-from .zmq_helpers import HB, free_tcp_address, ipc_address, processes, start_broker, start_worker
+from .zmq_helpers import (
+    HB,
+    free_tcp_address,
+    ipc_address,
+    processes,
+    start_broker,
+    start_worker,
+    value,
+)
 
 pytestmark = pytest.mark.zmq
 
@@ -29,7 +37,7 @@ async def test_frames_round_trip_with_routing_ids(context):
         broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
         peer = ZmqPeer.connect(broker.address, identity="peer-a", context=context)
         big = np.arange(1 << 17, dtype=np.uint8)
-        await peer.send([b"MDPC02", b"\x05", memoryview(big)])
+        await peer.send([b"MDPC02", b"\x05", memoryview(big.data)])
         who, frames = await broker.receive()
         assert who == "peer-a"
         assert frames[:2] == [b"MDPC02", b"\x05"]
@@ -67,7 +75,7 @@ async def test_processes_serve_a_client(kind):
         procs.append(start_worker(address, "tests.zmq_services:Double"))
         async with connect_remote(address, heartbeat_interval=HB) as client:
             reports = [await client.request("double", {"n": n}) for n in range(5)]
-            assert [int(r.data[0]) for r in reports] == [0, 2, 4, 6, 8]
+            assert [value(r) for r in reports] == [0, 2, 4, 6, 8]
             assert reports[0].meta["pid"] == procs[1].pid
 
 
@@ -84,7 +92,7 @@ async def test_in_process_broker_with_worker_process(context):
                 running.address, heartbeat_interval=None, context=context
             ) as client:
                 calls = [client.request("double", {"n": n}) for n in range(50)]
-                results = [int((await c).data[0]) for c in calls]
+                results = [value(await c) for c in calls]
             assert results == [2 * n for n in range(50)]
             assert running.broker.statistics().completed == 50
             tg.cancel_scope.cancel()

@@ -17,9 +17,12 @@ from typing import TYPE_CHECKING
 
 import anyio
 import anyio.to_thread
+import numpy as np
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+
+    from binglide import Report
 
 REPO = Path(__file__).resolve().parent.parent
 #: Heartbeats in tests: short, so failures are noticed in a fraction of a second.
@@ -114,3 +117,15 @@ async def wait_markers(directory: Path, what: str, count: int = 1) -> list[int]:
     while len(found := markers(directory, what)) < count:  # noqa: ASYNC110
         await anyio.sleep(0.01)
     return found
+
+
+def value(report: Report) -> int:
+    """Return the single number a test service answered."""
+    assert isinstance(report.data, np.ndarray)
+    return int(report.data.reshape(-1)[0])
+
+
+def array(report: Report) -> np.ndarray:
+    """Return the array a report carries."""
+    assert isinstance(report.data, np.ndarray)
+    return report.data
