@@ -1,0 +1,289 @@
+"""Broker round-trip benchmark: binglide over ZeroMQ, in-process, and a minimal MDP/0.2 baseline.
+
+Measures tiny-request latency (sequential: median and p99) and throughput
+(many requests in flight) for:
+
+- ``zmq``: binglide's broker, one worker and this client as three processes
+  over tcp loopback (128 in flight);
+- ``inproc``: binglide's broker, worker and client in one process (100 in
+  flight);
+- ``mdp``: an independent minimal MDP/0.2 broker, worker and client written
+  here with plain blocking pyzmq, as the Guide's ``mdbroker`` would be (three
+  processes, tcp loopback, 128 in flight): the baseline.
+
+Each figure is the median of ``--repeat`` runs. Run::
+
+    python bench/broker.py [--requests 2000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from collections import deque
+from typing import TYPE_CHECKING
+
+import anyio
+import numpy as np
+import zmq
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable
+
+    from binglide import Context, Report, Task
+
+SERVICE = b"echo"
+
+
+# -- the baseline: a minimal MDP/0.2 broker, worker and client (RFC 18) ------------------
+
+
+def mdp_broker(address: str, heartbeat_interval: float = 1.0) -> None:
+    """Route MDP/0.2 requests to workers, least recently used first."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.ROUTER)
+    sock.bind(address)
+    idle: deque[bytes] = deque()
+    workers: set[bytes] = set()
+    requests: deque[tuple[bytes, list[bytes]]] = deque()
+    next_heartbeat = time.monotonic() + heartbeat_interval
+    while True:
+        if sock.poll(round(max(0.0, next_heartbeat - time.monotonic()) * 1000)):
+            sender, header, command, *rest = sock.recv_multipart()
+            if header == b"MDPC02" and command == b"\x01":
+                requests.append((sender, rest[1:]))
+            elif header == b"MDPW02" and command == b"\x01":
+                workers.add(sender)
+                idle.append(sender)
+            elif header == b"MDPW02" and command in (b"\x03", b"\x04"):
+                client, _empty, *body = rest
+                reply = b"\x02" if command == b"\x03" else b"\x03"
+                sock.send_multipart([client, b"MDPC02", reply, SERVICE, *body])
+                if command == b"\x04":
+                    idle.append(sender)
+            elif header == b"MDPW02" and command == b"\x06":
+                workers.discard(sender)
+            while idle and requests:
+                worker = idle.popleft()
+                if worker not in workers:
+                    continue
+                client, body = requests.popleft()
+                sock.send_multipart([worker, b"MDPW02", b"\x02", client, b"", *body])
+        if time.monotonic() >= next_heartbeat:
+            next_heartbeat = time.monotonic() + heartbeat_interval
+            for worker in workers:
+                sock.send_multipart([worker, b"MDPW02", b"\x05"])
+
+
+def mdp_worker(address: str) -> None:
+    """Serve ``echo``: reply with the request body."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(address)
+    sock.send_multipart([b"MDPW02", b"\x01", SERVICE])
+    while True:
+        _header, command, *rest = sock.recv_multipart()
+        if command == b"\x02":
+            client, empty, *body = rest
+            sock.send_multipart([b"MDPW02", b"\x04", client, empty, *body])
+
+
+def mdp_client(address: str, requests: int, in_flight: int) -> tuple[list[float], float]:
+    """Return the round-trip times (sequential) and the throughput (in flight)."""
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(address)
+    body = b'{"n":1}'
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        sock.send_multipart([b"MDPC02", b"\x01", SERVICE, body])
+        sock.recv_multipart()
+        times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    sent = done = 0
+    while sent < min(in_flight, requests):
+        sock.send_multipart([b"MDPC02", b"\x01", SERVICE, body])
+        sent += 1
+    while done < requests:
+        sock.recv_multipart()
+        done += 1
+        if sent < requests:
+            sock.send_multipart([b"MDPC02", b"\x01", SERVICE, body])
+            sent += 1
+    rate = requests / (time.perf_counter() - start)
+    sock.close(linger=0)
+    ctx.term()
+    return times, rate
+
+
+# -- binglide ------------------------------------------------------------------------------
+
+
+def echo_service() -> type:
+    from binglide import Report, Service
+
+    class Echo(Service):
+        name = "echo"
+
+        async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+            yield Report(np.array([task.body["n"]], dtype=np.int64))
+
+    return Echo
+
+
+async def binglide_measure(
+    client: object, requests: int, in_flight: int
+) -> tuple[list[float], float]:
+    from binglide import Client
+
+    assert isinstance(client, Client)
+    times = []
+    for _ in range(requests):
+        start = time.perf_counter()
+        await client.request("echo", {"n": 1})
+        times.append(time.perf_counter() - start)
+    remaining = requests
+
+    async def lane() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await client.request("echo", {"n": 1})
+
+    start = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(in_flight):
+            tg.start_soon(lane)
+    return times, requests / (time.perf_counter() - start)
+
+
+async def binglide_zmq(address: str, requests: int, in_flight: int) -> tuple[list[float], float]:
+    from binglide.remote import connect_remote
+
+    async with connect_remote(address, heartbeat_interval=1.0) as client:
+        await client.request("echo", {"n": 1})  # warm up: the worker is registered
+        return await binglide_measure(client, requests, in_flight)
+
+
+async def binglide_inproc(requests: int, in_flight: int) -> tuple[list[float], float]:
+    from binglide import connect
+
+    async with connect(services=[echo_service()], workers=1, builtins=False) as client:
+        await client.request("echo", {"n": 1})
+        return await binglide_measure(client, requests, in_flight)
+
+
+# -- driver ---------------------------------------------------------------------------------
+
+
+def free_address() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def spawn(*args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, os.path.abspath(__file__), *args])
+
+
+def run_processes(
+    broker_args: list[str],
+    worker_args: list[str],
+    measure: Callable[[], tuple[list[float], float]],
+) -> tuple[list[float], float]:
+    procs = [spawn(*broker_args)]
+    time.sleep(0.3)  # let the broker bind before the worker connects (a bench, not a test)
+    procs.append(spawn(*worker_args))
+    try:
+        return measure()
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+def summary(times: list[float], rate: float) -> tuple[float, float, float]:
+    us = np.array(times) * 1e6
+    return float(np.median(us)), float(np.percentile(us, 99)), rate
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("role", nargs="?", default="bench")
+    parser.add_argument("address", nargs="?")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args(argv)
+    if args.role == "mdp-broker":
+        mdp_broker(args.address)
+        return 0
+    if args.role == "mdp-worker":
+        mdp_worker(args.address)
+        return 0
+    if args.role == "binglide-broker":
+        from binglide.remote import main_broker
+
+        return main_broker([args.address, "--heartbeat-interval", "1.0"])
+    if args.role == "binglide-worker":
+        from binglide.remote import run_worker
+
+        anyio.run(lambda: run_worker(args.address, echo_service(), heartbeat_interval=1.0))
+        return 0
+
+    n = args.requests
+    results: dict[str, list[tuple[float, float, float]]] = {"zmq": [], "inproc": [], "mdp": []}
+    for _ in range(args.repeat):
+        address = free_address()
+        results["mdp"].append(
+            summary(
+                *run_processes(
+                    ["mdp-broker", address],
+                    ["mdp-worker", address],
+                    functools.partial(mdp_client, address, n, 128),
+                )
+            )
+        )
+        address = free_address()
+        results["zmq"].append(
+            summary(
+                *run_processes(
+                    ["binglide-broker", address],
+                    ["binglide-worker", address],
+                    functools.partial(anyio.run, binglide_zmq, address, n, 128),
+                )
+            )
+        )
+        results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
+
+    med = {
+        name: tuple(statistics.median(r[i] for r in runs) for i in range(3))
+        for name, runs in results.items()
+    }
+    print(f"{n} tiny requests per run, median of {args.repeat} runs")
+    print(f"{'':28} {'median µs':>10} {'p99 µs':>10} {'req/s':>10}")
+    labels = {
+        "zmq": "binglide zmq (3 procs, 128)",
+        "inproc": "binglide inproc (1 proc, 100)",
+        "mdp": "minimal MDP/0.2 (3 procs, 128)",
+    }
+    for name, (median, p99, rate) in med.items():
+        print(f"{labels[name]:28} {median:10.0f} {p99:10.0f} {rate:10.0f}")
+    base = med["mdp"]
+    for name in ("zmq", "inproc"):
+        m = med[name]
+        print(
+            f"{name} / mdp: latency x{m[0] / base[0]:.2f} (p99 x{m[1] / base[1]:.2f}), "
+            f"throughput x{m[2] / base[2]:.2f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
