@@ -1,0 +1,100 @@
+"""The ``chunk`` service: one chunk of one resource, from the cache or computed.
+
+Analyses fan their ranges out to it (see `binglide.services.chunked`). A chunk
+worker answers from the cache when the chunk is there; otherwise it computes
+the chunk in a thread, in pieces of the finest cache level asked, stores
+every aligned block of every level asked that lies inside the chunk, and
+answers the merged result.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..cachefs import ChunkKey, aligned_blocks
+from ..errors import RequestError
+from ..report import Report
+from ..service import Service
+from .common import run_kernel, source_id
+from .resources import Resource, resource_from_name
+from .sources import Source, open_source
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+    from ..cachefs import ChunkStore
+    from ..report import Task
+    from ..service import Context
+
+__all__ = ("ChunkService", "compute_chunk")
+
+Array = np.ndarray[Any, Any]
+
+
+def compute_chunk(
+    resource: Resource,
+    source: Source,
+    fid: str,
+    start: int,
+    stop: int,
+    levels: Sequence[int],
+    store: ChunkStore | None,
+) -> Array:
+    """Compute ``[start, stop)``, storing the aligned blocks of `levels` inside it (blocking)."""
+    levels = sorted(lv for lv in levels if lv <= stop - start)
+    if not levels or store is None:
+        return resource.compute(source, start, stop)
+    finest = levels[0]
+    edges = sorted({start, stop, *range(-(-start // finest) * finest, stop, finest)})
+    pieces = {
+        a: (b, resource.compute(source, a, b)) for a, b in itertools.pairwise(edges)
+    }
+    for level in levels:
+        for a, b in aligned_blocks(start, stop, level, end=source.size):
+            inside = [pieces[s][1] for s in edges[:-1] if a <= s < b]
+            block = inside[0] if len(inside) == 1 else resource.merge(inside)
+            store.put(ChunkKey(resource.name, (fid,), a, b), block)
+    return resource.merge([pieces[s][1] for s in edges[:-1]])
+
+
+class ChunkService(Service):
+    """Compute one chunk of a resource (a helper service of the analyses)."""
+
+    name = "chunk"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        body = task.body
+        try:
+            resource = resource_from_name(body["resource"])
+            path, fid = str(body["source"]), str(body["fid"])
+            start, stop = int(body["start"]), int(body["stop"])
+            levels = [int(lv) for lv in body.get("commit", [])]
+            lookup = bool(body.get("lookup", True))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise RequestError(
+                f"a chunk request needs resource, source, fid, start, stop: {exc}"
+            ) from exc
+        store = ctx.settings.cache
+        if store is not None and not store.enabled:
+            store = None
+        key = ChunkKey(resource.name, (fid,), start, stop)
+        if store is not None and lookup:
+            cached = await run_kernel(store.get, key)
+            if cached is not None:
+                yield Report(cached, meta={"cached": True})
+                return
+        with open_source(path, roots=ctx.settings.roots) as source:
+            if not 0 <= start <= stop <= source.size:
+                raise RequestError(
+                    f"chunk [{start}, {stop}) is outside {path} ({source.size} bytes)"
+                )
+            if source_id(source.path) != fid:
+                # Never mix two versions of a file in one answer, or in the cache.
+                raise RequestError(f"{path} changed while it was being analysed; ask again")
+            result = await run_kernel(
+                compute_chunk, resource, source, fid, start, stop, levels, store
+            )
+        yield Report(result, meta={"cached": False})

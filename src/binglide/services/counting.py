@@ -1,0 +1,72 @@
+"""``histogram``, ``ngrams`` and ``stats``: counts over a range, cached by chunk."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from ..report import Report
+from ..service import Service
+from . import kernels
+from .chunked import progress_report, run_chunked
+from .common import opened, option_int, parse_body
+from .resources import EntResource, Histogram, NGrams
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from ..report import Task
+    from ..service import Context
+
+__all__ = ("HistogramService", "NGramsService", "StatsService")
+
+
+class HistogramService(Service):
+    """256 uint64 counts of the bytes in the range."""
+
+    name = "histogram"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        parsed = parse_body(task.body, sources=1)
+        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+            async for progress in run_chunked(ctx, Histogram(), op, parsed):
+                yield progress_report(progress, start=op.start, stop=op.stop)
+
+
+class NGramsService(Service):
+    """Counts of every n-gram wholly in the range, bytes reduced to their top bits."""
+
+    name = "ngrams"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        parsed = parse_body(task.body, sources=1)
+        n = option_int(parsed.options, "n", 2, 2, 3)
+        bits = option_int(parsed.options, "bits", 8 if n == 2 else 7, 1, 8)
+        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+            async for progress in run_chunked(ctx, NGrams(n, bits), op, parsed):
+                yield progress_report(progress, start=op.start, stop=op.stop, n=n, bits=bits)
+
+
+class StatsService(Service):
+    """The statistics ``ent`` prints; ``data`` is the 256 byte counts they come from."""
+
+    name = "stats"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        parsed = parse_body(task.body, sources=1)
+        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+            async for progress in run_chunked(ctx, EntResource(), op, parsed):
+                partial = kernels.EntPartial.from_array(progress.data)
+                # ent prints nan for an empty stream; JSON has no nan: None.
+                stats: dict[str, Any] = {
+                    k: None if isinstance(v, float) and math.isnan(v) else v
+                    for k, v in kernels.ent_finish(partial).items()
+                }
+                stats.update(start=op.start, stop=op.stop)
+                counts = progress.data[4:260].copy()
+                yield Report(
+                    counts,
+                    completion=progress.completion,
+                    precision=progress.precision,
+                    meta=stats,
+                )

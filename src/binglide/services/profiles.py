@@ -1,0 +1,304 @@
+"""``entropy`` and ``diff``: profiles along a range, progressive.
+
+Both cut the range into points, answer first from a small sample of every
+point, then fan runs of points out to the ``segments`` service and refine the
+answer as runs finish; the last answer is exact.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import numpy as np
+
+from ..errors import RequestError
+from ..report import Report
+from ..service import Service
+from . import kernels
+from .chunked import chunk_size_for, sample_budget
+from .common import (
+    Opened,
+    Parsed,
+    RateLimit,
+    opened,
+    option_choice,
+    option_int,
+    parse_body,
+    run_kernel,
+)
+from .segments import point_edges, split_runs
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+    from ..report import Task
+    from ..service import Context
+    from .sources import Source
+
+__all__ = ("DiffService", "EntropyService")
+
+Array = np.ndarray[Any, Any]
+
+#: The most points a profile may have (a float64 each).
+MAX_POINTS = 1 << 24
+#: Above this many points, the first estimate samples every k-th point only.
+_SAMPLED_POINTS = 1 << 14
+
+
+def _sample_points(edges: Array, budget: int) -> list[tuple[int, int, int]]:
+    """Return ``(point, lo, hi)``: a run from the middle of (some of) the points."""
+    points = len(edges) - 1
+    step = max(1, points // _SAMPLED_POINTS)
+    per_point = max(64, budget // max(1, points // step))
+    runs = []
+    for i in range(0, points, step):
+        a, b = int(edges[i]), int(edges[i + 1])
+        take = min(b - a, per_point)
+        lo = a + (b - a - take) // 2
+        runs.append((i, lo, lo + take))
+    return runs
+
+
+def _fill(values: Array, sampled: list[int]) -> Array:
+    """Give each unsampled point the value of the sampled point before it."""
+    if not sampled:
+        return values
+    idx = np.zeros(len(values), dtype=np.int64)
+    idx[sampled] = sampled
+    np.maximum.accumulate(idx, out=idx)
+    return values[idx]
+
+
+async def _fan_out(
+    ctx: Context,
+    op: str,
+    sources: Sequence[Opened],
+    edges: Array,
+    values: Array,
+    done: Array,
+    parsed: Parsed,
+    report: Callable[[float], Report],
+) -> AsyncIterator[Report]:
+    """Compute every point by runs of segments; yield refined reports as runs finish."""
+    length = int(edges[-1] - edges[0])
+    target = chunk_size_for(length, ctx.settings.parallelism)
+    runs = split_runs(edges, target)
+    send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
+    body = {
+        "op": op,
+        "sources": [s.source.path for s in sources],
+        "fids": [s.fid for s in sources],
+    }
+    calls = [(i, j, ctx.request("segments", body, edges[i : j + 1].copy())) for i, j in runs]
+
+    async def collect(i: int, j: int, call: Any) -> None:
+        await send.send((i, j, (await call).array))
+
+    limit = RateLimit(ctx.settings.report_interval)
+    bytes_done = 0
+    async with anyio.create_task_group() as tg, send, receive:
+        for i, j, call in calls:
+            tg.start_soon(collect, i, j, call)
+        for _ in range(len(calls)):
+            i, j, result = await receive.receive()
+            values[i:j] = result
+            done[i:j] = True
+            bytes_done += int(edges[j] - edges[i])
+            if parsed.reports.progress and bytes_done < length and limit.ready():
+                yield report(bytes_done / max(1, length))
+
+
+class EntropyService(Service):
+    """Shannon entropy (bits per byte) along the range: by resolution, block or sliding window."""
+
+    name = "entropy"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        parsed = parse_body(task.body, sources=1)
+        opts = parsed.options
+        mode = option_choice(opts, "mode", "resolution", ("resolution", "block", "sliding"))
+        resolution = option_int(opts, "resolution", 1024, 1, MAX_POINTS)
+        window = option_int(opts, "window", 128, 1, 1 << 30)
+        block = option_int(opts, "block", None if mode == "block" else 1024, 1, 1 << 40)
+        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+            meta = {"mode": mode, "start": op.start, "stop": op.stop}
+            if mode == "sliding":
+                positions = point_edges(op.start, op.stop, resolution)[:-1] - op.start
+                positions += (
+                    point_edges(op.start, op.stop, resolution)[1:] - op.start - positions
+                ) // 2
+                values = await run_kernel(
+                    kernels.sliding_entropy, op.source.view(op.start, op.stop), window, positions
+                )
+                yield Report(values, meta={**meta, "window": window, "resolution": resolution})
+                return
+            if mode == "block":
+                count = -(-op.length // block)
+                if count > MAX_POINTS:
+                    raise RequestError(
+                        f"{count} blocks of {block} bytes are too many (at most {MAX_POINTS});"
+                        " use a larger block or a smaller range"
+                    )
+                edges = np.minimum(
+                    op.start + np.arange(count + 1, dtype=np.int64) * block, op.stop
+                )
+                meta["block"] = block
+            else:
+                edges = point_edges(op.start, op.stop, resolution)
+                meta["resolution"] = resolution
+            async for report in _profile(
+                ctx, "entropy", [op], edges, parsed, meta, _entropy_sample
+            ):
+                yield report
+
+
+def _entropy_sample(
+    sources: Sequence[Source], runs: list[tuple[int, int, int]], values: Array
+) -> int:
+    read = 0
+    for i, lo, hi in runs:
+        values[i] = kernels.entropy_of_counts(kernels.byte_histogram(sources[0].view(lo, hi)))
+        read += hi - lo
+    return read
+
+
+def _diff_sample(
+    sources: Sequence[Source], runs: list[tuple[int, int, int]], values: Array
+) -> int:
+    read = 0
+    a, b = sources
+    for i, lo, hi in runs:
+        if hi > lo:
+            edges = np.array([0, hi - lo], dtype=np.int64)
+            counts = kernels.diff_counts(a.view(lo, hi), b.view(lo, hi), edges)
+            values[i] = counts[0] / (hi - lo)  # a rate, scaled to the point below
+        read += hi - lo
+    return read
+
+
+async def _profile(
+    ctx: Context,
+    op_name: str,
+    ops: Sequence[Opened],
+    edges: Array,
+    parsed: Parsed,
+    meta: dict[str, Any],
+    sampler: Callable[[Sequence[Source], list[tuple[int, int, int]], Array], int],
+    *,
+    finish: Callable[[Array, Array], Array] | None = None,
+    extra: Callable[[Array], dict[str, Any]] | None = None,
+) -> AsyncIterator[Report]:
+    points = len(edges) - 1
+    length = int(edges[-1] - edges[0]) if points else 0
+    dtype = np.float64 if op_name == "entropy" else np.int64
+    values = np.zeros(points, dtype=dtype)
+    done = np.zeros(points, dtype=bool)
+    finish = finish or (lambda v, d: v)
+
+    def report(completion: float, precision: float | None = None) -> Report:
+        data = finish(values, done).copy()
+        return Report(
+            data,
+            completion=completion,
+            precision=completion if precision is None else precision,
+            meta={**meta, **(extra(data) if extra else {})},
+        )
+
+    if points and length and parsed.reports.estimate:
+        runs = _sample_points(edges, sample_budget(length))
+        estimate = np.zeros(points, dtype=np.float64)
+        read = await run_kernel(sampler, [o.source for o in ops], runs, estimate)
+        estimate = _fill(estimate, [i for i, _, _ in runs])
+        if op_name == "diff":
+            estimate = np.rint(estimate * np.diff(edges)).astype(np.int64)
+        values[:] = estimate
+        yield report(0.0, read / length)
+    if points and length:
+        async for progress in _fan_out(ctx, op_name, ops, edges, values, done, parsed, report):
+            yield progress
+    yield report(1.0, 1.0)
+
+
+class DiffService(Service):
+    """Differing bytes of two files per point of `resolution`, and the total.
+
+    Bytes past the end of the shorter file count as differing; ``meta`` says
+    how many there are.
+    """
+
+    name = "diff"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        parsed = parse_body(task.body, sources=2)
+        resolution = option_int(parsed.options, "resolution", 1024, 1, MAX_POINTS)
+        first, second = parsed.inputs
+        with (
+            opened(first, roots=ctx.settings.roots) as a,
+            opened(second, roots=ctx.settings.roots) as b,
+        ):
+            sizes = [a.source.size, b.source.size]
+            longest, shortest = max(sizes), min(sizes)
+            # The range is over the longer file; the shorter one ends early.
+            start = first.start or 0
+            stop = longest if first.stop is None else min(first.stop, longest)
+            if start < 0 or stop < 0 or start > stop:
+                raise RequestError(
+                    f"range ({first.start}, {first.stop}) is invalid; a range is (start, stop)"
+                    " with 0 <= start <= stop (stop past the end is clipped)"
+                )
+            start = min(start, longest)
+            edges = point_edges(start, stop, resolution)
+            common_stop = max(start, min(stop, shortest))
+            common = np.minimum(edges, common_stop)
+            # Bytes of each point past the shorter file's end: differing by definition.
+            beyond = np.diff(edges) - np.diff(common)
+            meta = {
+                "sizes": sizes,
+                "start": start,
+                "stop": stop,
+                "resolution": resolution,
+                "length_differs": sizes[0] != sizes[1],
+                "beyond_shorter": int(beyond.sum()),
+            }
+            ops = [
+                Opened(a.source, start, common_stop, a.fid),
+                Opened(b.source, start, common_stop, b.fid),
+            ]
+
+            def finish(values: Array, done: Array) -> Array:
+                return values + beyond
+
+            def extra(data: Array) -> dict[str, Any]:
+                return {"total": int(data.sum())}
+
+            final: Report | None = None
+            async for report in _profile(
+                ctx, "diff", ops, common, parsed, meta, _diff_sample, finish=finish, extra=extra
+            ):
+                if final is not None:
+                    yield final
+                final = report
+            assert final is not None
+            offsets = await run_kernel(
+                _first_offsets, a.source, b.source, common, final.array - beyond, 16
+            )
+            # Then the bytes past the shorter file's end, which all differ.
+            offsets += range(common_stop, min(stop, common_stop + 16 - len(offsets)))
+            final.meta["first_offsets"] = offsets
+            yield final
+
+
+def _first_offsets(a: Source, b: Source, edges: Array, counts: Array, limit: int) -> list[int]:
+    """Return the first `limit` offsets where `a` and `b` differ, scanning only differing points."""
+    found: list[int] = []
+    for i in np.flatnonzero(counts):
+        lo, hi = int(edges[i]), int(edges[i + 1])
+        for block in range(lo, hi, 1 << 20):
+            end = min(hi, block + (1 << 20))
+            where = np.flatnonzero(a.view(block, end) != b.view(block, end))
+            found.extend(int(block + w) for w in where[: limit - len(found)])
+            if len(found) >= limit:
+                return found
+    return found

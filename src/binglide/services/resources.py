@@ -1,0 +1,136 @@
+"""Chunk resources: what a chunk's result is, how results merge, how they scale.
+
+A resource is a result that is a pure function of (analysis, parameters,
+file identity, byte range) and that merges exactly across adjacent ranges:
+byte counts (``HIST``), n-gram counts (``NG<n>B<bits>``) and ``ent``'s
+partial statistics (``ENT``). That is what lets chunks be computed anywhere,
+cached on disk under ``<RESOURCE>_<fileid>.<start>_<stop>``, and reused by
+any later request whose range contains them.
+
+N-gram chunks count the n-grams that *start* in the chunk and lie wholly in
+the *file* (reading up to n - 1 bytes past the chunk), so that merged chunks
+count every n-gram of their union exactly once; the few n-grams that cross a
+request's end are subtracted once, at the end (`NGrams.finish`).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import kernels
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from .sources import Source
+
+__all__ = ("EntResource", "Histogram", "NGrams", "Resource", "resource_from_name")
+
+Array = np.ndarray[Any, Any]
+
+
+class Resource(ABC):
+    """A mergeable chunk result (see the module docstring)."""
+
+    #: The cache resource name, e.g. ``HIST`` or ``NG2B8``.
+    name: str
+    #: The smallest block worth a cache entry: results much larger than their
+    #: bytes (n-gram tables) are only kept for large blocks.
+    min_block: int = 1 << 20
+
+    @abstractmethod
+    def compute(self, source: Source, start: int, stop: int) -> Array:
+        """Return the result for the bytes ``[start, stop)`` of `source` (blocking)."""
+
+    @abstractmethod
+    def merge(self, parts: Sequence[Array]) -> Array:
+        """Merge the results of adjacent ranges, given in order."""
+
+    def estimate(self, part: Array, factor: float) -> Array:
+        """Scale the result of a sample up to the whole: counts grow by `factor`."""
+        return np.rint(part.astype(np.float64) * factor).astype(part.dtype)
+
+    def finish(self, source: Source, start: int, stop: int, merged: Array) -> Array:
+        """Return the exact result of ``[start, stop)`` from its merged chunks (blocking)."""
+        return merged
+
+
+class Histogram(Resource):
+    """256 byte counts."""
+
+    name = "HIST"
+
+    def compute(self, source: Source, start: int, stop: int) -> Array:
+        return kernels.byte_histogram(source.view(start, stop))
+
+    def merge(self, parts: Sequence[Array]) -> Array:
+        total = np.zeros(256, dtype=np.uint64)
+        for part in parts:
+            total += part
+        return total
+
+
+class NGrams(Resource):
+    """Counts of n-grams of bytes reduced to their top `bits` bits."""
+
+    def __init__(self, n: int, bits: int) -> None:
+        self.n, self.bits = n, bits
+        self.name = f"NG{n}B{bits}"
+        # A table costs 8 bytes a cell: keep entries at most an eighth of their bytes.
+        self.min_block = max(1 << 20, 64 << (bits * n))
+
+    def compute(self, source: Source, start: int, stop: int) -> Array:
+        end = min(stop + self.n - 1, source.size)
+        count = max(0, min(stop, source.size - self.n + 1) - start)
+        return kernels.ngram_histogram(source.view(start, end), self.n, self.bits, count)
+
+    def merge(self, parts: Sequence[Array]) -> Array:
+        total = np.zeros((1 << self.bits,) * self.n, dtype=np.uint64)
+        for part in parts:
+            total += part
+        return total
+
+    def finish(self, source: Source, start: int, stop: int, merged: Array) -> Array:
+        # Take out the n-grams that start in the range but end past it.
+        lo = max(start, stop - self.n + 1)
+        crossing = self.compute(source, lo, stop)
+        return merged - crossing
+
+
+class EntResource(Resource):
+    """``ent``'s partial statistics (276 uint64, see `kernels.EntPartial`)."""
+
+    name = "ENT"
+
+    def compute(self, source: Source, start: int, stop: int) -> Array:
+        return kernels.ent_partial(source.view(start, stop)).to_array()
+
+    def merge(self, parts: Sequence[Array]) -> Array:
+        partial = kernels.ent_partial(np.zeros(0, dtype=np.uint8))
+        for part in parts:
+            partial = kernels.ent_merge(partial, kernels.EntPartial.from_array(part))
+        return partial.to_array()
+
+    def estimate(self, part: Array, factor: float) -> Array:
+        # Statistics of a sample estimate those of the whole as they are.
+        return part
+
+
+def resource_from_name(name: str) -> Resource:
+    """Return the resource called `name` (``HIST``, ``ENT``, ``NG<n>B<bits>``).
+
+    Raises:
+        ValueError: no such resource.
+    """
+    if name == "HIST":
+        return Histogram()
+    if name == "ENT":
+        return EntResource()
+    if name.startswith("NG") and "B" in name:
+        n_text, _, bits_text = name[2:].partition("B")
+        if n_text in ("2", "3") and bits_text.isdigit() and 1 <= int(bits_text) <= 8:
+            return NGrams(int(n_text), int(bits_text))
+    raise ValueError(f"unknown chunk resource {name!r}")
