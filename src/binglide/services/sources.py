@@ -9,18 +9,21 @@ file runs several times faster than any kernel, so the map, not a read loop).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import mmap
 import os
 import stat
-from collections.abc import Sequence
-from types import TracebackType
-from typing import Final, Literal, Protocol, Self
+from typing import TYPE_CHECKING, Final, Literal, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from binglide.errors import RequestError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import TracebackType
 
 __all__ = ("Source", "file_identity", "open_source", "resolve_range")
 
@@ -89,10 +92,9 @@ class Source:
         self._array = None
         mapping, self._mapping = self._mapping, None
         if mapping is not None:
-            try:
+            # BufferError: views are still alive; the map goes when they do.
+            with contextlib.suppress(BufferError):
                 mapping.close()
-            except BufferError:
-                pass  # views are still alive; the map goes when they do
 
     def __enter__(self) -> Self:
         return self
@@ -219,7 +221,8 @@ def resolve_range(size: int, start: int | None = None, stop: int | None = None) 
         RequestError: an offset is negative or not an integer, or ``start > stop``.
     """
     lo = 0 if start is None else _as_offset("start", start)
-    hi = size if stop is None else _as_offset("stop", stop)
+    # An open end is the end of the file, or the start if that lies past it.
+    hi = max(size, lo) if stop is None else _as_offset("stop", stop)
     if lo < 0 or hi < 0:
         raise RequestError(
             f"range ({start}, {stop}) has a negative offset;"
@@ -234,7 +237,7 @@ def resolve_range(size: int, start: int | None = None, stop: int | None = None) 
 
 
 class _Hasher(Protocol):
-    def update(self, data: npt.NDArray[np.uint8], /) -> None: ...
+    def update(self, data: memoryview, /) -> None: ...
     def hexdigest(self) -> str: ...
 
 
@@ -290,7 +293,7 @@ def file_identity(
         with open_source(path, roots=roots) as source:
             for start in range(0, source.size, _HASH_BLOCK):
                 block = source.view(start, min(source.size, start + _HASH_BLOCK))
-                hasher.update(block)
+                hasher.update(memoryview(block))
                 del block  # let close() unmap at once
         return prefix + hasher.hexdigest()
     raise RequestError(f"unknown file identity mode {mode!r}; use 'stat' or 'content'")
