@@ -13,7 +13,6 @@ and sends it with ``request(service, body)``.
 from __future__ import annotations
 
 import os
-from abc import abstractmethod
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -60,7 +59,6 @@ def make_body(
 class AnalysisMethods:
     """Mixin: the typed helpers, on top of an abstract ``request``."""
 
-    @abstractmethod
     def request(
         self,
         service: str,
@@ -69,6 +67,7 @@ class AnalysisMethods:
         timeout: float | None = None,
     ) -> Call:
         """Send a request; see `Client.request`."""
+        raise NotImplementedError
 
     def histogram(self, source: Source, range: Range | None = None, **extra: Any) -> Call:
         """Count the bytes of `source` in `range`: 256 uint64 counts."""

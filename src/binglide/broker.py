@@ -71,6 +71,10 @@ class Broker:
             self.machine.receive(PeerId(peer), protocol, msg, anyio.current_time())
         except RemoteProtocolError as exc:
             log.warning("dropped a message from peer %r: %s", peer, exc)
+        except Exception:
+            # A bug must not take the broker down for everyone: log it loudly
+            # and go on serving (the machine's state is left as it was).
+            log.exception("internal error while handling a message from peer %r", peer)
 
     async def _flush(self) -> None:
         for out in self.machine.outgoing():
