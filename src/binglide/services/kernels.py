@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from typing import Any, Final, TypedDict, TypeVar
+from typing import Any, Final, TypedDict, TypeVar, cast
 
 import attrs
 import numpy as np
@@ -62,7 +62,7 @@ try:
         raise ImportError("disabled by BINGLIDE_NO_NUMBA")
     import numba
 
-    _jit: Callable[[_F], _F] = numba.njit(nogil=True, cache=True)
+    _jit = cast("Callable[[_F], _F]", numba.njit(nogil=True, cache=True))
     #: Whether the compiled kernels are available (numba imported and not disabled).
     NUMBA_AVAILABLE: Final[bool] = True
 except ImportError:
@@ -274,7 +274,8 @@ def ngram_histogram(
         out = np.zeros(shape, np.uint64)
     elif out.dtype != np.uint64 or out.shape != shape or not out.flags.c_contiguous:
         raise ValueError(
-            f"out must be a C-contiguous uint64 array of shape {shape}, not {out.dtype} {out.shape}"
+            f"out must be a C-contiguous uint64 array of shape {shape},"
+            f" not {out.dtype} {out.shape}"
         )
     flat = out.reshape(-1)
     if count:
@@ -395,13 +396,8 @@ def _nb_sliding_entropy(
             _nb_hist_into(buf, a, b, counts)
             updates = 1 << 30  # force the exact recomputation below
         else:
-            for i in range(cur_hi, b):
-                c = counts[buf[i]]
-                if use_table:
-                    s += flog[c + 1] - flog[c]
-                else:
-                    s += (c + 1) * math.log2(c + 1) - (c * math.log2(c) if c else 0.0)
-                counts[buf[i]] = c + 1
+            # Remove before adding: a count then never exceeds the window, the
+            # length of the c*log2(c) table (a >= cur_hi was recounted above).
             for i in range(cur_lo, a):
                 c = counts[buf[i]]
                 if use_table:
@@ -409,6 +405,13 @@ def _nb_sliding_entropy(
                 else:
                     s += ((c - 1) * math.log2(c - 1) if c > 1 else 0.0) - c * math.log2(c)
                 counts[buf[i]] = c - 1
+            for i in range(cur_hi, b):
+                c = counts[buf[i]]
+                if use_table:
+                    s += flog[c + 1] - flog[c]
+                else:
+                    s += (c + 1) * math.log2(c + 1) - (c * math.log2(c) if c else 0.0)
+                counts[buf[i]] = c + 1
             updates += (b - cur_hi) + (a - cur_lo)
         if updates > 1 << 16:
             s = 0.0
@@ -625,7 +628,7 @@ def _nb_ent_scan(buf: U8Array, inside: I64Array) -> int:
     n = buf.shape[0]
     pairs = 0
     for i in range(n - 1):
-        pairs += np.int64(buf[i]) * np.int64(buf[i + 1])
+        pairs += int(buf[i]) * int(buf[i + 1])
     starts = n - _MONTE_BYTES + 1
     # Six starts per iteration, one register counter per residue: a counter
     # indexed by t % 6 in memory, or a branch on the (random) hit, runs
@@ -711,7 +714,7 @@ class EntPartial:
 
         Returns:
             ``[size, pair_sum, len(head), len(tail), *counts, *inside,
-            *head (padded to 5), *tail (padded to 5)]``, 274 entries.
+            *head (padded to 5), *tail (padded to 5)]``, 276 entries.
         """
         head = list(self.head) + [0] * (5 - len(self.head))
         tail = list(self.tail) + [0] * (5 - len(self.tail))
@@ -726,17 +729,17 @@ class EntPartial:
         """Unpack a partial packed by `to_array`.
 
         Args:
-            array: the 274 uint64 entries.
+            array: the 276 uint64 entries.
 
         Returns:
             The partial.
 
         Raises:
-            ValueError: the array does not have 274 entries.
+            ValueError: the array does not have 276 entries.
         """
         a = [int(v) for v in np.asarray(array, dtype=np.uint64).reshape(-1)]
-        if len(a) != 274:
-            raise ValueError(f"a packed EntPartial has 274 entries, not {len(a)}")
+        if len(a) != 276:
+            raise ValueError(f"a packed EntPartial has 276 entries, not {len(a)}")
         size, pair_sum, nhead, ntail = a[:4]
         head_start = 4 + 256 + 6
         return cls(
@@ -849,10 +852,8 @@ def ent_finish(partial: EntPartial) -> EntStats:
         The statistics.
     """
     n = partial.size
-    if n:
-        t1 = float(partial.pair_sum + partial.tail[-1] * partial.head[0])
-    else:
-        t1 = 0.0
+    # ent's serial correlation is circular: the last byte is followed by the first.
+    t1 = float(partial.pair_sum + partial.tail[-1] * partial.head[0]) if n else 0.0
     t2 = float(sum(v * c for v, c in enumerate(partial.counts)))
     t3 = float(sum(v * v * c for v, c in enumerate(partial.counts)))
     t2 = t2 * t2

@@ -293,7 +293,7 @@ def file_identity(
         with open_source(path, roots=roots) as source:
             for start in range(0, source.size, _HASH_BLOCK):
                 block = source.view(start, min(source.size, start + _HASH_BLOCK))
-                hasher.update(memoryview(block))
+                hasher.update(block.data)
                 del block  # let close() unmap at once
         return prefix + hasher.hexdigest()
     raise RequestError(f"unknown file identity mode {mode!r}; use 'stat' or 'content'")

@@ -1,0 +1,565 @@
+"""The kernels against plain references, on both paths (numba and numpy)."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from binglide.services import kernels
+from tests.services import references as ref
+
+SAMPLES = Path(
+    os.environ.get("BINGLIDE_SAMPLES", Path(__file__).parents[3] / "shared" / "samples")
+)
+SIZES = [0, 1, 2, 3, 5, 6, 7, 13, 255, 4099, 100_003]
+KINDS = ["random", "zeros", "text", "pattern", "mixed"]
+
+hypothesis_settings = settings(
+    max_examples=40,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
+def make(kind: str, size: int, seed: int = 0) -> np.ndarray:
+    """Generated test data of a kind: deterministic for a (kind, size, seed)."""
+    rng = np.random.default_rng([seed, size, KINDS.index(kind)])
+    if kind == "random":
+        return rng.integers(0, 256, size, dtype=np.uint8)
+    if kind == "zeros":
+        return np.zeros(size, np.uint8)
+    if kind == "text":
+        words = b"the quick brown fox jumps over a lazy dog\nLorem ipsum 0123456789 "
+        return np.frombuffer((words * (size // len(words) + 1))[:size], np.uint8).copy()
+    if kind == "pattern":
+        return np.resize(np.array([0xDE, 0xAD, 0xBE, 0xEF, 0x00, 0x00, 0x13], np.uint8), size)
+    # mixed: random, a run of zeros, a run of 0xff, text
+    out = rng.integers(0, 256, size, dtype=np.uint8)
+    out[size // 4 : size // 2] = 0
+    out[size // 2 : size // 2 + size // 8] = 0xFF
+    out[-(size // 8) or size :] = make("text", size // 8)
+    return out
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run the test on one implementation; the numpy one with tiny blocks.
+
+    Tiny blocks make the numpy fallback cross its block boundaries on small
+    inputs, where the bugs of blocked code hide.
+    """
+    if request.param == "numba":
+        if not kernels.NUMBA_AVAILABLE:
+            pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
+        monkeypatch.setattr(kernels, "_use_numba", True)
+    else:
+        monkeypatch.setattr(kernels, "_use_numba", False)
+        monkeypatch.setattr(kernels, "_BLOCK", 64)
+        monkeypatch.setattr(kernels, "_MAX_SEGMENTS_PER_BLOCK", 3)
+        monkeypatch.setattr(kernels, "_WINDOWS_PER_BATCH", 5)
+    return str(request.param)
+
+
+# --------------------------------------------------------------------------
+# histograms
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", SIZES)
+def test_byte_histogram(impl: str, kind: str, size: int) -> None:
+    data = make(kind, size)
+    result = kernels.byte_histogram(data)
+    assert result.dtype == np.uint64
+    assert result.shape == (256,)
+    np.testing.assert_array_equal(result, ref.byte_histogram(data))
+
+
+def test_byte_histogram_unaligned_views_and_bytes(impl: str) -> None:
+    data = make("mixed", 10_007)
+    for lo, hi in [(1, 10_007), (3, 9_001), (4097, 4098), (5, 5)]:
+        np.testing.assert_array_equal(
+            kernels.byte_histogram(data[lo:hi]), ref.byte_histogram(data[lo:hi])
+        )
+    np.testing.assert_array_equal(
+        kernels.byte_histogram(b"abca"), ref.byte_histogram(np.frombuffer(b"abca", np.uint8))
+    )
+
+
+def test_byte_histogram_readonly_memmap(impl: str, tmp_path: Path) -> None:
+    data = make("random", 5000)
+    path = tmp_path / "f"
+    path.write_bytes(data.tobytes())
+    mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    np.testing.assert_array_equal(kernels.byte_histogram(mapped[7:]), ref.byte_histogram(data[7:]))
+    del mapped
+
+
+def test_byte_histogram_rejects_other_dtypes() -> None:
+    with pytest.raises(ValueError, match="uint8"):
+        kernels.byte_histogram(np.zeros(4, np.int16))
+    with pytest.raises(ValueError, match="1-D"):
+        kernels.byte_histogram(np.zeros((2, 2), np.uint8))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", [0, 1, 2, 3, 4, 7, 1031])
+# (3, 8) tables are 128 MiB: that case has its own, smaller tests below.
+@pytest.mark.parametrize(("n", "bits"), [(2, 1), (2, 3), (2, 8), (3, 1), (3, 5), (3, 6)])
+def test_ngram_histogram(impl: str, kind: str, size: int, n: int, bits: int) -> None:
+    data = make(kind, size)
+    result = kernels.ngram_histogram(data, n, bits)
+    assert result.dtype == np.uint64
+    assert result.shape == (1 << bits,) * n
+    np.testing.assert_array_equal(result, ref.ngram_histogram(data, n, bits))
+    assert int(result.sum()) == max(0, size - n + 1)
+
+
+@pytest.mark.parametrize(("n", "bits"), [(2, 8), (2, 4), (3, 2), (3, 6)])
+def test_ngram_chunks_with_overlap_count_each_ngram_once(impl: str, n: int, bits: int) -> None:
+    data = make("mixed", 97)
+    whole = ref.ngram_histogram(data, n, bits)
+    for cut in range(len(data) + 1):
+        table = np.zeros((1 << bits,) * n, np.uint64)
+        # The first chunk gets n-1 bytes of the second one as overlap.
+        kernels.ngram_histogram(
+            data[: cut + n - 1], n, bits, min(cut, max(0, len(data) - n + 1)), out=table
+        )
+        kernels.ngram_histogram(data[cut:], n, bits, out=table)
+        np.testing.assert_array_equal(table, whole, err_msg=f"cut at {cut}")
+
+
+@hypothesis_settings
+@given(
+    data=st.binary(max_size=300),
+    cuts=st.lists(st.integers(0, 300), max_size=6),
+    n=st.sampled_from([2, 3]),
+    bits=st.integers(1, 6),
+)
+def test_ngram_any_chunking_matches_whole(
+    impl: str, data: bytes, cuts: list[int], n: int, bits: int
+) -> None:
+    buf = np.frombuffer(data, np.uint8)
+    edges = sorted({0, len(buf), *(min(c, len(buf)) for c in cuts)})
+    table = np.zeros((1 << bits,) * n, np.uint64)
+    total = max(0, len(buf) - n + 1)
+    for lo, hi in itertools.pairwise(edges):
+        count = max(0, min(hi, total) - lo)
+        kernels.ngram_histogram(buf[lo : hi + n - 1], n, bits, count, out=table)
+    np.testing.assert_array_equal(table, ref.ngram_histogram(buf, n, bits))
+
+
+def test_ngram_out_accumulates_and_is_returned(impl: str) -> None:
+    data = make("random", 500)
+    table = np.zeros((16, 16, 16), np.uint64)
+    assert kernels.ngram_histogram(data, 3, 4, out=table) is table
+    kernels.ngram_histogram(data, 3, 4, out=table)
+    np.testing.assert_array_equal(table, 2 * ref.ngram_histogram(data, 3, 4))
+
+
+@pytest.mark.parametrize("kind", ["random", "mixed"])
+def test_ngram_full_trigrams(impl: str, kind: str) -> None:
+    # A 2**24 table: few n-grams take the count-in-place path, and the
+    # chunked accumulation goes through the same table.
+    data = make(kind, 1031)
+    expected = ref.ngram_histogram(data, 3, 8)
+    table = kernels.ngram_histogram(data[:501], 3, 8, 499)
+    kernels.ngram_histogram(data[499:], 3, 8, out=table)
+    np.testing.assert_array_equal(table, expected)
+
+
+def test_ngram_rejects_bad_arguments() -> None:
+    data = make("random", 10)
+    with pytest.raises(ValueError, match="n must be"):
+        kernels.ngram_histogram(data, 4, 8)
+    with pytest.raises(ValueError, match="bits"):
+        kernels.ngram_histogram(data, 2, 0)
+    with pytest.raises(ValueError, match="bits"):
+        kernels.ngram_histogram(data, 2, 9)
+    with pytest.raises(ValueError, match="count"):
+        kernels.ngram_histogram(data, 2, 8, 10)
+    with pytest.raises(ValueError, match="count"):
+        kernels.ngram_histogram(data, 2, 8, -1)
+    with pytest.raises(ValueError, match="out"):
+        kernels.ngram_histogram(data, 2, 8, out=np.zeros((256, 256), np.uint32))
+    with pytest.raises(ValueError, match="out"):
+        kernels.ngram_histogram(data, 2, 4, out=np.zeros((256, 256), np.uint64))
+
+
+def test_ngram_count_default_never_negative(impl: str) -> None:
+    for size in (0, 1, 2):
+        table = kernels.ngram_histogram(make("random", size), 3, 2)
+        assert int(table.sum()) == 0
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_segment_histograms(impl: str, kind: str) -> None:
+    data = make(kind, 5003)
+    rng = np.random.default_rng(7)
+    for count in (1, 2, 10, 200):
+        edges = np.sort(rng.integers(0, len(data) + 1, count))
+        expected = ref.segment_histograms(data, edges)
+        result = kernels.segment_histograms(data, edges)
+        assert result.dtype == np.uint64
+        assert result.shape == (count - 1, 256)
+        np.testing.assert_array_equal(result, expected)
+
+
+def test_segment_histograms_empty_segments_and_buffers(impl: str) -> None:
+    data = make("random", 300)
+    edges = [0, 0, 5, 5, 5, 6, 299, 300, 300]
+    np.testing.assert_array_equal(
+        kernels.segment_histograms(data, edges), ref.segment_histograms(data, edges)
+    )
+    np.testing.assert_array_equal(kernels.segment_histograms(data[:0], [0, 0]), np.zeros((1, 256)))
+    assert kernels.segment_histograms(data, [4]).shape == (0, 256)
+
+
+def test_segment_histograms_rejects_bad_edges() -> None:
+    data = make("random", 10)
+    for edges in ([], [3, 2], [0, 11], [-1, 3]):
+        with pytest.raises(ValueError, match="edges"):
+            kernels.segment_histograms(data, edges)
+
+
+# --------------------------------------------------------------------------
+# entropy
+
+
+def test_entropy_of_counts_known_values() -> None:
+    assert float(kernels.entropy_of_counts(np.ones(256, np.uint64))) == 8.0
+    assert float(kernels.entropy_of_counts(np.zeros(256, np.uint64))) == 0.0
+    one_value = np.zeros(256, np.uint64)
+    one_value[65] = 1000
+    assert float(kernels.entropy_of_counts(one_value)) == 0.0
+    two = np.zeros(256)
+    two[[1, 2]] = 7
+    assert float(kernels.entropy_of_counts(two)) == 1.0
+    assert kernels.entropy_of_counts(np.ones(256)).shape == ()
+
+
+def test_entropy_of_counts_rows() -> None:
+    rng = np.random.default_rng(3)
+    counts = rng.integers(0, 5, (20, 256)).astype(np.uint64)
+    counts[4] = 0
+    result = kernels.entropy_of_counts(counts)
+    assert result.shape == (20,)
+    assert result.dtype == np.float64
+    np.testing.assert_allclose(result, [ref.entropy(row) for row in counts], rtol=0, atol=1e-12)
+    assert result[4] == 0.0
+    assert np.all((result >= 0) & (result <= 8))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("window", [1, 2, 7, 64, 1000, 100_000])
+def test_sliding_entropy_dense_and_sparse(impl: str, kind: str, window: int) -> None:
+    data = make(kind, 3001)
+    rng = np.random.default_rng(window)
+    for positions in (
+        np.arange(-5, 3006),  # dense, past both ends
+        np.arange(0, 3001, 97),  # sparse
+        rng.integers(-50, 3050, 60),  # unsorted, repeated
+        np.array([], np.int64),
+    ):
+        result = kernels.sliding_entropy(data, window, positions)
+        assert result.shape == positions.shape
+        np.testing.assert_allclose(
+            result, ref.sliding_entropy(data, window, positions), rtol=0, atol=1e-9
+        )
+
+
+def test_sliding_entropy_without_log_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows larger than the c*log2(c) table compute the logarithms on the fly.
+    if not kernels.NUMBA_AVAILABLE:
+        pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
+    monkeypatch.setattr(kernels, "_MAX_FLOG_TABLE", 16)
+    data = make("mixed", 2000)
+    positions = np.arange(0, 2000, 3)
+    np.testing.assert_allclose(
+        kernels.sliding_entropy(data, 500, positions),
+        ref.sliding_entropy(data, 500, positions),
+        rtol=0,
+        atol=1e-9,
+    )
+
+
+def test_sliding_entropy_long_run_stays_exact(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Many incremental steps: the periodic exact recomputation bounds drift.
+    # (The fallback gets its real batch sizes: tiny ones would take minutes.)
+    monkeypatch.setattr(kernels, "_BLOCK", 1 << 20)
+    monkeypatch.setattr(kernels, "_WINDOWS_PER_BATCH", 2048)
+    data = make("mixed", 200_000)
+    positions = np.arange(0, 200_000, 1)
+    result = kernels.sliding_entropy(data, 4096, positions)
+    check = np.arange(0, 200_000, 9973)
+    np.testing.assert_allclose(
+        result[check], ref.sliding_entropy(data, 4096, check), rtol=0, atol=1e-9
+    )
+
+
+def test_sliding_entropy_loop_stays_in_bounds() -> None:
+    # The compiled loop does no bounds checks; its plain-Python form does.
+    if not kernels.NUMBA_AVAILABLE:
+        pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
+    data = make("mixed", 700)
+    positions = np.sort(np.random.default_rng(5).integers(-50, 750, 120))
+    for window in (1, 8, 64):
+        lo = np.clip(positions - window // 2, 0, len(data))
+        hi = np.clip(positions - window // 2 + window, 0, len(data))
+        c = np.arange(window + 2, dtype=np.float64)
+        flog = c * np.log2(np.where(c > 0, c, 1.0))
+        for table in (flog, np.zeros(0)):
+            out = np.zeros(len(positions))
+            kernels._nb_sliding_entropy.py_func(data, lo, hi, table, out)  # type: ignore[attr-defined]
+            np.testing.assert_allclose(
+                out, ref.sliding_entropy(data, window, positions), rtol=0, atol=1e-9
+            )
+
+
+def test_sliding_entropy_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="window"):
+        kernels.sliding_entropy(make("random", 10), 0, [1])
+    with pytest.raises(ValueError, match="positions"):
+        kernels.sliding_entropy(make("random", 10), 4, [[1]])
+
+
+# --------------------------------------------------------------------------
+# diff
+
+
+@pytest.mark.parametrize("size", [0, 1, 3, 1000, 4099])
+def test_diff_counts(impl: str, size: int) -> None:
+    a = make("mixed", size)
+    b = a.copy()
+    rng = np.random.default_rng(size)
+    flips = rng.integers(0, max(size, 1), size // 3)
+    if size:
+        b[flips] ^= rng.integers(1, 256, len(flips), dtype=np.uint8)
+    for edges in (
+        [0, size],
+        [0, size // 3, size // 3, size],
+        sorted(rng.integers(0, size + 1, 30)),
+    ):
+        result = kernels.diff_counts(a, b, edges)
+        assert result.dtype == np.int64
+        assert result.tolist() == ref.diff_counts(a, b, edges)
+    assert kernels.diff_counts(a, a, [0, size]).tolist() == [0]
+
+
+def test_diff_counts_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="same length"):
+        kernels.diff_counts(make("random", 3), make("random", 4), [0, 3])
+    with pytest.raises(ValueError, match="edges"):
+        kernels.diff_counts(make("random", 3), make("random", 3), [0, 4])
+
+
+# --------------------------------------------------------------------------
+# decimate
+
+
+@pytest.mark.parametrize(
+    ("length", "size"),
+    [
+        (0, 0),
+        (0, 10),
+        (5, 10),
+        (10, 10),
+        (11, 10),
+        (1, 1),
+        (100, 1),
+        (100, 2),
+        (10**6, 4096),
+        (10**12, 65536),
+        (4097, 4096),
+        (1000, 999),
+    ],
+)
+def test_decimate(length: int, size: int) -> None:
+    offsets = kernels.decimate(length, size)
+    assert offsets.dtype == np.int64
+    assert len(offsets) == min(length, size)
+    assert np.all(np.diff(offsets) > 0)
+    if len(offsets):
+        assert offsets[0] >= 0
+        assert offsets[-1] < length
+    if length > size > 1:
+        # Runs of about sqrt(size) consecutive offsets, first at 0, last at the end.
+        runs = np.split(offsets, np.flatnonzero(np.diff(offsets) > 1) + 1)
+        run = math.isqrt(size)
+        assert offsets[0] == 0
+        assert offsets[-1] == length - 1
+        if length >= 2 * size:
+            assert all(run - 1 <= len(r) <= run + 1 for r in runs)
+            # evenly spread: the gaps between runs differ by at most one
+            gaps = [int(b[0] - a[-1]) for a, b in itertools.pairwise(runs)]
+            assert max(gaps) - min(gaps) <= 1
+    np.testing.assert_array_equal(offsets, kernels.decimate(length, size))  # deterministic
+
+
+@hypothesis_settings
+@given(length=st.integers(0, 10**7), size=st.integers(0, 5000))
+def test_decimate_properties(length: int, size: int) -> None:
+    offsets = kernels.decimate(length, size)
+    assert len(offsets) == min(length, size)
+    assert np.all(np.diff(offsets) > 0)
+    assert len(offsets) == 0 or 0 <= offsets[0] <= offsets[-1] < length
+
+
+def test_decimate_rejects_negative() -> None:
+    with pytest.raises(ValueError):
+        kernels.decimate(-1, 3)
+    with pytest.raises(ValueError):
+        kernels.decimate(3, -1)
+
+
+# --------------------------------------------------------------------------
+# ent
+
+
+def assert_stats_equal(stats: kernels.EntStats, expected: dict[str, float]) -> None:
+    assert stats["size"] == expected["size"]
+    for key, value in expected.items():
+        got = float(stats[key])  # type: ignore[literal-required]
+        if math.isnan(value):
+            assert math.isnan(got), key
+        else:
+            assert got == pytest.approx(value, rel=1e-9, abs=1e-9), key
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", SIZES)
+def test_ent_matches_reference(impl: str, kind: str, size: int) -> None:
+    data = make(kind, size)
+    assert_stats_equal(kernels.ent_finish(kernels.ent_partial(data)), ref.ent(data.tobytes()))
+
+
+@pytest.mark.parametrize("kind", ["random", "pattern", "mixed"])
+def test_ent_merge_at_every_split(impl: str, kind: str) -> None:
+    # Every split point of 40 bytes puts the Monte Carlo group boundary at
+    # every phase, with straddling groups and chunks shorter than a group.
+    data = make(kind, 40)
+    whole = kernels.ent_partial(data)
+    for cut in range(len(data) + 1):
+        merged = kernels.ent_merge(
+            kernels.ent_partial(data[:cut]), kernels.ent_partial(data[cut:])
+        )
+        assert merged == whole, f"cut at {cut}"
+
+
+@hypothesis_settings
+@given(data=st.binary(max_size=200), cuts=st.lists(st.integers(0, 200), max_size=8))
+def test_ent_merge_any_chunking(impl: str, data: bytes, cuts: list[int]) -> None:
+    edges = sorted({0, len(data), *(min(c, len(data)) for c in cuts)})
+    parts = [kernels.ent_partial(data[a:b]) for a, b in itertools.pairwise(edges)]
+    left_fold = functools.reduce(kernels.ent_merge, parts, kernels.ent_partial(b""))
+    assert left_fold == kernels.ent_partial(data)
+    # Associativity: merging from the right gives the same.
+    right_fold = functools.reduce(
+        lambda acc, p: kernels.ent_merge(p, acc), reversed(parts), kernels.ent_partial(b"")
+    )
+    assert right_fold == left_fold
+    assert_stats_equal(kernels.ent_finish(left_fold), ref.ent(data))
+
+
+def test_ent_partial_pack_round_trip() -> None:
+    for size in (0, 3, 5, 1000):
+        partial = kernels.ent_partial(make("random", size))
+        packed = partial.to_array()
+        assert packed.dtype == np.uint64
+        assert kernels.EntPartial.from_array(packed) == partial
+    with pytest.raises(ValueError, match="276"):
+        kernels.EntPartial.from_array(np.zeros(5, np.uint64))
+
+
+ENT = shutil.which("ent")
+needs_ent = pytest.mark.skipif(
+    ENT is None, reason="the `ent` program is not installed (apt-get install ent)"
+)
+
+
+def ent_t(path: Path) -> list[str]:
+    """Run ``ent -t`` and return its values as printed (size first)."""
+    assert ENT is not None
+    out = subprocess.run([ENT, "-t", str(path)], capture_output=True, text=True, check=True)
+    return out.stdout.strip().splitlines()[1].split(",")[1:]
+
+
+def assert_prints_like_ent(stats: kernels.EntStats, printed: list[str]) -> None:
+    assert printed[0] == str(stats["size"])
+    keys = ["entropy", "chi_square", "mean", "monte_carlo_pi", "serial_correlation"]
+    for key, text in zip(keys, printed[1:], strict=True):
+        value = float(stats[key])  # type: ignore[literal-required]
+        if text.endswith("nan"):
+            assert math.isnan(value), key
+        else:
+            assert f"{value:f}" == text, key
+
+
+@needs_ent
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", [0, 1, 2, 5, 6, 7, 13, 4099, 100_003])
+def test_ent_matches_ent_program(impl: str, tmp_path: Path, kind: str, size: int) -> None:
+    data = make(kind, size)
+    path = tmp_path / "data.bin"
+    path.write_bytes(data.tobytes())
+    # Chunked, as the service computes it: three uneven parts.
+    cuts = [0, size // 3, size // 3 + 1 if size else 0, size]
+    partial = functools.reduce(
+        kernels.ent_merge,
+        [kernels.ent_partial(data[a:b]) for a, b in itertools.pairwise(cuts)],
+    )
+    assert_prints_like_ent(kernels.ent_finish(partial), ent_t(path))
+
+
+SAMPLE_FILES = sorted(p for p in SAMPLES.glob("*") if p.is_file()) if SAMPLES.is_dir() else []
+
+
+@needs_ent
+@pytest.mark.skipif(not SAMPLE_FILES, reason=f"no sample binaries at {SAMPLES}")
+@pytest.mark.parametrize("path", SAMPLE_FILES, ids=lambda p: p.name)
+def test_ent_matches_ent_program_on_samples(impl: str, path: Path) -> None:
+    data = np.fromfile(path, dtype=np.uint8)
+    # Chunks of 100001 bytes: groups straddle most boundaries.
+    parts = [kernels.ent_partial(data[i : i + 100_001]) for i in range(0, len(data), 100_001)]
+    partial = functools.reduce(kernels.ent_merge, parts, kernels.ent_partial(b""))
+    assert_prints_like_ent(kernels.ent_finish(partial), ent_t(path))
+
+
+# --------------------------------------------------------------------------
+# the switch
+
+
+def test_no_numba_environment_variable_forces_the_fallback() -> None:
+    code = (
+        "import sys; from binglide.services import kernels as k; import numpy as np;"
+        "assert not k.NUMBA_AVAILABLE and not k._use_numba;"
+        "assert 'numba' not in sys.modules;"
+        "assert k.byte_histogram(np.arange(10, dtype=np.uint8)).sum() == 10"
+    )
+    env = {**os.environ, "BINGLIDE_NO_NUMBA": "1"}
+    src = str(Path(kernels.__file__).parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([src, env.get("PYTHONPATH", "")])
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=60)
+
+
+def test_kernels_release_the_gil() -> None:
+    # Two threads over halves give the same counts as one call: the kernels
+    # are reentrant (nogil), which the worker threads rely on.
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = make("random", 1 << 20)
+    half = len(data) // 2
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(kernels.byte_histogram, [data[:half], data[half:]]))
+    np.testing.assert_array_equal(parts[0] + parts[1], ref.byte_histogram(data))

@@ -1,0 +1,229 @@
+"""Opening sources: checks, maps, ranges and file ids."""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+
+from binglide.errors import RequestError
+from binglide.services.sources import Source, file_identity, open_source, resolve_range
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> Path:
+    path = tmp_path / "root" / "data.bin"
+    path.parent.mkdir()
+    path.write_bytes(bytes(range(256)) * 40 + b"tail")
+    return path
+
+
+def test_open_and_view(data_file: Path) -> None:
+    content = data_file.read_bytes()
+    with open_source(data_file) as source:
+        assert isinstance(source, Source)
+        assert source.size == len(content)
+        assert source.path == os.path.realpath(data_file)
+        view = source.view(3, 1001)
+        assert view.dtype == np.uint8
+        assert view.tobytes() == content[3:1001]
+        assert not view.flags.writeable
+        # zero-copy: two views of the same bytes share memory
+        assert np.shares_memory(view, source.view(500, 600))
+        assert source.view(len(content), len(content)).size == 0
+        with pytest.raises(ValueError, match="not within"):
+            source.view(0, len(content) + 1)
+        with pytest.raises(ValueError, match="not within"):
+            source.view(5, 4)
+    with pytest.raises(ValueError, match="closed"):
+        source.view(0, 1)
+
+
+def test_views_outlive_close(data_file: Path) -> None:
+    source = open_source(data_file)
+    view = source.view(0, 10)
+    source.close()
+    source.close()  # idempotent
+    assert view.tobytes() == data_file.read_bytes()[:10]
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    with open_source(path) as source:
+        assert source.size == 0
+        assert source.view(0, 0).size == 0
+        assert source.view(0, 0).dtype == np.uint8
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(RequestError, match=r"nope.*no such file"):
+        open_source(tmp_path / "nope")
+
+
+def test_directory(tmp_path: Path) -> None:
+    with pytest.raises(RequestError, match="is a directory"):
+        open_source(tmp_path)
+
+
+def test_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("no FIFOs on this platform")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(RequestError, match="not a regular file"):
+        open_source(fifo)
+
+
+def test_unreadable(data_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # chmod 000 does not stop root, so make the open itself fail.
+    def refuse(*args: object, **kwargs: object) -> int:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "open", refuse)
+    with pytest.raises(RequestError, match="permission denied"):
+        open_source(data_file)
+
+
+def test_roots(data_file: Path, tmp_path: Path) -> None:
+    root = data_file.parent
+    with open_source(data_file, roots=[root]) as source:
+        assert source.size > 0
+    # `..` that climbs out, and back in, is fine; out is refused.
+    with open_source(root / ".." / "root" / "data.bin", roots=[str(root)]):
+        pass
+    outside = tmp_path / "outside.bin"
+    outside.write_bytes(b"x")
+    with pytest.raises(RequestError, match="outside the allowed roots"):
+        open_source(root / ".." / "outside.bin", roots=[root])
+    # A symlink inside the root that points outside it is refused...
+    link = root / "link.bin"
+    link.symlink_to(outside)
+    with pytest.raises(RequestError, match=r"link\.bin.*outside the allowed roots"):
+        open_source(link, roots=[root])
+    # ...and one outside pointing inside is fine.
+    back = tmp_path / "back.bin"
+    back.symlink_to(data_file)
+    with open_source(back, roots=[root]) as source:
+        assert source.path == os.path.realpath(data_file)
+    # A sibling whose name starts like the root is not under it.
+    sibling = tmp_path / "rootother"
+    sibling.mkdir()
+    (sibling / "f").write_bytes(b"y")
+    with pytest.raises(RequestError, match="outside"):
+        open_source(sibling / "f", roots=[root])
+    with pytest.raises(RequestError, match="outside"):
+        open_source(data_file, roots=[])
+
+
+def test_roots_checked_before_existence(tmp_path: Path) -> None:
+    # Paths outside the roots are refused without saying whether they exist.
+    with pytest.raises(RequestError, match="outside"):
+        open_source("/etc/passwd-does-not-exist", roots=[tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((100,), (0, 100)),
+        ((100, 10), (10, 100)),
+        ((100, 10, 20), (10, 20)),
+        ((100, None, 20), (0, 20)),
+        ((100, 10, 1000), (10, 100)),
+        ((100, 150, 1000), (100, 100)),
+        ((100, 5, 5), (5, 5)),
+        ((0,), (0, 0)),
+        ((100, np.int64(3), np.uint32(7)), (3, 7)),
+    ],
+)
+def test_resolve_range(args: tuple[int, ...], expected: tuple[int, int]) -> None:
+    assert resolve_range(*args) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "match"),
+    [
+        (-1, None, "negative"),
+        (0, -5, "negative"),
+        (20, 10, "reversed"),
+        (1.5, None, "integer"),
+        (True, None, "integer"),
+        ("3", None, "integer"),
+    ],
+)
+def test_resolve_range_errors(start: object, stop: object, match: str) -> None:
+    with pytest.raises(RequestError, match=match) as info:
+        resolve_range(100, start, stop)  # type: ignore[arg-type]
+    assert "0 <= start <= stop" in str(info.value)
+
+
+ID_FORMAT = re.compile(r"[scx][0-9a-f]{32}")
+
+
+def test_stat_identity(data_file: Path) -> None:
+    first = file_identity(data_file)
+    assert ID_FORMAT.fullmatch(first)
+    assert first.startswith("s")
+    assert file_identity(data_file, mode="stat") == first
+    # Same size, new bytes, new modification time: a new id.
+    data_file.write_bytes(b"Z" * data_file.stat().st_size)
+    st = data_file.stat()
+    os.utime(data_file, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert file_identity(data_file) != first
+
+
+def test_content_identity(data_file: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(data_file.read_bytes())
+    content = file_identity(data_file, mode="content")
+    assert ID_FORMAT.fullmatch(content)
+    assert content[0] in "cx"
+    assert file_identity(copy, mode="content") == content
+    assert file_identity(copy, mode="stat") != file_identity(data_file, mode="stat")
+    assert content != file_identity(data_file, mode="stat")
+    copy.write_bytes(data_file.read_bytes()[:-1] + b"!")
+    assert file_identity(copy, mode="content") != content
+
+
+def test_content_identity_is_stable_across_runs(tmp_path: Path) -> None:
+    # A known value: the ids name cache files shared across machines.
+    path = tmp_path / "abc"
+    path.write_bytes(b"abc")
+    import hashlib
+
+    expected = "c" + hashlib.blake2b(b"abc", digest_size=16).hexdigest()
+    got = file_identity(path, mode="content")
+    if got.startswith("c"):
+        assert got == expected
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert ID_FORMAT.fullmatch(file_identity(empty, mode="content"))
+
+
+def test_content_identity_reads_in_blocks(
+    data_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from binglide.services import sources
+
+    whole = file_identity(data_file, mode="content")
+    monkeypatch.setattr(sources, "_HASH_BLOCK", 1000)
+    assert file_identity(data_file, mode="content") == whole
+
+
+def test_identity_errors(tmp_path: Path, data_file: Path) -> None:
+    with pytest.raises(RequestError, match="no such file"):
+        file_identity(tmp_path / "missing")
+    with pytest.raises(RequestError, match="no such file"):
+        file_identity(tmp_path / "missing", mode="content")
+    with pytest.raises(RequestError, match="directory"):
+        file_identity(tmp_path)
+    with pytest.raises(RequestError, match="'stat' or 'content'"):
+        file_identity(data_file, mode="fast")  # type: ignore[arg-type]
+    with pytest.raises(RequestError, match="outside"):
+        file_identity(data_file, roots=[tmp_path / "elsewhere"])
