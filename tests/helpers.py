@@ -44,7 +44,9 @@ class Echo(binglide.Service):
 
     name = "echo"
 
-    async def handle(self, task: binglide.Task, ctx: binglide.Context) -> AsyncIterator[binglide.Report]:
+    async def handle(
+        self, task: binglide.Task, ctx: binglide.Context
+    ) -> AsyncIterator[binglide.Report]:
         parts = int(task.body.get("parts", 3))
         for i in range(parts):
             yield binglide.Report(np.arange(i + 1), completion=(i + 1) / (parts + 1))
@@ -56,7 +58,9 @@ class TreeSum(binglide.Service):
 
     name = "treesum"
 
-    async def handle(self, task: binglide.Task, ctx: binglide.Context) -> AsyncIterator[binglide.Report]:
+    async def handle(
+        self, task: binglide.Task, ctx: binglide.Context
+    ) -> AsyncIterator[binglide.Report]:
         n, tag = task.body["n"], task.body.get("tag", "")
         if n <= 1:
             yield binglide.Report(np.array([1], dtype=np.int64))
@@ -79,7 +83,9 @@ class Boom(binglide.Service):
 
     name = "boom"
 
-    async def handle(self, task: binglide.Task, ctx: binglide.Context) -> AsyncIterator[binglide.Report]:
+    async def handle(
+        self, task: binglide.Task, ctx: binglide.Context
+    ) -> AsyncIterator[binglide.Report]:
         yield binglide.Report(None, completion=0.1)
         if task.body.get("kind") == "request":
             raise binglide.RequestError("bad input: fix it")
@@ -89,7 +95,12 @@ class Boom(binglide.Service):
 class Deployment:
     """A real in-process broker and workers, and a way to open many clients."""
 
-    def __init__(self, network: binglide.InprocNetwork, broker: binglide.Broker, workers: list[binglide.Worker]):
+    def __init__(
+        self,
+        network: binglide.InprocNetwork,
+        broker: binglide.Broker,
+        workers: list[binglide.Worker],
+    ):
         self.network = network
         self.broker = broker
         self.workers = workers

@@ -32,7 +32,10 @@ def tree_size(graph: Graph, service: str, budget: int) -> int:
 def make_services(
     graph: Graph, *, loop_edge: tuple[str, str] | None = None
 ) -> list[type[binglide.Service]]:
-    """One service per node of `graph`; `loop_edge` (a, b) makes a's call to b repeat a's own request."""
+    """One service per node of `graph`.
+
+    `loop_edge` (a, b) makes a's call to b call back a with a's own arguments.
+    """
 
     async def handle(
         self: binglide.Service, task: binglide.Task, ctx: binglide.Context

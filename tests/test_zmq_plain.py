@@ -74,7 +74,9 @@ async def plain_request(sock: zmq.asyncio.Socket, service: bytes, *body: bytes) 
 async def test_plain_mdp_client_against_the_broker(context):
     with anyio.fail_after(20), processes() as procs:
         address = free_tcp_address()
-        procs.append(await start_broker(address, "--service-timeout", "0.5"))
+        # Long enough for worker processes to register on a loaded machine;
+        # the unknown service below then fails after it.
+        procs.append(await start_broker(address, "--service-timeout", "3"))
         procs += [raw_worker(address), start_worker(address, "tests.zmq_services:Double")]
         sock = context.socket(zmq.DEALER)
         sock.setsockopt(zmq.LINGER, 0)

@@ -9,11 +9,12 @@ the same machinery (`Requester`), so a worker is a client.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import math
 from collections import deque
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
 import anyio.lowlevel
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskGroup
     from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+    from .broker import Broker
     from .transports import PeerTransport
 
 __all__ = ("Call", "Client", "Then")
@@ -118,7 +120,11 @@ class Then(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self._run().__await__()
 
-    def then(self, fn: Callable[..., Awaitable[U] | U], *args: Any) -> Then[U]:
+    @overload
+    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
+    @overload
+    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
+    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
         """Return an awaitable of `fn` (sync or async) applied to this result."""
         return Then(self, fn, args)
 
@@ -181,7 +187,11 @@ class Call:
             JobCancelled("the request was cancelled", job_id=self.job, service=self.service)
         )
 
-    def then(self, fn: Callable[..., Awaitable[U] | U], *args: Any) -> Then[U]:
+    @overload
+    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
+    @overload
+    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
+    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
         """Return an awaitable of ``fn(final_report, *args)``; `fn` may be sync or async."""
         return Then(self, fn, args)
 
@@ -322,10 +332,9 @@ class Requester(AnalysisMethods):
             self._post(encode(msg, protocol=Protocol.CLIENT, from_broker=False))
 
     def _post(self, frames: list[Frame]) -> None:
-        try:
+        # Closing: whatever was left to say is moot.
+        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
             self._outbox.send_nowait(frames)
-        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            pass  # closing: whatever was left to say is moot
 
     async def _send_loop(self, transport: PeerTransport) -> None:
         async for frames in self._outbox_receive:
@@ -387,6 +396,8 @@ class Client(Requester):
         self._transport = transport
         self._tg: TaskGroup | None = None
         self._closed = False
+        #: The embedded broker, when `binglide.connect` started one (for its statistics).
+        self.broker: Broker | None = None
 
     async def __aenter__(self) -> Client:
         self._tg = await anyio.create_task_group().__aenter__()

@@ -115,10 +115,12 @@ async def connect(
     async with anyio.create_task_group() as tg:
         broker = Broker(network.bind(), config=config)
         await tg.start(broker.serve)
-        async with start_workers(network, classes, workers=workers, settings=settings):
-            async with Client(network.connect("client")) as client:
-                client.broker = broker
-                yield client
+        async with (
+            start_workers(network, classes, workers=workers, settings=settings),
+            Client(network.connect("client")) as client,
+        ):
+            client.broker = broker
+            yield client
         tg.cancel_scope.cancel()
 
 

@@ -59,7 +59,7 @@ def _array_frames(
         if array.dtype.hasobject:
             raise TypeError("object arrays cannot be sent; use numeric dtypes")
         specs.append({"dtype": array.dtype.str, "shape": list(array.shape)})
-        frames.append(memoryview(array.reshape(-1).view(np.uint8)) if array.size else b"")
+        frames.append(memoryview(array.reshape(-1).view(np.uint8).data) if array.size else b"")
     return specs, frames
 
 
@@ -120,15 +120,15 @@ def decode_body(frames: Sequence[Frame]) -> tuple[Any, tuple[np.ndarray[Any, Any
 
 def encode_report(report: Report) -> tuple[Frame, ...]:
     """Return the frames of `report` (its `final` flag travels as the command)."""
-    data = report.data
+    data: Any = report.data
+    keys: list[str] = []
+    arrays: list[np.ndarray[Any, Any]] = []
     if data is None:
-        kind, keys, arrays = "none", [], []
-    elif isinstance(data, np.ndarray):
-        kind, keys, arrays = "array", [], [data]
+        kind = "none"
     elif isinstance(data, Mapping):
         kind, keys, arrays = "mapping", list(data), [np.asarray(v) for v in data.values()]
     else:
-        kind, keys, arrays = "array", [], [np.asarray(data)]
+        kind, arrays = "array", [np.asarray(data)]
     specs, frames = _array_frames(arrays)
     header = {
         "v": _VERSION,

@@ -25,6 +25,10 @@ def _completion(value: float) -> float:
     return value
 
 
+def _meta(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
 @attrs.define(eq=False)
 class Report:
     """One answer to a request.
@@ -44,9 +48,7 @@ class Report:
     data: Data = None
     completion: float = attrs.field(default=1.0, kw_only=True, converter=_completion)
     precision: float = attrs.field(default=1.0, kw_only=True, converter=float)
-    meta: dict[str, Any] = attrs.field(
-        factory=dict, kw_only=True, converter=lambda m: dict(m or {})
-    )
+    meta: dict[str, Any] = attrs.field(factory=dict, kw_only=True, converter=_meta)
     final: bool = attrs.field(default=False, kw_only=True)
 
     @property

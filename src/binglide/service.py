@@ -18,7 +18,7 @@ import attrs
 from .analyses import AnalysisMethods
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
     import numpy as np
 
@@ -28,6 +28,10 @@ if TYPE_CHECKING:
     from .report import Report, Task
 
 __all__ = ("Context", "Service", "Settings")
+
+
+def _real_paths(roots: Iterable[str | os.PathLike[str]] | None) -> tuple[str, ...] | None:
+    return None if roots is None else tuple(os.path.realpath(p) for p in roots)
 
 
 @attrs.frozen
@@ -41,10 +45,7 @@ class Settings:
         report_interval: the least seconds between two intermediate reports.
     """
 
-    roots: tuple[str, ...] | None = attrs.field(
-        default=None,
-        converter=lambda r: None if r is None else tuple(os.path.realpath(p) for p in r),
-    )
+    roots: tuple[str, ...] | None = attrs.field(default=None, converter=_real_paths)
     cache: ChunkStore | None = None
     parallelism: int = 1
     report_interval: float = 0.1

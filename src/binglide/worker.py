@@ -31,7 +31,6 @@ from .core import (
     encode,
 )
 from .errors import (
-    JobCancelled,
     JobError,
     JobFailed,
     LoopError,
@@ -176,9 +175,9 @@ class Worker(Requester):
                 self._scopes[event.tid] = scope
                 tg.start_soon(self._run, event, scope)
             case TaskCancelled():
-                scope = self._scopes.get(event.tid)
-                if scope is not None:
-                    scope.cancel()
+                running = self._scopes.get(event.tid)
+                if running is not None:
+                    running.cancel()
             case WorkerLost():
                 log.warning("%s; registering again", event.reason)
                 for scope in self._scopes.values():

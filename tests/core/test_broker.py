@@ -15,6 +15,7 @@ from binglide.core import (
     Heartbeat,
     IdSource,
     Partial,
+    PeerId,
     Ready,
     Request,
     Waiting,
@@ -36,11 +37,13 @@ def test_request_waits_for_a_worker_then_is_dispatched_with_its_job_id() -> None
     assert d.machine.statistics().pending == 1
     out = d.worker("w", Ready("hist"))
     [req] = to(out, "w")
-    assert req == Request(100, "hist", (b"body",), job_id_for("c", 1), (request_digest("hist", (b"body",)),))
+    assert req == Request(
+        100, "hist", (b"body",), job_id_for("c", 1), (request_digest("hist", (b"body",)),)
+    )
     stats = d.machine.statistics()
     assert (stats.pending, stats.dispatched, stats.jobs) == (0, 1, 1)
     assert d.machine.workers_of_job(job_id_for("c", 1)) == {"w"}
-    assert d.machine.jobs_of_worker("w") == {job_id_for("c", 1)}
+    assert d.machine.jobs_of_worker(PeerId("w")) == {job_id_for("c", 1)}
 
 
 def test_reports_are_forwarded_in_order_and_final_frees_the_worker() -> None:

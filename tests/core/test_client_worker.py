@@ -85,7 +85,12 @@ def test_worker_announces_itself_and_runs_tasks() -> None:
     w.waiting(9, True)  # no change, no message
     w.waiting(9, False)
     assert w.report(9, (b"f",), final=True)
-    assert w.outgoing() == [Partial(9, (b"p",)), Waiting(9, True), Waiting(9, False), Final(9, (b"f",))]
+    assert w.outgoing() == [
+        Partial(9, (b"p",)),
+        Waiting(9, True),
+        Waiting(9, False),
+        Final(9, (b"f",)),
+    ]
     assert not w.report(9, (b"again",), final=True)
 
 

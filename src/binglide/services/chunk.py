@@ -49,9 +49,7 @@ def compute_chunk(
         return resource.compute(source, start, stop)
     finest = levels[0]
     edges = sorted({start, stop, *range(-(-start // finest) * finest, stop, finest)})
-    pieces = {
-        a: (b, resource.compute(source, a, b)) for a, b in itertools.pairwise(edges)
-    }
+    pieces = {a: (b, resource.compute(source, a, b)) for a, b in itertools.pairwise(edges)}
     for level in levels:
         for a, b in aligned_blocks(start, stop, level, end=source.size):
             inside = [pieces[s][1] for s in edges[:-1] if a <= s < b]

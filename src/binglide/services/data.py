@@ -44,7 +44,7 @@ def _view(source: Source, start: int, stop: int, size: int) -> tuple[Array, list
 
 
 class DataService(Service):
-    """At most `size` bytes of the range: all of them, or runs of about sqrt(size) spread evenly."""
+    """At most `size` bytes of the range: all of them, or runs of about sqrt(size) spread out."""
 
     name = "data"
 

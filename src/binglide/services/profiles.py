@@ -268,7 +268,8 @@ class DiffService(Service):
             ]
 
             def finish(values: Array, done: Array) -> Array:
-                return values + beyond
+                total: Array = values + beyond
+                return total
 
             def extra(data: Array) -> dict[str, Any]:
                 return {"total": int(data.sum())}
@@ -291,7 +292,7 @@ class DiffService(Service):
 
 
 def _first_offsets(a: Source, b: Source, edges: Array, counts: Array, limit: int) -> list[int]:
-    """Return the first `limit` offsets where `a` and `b` differ, scanning only differing points."""
+    """Return the first `limit` offsets where `a` and `b` differ (scanning differing points)."""
     found: list[int] = []
     for i in np.flatnonzero(counts):
         lo, hi = int(edges[i]), int(edges[i + 1])

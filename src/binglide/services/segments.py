@@ -41,7 +41,10 @@ _BATCH = 4096
 
 
 def point_edges(start: int, stop: int, points: int) -> Array:
-    """Return the ``points + 1`` edges of point i = ``[start + floor(i*L/R), start + floor((i+1)*L/R))``."""
+    """Return the ``points + 1`` edges of the points of ``[start, stop)``.
+
+    Point i is ``[start + floor(i*L/R), start + floor((i+1)*L/R))``.
+    """
     length = stop - start
     i = np.arange(points + 1, dtype=np.int64)
     # i * L / R without overflowing int64: split L into quotient and remainder.
