@@ -44,7 +44,9 @@ def compute_chunk(
     store: ChunkStore | None,
 ) -> Array:
     """Compute ``[start, stop)``, storing the aligned blocks of `levels` inside it (blocking)."""
-    levels = sorted(lv for lv in levels if lv <= stop - start)
+    # A level larger than the chunk still has a block here when the chunk is
+    # the file's cut last block (aligned_blocks finds it).
+    levels = sorted(set(levels))
     if not levels or store is None:
         return resource.compute(source, start, stop)
     finest = levels[0]

@@ -1,0 +1,161 @@
+"""The analyses and the on-disk cache: what is answered from disk, what is computed."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import numpy as np
+import pytest
+
+import binglide
+from binglide.services import resources
+
+from . import references as ref
+
+MiB = 1 << 20
+
+
+@pytest.fixture
+def computed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every (start, stop) the histogram resource computes from the file."""
+    seen: list[tuple[int, int]] = []
+    original = resources.Histogram.compute
+
+    def spy(self: resources.Histogram, source, start: int, stop: int):
+        seen.append((start, stop))
+        return original(self, source, start, stop)
+
+    monkeypatch.setattr(resources.Histogram, "compute", spy)
+    return seen
+
+
+@asynccontextmanager
+async def connected(cache: Path) -> AsyncIterator[binglide.Client]:
+    async with binglide.connect(workers=2, cache_dir=cache) as client:
+        yield client
+
+
+def _file(path: Path, size: int, seed: int = 0) -> np.ndarray:
+    data = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8)
+    data[: size // 3] = 7  # not all alike: chunks differ
+    path.write_bytes(data.tobytes())
+    return data
+
+
+def _bytes(spans: list[tuple[int, int]]) -> int:
+    return sum(b - a for a, b in spans)
+
+
+NO_ESTIMATE = {"estimate": False}  # the sample would also compute (a little)
+
+
+async def test_the_same_request_twice_computes_nothing_the_second_time(
+    tmp_path: Path, computed: list[tuple[int, int]]
+) -> None:
+    path = tmp_path / "f.bin"
+    data = _file(path, 20 * MiB + 123)
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache") as client:
+            first = await client.histogram(path, reports=NO_ESTIMATE)
+            assert _bytes(computed) == path.stat().st_size
+            computed.clear()
+            assert client.broker is not None
+            completed = client.broker.statistics().completed
+            second = await client.histogram(path, reports=NO_ESTIMATE)
+            assert computed == []  # even the file's ragged last block is an entry
+            assert client.broker is not None
+            # No chunk sub-request at all: the request itself is the only task.
+            assert client.broker.statistics().completed - completed == 1
+    np.testing.assert_array_equal(first.data, ref.byte_histogram(data))
+    np.testing.assert_array_equal(second.data, first.data)
+
+
+async def test_sub_range_and_shifted_range_compute_only_what_is_missing(
+    tmp_path: Path, computed: list[tuple[int, int]]
+) -> None:
+    path = tmp_path / "f.bin"
+    data = _file(path, 40 * MiB)
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache") as client:
+            await client.histogram(path, (0, 32 * MiB), reports=NO_ESTIMATE)
+            computed.clear()
+            sub = await client.histogram(path, (3 * MiB + 5, 20 * MiB + 7), reports=NO_ESTIMATE)
+            np.testing.assert_array_equal(
+                sub.data, ref.byte_histogram(data[3 * MiB + 5 : 20 * MiB + 7])
+            )
+            # Only the ragged ends, each less than one cached block (the 10% level, 2 MiB).
+            assert _bytes(computed) < 2 * 2 * MiB
+            computed.clear()
+            shifted = await client.histogram(path, (16 * MiB, 40 * MiB), reports=NO_ESTIMATE)
+            np.testing.assert_array_equal(shifted.data, ref.byte_histogram(data[16 * MiB :]))
+            # [16, 32) MiB is cached: only [32, 40) MiB is read.
+            assert _bytes(computed) == 8 * MiB
+            assert all(a >= 32 * MiB for a, _ in computed)
+
+
+async def test_the_first_report_comes_from_the_cache_before_any_computation(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "f.bin"
+    data = _file(path, 24 * MiB)
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache") as client:
+            await client.histogram(path, (0, 16 * MiB))
+            reports = [r async for r in client.histogram(path, (0, 24 * MiB))]
+    first = reports[0]
+    assert first.completion == pytest.approx(16 / 24)
+    assert not first.final
+    np.testing.assert_array_equal(reports[-1].data, ref.byte_histogram(data))
+
+
+async def test_a_modified_file_is_never_answered_from_old_entries(
+    tmp_path: Path, computed: list[tuple[int, int]]
+) -> None:
+    path = tmp_path / "f.bin"
+    _file(path, 8 * MiB, seed=1)
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache") as client:
+            await client.histogram(path)
+            stat = path.stat()
+            new = _file(path, 8 * MiB, seed=2)  # same size...
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))  # ...new mtime
+            computed.clear()
+            report = await client.histogram(path, reports=NO_ESTIMATE)
+    np.testing.assert_array_equal(report.data, ref.byte_histogram(new))
+    assert _bytes(computed) == 8 * MiB
+
+
+async def test_a_truncated_entry_is_recomputed(
+    tmp_path: Path, computed: list[tuple[int, int]]
+) -> None:
+    path = tmp_path / "f.bin"
+    data = _file(path, 20 * MiB)
+    cache = tmp_path / "cache"
+    with anyio.fail_after(30):
+        async with connected(cache) as client:
+            await client.histogram(path, reports=NO_ESTIMATE)
+            entries = sorted(p for p in cache.iterdir() if p.name.startswith("HIST_"))
+            assert entries
+            victim = entries[0]
+            victim.write_bytes(victim.read_bytes()[:-10])
+            computed.clear()
+            report = await client.histogram(path, reports=NO_ESTIMATE)
+    np.testing.assert_array_equal(report.data, ref.byte_histogram(data))
+    assert computed  # the torn block was computed again
+    assert _bytes(computed) < 20 * MiB
+
+
+async def test_no_caching_when_asked(tmp_path: Path, computed: list[tuple[int, int]]) -> None:
+    path = tmp_path / "f.bin"
+    _file(path, 8 * MiB)
+    off = {"lookup": False, "commit": False}
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache") as client:
+            await client.histogram(path, reports=NO_ESTIMATE, cache=off)
+            await client.histogram(path, reports=NO_ESTIMATE, cache=off)
+    assert _bytes(computed) == 2 * 8 * MiB
+    assert not list((tmp_path / "cache").glob("HIST_*"))
