@@ -159,3 +159,30 @@ async def test_no_caching_when_asked(tmp_path: Path, computed: list[tuple[int, i
             await client.histogram(path, reports=NO_ESTIMATE, cache=off)
     assert _bytes(computed) == 2 * 8 * MiB
     assert not list((tmp_path / "cache").glob("HIST_*"))
+
+
+@pytest.mark.parametrize("resource", [resources.Histogram(), resources.EntResource()])
+def test_coarse_blocks_are_stored_once_their_parts_are_all_in(
+    tmp_path: Path, resource: resources.Resource
+) -> None:
+    from binglide.cachefs import ChunkKey, ChunkStore
+    from binglide.services.chunked import _Accumulator
+    from binglide.services.common import Opened
+    from binglide.services.sources import open_source
+
+    path = tmp_path / "f.bin"
+    _file(path, 64 * 1024 + 100)
+    store = ChunkStore(tmp_path / "cache")
+    with open_source(path) as source:
+        op = Opened(source, 0, source.size, "s0")
+        acc = _Accumulator(resource, op, [32 * 1024], store)
+        pieces = [(a, min(a + 8192, source.size)) for a in range(0, source.size, 8192)]
+        for a, b in reversed(pieces):  # out of order, as chunks finish
+            acc.add(a, b, resource.compute(source, a, b))
+        acc.commit_ordered()
+        whole = resource.compute(source, 0, source.size)
+        np.testing.assert_array_equal(acc.merged(), whole)
+        for a, b in [(0, 32 * 1024), (32 * 1024, 64 * 1024)]:
+            stored = store.get(ChunkKey(resource.name, ("s0",), a, b))
+            assert stored is not None
+            np.testing.assert_array_equal(stored, resource.compute(source, a, b))

@@ -91,35 +91,89 @@ def _cover(
 def _sample(resource: Resource, op: Opened, gaps: Sequence[tuple[int, int]]) -> tuple[Array, int]:
     gap_bytes = sum(b - a for a, b in gaps)
     budget = sample_budget(gap_bytes)
-    parts, read = [], 0
+    total: Array | None = None
+    read = 0
     for a, b in gaps:
         share = max(1, budget * (b - a) // max(1, gap_bytes))
         for lo, hi in sample_runs(a, b, budget=share):
-            parts.append(resource.compute(op.source, lo, hi))
+            part = resource.compute(op.source, lo, hi)
+            # Accumulate as we go: n-gram tables are large, a sample has many runs.
+            total = part if total is None else resource.merge([total, part])
             read += hi - lo
-    return resource.merge(parts), read
+    return (total if total is not None else resource.merge([])), read
 
 
-def _commit_coarse(
-    store: ChunkStore,
-    resource: Resource,
-    op: Opened,
-    parts: dict[int, tuple[int, Array]],
-    levels: Sequence[int],
-) -> None:
-    """Store the levels coarser than a chunk, merging the parts inside each block."""
-    starts = sorted(parts)
-    for level in levels:
-        for a, b in aligned_blocks(op.start, op.stop, level, end=op.source.size):
-            inside = [s for s in starts if a <= s < b]
-            if not inside or inside[0] != a or parts[inside[-1]][0] != b:
-                continue  # covered by a larger cached block, or not tiled by parts
-            if any(parts[x][0] != y for x, y in itertools.pairwise(inside)):
+class _Accumulator:
+    """The parts of a range, merged as they arrive, in bounded memory.
+
+    Ordered resources (``ent``'s partials, small) keep every part and merge
+    them in range order at the end. Summed resources (counts, possibly large
+    n-gram tables) add each part into one total as it arrives, and into the
+    coarse cache blocks it belongs to, each stored and dropped once complete.
+    """
+
+    def __init__(
+        self, resource: Resource, op: Opened, coarse: Sequence[int], store: ChunkStore | None
+    ):
+        self.resource = resource
+        self.op = op
+        self.store = store if coarse else None
+        self.parts: dict[int, tuple[int, Array]] = {}
+        self.total: Array | None = None
+        self.bytes = 0
+        # Coarse blocks to store: start -> (stop, running total or None, bytes seen).
+        self.blocks: dict[int, list[Any]] = {}
+        if self.store is not None:
+            for level in coarse:
+                for a, b in aligned_blocks(op.start, op.stop, level, end=op.source.size):
+                    self.blocks.setdefault(a, [b, None, 0])
+
+    def add(self, a: int, b: int, array: Array, *, cached: bool = False) -> None:
+        self.bytes += b - a
+        if self.resource.ordered:
+            self.parts[a] = (b, array)
+        elif self.total is None:
+            self.total = np.array(array)  # a writable copy: frames are read-only
+        else:
+            self.resource.add_into(self.total, array)
+        if self.store is None or self.resource.ordered:
+            return
+        for start, block in list(self.blocks.items()):
+            stop = block[0]
+            if start <= a and b <= stop and not (cached and (a, b) == (start, stop)):
+                block[1] = (
+                    np.array(array) if block[1] is None else self.resource.merge([block[1], array])
+                )
+                block[2] += b - a
+                if block[2] == stop - start:
+                    if (a, b) != (start, stop):  # else it is that block's own entry already
+                        self.store.put(
+                            ChunkKey(self.resource.name, (self.op.fid,), start, stop), block[1]
+                        )
+                    del self.blocks[start]
+            elif start <= a < stop or start < b <= stop:
+                del self.blocks[start]  # not tiled by parts (a larger hit covers it)
+
+    def merged(self) -> Array:
+        if self.resource.ordered:
+            return self.resource.merge([self.parts[s][1] for s in sorted(self.parts)])
+        return self.total if self.total is not None else self.resource.merge([])
+
+    def commit_ordered(self) -> None:
+        """Store the coarse blocks of an ordered resource (its parts are all kept)."""
+        if self.store is None or not self.resource.ordered:
+            return
+        for start, (stop, _, _) in self.blocks.items():
+            inside = [s for s in sorted(self.parts) if start <= s < stop]
+            if not inside or inside[0] != start or self.parts[inside[-1]][0] != stop:
                 continue
-            if len(inside) == 1:
-                continue  # the part itself is this block: already stored
-            merged = resource.merge([parts[s][1] for s in inside])
-            store.put(ChunkKey(resource.name, (op.fid,), a, b), merged)
+            if (
+                any(self.parts[x][0] != y for x, y in itertools.pairwise(inside))
+                or len(inside) == 1
+            ):
+                continue
+            merged = self.resource.merge([self.parts[s][1] for s in inside])
+            self.store.put(ChunkKey(self.resource.name, (self.op.fid,), start, stop), merged)
 
 
 async def run_chunked(
@@ -128,17 +182,29 @@ async def run_chunked(
     """Compute `resource` over `op`'s range, yielding answers coarse to exact."""
     length = op.length
     store = ctx.settings.cache
+    if store is not None and not store.enabled:
+        store = None
     if length == 0:
         merged = resource.merge([])
         yield Progress(resource.finish(op.source, op.start, op.stop, merged), 1.0, 1.0, True)
         return
     hits, gaps = await run_kernel(_cover, store, resource, op, parsed)
-    parts: dict[int, tuple[int, Array]] = {a: (b, arr) for a, b, arr in hits}
-    covered = sum(b - a for a, b, _ in hits)
+    chunk = chunk_size_for(length, ctx.settings.parallelism)
+    levels: list[int] = []
+    if store is not None and parsed.cache.commit:
+        levels = [
+            lv
+            for lv in commit_levels(length, min_block=resource.min_block, chunk=chunk)
+            if parsed.cache.commits(lv)
+        ]
+    acc = _Accumulator(resource, op, [lv for lv in levels if lv > chunk], store)
+    for a, b, array in hits:
+        acc.add(a, b, array, cached=True)
+    covered = acc.bytes
 
     async def exact() -> Progress:
-        ordered = [parts[s][1] for s in sorted(parts)]
-        merged = resource.merge(ordered)
+        await run_kernel(acc.commit_ordered)
+        merged = acc.merged()
         data = await run_kernel(resource.finish, op.source, op.start, op.stop, merged)
         return Progress(data, 1.0, 1.0, True)
 
@@ -148,23 +214,13 @@ async def run_chunked(
 
     if parsed.reports.estimate:
         sample, read = await run_kernel(_sample, resource, op, gaps)
-        gap_bytes = length - covered
-        estimate = resource.estimate(sample, gap_bytes / max(1, read))
-        known = [arr for _, arr in parts.values()]
-        data = resource.merge([*known, estimate]) if known else estimate
+        estimate = resource.estimate(sample, (length - covered) / max(1, read))
+        data = resource.merge([acc.merged(), estimate]) if covered else estimate
         yield Progress(data, covered / length, (covered + read) / length, False)
 
-    chunk = chunk_size_for(length, ctx.settings.parallelism)
     chunks = [
         c for a, b in gaps for c in plan_chunks(a, b, workers=1, min_chunk=chunk, max_chunk=chunk)
     ]
-    levels = []
-    if store is not None and store.enabled and parsed.cache.commit:
-        levels = [
-            lv
-            for lv in commit_levels(length, min_block=resource.min_block, chunk=chunk)
-            if parsed.cache.commits(lv)
-        ]
     fine = [lv for lv in levels if lv <= chunk]
     send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
     calls = []
@@ -185,22 +241,16 @@ async def run_chunked(
         await send.send((a, b, report.array))
 
     limit = RateLimit(ctx.settings.report_interval)
-    done = covered
     async with anyio.create_task_group() as tg, send, receive:
         for a, b, call in calls:
             tg.start_soon(collect, a, b, call)
         for _ in range(len(calls)):
             a, b, array = await receive.receive()
-            parts[a] = (b, array)
-            done += b - a
+            await run_kernel(acc.add, a, b, array)
+            done = acc.bytes
             if parsed.reports.progress and done < length and limit.ready():
-                merged = resource.merge([parts[s][1] for s in sorted(parts)])
-                yield Progress(
-                    resource.estimate(merged, length / done), done / length, done / length, False
-                )
-    coarse = [lv for lv in levels if lv > chunk]
-    if store is not None and coarse:
-        await run_kernel(_commit_coarse, store, resource, op, parts, coarse)
+                estimate = resource.estimate(acc.merged(), length / done)
+                yield Progress(estimate, done / length, done / length, False)
     yield await exact()
 
 

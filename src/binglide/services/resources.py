@@ -45,9 +45,16 @@ class Resource(ABC):
     def compute(self, source: Source, start: int, stop: int) -> Array:
         """Return the result for the bytes ``[start, stop)`` of `source` (blocking)."""
 
+    #: Whether parts must be merged in range order (else they are summed).
+    ordered: bool = False
+
     @abstractmethod
     def merge(self, parts: Sequence[Array]) -> Array:
         """Merge the results of adjacent ranges, given in order."""
+
+    def add_into(self, total: Array, part: Array) -> None:
+        """Add `part` into `total` in place (summed resources)."""
+        total += part
 
     def estimate(self, part: Array, factor: float) -> Array:
         """Scale the result of a sample up to the whole: counts grow by `factor`."""
@@ -104,6 +111,7 @@ class EntResource(Resource):
     """``ent``'s partial statistics (276 uint64, see `kernels.EntPartial`)."""
 
     name = "ENT"
+    ordered = True
 
     def compute(self, source: Source, start: int, stop: int) -> Array:
         return kernels.ent_partial(source.view(start, stop)).to_array()
