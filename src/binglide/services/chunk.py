@@ -47,6 +47,7 @@ def compute_chunk(
     # A level larger than the chunk still has a block here when the chunk is
     # the file's cut last block (aligned_blocks finds it).
     levels = sorted(set(levels))
+    source.prefetch(start, stop)
     if not levels or store is None:
         return resource.compute(source, start, stop)
     finest = levels[0]

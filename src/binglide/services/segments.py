@@ -68,6 +68,7 @@ def split_runs(edges: Array, target: int) -> list[tuple[int, int]]:
 def entropy_segments(source: Source, edges: Array) -> Array:
     """Return the entropy of each segment between consecutive `edges` (blocking)."""
     out = np.zeros(len(edges) - 1, dtype=np.float64)
+    source.prefetch(int(edges[0]), int(edges[-1]))
     for lo in range(0, len(edges) - 1, _BATCH):
         hi = min(len(edges) - 1, lo + _BATCH)
         a, b = int(edges[lo]), int(edges[hi])
@@ -79,6 +80,8 @@ def entropy_segments(source: Source, edges: Array) -> Array:
 def diff_segments(a: Source, b: Source, edges: Array) -> Array:
     """Return the differing bytes of `a` and `b` per segment (within both files; blocking)."""
     lo, hi = int(edges[0]), int(edges[-1])
+    a.prefetch(lo, hi)
+    b.prefetch(lo, hi)
     return kernels.diff_counts(a.view(lo, hi), b.view(lo, hi), edges - lo)
 
 
