@@ -27,6 +27,7 @@ __all__ = (
     "entropy_picture",
     "hex_ticks",
     "hilbert_d2xy",
+    "histogram_picture",
     "hilbert_picture",
     "trigram_picture",
 )
@@ -733,4 +734,75 @@ def diff_picture(
     text(image, left, top - 12, summary, LABEL)
     legend = "dark: same   bright: more bytes differ"
     _right_aligned(image, width - right, top - 12, legend, DIM_LABEL)
+    return image
+
+
+def histogram_picture(
+    counts: ArrayLike,
+    *,
+    log: bool = True,
+    bar_width: int = 3,
+    height: int = 256,
+    title: str | None = None,
+) -> NDArray[np.uint8]:
+    """Draw 256 byte counts as a bar chart, bars coloured by byte class.
+
+    Bars use the colours of `hilbert_picture`'s class mode (0x00 grey, other
+    control bytes green, printable ASCII blue, 0x80-0xFE red, 0xFF white), so
+    the two pictures read together.
+
+    Args:
+        counts: 256 byte counts, indexed by byte value.
+        log: Scale bar heights by ``log(1 + count)``, so that rare bytes stay
+            visible next to a padding byte that fills half the file.
+        bar_width: Pixels per bar.
+        height: The plot's height in pixels.
+        title: A line drawn above the plot.
+
+    Returns:
+        An RGB ``uint8`` picture.
+
+    Raises:
+        ValueError: If ``counts`` does not hold 256 values, has negative
+            values, or the sizes are too small.
+    """
+    table = np.asarray(counts).ravel()
+    if table.shape != (256,):
+        raise ValueError(f"a byte histogram has 256 counts, not {table.shape[0]}")
+    if (table < 0).any():
+        raise ValueError("byte counts cannot be negative")
+    if bar_width < 1 or height < 64:
+        raise ValueError(f"bar_width must be >= 1 and height >= 64, not {bar_width}, {height}")
+    values = table.astype(np.float64)
+    if log:
+        values = np.log1p(values)
+    peak = float(values.max())
+    level = values / peak if peak > 0 else values
+    palette = np.array(list(CLASS_COLORS.values()), dtype=np.uint8)
+    colors = palette[byte_classes(np.arange(256))]
+    colors[0] = (150, 150, 160)  # black would vanish on the plot's background
+
+    left, right, top, bottom = 16, 16, _TITLE_MARGIN if title else 14, 40
+    pw, ph = 256 * bar_width, height
+    image = _canvas(top + ph + bottom, left + pw + right)
+    plot = np.zeros((ph, pw, 3), dtype=np.uint8)
+    plot[:] = PLOT_BACKGROUND
+    for row in (ph // 4, ph // 2, 3 * ph // 4):
+        plot[row] = GRID
+    heights = np.rint(level * ph).astype(np.intp)
+    # Any count at all gets one pixel: "present" must not read as "absent".
+    heights[(table > 0) & (heights == 0)] = 1
+    rows = np.arange(ph)[:, None]
+    filled = rows >= ph - np.repeat(heights, bar_width)[None, :]
+    bar_colors = np.repeat(colors, bar_width, axis=0)
+    plot[filled] = np.broadcast_to(bar_colors[None, :, :], plot.shape)[filled]
+    image[top : top + ph, left : left + pw] = plot
+    _rectangle(image, left, top, left + pw, top + ph, FRAME)
+    for value in (0x00, 0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0, 0xE0, 0xFF):
+        x = left + value * bar_width + bar_width // 2
+        image[top + ph + 1 : top + ph + 4, x] = FRAME
+        _centered(image, x, top + ph + 6, f"0x{value:02X}", LABEL)
+    scale = "height: log(1 + count)" if log else "height: count"
+    _centered(image, left + pw // 2, top + ph + 22, f"byte value   ({scale})", DIM_LABEL)
+    _title(image, title, x=left)
     return image

@@ -22,8 +22,10 @@ __all__ = (
     "chi_square_upper_tail",
     "diff_text",
     "entropy_profile_text",
+    "hexdump_text",
     "histogram_text",
     "human_bytes",
+    "ngrams_text",
     "parse_offset",
     "parse_range",
     "sparkline",
@@ -474,4 +476,126 @@ def diff_text(
         left = f"{start:#0{digits + 2}x}"
         right = f"{stop:#x}"
         lines.append(f"        {left}{right.rjust(width + 2 - len(left))}")
+    return "\n".join(lines)
+
+
+def _printable(value: int) -> str:
+    return chr(value) if 0x20 <= value < 0x7F else "."
+
+
+def hexdump_text(
+    data: ArrayLike,
+    runs: Sequence[Sequence[int]],
+    *,
+    max_lines: int | None = None,
+) -> str:
+    """Draw bytes as a hex dump, each line labelled with its file offset.
+
+    The bytes are the concatenation of ``runs``: ``[offset, length]`` pairs
+    saying where each stretch of consecutive bytes comes from (the ``data``
+    service's ``meta["runs"]``).  A line never spans two runs, and a line
+    ``--`` separates runs that are not adjacent in the file, so a sampled view
+    reads as the excerpts it is.
+
+    Args:
+        data: The bytes (``uint8``), as many as the runs' lengths add up to.
+        runs: The ``[offset, length]`` of each run, in order.
+        max_lines: The most lines of bytes to draw; a last line says how many
+            were left out.  ``None`` draws them all.
+
+    Returns:
+        The dump, lines joined by ``"\\n"``, without a final newline.
+
+    Raises:
+        ValueError: If the runs do not add up to the number of bytes.
+    """
+    b = np.asarray(data, dtype=np.uint8).ravel()
+    total = sum(int(length) for _, length in runs)
+    if total != len(b):
+        raise ValueError(f"the runs hold {total} bytes but there are {len(b)}")
+    if not len(b):
+        return "no bytes"
+    end = max(int(offset) + int(length) for offset, length in runs)
+    digits = max(len(f"{end:x}"), 8)
+    lines: list[str] = []
+    shown = skipped = 0
+    at, previous_end = 0, None
+    for offset, length in runs:
+        offset, length = int(offset), int(length)
+        if previous_end is not None and offset != previous_end:
+            lines.append("--")
+        # Lines start on 16-byte boundaries of the file, as hexdump -C does.
+        position = offset
+        while position < offset + length:
+            line_end = min(offset + length, (position // 16 + 1) * 16)
+            chunk = b[at + position - offset : at + line_end - offset]
+            if max_lines is not None and shown >= max_lines:
+                skipped += 1
+            else:
+                pad = position % 16
+                cells = ["  "] * pad + [f"{v:02x}" for v in chunk]
+                cells += ["  "] * (16 - len(cells))
+                hex_part = " ".join(cells[:8]) + "  " + " ".join(cells[8:])
+                chars = " " * pad + "".join(_printable(int(v)) for v in chunk)
+                lines.append(f"{position - pad:0{digits}x}  {hex_part}  |{chars.ljust(16)}|")
+                shown += 1
+            position = line_end
+        at += length
+        previous_end = offset + length
+    if skipped:
+        while lines and lines[-1] == "--":
+            lines.pop()
+        lines.append(f"... {skipped} more lines (export them with --json or --csv)")
+    return "\n".join(lines)
+
+
+def ngrams_text(counts: ArrayLike, *, bits: int = 8, top: int = 16) -> str:
+    """List the most frequent n-grams with their counts.
+
+    Args:
+        counts: An n-dimensional table of counts, ``2**bits`` per side,
+            indexed by the bytes of the n-gram in order.
+        bits: How many top bits of each byte the table keeps; below 8, each
+            cell stands for a range of byte values, shown as ``40-43``.
+        top: How many n-grams to list.
+
+    Returns:
+        A header and one line per n-gram, joined by ``"\\n"``.
+
+    Raises:
+        ValueError: If ``bits`` is not 1 to 8, or the table is not a cube of
+            ``2**bits`` per side.
+    """
+    if not 1 <= bits <= 8:
+        raise ValueError(f"bits must be 1 to 8, not {bits}")
+    table = np.asarray(counts)
+    side = 1 << bits
+    if table.ndim < 1 or table.shape != (side,) * table.ndim:
+        raise ValueError(
+            f"an n-gram table of {bits} bits has {side} cells a side, not {table.shape}"
+        )
+    n = table.ndim
+    flat = table.ravel()
+    total = int(flat.sum())
+    if total == 0:
+        return f"0 {n}-grams: empty table"
+    distinct = int(np.count_nonzero(flat))
+    # Most frequent first; ties by index, so the listing is stable.
+    order = np.lexsort((np.arange(flat.size), -flat.astype(np.int64)))[:top]
+    order = order[flat[order] > 0]
+    shift = 8 - bits
+    kind = f"{n}-grams" if bits == 8 else f"{n}-grams of the top {bits} bits of each byte"
+    lines = [f"{total:,} {kind}, {distinct:,} distinct; the {len(order)} most frequent:"]
+    width = max(len(f"{int(flat[order[0]]):,}"), 5)
+    for index in order:
+        cell = np.unravel_index(int(index), table.shape)
+        values = [int(v) << shift for v in cell]
+        if bits == 8:
+            seq = " ".join(f"{v:02x}" for v in values)
+            chars = "".join(_printable(v) for v in values)
+            label = f"{seq}  {chars}"
+        else:
+            label = " ".join(f"{v:02x}-{v + (1 << shift) - 1:02x}" for v in values)
+        count = int(flat[index])
+        lines.append(f"{label}  {count:>{width},}  {100 * count / total:6.2f}%")
     return "\n".join(lines)

@@ -1,0 +1,478 @@
+"""The analyses as commands: their options, the request, and what is shown of the answer.
+
+Each `Analysis` knows four things about one service: the options it adds to
+its sub-command, how to ask for it (`Analysis.start`), how a person reads the
+final report at a glance (`Analysis.text`), and how it is drawn
+(`Analysis.picture`) or exported row by row (`Analysis.csv`). The command
+(`binglide.cli.main`) does the rest the same way for all of them: the client,
+the progress bar, Ctrl-C, errors and exports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from binglide.cli import pictures
+from binglide.cli.text import (
+    diff_text,
+    entropy_profile_text,
+    hexdump_text,
+    histogram_text,
+    human_bytes,
+    ngrams_text,
+    stats_text,
+)
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Iterator, Sequence
+
+    from numpy.typing import NDArray
+
+    from binglide import Call, Client, Report
+
+__all__ = ("ANALYSES", "Analysis", "PictureUnavailable", "point_edges")
+
+Array = np.ndarray[Any, Any]
+
+
+class PictureUnavailable(Exception):
+    """This analysis (with these options) has no picture; the message says what to do."""
+
+
+def point_edges(start: int, stop: int, points: int) -> NDArray[np.int64]:
+    """Return the ``points + 1`` edges of the points of ``[start, stop)``.
+
+    The same split as the profile services use: point ``i`` covers
+    ``[start + floor(i*L/R), start + floor((i+1)*L/R))``.
+    """
+    length = stop - start
+    i = np.arange(points + 1, dtype=np.int64)
+    q, r = divmod(length, max(points, 1))
+    return start + i * q + (i * r) // max(points, 1)
+
+
+def _positive_int(text: str) -> int:
+    from binglide.cli.text import parse_offset
+
+    value = parse_offset(text)
+    if value < 1:
+        raise ValueError(f"must be at least 1, not {text}")
+    return value
+
+
+def _power_of_two(text: str) -> int:
+    value = int(text)
+    if value < 2 or value & (value - 1):
+        raise ValueError(f"must be a power of two from 2 on, not {text}")
+    return value
+
+
+def _range_text(meta: dict[str, Any]) -> str:
+    start, stop = int(meta.get("start", 0)), int(meta.get("stop", 0))
+    return f"{start:#x}..{stop:#x} ({human_bytes(stop - start)})"
+
+
+def _title(args: argparse.Namespace, meta: dict[str, Any]) -> str:
+    names = " vs ".join(os.path.basename(f) for f in args.files)
+    return f"{names}  {_range_text(meta)}"
+
+
+class Analysis(ABC):
+    """One analysis as a sub-command (see the module docstring)."""
+
+    #: The service and sub-command name.
+    name: ClassVar[str]
+    #: One line for ``--help``.
+    summary: ClassVar[str]
+    #: How many files it takes.
+    sources: ClassVar[int] = 1
+    #: The CSV header.
+    columns: ClassVar[tuple[str, ...]] = ()
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 - optional
+        """Add the options of this analysis to its sub-command's parser."""
+
+    def check(self, args: argparse.Namespace) -> str | None:
+        """Return what is wrong with the options together, or None."""
+        return None
+
+    def header(self, report: Report) -> tuple[str, ...]:
+        """Return the CSV header."""
+        return self.columns
+
+    @abstractmethod
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        """Send the request; `extra` holds the ``reports`` and ``cache`` keywords."""
+
+    @abstractmethod
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        """Return what a person reads of the final report."""
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        """Return the picture of the final report.
+
+        Raises:
+            PictureUnavailable: this analysis draws none.
+        """
+        raise PictureUnavailable(f"{self.name} has no picture")
+
+    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
+        """Return the arrays to export: ``data`` and any coordinates that go with it."""
+        return {"data": report.array}
+
+    @abstractmethod
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        """Yield the CSV rows (after the `columns` header)."""
+
+    def range_length(self, meta: dict[str, Any]) -> int:
+        """Return the bytes the request covers, from a report's meta (0 if unknown)."""
+        if "start" in meta and "stop" in meta:
+            return max(0, int(meta["stop"]) - int(meta["start"]))
+        return 0
+
+
+def _byte_rows(report: Report) -> Iterator[Sequence[Any]]:
+    yield from enumerate(report.array.tolist())
+
+
+class HistogramAnalysis(Analysis):
+    """``binglide histogram``."""
+
+    name = "histogram"
+    summary = "count every byte value (the most frequent first)"
+    columns = ("byte", "count")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--top", type=int, default=16, help="bytes listed (default 16)")
+        parser.add_argument(
+            "--linear", action="store_true", help="--png: bar heights by count, not log(count)"
+        )
+
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        return client.histogram(args.files[0], args.range, **extra)
+
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        return histogram_text(report.array, top=args.top)
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        return pictures.histogram_picture(
+            report.array, log=not args.linear, title=_title(args, report.meta)
+        )
+
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        return _byte_rows(report)
+
+
+class NGramsAnalysis(Analysis):
+    """``binglide ngrams``."""
+
+    name = "ngrams"
+    summary = "count byte pairs (-n 2, the bigram plot) or triples (-n 3)"
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("-n", type=int, choices=(2, 3), default=2, help="2 or 3 (default 2)")
+        parser.add_argument(
+            "--bits",
+            type=int,
+            choices=range(1, 9),
+            metavar="{1..8}",
+            help="top bits kept of each byte (default 8 for -n 2, 7 for -n 3)",
+        )
+        parser.add_argument("--top", type=int, default=16, help="n-grams listed (default 16)")
+        parser.add_argument(
+            "--leveling",
+            choices=("log", "rank"),
+            default="log",
+            help="--png of bigrams: brightness by log(count) or by rank (default log)",
+        )
+
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        return client.ngrams(args.files[0], args.range, n=args.n, bits=args.bits, **extra)
+
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        return ngrams_text(report.array, bits=int(report.meta["bits"]), top=args.top)
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        table = report.array
+        title = _title(args, report.meta)
+        if table.ndim == 3:
+            return pictures.trigram_picture(table, title=title)
+        # Fewer bits: each cell stands for a square of byte pairs; spread it
+        # over them so the axes keep their byte values.
+        factor = 256 // table.shape[0]
+        full = table.repeat(factor, axis=0).repeat(factor, axis=1)
+        return pictures.bigram_picture(full, leveling=args.leveling, title=title)
+
+    def header(self, report: Report) -> tuple[str, ...]:
+        return (*("first", "second", "third")[: report.array.ndim], "count")
+
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        table = report.array
+        # Only the cells that occur: a trigram table has millions of zeros.
+        nonzero = np.nonzero(table)
+        for *cell, count in zip(
+            *(a.tolist() for a in nonzero), table[nonzero].tolist(), strict=True
+        ):
+            yield (*cell, count)
+
+
+class EntropyAnalysis(Analysis):
+    """``binglide entropy``."""
+
+    name = "entropy"
+    summary = "an entropy profile along the file (bits per byte)"
+    columns = ("index", "start", "stop", "entropy")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--mode",
+            choices=("resolution", "block", "sliding"),
+            default="resolution",
+            help="resolution: that many points over the range (default); block: one point"
+            " per --block bytes; sliding: a --window around each of --resolution points",
+        )
+        parser.add_argument(
+            "--resolution", type=_positive_int, default=1024, help="points (default 1024)"
+        )
+        parser.add_argument("--block", type=_positive_int, help="block size, for --mode block")
+        parser.add_argument(
+            "--window", type=_positive_int, default=128, help="window, for --mode sliding"
+        )
+        parser.add_argument(
+            "--hilbert",
+            action="store_true",
+            help="--png: a Hilbert-curve map of side*side points instead of a profile",
+        )
+        parser.add_argument(
+            "--side",
+            type=_power_of_two,
+            default=128,
+            help="--hilbert: the map's side in points, a power of two (default 128)",
+        )
+
+    def _resolution(self, args: argparse.Namespace) -> int:
+        if args.hilbert and args.png:
+            return int(args.side * args.side)
+        return int(args.resolution)
+
+    def check(self, args: argparse.Namespace) -> str | None:
+        if args.mode == "block" and args.block is None:
+            return "--mode block needs --block SIZE"
+        if args.block is not None and args.mode != "block":
+            return "--block goes with --mode block"
+        if args.hilbert and not args.png:
+            return "--hilbert draws a picture: give --png FILE too"
+        return None
+
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        return client.entropy(
+            args.files[0],
+            args.range,
+            mode=args.mode,
+            resolution=self._resolution(args),
+            block=args.block,
+            window=args.window,
+            **extra,
+        )
+
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        meta = report.meta
+        return entropy_profile_text(report.array, start=meta["start"], stop=meta["stop"])
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        meta = report.meta
+        if args.hilbert:
+            order = max(0, math.ceil(math.log2(max(len(report.array), 1)) / 2))
+            return pictures.hilbert_picture(
+                report.array, order=order, mode="entropy", title=_title(args, meta)
+            )
+        return pictures.entropy_picture(
+            report.array, start=meta["start"], stop=meta["stop"], title=_title(args, meta)
+        )
+
+    def spans(self, report: Report) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        """Return the first and last-plus-one offsets of the bytes behind each value."""
+        meta = report.meta
+        start, stop, points = int(meta["start"]), int(meta["stop"]), len(report.array)
+        if meta["mode"] == "block":
+            block = int(meta["block"])
+            lo = start + np.arange(points, dtype=np.int64) * block
+            return lo, np.minimum(lo + block, stop)
+        edges = point_edges(start, stop, points)
+        if meta["mode"] == "sliding":
+            # The window around the middle of each point, as the kernel takes it.
+            window = int(meta["window"])
+            centre = edges[:-1] + (edges[1:] - edges[:-1]) // 2
+            lo = np.clip(centre - window // 2, start, stop)
+            return lo, np.clip(centre - window // 2 + window, start, stop)
+        return edges[:-1], edges[1:]
+
+    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
+        lo, hi = self.spans(report)
+        return {"data": report.array, "start": lo, "stop": hi}
+
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        lo, hi = self.spans(report)
+        for i, (a, b, v) in enumerate(
+            zip(lo.tolist(), hi.tolist(), report.array.tolist(), strict=True)
+        ):
+            yield i, a, b, repr(v)
+
+
+class DiffAnalysis(Analysis):
+    """``binglide diff``."""
+
+    name = "diff"
+    summary = "where and how much two files differ"
+    sources = 2
+    columns = ("index", "start", "stop", "differing")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--resolution", type=_positive_int, default=1024, help="points (default 1024)"
+        )
+
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        a, b = args.files
+        return client.diff(a, b, args.range, resolution=args.resolution, **extra)
+
+    def edges(self, report: Report) -> NDArray[np.int64]:
+        """Return the edges of the diff's points."""
+        meta = report.meta
+        return point_edges(int(meta["start"]), int(meta["stop"]), len(report.array))
+
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        meta = report.meta
+        return diff_text(
+            report.array,
+            start=meta["start"],
+            stop=meta["stop"],
+            total=meta["total"],
+            sizes=meta["sizes"],
+            first_offsets=meta.get("first_offsets", []),
+        )
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        meta = report.meta
+        return pictures.diff_picture(
+            report.array,
+            np.diff(self.edges(report)),
+            total=meta["total"],
+            sizes=meta["sizes"],
+            start=meta["start"],
+            title=_title(args, meta),
+        )
+
+    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
+        edges = self.edges(report)
+        return {"data": report.array, "start": edges[:-1], "stop": edges[1:]}
+
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        edges = self.edges(report).tolist()
+        for i, v in enumerate(report.array.tolist()):
+            yield i, edges[i], edges[i + 1], v
+
+
+class DataAnalysis(Analysis):
+    """``binglide data``."""
+
+    name = "data"
+    summary = "a hex dump of the bytes, or of evenly spread runs of them (--size)"
+    columns = ("offset", "byte")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--size",
+            type=_positive_int,
+            help="bytes in the view (default 512, or side*side with --png); a larger range"
+            " is shown as runs spread evenly over it",
+        )
+        parser.add_argument(
+            "--side",
+            type=_power_of_two,
+            default=256,
+            help="--png: the Hilbert map's side in bytes, a power of two (default 256)",
+        )
+        parser.add_argument(
+            "--lines", type=int, default=64, help="hex dump lines shown at most (default 64)"
+        )
+
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        size = args.size
+        if size is None:
+            size = args.side * args.side if args.png else 512
+        # The view is one answer: no estimate or progress to ask for.
+        extra = {k: v for k, v in extra.items() if k != "reports"}
+        return client.data(args.files[0], args.range, size=size, **extra)
+
+    def offsets(self, report: Report) -> NDArray[np.int64]:
+        """Return the file offset of every byte of the view."""
+        runs = report.meta.get("runs", [])
+        parts = [np.arange(a, a + n, dtype=np.int64) for a, n in runs]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        meta = report.meta
+        runs = meta.get("runs", [])
+        count = len(report.array)
+        if meta.get("exact"):
+            head = f"{count:,} bytes at {_range_text(meta)}"
+        else:
+            head = (
+                f"{count:,} bytes of {_range_text(meta)}, in {len(runs)} runs spread evenly"
+                " (-- marks a gap)"
+            )
+        return head + "\n" + hexdump_text(report.array, runs, max_lines=args.lines)
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        return pictures.hilbert_picture(
+            report.array, mode="class", title=_title(args, report.meta)
+        )
+
+    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
+        return {"data": report.array, "offset": self.offsets(report)}
+
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        return zip(self.offsets(report).tolist(), report.array.tolist(), strict=True)
+
+
+class StatsAnalysis(Analysis):
+    """``binglide stats``."""
+
+    name = "stats"
+    summary = "the statistics Fourmilab's ent prints (entropy, chi square, mean, pi, ...)"
+    columns = ("byte", "count")
+
+    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+        return client.stats(args.files[0], args.range, **extra)
+
+    def text(self, report: Report, args: argparse.Namespace) -> str:
+        # The service sends None where ent prints nan (JSON has no nan).
+        meta = {k: math.nan if v is None else v for k, v in report.meta.items()}
+        return stats_text(meta)
+
+    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+        return pictures.histogram_picture(report.array, title=_title(args, report.meta))
+
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
+        return _byte_rows(report)
+
+
+#: Every analysis sub-command, by name, in the order ``--help`` lists them.
+ANALYSES: dict[str, Analysis] = {
+    a.name: a
+    for a in (
+        StatsAnalysis(),
+        EntropyAnalysis(),
+        HistogramAnalysis(),
+        NGramsAnalysis(),
+        DiffAnalysis(),
+        DataAnalysis(),
+    )
+}
