@@ -10,7 +10,7 @@ import pytest
 
 import binglide
 
-from .helpers import Echo, deployment, wait_until
+from .helpers import Echo, all_transports, deployment, wait_until
 
 
 class Recorder:
@@ -56,15 +56,18 @@ def _idle(stats: binglide.core.BrokerStatistics) -> bool:
 
 
 @pytest.mark.parametrize("mode", list(binglide.CancelMode))
+@all_transports
 async def test_cancel_reaches_every_level_and_spares_other_clients(
-    mode: binglide.CancelMode,
+    mode: binglide.CancelMode, transport: str
 ) -> None:
     Recorder.reset()
     config = binglide.BrokerConfig(heartbeat_interval=float("inf"), cancel_mode=mode)
     with anyio.fail_after(10):
         # 1 + 2 + 4 tasks; one worker per service would also do (the stack),
         # but give room so every level really runs at once.
-        async with deployment([Level, Echo], workers={"level": 4, "echo": 1}, config=config) as d:
+        async with deployment(
+            [Level, Echo], transport=transport, workers={"level": 4, "echo": 1}, config=config
+        ) as d:
             async with d.client("alice") as alice, d.client("bob") as bob:
                 call = alice.request("level", {"depth": 0, "path": "r"})
                 await wait_until(lambda: Recorder.started.get(2, 0) == 4)
@@ -85,10 +88,11 @@ async def test_cancel_reaches_every_level_and_spares_other_clients(
                 assert all(w.statistics().tasks == 0 for w in d.workers)
 
 
-async def test_no_report_reaches_the_caller_after_cancel() -> None:
+@all_transports
+async def test_no_report_reaches_the_caller_after_cancel(transport: str) -> None:
     Recorder.reset()
     with anyio.fail_after(5):
-        async with deployment([Level]) as d, d.client() as client:
+        async with deployment([Level], transport=transport) as d, d.client() as client:
             call = client.request("level", {"depth": 2, "path": "r"})
             seen = []
             with pytest.raises(binglide.JobCancelled):
@@ -100,10 +104,11 @@ async def test_no_report_reaches_the_caller_after_cancel() -> None:
     assert not seen[0].final
 
 
-async def test_iterating_a_cancelled_call_raises() -> None:
+@all_transports
+async def test_iterating_a_cancelled_call_raises(transport: str) -> None:
     Recorder.reset()
     with anyio.fail_after(5):
-        async with deployment([Level]) as d, d.client() as client:
+        async with deployment([Level], transport=transport) as d, d.client() as client:
             call = client.request("level", {"depth": 2, "path": "r"})
             await wait_until(lambda: Recorder.started.get(2, 0) == 1)
             call.cancel()
@@ -113,10 +118,11 @@ async def test_iterating_a_cancelled_call_raises() -> None:
                     pass
 
 
-async def test_closing_a_client_cancels_its_open_jobs() -> None:
+@all_transports
+async def test_closing_a_client_cancels_its_open_jobs(transport: str) -> None:
     Recorder.reset()
     with anyio.fail_after(5):
-        async with deployment([Level], workers=2) as d:
+        async with deployment([Level], transport=transport, workers=2) as d:
             async with d.client() as client:
                 client.request("level", {"depth": 1, "path": "r"})
                 await wait_until(lambda: Recorder.started.get(2, 0) == 2)
@@ -124,7 +130,10 @@ async def test_closing_a_client_cancels_its_open_jobs() -> None:
             await wait_until(lambda: _idle(d.broker.statistics()))
 
 
-async def test_a_handler_cancelling_its_sub_request_cancels_only_that_branch() -> None:
+@all_transports
+async def test_a_handler_cancelling_its_sub_request_cancels_only_that_branch(
+    transport: str,
+) -> None:
     class Picky(binglide.Service):
         name = "picky"
 
@@ -142,7 +151,10 @@ async def test_a_handler_cancelling_its_sub_request_cancels_only_that_branch() -
 
     Recorder.reset()
     with anyio.fail_after(5):
-        async with deployment([Picky, Level, Echo]) as d, d.client() as client:
+        async with (
+            deployment([Picky, Level, Echo], transport=transport) as d,
+            d.client() as client,
+        ):
             assert (await client.request("picky", {})).array.tolist() == [9]
             await wait_until(lambda: Recorder.cancelled.get(2, 0) == 1)
             await wait_until(lambda: _idle(d.broker.statistics()))

@@ -10,12 +10,13 @@ import pytest
 
 import binglide
 
-from .helpers import Boom, Echo, TreeSum, deployment
+from .helpers import Boom, Echo, TreeSum, all_transports, deployment
 
 
-async def test_progressive_reports_arrive_in_order_final_last() -> None:
+@all_transports
+async def test_progressive_reports_arrive_in_order_final_last(transport: str) -> None:
     with anyio.fail_after(5):
-        async with deployment([Echo]) as d, d.client() as client:
+        async with deployment([Echo], transport=transport) as d, d.client() as client:
             reports = [r async for r in client.request("echo", {"x": 7, "parts": 4})]
     assert [r.final for r in reports] == [False] * 4 + [True]
     completions = [r.completion for r in reports]
@@ -25,7 +26,8 @@ async def test_progressive_reports_arrive_in_order_final_last() -> None:
     assert reports[-1].meta == {"x": 7}
 
 
-async def test_many_clients_at_once() -> None:
+@all_transports
+async def test_many_clients_at_once(transport: str) -> None:
     results: dict[int, int] = {}
 
     async def one(d: object, i: int) -> None:
@@ -35,19 +37,23 @@ async def test_many_clients_at_once() -> None:
             results[i] = int(report.array[0])
 
     with anyio.fail_after(10):
-        async with deployment([Echo], workers=2) as d, anyio.create_task_group() as tg:
+        async with (
+            deployment([Echo], transport=transport, workers=2) as d,
+            anyio.create_task_group() as tg,
+        ):
             for i in range(20):
                 tg.start_soon(one, d, i)
     assert results == {i: i for i in range(20)}
 
 
-async def test_then_chains_sync_and_async_functions() -> None:
+@all_transports
+async def test_then_chains_sync_and_async_functions(transport: str) -> None:
     async def double(x: int) -> int:
         await anyio.lowlevel.checkpoint()
         return 2 * x
 
     with anyio.fail_after(5):
-        async with deployment([Echo]) as d, d.client() as client:
+        async with deployment([Echo], transport=transport) as d, d.client() as client:
             chained = client.request("echo", {"x": 5}).then(lambda r: int(r.array[0])).then(double)
             assert await chained == 10
             assert await chained == 10  # a chain runs once; awaiting again gives its result
@@ -55,9 +61,10 @@ async def test_then_chains_sync_and_async_functions() -> None:
                 await client.request("echo", {"x": 0}).then(lambda r: 1 // int(r.array[0]))
 
 
-async def test_handler_errors_reach_the_caller_and_the_worker_serves_on() -> None:
+@all_transports
+async def test_handler_errors_reach_the_caller_and_the_worker_serves_on(transport: str) -> None:
     with anyio.fail_after(5):
-        async with deployment([Boom, Echo]) as d, d.client() as client:
+        async with deployment([Boom, Echo], transport=transport) as d, d.client() as client:
             with pytest.raises(binglide.JobFailed) as info:
                 await client.request("boom", {"kind": "crash"})
             assert info.value.remote_type == "ZeroDivisionError"
@@ -73,14 +80,16 @@ async def test_handler_errors_reach_the_caller_and_the_worker_serves_on() -> Non
                 await client.request("boom", {})
 
 
-async def test_unknown_service_fails_after_the_deadline_not_a_hang() -> None:
+@all_transports
+async def test_unknown_service_fails_after_the_deadline_not_a_hang(transport: str) -> None:
     with anyio.fail_after(5):
-        async with deployment([Echo]) as d, d.client() as client:
+        async with deployment([Echo], transport=transport) as d, d.client() as client:
             with pytest.raises(binglide.ServiceUnavailable, match="no worker of service 'nope'"):
                 await client.request("nope", {}, timeout=0.2)
 
 
-async def test_arrays_travel_with_requests_and_reports() -> None:
+@all_transports
+async def test_arrays_travel_with_requests_and_reports(transport: str) -> None:
     class Twice(binglide.Service):
         name = "twice"
 
@@ -93,7 +102,7 @@ async def test_arrays_travel_with_requests_and_reports() -> None:
     a = np.arange(12, dtype=np.float32).reshape(3, 4)
     b = np.array([1, 2, 3], dtype=np.uint64)
     with anyio.fail_after(5):
-        async with deployment([Twice]) as d, d.client() as client:
+        async with deployment([Twice], transport=transport) as d, d.client() as client:
             report = await client.request("twice", {"n": 1}, a, b)
     assert isinstance(report.data, dict)
     np.testing.assert_array_equal(report.data["a"], a * 2)
@@ -101,14 +110,19 @@ async def test_arrays_travel_with_requests_and_reports() -> None:
     np.testing.assert_array_equal(report.data["b"], b[::-1])
 
 
-async def test_recursive_tree_with_one_worker_completes() -> None:
+@all_transports
+async def test_recursive_tree_with_one_worker_completes(transport: str) -> None:
     with anyio.fail_after(10):
-        async with deployment([TreeSum], workers=1) as d, d.client() as client:
+        async with (
+            deployment([TreeSum], transport=transport, workers=1) as d,
+            d.client() as client,
+        ):
             report = await client.request("treesum", {"n": 200})
     assert report.array.tolist() == [200]
 
 
-async def test_workers_are_clients_of_other_services() -> None:
+@all_transports
+async def test_workers_are_clients_of_other_services(transport: str) -> None:
     class Caller(binglide.Service):
         name = "caller"
 
@@ -120,7 +134,7 @@ async def test_workers_are_clients_of_other_services() -> None:
             yield binglide.Report(echoed.array + 1)
 
     with anyio.fail_after(5):
-        async with deployment([Caller, Echo]) as d, d.client() as client:
+        async with deployment([Caller, Echo], transport=transport) as d, d.client() as client:
             assert (await client.request("caller", {"x": 41})).array.tolist() == [42]
 
 
@@ -133,7 +147,10 @@ async def test_connect_embedded_with_extra_services() -> None:
             pass
 
 
-async def test_a_report_held_by_a_slow_handler_goes_out_and_the_final_repeats_it() -> None:
+@all_transports
+async def test_a_report_held_by_a_slow_handler_goes_out_and_the_final_repeats_it(
+    transport: str,
+) -> None:
     release = anyio.Event()
 
     class Slow(binglide.Service):
@@ -146,7 +163,7 @@ async def test_a_report_held_by_a_slow_handler_goes_out_and_the_final_repeats_it
             await release.wait()  # the handler ends long after its last report
 
     with anyio.fail_after(5):
-        async with deployment([Slow]) as d, d.client() as client:
+        async with deployment([Slow], transport=transport) as d, d.client() as client:
             call = client.request("slow", {})
             reports = []
             async for report in call:
@@ -158,7 +175,8 @@ async def test_a_report_held_by_a_slow_handler_goes_out_and_the_final_repeats_it
     assert reports[1].completion == 0.5
 
 
-async def test_a_handler_that_yields_nothing_gives_an_empty_final_report() -> None:
+@all_transports
+async def test_a_handler_that_yields_nothing_gives_an_empty_final_report(transport: str) -> None:
     class Quiet(binglide.Service):
         name = "quiet"
 
@@ -169,7 +187,7 @@ async def test_a_handler_that_yields_nothing_gives_an_empty_final_report() -> No
             yield  # an async generator that yields nothing
 
     with anyio.fail_after(5):
-        async with deployment([Quiet]) as d, d.client() as client:
+        async with deployment([Quiet], transport=transport) as d, d.client() as client:
             report = await client.request("quiet", {})
     assert report.final
     assert report.data is None

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import binglide
 
-from .helpers import deployment, wait_until
+from .helpers import TRANSPORTS, all_transports, deployment, wait_until
 
 Graph = dict[str, list[str]]
 
@@ -76,6 +76,7 @@ async def run_trees(
     stack_bound: int = 8,
     max_depth: int = 32,
     loop_edge: tuple[str, str] | None = None,
+    transport: str = "inproc",
 ) -> list[int | BaseException]:
     """Submit every root tree at once, each from its own client; return results or errors."""
     config = binglide.BrokerConfig(
@@ -93,7 +94,7 @@ async def run_trees(
                 results[i] = exc
 
     services = make_services(graph, loop_edge=loop_edge)
-    async with deployment(services, workers=pool, config=config) as d:
+    async with deployment(services, workers=pool, config=config, transport=transport) as d:
         async with anyio.create_task_group() as tg:
             for i, (service, budget) in enumerate(roots):
                 tg.start_soon(one, d, i, service, budget)
@@ -108,6 +109,7 @@ def graphs(draw: st.DrawFn) -> Graph:
     return {name: draw(st.lists(st.sampled_from(names), max_size=4)) for name in names}
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     graph=graphs(),
@@ -116,7 +118,7 @@ def graphs(draw: st.DrawFn) -> Graph:
     data=st.data(),
 )
 def test_every_finite_tree_completes_and_every_node_runs_once(
-    graph: Graph, pool: int, stack_bound: int, data: st.DataObject
+    transport: str, graph: Graph, pool: int, stack_bound: int, data: st.DataObject
 ) -> None:
     roots = data.draw(
         st.lists(
@@ -128,16 +130,19 @@ def test_every_finite_tree_completes_and_every_node_runs_once(
 
     async def main() -> list[int | BaseException]:
         with anyio.fail_after(20):
-            return await run_trees(graph, roots, pool=pool, stack_bound=stack_bound)
+            return await run_trees(
+                graph, roots, pool=pool, stack_bound=stack_bound, transport=transport
+            )
 
     results = anyio.run(main)
     assert results == [tree_size(graph, s, b) for s, b in roots]
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(graph=graphs(), pool=st.integers(1, 3), data=st.data())
 def test_cyclic_graphs_end_in_loop_error_never_a_hang(
-    graph: Graph, pool: int, data: st.DataObject
+    transport: str, graph: Graph, pool: int, data: st.DataObject
 ) -> None:
     a = data.draw(st.sampled_from(sorted(graph)))
     b = data.draw(st.sampled_from(sorted(graph)))
@@ -145,7 +150,9 @@ def test_cyclic_graphs_end_in_loop_error_never_a_hang(
 
     async def main() -> list[int | BaseException]:
         with anyio.fail_after(20):
-            return await run_trees(graph, [(a, 1)], pool=pool, loop_edge=(a, b))
+            return await run_trees(
+                graph, [(a, 1)], pool=pool, loop_edge=(a, b), transport=transport
+            )
 
     [result] = anyio.run(main)
     assert isinstance(result, binglide.LoopError)
@@ -170,25 +177,32 @@ FANOUT = {"fan": ["leaf"] * 4, "leaf": ["leaf"] * 4}
         pytest.param(FANOUT, "fan", 4, id="fanout-341"),
     ],
 )
+@all_transports
 async def test_named_shapes_with_one_worker_per_service(
-    graph: Graph, root: str, budget: int
+    graph: Graph, root: str, budget: int, transport: str
 ) -> None:
     with anyio.fail_after(60):
-        results = await run_trees(graph, [(root, budget)] * 3, pool=1, stack_bound=2)
+        results = await run_trees(
+            graph, [(root, budget)] * 3, pool=1, stack_bound=2, transport=transport
+        )
     assert results == [tree_size(graph, root, budget)] * 3
 
 
-async def test_a_fanout_of_hundreds_with_one_worker() -> None:
+@all_transports
+async def test_a_fanout_of_hundreds_with_one_worker(transport: str) -> None:
     graph = {"hub": ["leaf"] * 300, "leaf": []}
 
     with anyio.fail_after(30):
-        [result] = await run_trees(graph, [("hub", 1)], pool=1)
+        [result] = await run_trees(graph, [("hub", 1)], pool=1, transport=transport)
     assert result == 301
 
 
-async def test_a_tree_deeper_than_the_bound_is_refused() -> None:
+@all_transports
+async def test_a_tree_deeper_than_the_bound_is_refused(transport: str) -> None:
     with anyio.fail_after(10):
-        [result] = await run_trees(CHAIN | {"c": ["a"]}, [("a", 12)], pool=1, max_depth=5)
+        [result] = await run_trees(
+            CHAIN | {"c": ["a"]}, [("a", 12)], pool=1, max_depth=5, transport=transport
+        )
     assert isinstance(result, binglide.LoopError)
     assert "deeper than 5" in str(result)
 
@@ -215,11 +229,15 @@ class Blocker(binglide.Service):
             raise
 
 
-async def test_cancellation_reaches_tasks_stacked_on_a_waiting_worker() -> None:
+@all_transports
+async def test_cancellation_reaches_tasks_stacked_on_a_waiting_worker(transport: str) -> None:
     Blocker.cancelled, Blocker.started = [], []
     config = binglide.BrokerConfig(heartbeat_interval=float("inf"), stack_bound=3)
     with anyio.fail_after(10):
-        async with deployment([Blocker], workers=1, config=config) as d, d.client() as client:
+        async with (
+            deployment([Blocker], workers=1, config=config, transport=transport) as d,
+            d.client() as client,
+        ):
             call = client.request("blocker", {"depth": 5})
             await wait_until(lambda: 0 in Blocker.started)
             assert d.workers[0].statistics().tasks == 6  # all stacked on the one worker
