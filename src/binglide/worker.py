@@ -93,7 +93,8 @@ class Worker(Requester):
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._waits: Counter[int] = Counter()
         self._counts: Counter[str] = Counter()
-        self._task_group: TaskGroup | None = None
+        self._held: dict[int, _HeldReport] = {}
+        self._held_changed = anyio.Event()
 
     def statistics(self) -> WorkerStatistics:
         """Return a snapshot of this worker's tasks and counters."""
@@ -110,8 +111,8 @@ class Worker(Requester):
         """Register with the broker and serve until cancelled or the transport closes."""
         try:
             async with anyio.create_task_group() as tg:
-                self._task_group = tg
                 tg.start_soon(self._send_loop, self._transport)
+                tg.start_soon(self._flush_held)
                 self._flush()
                 tg.start_soon(self._timer_loop)
                 task_status.started()
@@ -275,6 +276,28 @@ class Worker(Requester):
             self._counts["failed"] += 1
         self._flush()
 
+    def _hold(self, held: _HeldReport) -> None:
+        self._held[held._tid] = held
+        self._held_changed.set()
+
+    def _release(self, tid: int) -> None:
+        self._held.pop(tid, None)
+
+    async def _flush_held(self) -> None:
+        """Send every report held longer than ``report_interval`` as a PARTIAL."""
+        interval = self.settings.report_interval
+        while True:
+            if not self._held:
+                self._held_changed = anyio.Event()
+                await self._held_changed.wait()
+                continue
+            oldest = min(h.since for h in self._held.values())
+            await anyio.sleep(max(0.0, oldest + interval - anyio.current_time()))
+            now = anyio.current_time()
+            for held in list(self._held.values()):
+                if now - held.since >= interval:
+                    held.send_held()
+
     def _enter_wait(self, tid: int) -> None:
         self._waits[tid] += 1
         if self._waits[tid] == 1:
@@ -301,23 +324,28 @@ def _first_job_error(group: BaseExceptionGroup[BaseException]) -> JobError | Non
 
 
 class _HeldReport:
-    """The report a handler yielded last, held until it is known not to be final."""
+    """The report a handler yielded last, held until it is known not to be final.
+
+    One flusher loop per worker (`Worker._flush_held`) sends the reports held
+    longer than ``report_interval`` as PARTIALs: no task or timer per report.
+    """
 
     def __init__(self, worker: Worker, tid: int) -> None:
         self._worker = worker
         self._tid = tid
         self._held: Report | None = None
+        self.since = 0.0
         self._sent_any = False
-        self._timer: anyio.CancelScope | None = None
 
     def hold(self, report: Report) -> None:
         if self._held is not None:
-            self._send_held()
+            self.send_held()
         self._held = report
-        self._arm()
+        self.since = anyio.current_time()
+        self._worker._hold(self)
 
     def finish(self) -> None:
-        self._disarm()
+        self._worker._release(self._tid)
         if self._held is not None:
             self._worker._report(self._tid, self._held, final=True)
         elif self._sent_any:
@@ -327,30 +355,12 @@ class _HeldReport:
         self._held = None
 
     def drop(self) -> None:
-        self._disarm()
+        self._worker._release(self._tid)
         self._held = None
 
-    def _send_held(self) -> None:
+    def send_held(self) -> None:
+        self._worker._release(self._tid)
         held, self._held = self._held, None
         if held is not None:
             self._worker._report(self._tid, held, final=False)
             self._sent_any = True
-
-    def _arm(self) -> None:
-        self._disarm()
-        tg = self._worker._task_group
-        if tg is None:
-            return
-        self._timer = anyio.CancelScope()
-        tg.start_soon(self._flush_later, self._timer, self._held)
-
-    def _disarm(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-
-    async def _flush_later(self, scope: anyio.CancelScope, report: Report | None) -> None:
-        with scope:
-            await anyio.sleep(self._worker.settings.report_interval)
-            if self._held is report:
-                self._send_held()
