@@ -38,6 +38,21 @@ class Liveness:
         """Return whether the broker has been silent for too long at `now`."""
         return self.expiry is not None and self.expiry <= now
 
+    def tick(self, now: float) -> tuple[bool, bool]:
+        """Return whether to send a heartbeat now and whether the broker is lost.
+
+        A lost broker is reported once per silence: the count starts again.
+        """
+        if self.expiry is None:
+            self.heard(now)
+        beat = self.due(now)
+        if beat:
+            self.sent(now)
+        lost = self.dead(now)
+        if lost:
+            self.heard(now)
+        return beat, lost
+
     def next_deadline(self) -> float | None:
         """Return the next time something is due."""
         times = [t for t in (self.next_send, self.expiry) if t is not None]

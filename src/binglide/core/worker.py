@@ -148,15 +148,10 @@ class WorkerMachine:
         """Queue a heartbeat if due; report a silent broker."""
         if self._liveness is None:
             return None
-        if self._liveness.expiry is None:
-            self._liveness.heard(now)
-        if self._liveness.due(now):
+        beat, lost = self._liveness.tick(now)
+        if beat:
             self._out.append(Heartbeat())
-            self._liveness.sent(now)
-        if self._liveness.dead(now):
-            self._liveness.heard(now)
-            return self._reset("the broker stopped answering heartbeats")
-        return None
+        return self._reset("the broker stopped answering heartbeats") if lost else None
 
     def next_deadline(self) -> float | None:
         """Return when `handle_timer` should next be called."""
