@@ -244,6 +244,17 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("npz", "png"):
         if getattr(args, name) == "-":
             raise UsageError(f"--{name} writes a binary file: give a file name, not -")
+    # Refuse now what could only fail after the job: minutes of work lost.
+    for name in ("json", "npz", "csv", "png"):
+        path = getattr(args, name)
+        if path and path != "-":
+            directory = os.path.dirname(os.path.abspath(path))
+            if not os.path.isdir(directory):
+                raise UsageError(f"cannot write {path}: no directory {directory}")
+            if os.path.isdir(path):
+                raise UsageError(f"cannot write {path}: it is a directory")
+            if not os.access(directory, os.W_OK):
+                raise UsageError(f"cannot write {path}: {directory} is not writable")
 
 
 @asynccontextmanager
