@@ -372,7 +372,8 @@ async def test_ctrl_c_cancels_an_embedded_job_and_exits_130(tmp_path, cache):
     seen = bytearray()
     with anyio.fail_after(30):
         async with await anyio.open_process(argv, env=child_env()) as process:
-            await read_until(process.stderr, b"%", seen)
+            # A redrawn bar: completion, throughput and time left.
+            await read_until(process.stderr, b"B/s  ETA ", seen)
             with anyio.fail_after(10):
                 code = await interrupt(process, seen)
     assert code == 130, seen.decode(errors="replace")
