@@ -158,3 +158,19 @@ async def test_a_handler_cancelling_its_sub_request_cancels_only_that_branch(
             assert (await client.request("picky", {})).array.tolist() == [9]
             await wait_until(lambda: Recorder.cancelled.get(2, 0) == 1)
             await wait_until(lambda: _idle(d.broker.statistics()))
+
+
+@all_transports
+async def test_a_client_closed_by_a_cancellation_still_cancels_its_jobs(transport: str) -> None:
+    Recorder.reset()
+    with anyio.fail_after(10):
+        async with deployment([Level], transport=transport) as d:
+            with anyio.CancelScope() as scope:
+                async with d.client() as client:
+                    client.request("level", {"depth": 2, "path": "r"})
+                    await wait_until(lambda: Recorder.started.get(2, 0) == 1)
+                    scope.cancel()  # as Ctrl-C or a timeout around the client would
+                    await anyio.sleep_forever()
+            # The client's CANCEL went out although it closed under cancellation.
+            await wait_until(lambda: Recorder.cancelled.get(2, 0) == 1)
+            await wait_until(lambda: _idle(d.broker.statistics()))

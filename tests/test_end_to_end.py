@@ -191,3 +191,9 @@ async def test_a_handler_that_yields_nothing_gives_an_empty_final_report(transpo
             report = await client.request("quiet", {})
     assert report.final
     assert report.data is None
+
+
+async def test_an_error_in_the_connect_body_escapes_as_itself() -> None:
+    with anyio.fail_after(10), pytest.raises(binglide.ServiceUnavailable):
+        async with binglide.connect(services=[Echo], builtins=False, workers=1) as client:
+            await client.request("nope", {}, timeout=0.1)

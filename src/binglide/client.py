@@ -488,18 +488,21 @@ class Client(Requester):
         self._cancel_all_calls()
         self._post(encode(Disconnect(), protocol=Protocol.CLIENT, from_broker=False))
         self._outbox.close()
-        if self._tg is not None:
-            with anyio.move_on_after(1.0, shield=True):
-                # Let the send loop deliver the cancellations and DISCONNECT.
-                async for _ in _drained(self._outbox_receive):
-                    pass
-            self._tg.cancel_scope.cancel()
-            await self._tg.__aexit__(None, None, None)
-        self._outbox_receive.close()
-        await self._transport.aclose()
-
-
-async def _drained(stream: MemoryObjectReceiveStream[list[Frame]]) -> AsyncIterator[None]:
-    while stream.statistics().current_buffer_used:
-        await anyio.lowlevel.checkpoint()
-        yield None
+        # All of this runs shielded: closing is often what a cancellation
+        # (Ctrl-C, a timeout around `connect`) does, and the CANCEL and
+        # DISCONNECT must still reach the broker, or its workers compute on.
+        try:
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+        finally:
+            with anyio.CancelScope(shield=True):
+                with anyio.move_on_after(1.0):
+                    # The loops are stopped: send what is left ourselves.
+                    async for frames in self._outbox_receive:
+                        try:
+                            await self._transport.send(frames)
+                        except TransportError:
+                            break
+                self._outbox_receive.close()
+                await self._transport.aclose()

@@ -9,12 +9,13 @@ threads, so in-process workers use every core of the machine.
 from __future__ import annotations
 
 import os
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
 
 import anyio
 
 from .broker import Broker
+from .cachefs import ChunkStore, default_cache_dir
 from .client import Client
 from .core import BrokerConfig
 from .service import Service, Settings
@@ -22,7 +23,7 @@ from .transports import InprocNetwork
 from .worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
 __all__ = ("connect", "default_services", "start_workers")
 
@@ -112,21 +113,45 @@ async def connect(
     # In one process nobody dies silently: no heartbeats needed.
     config = config or BrokerConfig(heartbeat_interval=float("inf"))
     network = InprocNetwork()
-    async with anyio.create_task_group() as tg:
-        broker = Broker(network.bind(), config=config)
-        await tg.start(broker.serve)
-        async with (
-            start_workers(network, classes, workers=workers, settings=settings),
-            Client(network.connect("client")) as client,
-        ):
-            client.broker = broker
-            yield client
-        tg.cancel_scope.cancel()
+    with _single_errors():
+        async with anyio.create_task_group() as tg:
+            broker = Broker(network.bind(), config=config)
+            await tg.start(broker.serve)
+            async with (
+                start_workers(network, classes, workers=workers, settings=settings),
+                Client(network.connect("client")) as client,
+            ):
+                client.broker = broker
+                yield client
+            tg.cancel_scope.cancel()
 
 
-def _open_cache(cache_dir: str | os.PathLike[str] | None):  # type: ignore[no-untyped-def]
+@contextmanager
+def _single_errors() -> Iterator[None]:
+    """Let one error raised in the ``async with`` body escape as itself.
+
+    The embedded default runs its broker and workers in task groups, which
+    wrap whatever the caller's code raises in exception groups; a caller who
+    writes ``except binglide.RequestError`` around ``async with connect()``
+    should catch it. Several real errors stay grouped.
+    """
     try:
-        from .cachefs import ChunkStore, default_cache_dir
-    except ImportError:  # the cache is not built yet
-        return None
+        yield
+    except BaseExceptionGroup as group:
+        cancelled = anyio.get_cancelled_exc_class()
+        leaves = [e for e in _leaves(group) if not isinstance(e, cancelled)]
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    for exc in group.exceptions:
+        if isinstance(exc, BaseExceptionGroup):
+            yield from _leaves(exc)
+        else:
+            yield exc
+
+
+def _open_cache(cache_dir: str | os.PathLike[str] | None) -> ChunkStore:
     return ChunkStore(cache_dir if cache_dir is not None else default_cache_dir())

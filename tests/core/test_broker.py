@@ -278,3 +278,33 @@ def test_illegal_messages_raise_and_change_nothing(hop: str, peer: str, msg: obj
         getattr(d, hop)(peer, msg)
     assert d.machine.statistics() == before
     assert d.machine.outgoing() == []
+
+
+def test_queued_requests_wait_for_busy_workers_but_not_for_absent_ones() -> None:
+    d = make(service_timeout=1.0, queue_timeout=5.0, heartbeat_interval=1000.0)
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s", (b"1",)))  # dispatched: w is busy from now on
+    d.client("c", Request(2, "s", (b"2",)))  # a client's request, no timeout of its own
+    d.client("w", Request(1, "s", (b"3",), job_id_for("c", 1), (), 100))  # a sub-request
+    d.client("c", Request(3, "s", (b"4",), timeout=2.0))  # its own timeout applies
+    assert to(d.tick(1.0), "c") == []
+    [f3] = to(d.tick(2.0), "c")
+    assert isinstance(f3, Failure)
+    assert f3.rid == 3
+    assert "became free" in f3.message
+    assert to(d.tick(4.0), "c") == []
+    [f2] = to(d.tick(5.0), "c")  # the queue timeout
+    assert isinstance(f2, Failure)
+    assert f2.rid == 2
+    d.tick(60.0)
+    assert d.machine.statistics().pending == 1  # the sub-request still waits for w
+
+
+def test_without_a_queue_timeout_a_busy_service_keeps_requests() -> None:
+    d = make(service_timeout=1.0, heartbeat_interval=1000.0)
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s", (b"1",)))
+    d.client("c", Request(2, "s", (b"2",)))
+    for t in range(1, 100):
+        assert not [m for m in to(d.tick(float(t)), "c") if isinstance(m, Failure)]
+    assert d.machine.statistics().pending == 1

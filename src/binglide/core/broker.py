@@ -115,7 +115,13 @@ class BrokerConfig:
     Attributes:
         heartbeat_interval: seconds between heartbeats to each peer.
         liveness: heartbeat intervals of silence after which a peer is dead.
-        service_timeout: default seconds a request may wait in a queue.
+        service_timeout: seconds a request waits for a service that has no
+            worker (unknown, or every worker gone) before it fails.
+        queue_timeout: seconds a client's request (without its own timeout)
+            may wait in the queue while the service's workers are all busy;
+            None: as long as it takes. Sub-requests never expire while their
+            service has workers: their parent is waiting for them, and the
+            progress guarantee serves them.
         max_depth: the deepest request tree accepted.
         stack_bound: tasks an extended worker holds before it is only given
             more to keep the system making progress (see the module docstring).
@@ -126,6 +132,7 @@ class BrokerConfig:
     heartbeat_interval: float = 1.0
     liveness: int = 3
     service_timeout: float = 10.0
+    queue_timeout: float | None = None
     max_depth: int = 32
     stack_bound: int = 8
     max_queued: int = 1_000_000
@@ -218,6 +225,8 @@ class _Task:
     payload: tuple[Frame, ...]
     parent: int
     deadline: float
+    timeout: float | None = None  # the request's own, if it gave one
+    enqueued: float = 0.0
     state: TaskState = TaskState.PENDING
     worker: PeerId | None = None
     children: set[int] = attrs.Factory(set)
@@ -295,7 +304,12 @@ class BrokerMachine:
             _, tid = heapq.heappop(self._deadlines)
             task = self._tasks.get(tid)
             if task is not None and task.state is TaskState.PENDING and task.deadline <= now:
-                self._expire(task)
+                if self._expires(task, now):
+                    self._expire(task)
+                else:
+                    # Its service has workers, busy ones: look again later.
+                    task.deadline = now + self.config.service_timeout
+                    heapq.heappush(self._deadlines, (task.deadline, task.tid))
         if self._next_heartbeat is not None and self._next_heartbeat <= now:
             self._next_heartbeat = now + cfg.heartbeat_interval
             for worker in self._workers.values():
@@ -469,6 +483,8 @@ class BrokerMachine:
             payload=msg.payload,
             parent=parent.tid if parent is not None else 0,
             deadline=now + timeout,
+            timeout=msg.timeout,
+            enqueued=now,
         )
         self._tasks[task.tid] = task
         self._jobs.setdefault(job, set()).add(task.tid)
@@ -718,6 +734,14 @@ class BrokerMachine:
                 client, task.rid, task.service, "cancelled", "the job was cancelled"
             )
 
+    def _expires(self, task: _Task, now: float) -> bool:
+        """Whether a pending task past its deadline fails now (see BrokerConfig)."""
+        svc = self._services.get(task.service)
+        if task.timeout is not None or svc is None or not svc.workers:
+            return True
+        limit = self.config.queue_timeout
+        return not task.parent and limit is not None and now >= task.enqueued + limit
+
     def _expire(self, task: _Task) -> None:
         svc = self._services.get(task.service)
         if svc is None or not svc.workers:
@@ -748,6 +772,7 @@ class BrokerMachine:
                 self._cancel_subtree(child, notify_requester=False)
             task.state, task.worker = TaskState.PENDING, None
             task.deadline = max(task.deadline, now + self.config.service_timeout)
+            task.enqueued = now
             self._enqueue(task, front=True)
             self._requeued += 1
         if peer in self._clients:
