@@ -398,6 +398,7 @@ class Client(Requester):
         self._closed = False
         #: The embedded broker, when `binglide.connect` started one (for its statistics).
         self.broker: Broker | None = None
+        self._heard = anyio.Event()
 
     async def __aenter__(self) -> Client:
         self._tg = await anyio.create_task_group().__aenter__()
@@ -434,6 +435,14 @@ class Client(Requester):
             raise RuntimeError("the client is not open: use `async with` (or binglide.connect)")
         return self._open_call(service, body, arrays, timeout=timeout)
 
+    async def wait_connected(self) -> None:
+        """Wait until the broker has answered once (a heartbeat or a report).
+
+        Over ZeroMQ a connection to an address where no broker listens does
+        not fail: it waits. Bound this with a timeout to find out.
+        """
+        await self._heard.wait()
+
     async def _receive_loop(self) -> None:
         try:
             while True:
@@ -442,6 +451,7 @@ class Client(Requester):
                     protocol, msg = decode(frames, from_broker=True)
                     if protocol is not Protocol.CLIENT:
                         raise RemoteProtocolError("the broker sent a worker message to a client")
+                    self._heard.set()
                     if self._broker_lost:
                         # The broker answers again (restarted, or back on the
                         # network): re-issue what is still open. A broker that
