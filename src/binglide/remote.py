@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import importlib
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -33,8 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
+import zmq
+import zmq.asyncio
 
-from .broker import Broker
+from .broker import Broker, encode_outgoing, feed
 from .client import Client
 from .core import BrokerConfig, BrokerMachine, CancelMode, IdSource
 from .service import Service, Settings
@@ -44,15 +47,17 @@ from .transports.zeromq import (
     CurveServerKeys,
     ZmqBroker,
     ZmqPeer,
+    bind_router,
     generate_keys,
     new_identity,
+    receive_frames,
+    send_frames,
 )
 from .worker import Worker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping, Sequence
+    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
-    import zmq.asyncio
     from anyio.abc import Process, TaskStatus
 
 __all__ = (
@@ -67,6 +72,7 @@ __all__ = (
     "main_worker",
     "resolve_service",
     "run_broker",
+    "run_broker_blocking",
     "run_broker_command",
     "run_worker",
     "run_worker_command",
@@ -162,6 +168,98 @@ async def run_broker(
     async with anyio.create_task_group() as tg:
         await tg.start(broker.serve)
         task_status.started(RunningBroker(broker, transport.address))
+
+
+#: Messages a blocking broker handles in a row before it looks at its timers.
+_DRAIN = 256
+
+
+def run_broker_blocking(
+    address: str,
+    *,
+    config: BrokerConfig | None = None,
+    curve: CurveServerKeys | None = None,
+    max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
+    on_bound: Callable[[str], object] | None = None,
+) -> None:
+    """Bind a broker to `address` and serve it from a lean blocking loop, forever.
+
+    The same `BrokerMachine` as `run_broker`, driven by a plain pyzmq poll
+    loop instead of an event loop: it drains every message that is ready
+    (without waiting), feeds the machine, and sends what it says at once;
+    it waits (``zmq_poll``) only when nothing is ready, until the machine's
+    next deadline. No coroutine, future or cancel scope per message: this is
+    what ``binglide broker`` runs, in a process of its own. It returns only
+    by an exception (``KeyboardInterrupt`` from a signal, say), after
+    closing its socket.
+
+    Args:
+        address: the endpoint to bind (``tcp://127.0.0.1:*`` picks a port).
+        config: the broker's settings (heartbeats, timeouts, bounds).
+        curve: CURVE keys; required unless `address` is loopback or ipc.
+        max_message_size: the largest frame accepted, in bytes.
+        on_bound: called with the bound endpoint once the broker listens.
+
+    Raises:
+        ValueError: a non-local address without CURVE (nothing was bound).
+        TransportBroken: the address cannot be bound.
+    """
+    # Task ids start from the clock (see run_broker).
+    machine = BrokerMachine(config, ids=IdSource(time.time_ns() // 1000))
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    try:
+        sock, authenticator, bound = bind_router(
+            ctx, address, curve=curve, max_message_size=max_message_size
+        )
+    except BaseException:
+        ctx.term()
+        raise
+    clock = time.monotonic
+    poller = zmq.Poller()
+    poller.register(sock, zmq.POLLIN)
+    peer_ids: dict[str, bytes] = {}
+
+    def flush() -> None:
+        for out in machine.outgoing():
+            peer = out.peer
+            routing = peer_ids.get(peer)
+            if routing is None:
+                routing = peer_ids[peer] = peer.encode("latin-1")
+                if len(peer_ids) > 100_000:  # a cache, not a registry
+                    peer_ids.clear()
+            try:
+                send_frames(sock, [routing, *encode_outgoing(out)])
+            except zmq.ZMQError as exc:
+                log.warning("could not send to peer %r: %s", peer, exc)
+
+    try:
+        if on_bound is not None:
+            on_bound(bound)
+        while True:
+            deadline = machine.next_deadline()
+            if deadline is None:
+                timeout: int | None = None
+            else:
+                timeout = max(0, math.ceil((deadline - clock()) * 1000))
+            if poller.poll(timeout):
+                for _ in range(_DRAIN):
+                    try:
+                        frames = receive_frames(sock, zmq.DONTWAIT)
+                    except zmq.Again:
+                        break
+                    peer = bytes(frames[0]).decode("latin-1")
+                    feed(machine, peer, frames[1:], clock())
+                    flush()
+            now = clock()
+            deadline = machine.next_deadline()
+            if deadline is not None and deadline <= now:
+                machine.handle_timer(now)
+                flush()
+    finally:
+        sock.close(linger=0)
+        if authenticator is not None:
+            authenticator.stop()
+        ctx.term()
 
 
 # -- workers ----------------------------------------------------------------------------
@@ -419,31 +517,37 @@ def run_broker_command(args: argparse.Namespace) -> int:
     """Run ``binglide broker`` with parsed `args`; return the exit status.
 
     Prints ``listening on ADDRESS`` (the bound endpoint) once bound, and
-    serves until SIGINT or SIGTERM.
+    serves (`run_broker_blocking`) until SIGINT or SIGTERM.
     """
     config = _broker_config(args)
     curve = CurveServerKeys.from_directory(args.curve_dir) if args.curve_dir else None
 
-    async def serve() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(_until_signalled, tg.cancel_scope)
-            running = await tg.start(
-                lambda task_status: run_broker(
-                    args.address,
-                    config=config,
-                    curve=curve,
-                    max_message_size=args.max_message_size or None,
-                    task_status=task_status,
-                )
-            )
-            print(f"listening on {running.address}", flush=True)  # noqa: T201 - the CLI's output
+    def listening(address: str) -> None:
+        print(f"listening on {address}", flush=True)  # noqa: T201 - the CLI's output
 
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        anyio.run(serve, backend="asyncio")
+        run_broker_blocking(
+            args.address,
+            config=config,
+            curve=curve,
+            max_message_size=args.max_message_size or None,
+            on_bound=listening,
+        )
     except ValueError as exc:
         print(f"binglide broker: {exc}", file=sys.stderr)  # noqa: T201
         return 2
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    # SIGTERM stops the blocking broker as SIGINT does: the exception
+    # interrupts zmq_poll, and the loop closes its socket on the way out.
+    raise KeyboardInterrupt
 
 
 def _settings(args: argparse.Namespace) -> Settings:
