@@ -11,6 +11,7 @@ of the same job (``ctx.request(...)``, ``ctx.histogram(...)``): each returns a
 from __future__ import annotations
 
 import os
+import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -90,7 +91,9 @@ class Context(AnalysisMethods):
         self._ancestry = ancestry
         self.settings = settings
         self._on_wait = on_wait
-        self._calls: list[Call] = []
+        # Weak: a finished sub-request (and its possibly large result) goes
+        # as soon as the handler drops it; open ones are held by the worker.
+        self._calls: weakref.WeakSet[Call] = weakref.WeakSet()
 
     def request(
         self,
@@ -114,11 +117,11 @@ class Context(AnalysisMethods):
             timeout=timeout,
             on_wait=self._on_wait,
         )
-        self._calls.append(call)
+        self._calls.add(call)
         return call
 
     def _close(self) -> None:
         # Whatever the handler left running is of no use once it ended.
-        for call in self._calls:
+        for call in list(self._calls):
             call.cancel()
         self._calls.clear()

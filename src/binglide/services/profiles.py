@@ -154,28 +154,36 @@ class EntropyService(Service):
                 yield report
 
 
+def _gather(source: Source, runs: list[tuple[int, int, int]]) -> tuple[Array, Array]:
+    """Return the bytes of every run in one buffer, and the edges between runs.
+
+    One kernel call over a few MiB, rather than thousands of small calls.
+    """
+    lengths = np.array([hi - lo for _, lo, hi in runs], dtype=np.int64)
+    views = [source.view(lo, hi) for _, lo, hi in runs]
+    gathered = np.concatenate(views) if views else np.zeros(0, np.uint8)
+    return gathered, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+
+
 def _entropy_sample(
     sources: Sequence[Source], runs: list[tuple[int, int, int]], values: Array
 ) -> int:
-    read = 0
-    for i, lo, hi in runs:
-        values[i] = kernels.entropy_of_counts(kernels.byte_histogram(sources[0].view(lo, hi)))
-        read += hi - lo
-    return read
+    gathered, edges = _gather(sources[0], runs)
+    if runs:
+        values[[i for i, _, _ in runs]] = kernels.segment_entropies(gathered, edges)
+    return int(edges[-1])
 
 
 def _diff_sample(
     sources: Sequence[Source], runs: list[tuple[int, int, int]], values: Array
 ) -> int:
-    read = 0
-    a, b = sources
-    for i, lo, hi in runs:
-        if hi > lo:
-            edges = np.array([0, hi - lo], dtype=np.int64)
-            counts = kernels.diff_counts(a.view(lo, hi), b.view(lo, hi), edges)
-            values[i] = counts[0] / (hi - lo)  # a rate, scaled to the point below
-        read += hi - lo
-    return read
+    a, edges = _gather(sources[0], runs)
+    b, _ = _gather(sources[1], runs)
+    if runs:
+        counts = kernels.diff_counts(a, b, edges)
+        lengths = np.maximum(1, np.diff(edges))
+        values[[i for i, _, _ in runs]] = counts / lengths  # a rate, scaled to the point later
+    return int(edges[-1])
 
 
 async def _profile(
@@ -278,9 +286,10 @@ class DiffService(Service):
             async for report in _profile(
                 ctx, "diff", ops, common, parsed, meta, _diff_sample, finish=finish, extra=extra
             ):
-                if final is not None:
-                    yield final
-                final = report
+                if report.completion < 1.0:
+                    yield report  # the estimate and refinements go out at once
+                else:
+                    final = report  # completed by the first differing offsets below
             assert final is not None
             offsets = await run_kernel(
                 _first_offsets, a.source, b.source, common, final.array - beyond, 16

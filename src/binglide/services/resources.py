@@ -56,6 +56,17 @@ class Resource(ABC):
         """Add `part` into `total` in place (summed resources)."""
         total += part
 
+    def compute_into(self, total: Array, source: Source, start: int, stop: int) -> Array:
+        """Merge the result of ``[start, stop)`` into `total`; return the merged result.
+
+        `total` is the result of the bytes just before (ordered resources) or
+        of any bytes (summed ones, updated in place where possible).
+        """
+        if self.ordered:
+            return self.merge([total, self.compute(source, start, stop)])
+        self.add_into(total, self.compute(source, start, stop))
+        return total
+
     def estimate(self, part: Array, factor: float) -> Array:
         """Scale the result of a sample up to the whole: counts grow by `factor`."""
         return np.rint(part.astype(np.float64) * factor).astype(part.dtype)
@@ -98,6 +109,13 @@ class NGrams(Resource):
         total = np.zeros((1 << self.bits,) * self.n, dtype=np.uint64)
         for part in parts:
             total += part
+        return total
+
+    def compute_into(self, total: Array, source: Source, start: int, stop: int) -> Array:
+        # Count straight into the table: no 16 MiB temporary per run.
+        end = min(stop + self.n - 1, source.size)
+        count = max(0, min(stop, source.size - self.n + 1) - start)
+        kernels.ngram_histogram(source.view(start, end), self.n, self.bits, count, out=total)
         return total
 
     def finish(self, source: Source, start: int, stop: int, merged: Array) -> Array:

@@ -36,9 +36,6 @@ __all__ = (
 
 Array = np.ndarray[Any, Any]
 
-#: Segments histogrammed at once: bounds the (k, 256) table to 8 MiB.
-_BATCH = 4096
-
 
 def point_edges(start: int, stop: int, points: int) -> Array:
     """Return the ``points + 1`` edges of the points of ``[start, stop)``.
@@ -67,14 +64,9 @@ def split_runs(edges: Array, target: int) -> list[tuple[int, int]]:
 
 def entropy_segments(source: Source, edges: Array) -> Array:
     """Return the entropy of each segment between consecutive `edges` (blocking)."""
-    out = np.zeros(len(edges) - 1, dtype=np.float64)
-    source.prefetch(int(edges[0]), int(edges[-1]))
-    for lo in range(0, len(edges) - 1, _BATCH):
-        hi = min(len(edges) - 1, lo + _BATCH)
-        a, b = int(edges[lo]), int(edges[hi])
-        hists = kernels.segment_histograms(source.view(a, b), edges[lo : hi + 1] - a)
-        out[lo:hi] = kernels.entropy_of_counts(hists)
-    return out
+    lo, hi = int(edges[0]), int(edges[-1])
+    source.prefetch(lo, hi)
+    return kernels.segment_entropies(source.view(lo, hi), edges - lo)
 
 
 def diff_segments(a: Source, b: Source, edges: Array) -> Array:
