@@ -18,6 +18,7 @@ from .broker import Broker
 from .cachefs import ChunkStore, default_cache_dir
 from .client import Client
 from .core import BrokerConfig
+from .errors import TransportBroken
 from .service import Service, Settings
 from .transports import InprocNetwork
 from .worker import Worker
@@ -82,6 +83,7 @@ async def connect(
     roots: Sequence[str | os.PathLike[str]] | None = None,
     builtins: bool = True,
     config: BrokerConfig | None = None,
+    connect_timeout: float = 10.0,
 ) -> AsyncIterator[Client]:
     """Open a client: on the embedded default, or on the broker at `address`.
 
@@ -96,14 +98,25 @@ async def connect(
         roots: directories the workers may read files from (default: any).
         builtins: whether to serve the built-in analyses.
         config: the embedded broker's settings.
+        connect_timeout: with an address, how long to wait for the broker to
+            answer before giving up.
 
     Raises:
         ValueError: `workers` is not a positive count or names unknown services.
+        TransportBroken: no broker answered at `address` in time.
     """
     if address is not None:
         from .remote import connect_remote
 
         async with connect_remote(address) as client:
+            try:
+                with anyio.fail_after(connect_timeout):
+                    await client.wait_connected()
+            except TimeoutError:
+                raise TransportBroken(
+                    f"no broker answered at {address} within {connect_timeout:g} s;"
+                    f" start one (binglide broker {address}) or check the address"
+                ) from None
             yield client
         return
     classes = [*(default_services() if builtins else ()), *services]
