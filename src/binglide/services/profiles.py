@@ -44,7 +44,7 @@ Array = np.ndarray[Any, Any]
 #: The most points a profile may have (a float64 each).
 MAX_POINTS = 1 << 24
 #: Above this many points, the first estimate samples every k-th point only.
-_SAMPLED_POINTS = 1 << 14
+_SAMPLED_POINTS = 1 << 12
 
 
 def _sample_points(edges: Array, budget: int) -> list[tuple[int, int, int]]:
