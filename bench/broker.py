@@ -5,6 +5,8 @@ Measures tiny-request latency (sequential: median and p99) and throughput
 
 - ``zmq``: binglide's broker, one worker and this client as three processes
   over tcp loopback (128 in flight);
+- ``zmq prefetch N`` (with ``--prefetch N``, N > 1): the same with
+  ``binglide broker --prefetch N`` (a worker holds up to N computing tasks);
 - ``inproc``: binglide's broker, worker and client in one process (100 in
   flight);
 - ``mdp``: an independent minimal MDP/0.2 broker, worker and client written
@@ -13,7 +15,7 @@ Measures tiny-request latency (sequential: median and p99) and throughput
 
 Each figure is the median of ``--repeat`` runs. Run::
 
-    python bench/broker.py [--requests 2000] [--repeat 3]
+    python bench/broker.py [--requests 2000] [--repeat 3] [--prefetch 16]
 """
 
 from __future__ import annotations
@@ -220,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("address", nargs="?")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument(
+        "--prefetch", type=int, default=1, help="also measure zmq with this broker prefetch"
+    )
     args = parser.parse_args(argv)
     if args.role == "mdp-broker":
         mdp_broker(args.address)
@@ -230,7 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "binglide-broker":
         from binglide.remote import main_broker
 
-        return main_broker([args.address, "--heartbeat-interval", "1.0"])
+        return main_broker(
+            [args.address, "--heartbeat-interval", "1.0", "--prefetch", str(args.prefetch)]
+        )
     if args.role == "binglide-worker":
         from binglide.remote import run_worker
 
@@ -238,7 +245,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     n = args.requests
-    results: dict[str, list[tuple[float, float, float]]] = {"zmq": [], "inproc": [], "mdp": []}
+    names = ["zmq", "inproc", "mdp"]
+    if args.prefetch > 1:
+        names.insert(1, "prefetch")
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
     for _ in range(args.repeat):
         address = free_address()
         results["mdp"].append(
@@ -260,6 +270,17 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         )
+        if args.prefetch > 1:
+            address = free_address()
+            results["prefetch"].append(
+                summary(
+                    *run_processes(
+                        ["binglide-broker", address, "--prefetch", str(args.prefetch)],
+                        ["binglide-worker", address],
+                        functools.partial(anyio.run, binglide_zmq, address, n, 128),
+                    )
+                )
+            )
         results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
 
     med = {
@@ -270,13 +291,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':28} {'median µs':>10} {'p99 µs':>10} {'req/s':>10}")
     labels = {
         "zmq": "binglide zmq (3 procs, 128)",
+        "prefetch": f"  + broker --prefetch {args.prefetch}",
         "inproc": "binglide inproc (1 proc, 100)",
         "mdp": "minimal MDP/0.2 (3 procs, 128)",
     }
     for name, (median, p99, rate) in med.items():
         print(f"{labels[name]:28} {median:10.0f} {p99:10.0f} {rate:10.0f}")
     base = med["mdp"]
-    for name in ("zmq", "inproc"):
+    for name in names[:-1]:
         m = med[name]
         print(
             f"{name} / mdp: latency x{m[0] / base[0]:.2f} (p99 x{m[1] / base[1]:.2f}), "

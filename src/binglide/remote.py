@@ -461,6 +461,12 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--service-timeout", type=_positive, default=d.service_timeout)
     parser.add_argument("--max-depth", type=int, default=d.max_depth)
     parser.add_argument("--stack-bound", type=int, default=d.stack_bound)
+    parser.add_argument(
+        "--prefetch",
+        type=int,
+        default=d.prefetch,
+        help="computing tasks an extended worker may hold at once (default 1)",
+    )
     parser.add_argument("--max-queued", type=int, default=d.max_queued)
     parser.add_argument(
         "--cancel-mode", choices=[m.value for m in CancelMode], default=d.cancel_mode.value
@@ -501,6 +507,7 @@ def _broker_config(args: argparse.Namespace) -> BrokerConfig:
         service_timeout=args.service_timeout,
         max_depth=args.max_depth,
         stack_bound=args.stack_bound,
+        prefetch=args.prefetch,
         max_queued=args.max_queued,
         cancel_mode=CancelMode(args.cancel_mode),
     )

@@ -209,6 +209,68 @@ def test_overflow_when_every_worker_waits_at_its_bound() -> None:
     assert d.machine.statistics().overflows == 1
 
 
+def test_prefetch_one_gives_a_computing_worker_nothing_more() -> None:
+    d = make()
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s", (b"1",)))  # 100 on w
+    assert d.client("c", Request(2, "s", (b"2",))) == []  # queued: w computes
+    assert d.machine.statistics().pending == 1
+
+
+def test_prefetch_lets_a_worker_hold_that_many_computing_tasks() -> None:
+    d = make(prefetch=3)
+    d.worker("w", Ready("s"))
+    for i in range(1, 6):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    stats = d.machine.statistics()
+    assert (stats.dispatched, stats.pending) == (3, 2)
+    # One ends: the next goes to the worker at once, in the same step.
+    out = d.worker("w", Final(100, (b"f",)))
+    assert to(out, "c") == [Final(1, (b"f",), "s")]
+    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [103]
+    # A waiting task does not count against the prefetch.
+    out = d.worker("w", Waiting(101, True))
+    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [104]
+    assert d.machine.statistics().pending == 0
+
+
+def test_prefetch_spreads_tasks_over_the_least_busy_workers_first() -> None:
+    d = make(prefetch=2)
+    d.worker("w1", Ready("s"))
+    d.worker("w2", Ready("s"))
+    out = []
+    for i in range(1, 5):
+        out += d.client("c", Request(i, "s", (b"%d" % i,)))
+    assert [len(to(out, w)) for w in ("w1", "w2")] == [2, 2]
+    assert d.client("c", Request(5, "s", (b"5",))) == []  # both at their prefetch
+
+
+def test_prefetch_never_exceeds_the_stack_bound_and_keeps_the_overflow() -> None:
+    d = make(prefetch=4, stack_bound=2)
+    d.worker("w", Ready("s"))
+    for i in range(1, 4):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    assert d.machine.statistics().dispatched == 2
+    # Both wait at the bound and none computes: the overflow still serves.
+    d.worker("w", Waiting(100, True))
+    out = d.worker("w", Waiting(101, True))
+    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [102]
+    assert d.machine.statistics().overflows == 1
+
+
+def test_prefetch_leaves_plain_workers_at_one_task() -> None:
+    d = make(prefetch=4)
+    d.worker("pw", Ready("s", extended=False))
+    d.client("c", Request(1, "s", (b"1",)))
+    d.client("c", Request(2, "s", (b"2",)))
+    assert d.machine.statistics().pending == 1
+
+
+def test_prefetch_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        BrokerConfig(prefetch=0)
+
+
 def test_plain_worker_takes_one_task_at_a_time_and_plain_client_gets_plain_replies() -> None:
     d = make()
     d.worker("pw", Ready("s", extended=False))

@@ -24,14 +24,17 @@ client that started the job (recovered from the job id), served round-robin,
 so a client with 1,000 queued chunks does not starve a client with one.
 
 Progress guarantee. An extended worker reports with WAITING when a task
-starts or stops waiting on sub-requests. A worker is *available* when none of
-its tasks is computing (every task waits) and it holds fewer than
-``stack_bound`` tasks: a waiting worker keeps taking tasks, newest on top, so
-it never holds its service hostage. When a service has pending tasks and every
-one of its workers is waiting at its bound (none computing, none available),
-the broker gives the task to the least loaded of them anyway (an *overflow*):
-the bound limits memory in the common case but never blocks a finite request
-tree. Plain MDP/0.2 workers take one task at a time.
+starts or stops waiting on sub-requests. A worker is *available* when fewer
+than ``prefetch`` of its tasks are computing (by default 1: none is; every
+task waits) and it holds fewer than ``stack_bound`` tasks: a waiting worker
+keeps taking tasks, newest on top, so it never holds its service hostage.
+With ``prefetch`` N > 1 an extended worker also holds up to N computing tasks
+at once, so that a stream of small tasks keeps it busy without a broker round
+trip between two tasks (its next task is already there when one ends).
+When a service has pending tasks and every one of its workers is waiting at
+its bound (none computing, none available), the broker gives the task to the
+least loaded of them anyway (an *overflow*): the bound limits memory in the
+common case but never blocks a finite request tree. Plain MDP/0.2 workers take one task at a time.
 
 Loops. A request whose ``service/digest`` (digest of its payload) appears in
 its ancestry repeats an ancestor and is refused with a ``loop`` failure naming
@@ -125,6 +128,14 @@ class BrokerConfig:
         max_depth: the deepest request tree accepted.
         stack_bound: tasks an extended worker holds before it is only given
             more to keep the system making progress (see the module docstring).
+        prefetch: computing tasks an extended worker may hold at once (at
+            least 1). 1, the default: a worker gets a new task only when none
+            of its tasks computes. N > 1: up to N at once (still at most
+            `stack_bound` tasks in all), which hides the broker round trip
+            between small tasks from a pipelining client, at the price of
+            coarser load balancing (a task may wait behind N - 1 others on a
+            busy worker while another worker frees up). Plain MDP/0.2 workers
+            always take one task at a time.
         max_queued: pending tasks per service before new ones are refused.
         cancel_mode: how workers hear of cancelled jobs.
     """
@@ -135,6 +146,7 @@ class BrokerConfig:
     queue_timeout: float | None = None
     max_depth: int = 32
     stack_bound: int = 8
+    prefetch: int = attrs.field(default=1, validator=attrs.validators.ge(1))
     max_queued: int = 1_000_000
     cancel_mode: CancelMode = CancelMode.BROADCAST
 
@@ -622,20 +634,26 @@ class BrokerMachine:
 
     def _pick_worker(self, svc: _Service) -> _Worker | None:
         bound = self.config.stack_bound
-        available: list[_Worker] = []
+        prefetch = self.config.prefetch
+        best: _Worker | None = None
+        best_key = (0, 0)
         blocked = 0
         for peer in svc.workers:  # least recently used first
             w = self._workers[peer]
-            computing = len(w.tasks) - len(w.waiting)
+            held = len(w.tasks)
+            computing = held - len(w.waiting)
             if w.extended:
-                if computing == 0 and len(w.tasks) < bound:
-                    available.append(w)
+                if computing < prefetch and held < bound:
+                    # The least computing, then the least loaded, wins; the
+                    # least recently used among equals (the first seen).
+                    if best is None or (computing, held) < best_key:
+                        best, best_key = w, (computing, held)
                 elif computing == 0:
                     blocked += 1
-            elif not w.tasks:
-                available.append(w)
-        if available:
-            return min(available, key=lambda w: len(w.tasks))
+            elif not held and (best is None or best_key > (0, 0)):
+                best, best_key = w, (0, 0)
+        if best is not None:
+            return best
         if svc.workers and blocked == len(svc.workers):
             # Every worker waits at its bound and none computes: without one
             # more task somewhere the tree could never finish (module docstring).
