@@ -9,7 +9,6 @@ the same machinery (`Requester`), so a worker is a client.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 import math
@@ -43,6 +42,7 @@ from .errors import (
     JobFailed,
     LoopError,
     RemoteProtocolError,
+    TransportClosed,
     TransportError,
 )
 from .payload import decode_report, encode_body, is_repeat_last
@@ -290,6 +290,17 @@ class Requester(AnalysisMethods):
         send, receive = anyio.create_memory_object_stream[list[Frame]](math.inf)
         self._outbox: MemoryObjectSendStream[list[Frame]] = send
         self._outbox_receive: MemoryObjectReceiveStream[list[Frame]] = receive
+        #: Messages in the outbox that the send loop has not sent yet.
+        self._queued = 0
+        self._outbox_closed = False
+        #: The transport's ``send_nowait``, when it has one (`_use_transport`).
+        self._send_nowait: Callable[[Sequence[Frame]], None] | None = None
+
+    def _use_transport(self, transport: PeerTransport) -> None:
+        # A transport that can send without waiting (ZeroMQ) is sent to at
+        # once, from whatever posts: no hop through the outbox and the send
+        # loop's task. The outbox stays for the rest (inproc; a full socket).
+        self._send_nowait = getattr(transport, "send_nowait", None)
 
     def _open_call(
         self,
@@ -332,13 +343,36 @@ class Requester(AnalysisMethods):
             self._post(encode(msg, protocol=Protocol.CLIENT, from_broker=False))
 
     def _post(self, frames: list[Frame]) -> None:
-        # Closing: whatever was left to say is moot.
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+        if self._outbox_closed:
+            return  # closing: whatever was left to say is moot
+        direct = self._send_nowait
+        if direct is not None and not self._queued:  # never overtake the outbox
+            try:
+                direct(frames)
+            except anyio.WouldBlock:
+                pass  # the socket is full: the send loop waits for room
+            except TransportClosed:
+                return
+            except TransportError:
+                pass  # the send loop meets it, as it would have
+            else:
+                return
+        try:
             self._outbox.send_nowait(frames)
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return
+        self._queued += 1
+
+    def _close_outbox(self) -> None:
+        self._outbox_closed = True
+        self._outbox.close()
 
     async def _send_loop(self, transport: PeerTransport) -> None:
         async for frames in self._outbox_receive:
-            await transport.send(frames)
+            try:
+                await transport.send(frames)
+            finally:
+                self._queued -= 1
 
     def _on_client_message(self, msg: Message) -> BrokerLost | None:
         outcome = self._client_machine.receive(msg, anyio.current_time())
@@ -394,6 +428,7 @@ class Client(Requester):
         super().__init__(transport.identity, heartbeat_interval=heartbeat_interval)
         self._heartbeat_interval = heartbeat_interval
         self._transport = transport
+        self._use_transport(transport)
         self._tg: TaskGroup | None = None
         self._closed = False
         #: The embedded broker, when `binglide.connect` started one (for its statistics).
@@ -497,7 +532,7 @@ class Client(Requester):
         self._closed = True
         self._cancel_all_calls()
         self._post(encode(Disconnect(), protocol=Protocol.CLIENT, from_broker=False))
-        self._outbox.close()
+        self._close_outbox()
         # All of this runs shielded: closing is often what a cancellation
         # (Ctrl-C, a timeout around `connect`) does, and the CANCEL and
         # DISCONNECT must still reach the broker, or its workers compute on.

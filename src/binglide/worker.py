@@ -89,6 +89,7 @@ class Worker(Requester):
         self.service = service
         self.settings = settings or Settings()
         self._transport = transport
+        self._use_transport(transport)
         self._machine = WorkerMachine(service.name, heartbeat_interval=heartbeat_interval)
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._waits: Counter[int] = Counter()
@@ -121,7 +122,7 @@ class Worker(Requester):
         finally:
             # Say goodbye so that the broker re-issues our tasks at once and
             # cancels the sub-requests we issued (MDP/0.2 DISCONNECT).
-            self._outbox.close()
+            self._close_outbox()
             self._outbox_receive.close()
             goodbye = encode(Disconnect(), protocol=Protocol.WORKER, from_broker=False)
             with anyio.move_on_after(1.0, shield=True):
