@@ -93,7 +93,8 @@ class Context(AnalysisMethods):
         self._on_wait = on_wait
         # Weak: a finished sub-request (and its possibly large result) goes
         # as soon as the handler drops it; open ones are held by the worker.
-        self._calls: weakref.WeakSet[Call] = weakref.WeakSet()
+        # Made at the first sub-request: most tasks issue none.
+        self._calls: weakref.WeakSet[Call] | None = None
 
     def request(
         self,
@@ -117,11 +118,15 @@ class Context(AnalysisMethods):
             timeout=timeout,
             on_wait=self._on_wait,
         )
+        if self._calls is None:
+            self._calls = weakref.WeakSet()
         self._calls.add(call)
         return call
 
     def _close(self) -> None:
         # Whatever the handler left running is of no use once it ended.
+        if self._calls is None:
+            return
         for call in list(self._calls):
             call.cancel()
         self._calls.clear()

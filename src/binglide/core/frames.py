@@ -54,6 +54,8 @@ class Protocol(enum.Enum):
     WORKER = b"MDPW02"
 
 
+_PROTOCOLS = {p.value: p for p in Protocol}  # a dict: cheaper than Protocol(header)
+
 # MDP/0.2 command bytes (RFC 18) and binglide's additions, per protocol and direction.
 _C_REQUEST, _C_PARTIAL, _C_FINAL = b"\x01", b"\x02", b"\x03"
 _W_READY, _W_REQUEST, _W_PARTIAL, _W_FINAL = b"\x01", b"\x02", b"\x03", b"\x04"
@@ -243,10 +245,9 @@ def decode(frames: Sequence[Frame], *, from_broker: bool) -> tuple[Protocol, Mes
         frames = frames[1:]  # MDP/0.1's empty delimiter: tolerated, never sent
     _need(frames, 2, "a message")
     header = _bytes(frames[0])
-    try:
-        protocol = Protocol(header)
-    except ValueError:
-        raise RemoteProtocolError(f"unknown protocol header {header[:16]!r}") from None
+    protocol = _PROTOCOLS.get(header)
+    if protocol is None:
+        raise RemoteProtocolError(f"unknown protocol header {header[:16]!r}")
     command = _bytes(frames[1])
     body = frames[2:]
     return protocol, _decode(protocol, command, body, from_broker=from_broker)
