@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import anyio.lowlevel
 import numpy as np
 import pytest
 import zmq
@@ -65,6 +66,78 @@ async def test_close_during_receive_is_transport_closed(context):
             tg.start_soon(receive)
             await anyio.wait_all_tasks_blocked()
             await peer.aclose()
+
+
+async def test_a_waiting_receive_sees_messages_while_the_peer_sends(context):
+    """The peer waits on ZeroMQ's edge-triggered fd; its own sends must not eat a wake-up."""
+    with anyio.fail_after(10):
+        broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
+        peer = ZmqPeer.connect(broker.address, identity="peer-b", context=context)
+        received: list[list[bytes]] = []
+        rounds = 2000
+
+        async def peer_receives() -> None:
+            while len(received) < rounds:
+                received.append([bytes(f) for f in await peer.receive()])
+
+        async def echo() -> None:
+            for _ in range(rounds):
+                who, frames = await broker.receive()
+                await broker.send(who, frames)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(peer_receives)
+            tg.start_soon(echo)
+            for i in range(rounds):
+                peer.send_nowait([b"%d" % i])
+                if i % 7 == 0:
+                    await anyio.lowlevel.checkpoint()
+        assert received == [[b"%d" % i] for i in range(rounds)]
+        await peer.aclose()
+        await broker.aclose()
+
+
+async def test_a_full_socket_makes_send_wait_in_order(context):
+    with anyio.fail_after(10):
+        router = context.socket(zmq.ROUTER)
+        router.setsockopt(zmq.RCVHWM, 1)
+        port = router.bind_to_random_port("tcp://127.0.0.1")
+        peer = ZmqPeer.connect(f"tcp://127.0.0.1:{port}", context=context)
+        peer._socket.setsockopt(zmq.SNDHWM, 1)
+        payload = b"x" * 100_000
+        sent = 0
+        with pytest.raises(anyio.WouldBlock):
+            for sent in range(10_000):
+                peer.send_nowait([b"%d" % sent, payload])
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(peer.send, [b"late", b""])
+            await anyio.wait_all_tasks_blocked()
+            with pytest.raises(anyio.WouldBlock):
+                peer.send_nowait([b"overtakes", b""])  # must not pass the waiting send
+            got = []
+            while True:
+                frames = await router.recv_multipart()
+                got.append(frames[1])
+                if frames[1] == b"late":
+                    break
+        assert got == [b"%d" % i for i in range(sent)] + [b"late"]
+        await peer.aclose()
+        router.close(linger=0)
+
+
+async def test_a_cancelled_receive_leaves_nothing_behind(context):
+    with anyio.fail_after(5):
+        broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
+        peer = ZmqPeer.connect(broker.address, identity="peer-c", context=context)
+        with anyio.move_on_after(0.05):
+            await peer.receive()
+        assert peer._waiters == []
+        await peer.send([b"hello"])
+        who, _ = await broker.receive()
+        await broker.send(who, [b"back"])
+        assert await peer.receive() == [b"back"]
+        await peer.aclose()
+        await broker.aclose()
 
 
 @pytest.mark.parametrize("kind", ["tcp", "ipc"])

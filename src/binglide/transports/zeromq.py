@@ -21,7 +21,9 @@ Choices, and why:
   not change an array after sending it.
 - ``send_nowait`` and ``receive_nowait`` never wait: the runtime drains what
   is ready and sends what it can at once, and only awaits when it must
-  (``zmq.asyncio`` costs about as much per wait as the rest of a hop).
+  (``zmq.asyncio`` costs about as much per wait as the rest of a hop). A
+  peer (`ZmqPeer`) waits on ZeroMQ's file descriptor itself, with one reader
+  on the event loop, and never through ``zmq.asyncio``'s futures.
 - Sockets close with ``linger=0``: a closed end has nothing more to say.
 - ``MAXMSGSIZE`` bounds every frame a broker accepts: a peer that sends a
   larger one is disconnected by ZeroMQ before the frame is buffered.
@@ -249,7 +251,9 @@ def _done(future: Any) -> Any:
 _raw_send: Any = zmq.backend.Socket.send
 _raw_recv: Any = zmq.backend.Socket.recv
 _raw_get: Any = zmq.backend.Socket.get
-_DONTWAIT, _SNDMORE, _RCVMORE = zmq.DONTWAIT, zmq.SNDMORE, zmq.RCVMORE
+# Plain ints: pyzmq's enum members cost an enum call at every use (``|``, get).
+_DONTWAIT, _SNDMORE = int(zmq.DONTWAIT), int(zmq.SNDMORE)
+_EVENTS, _POLLIN, _POLLOUT = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT)
 
 
 def send_frames(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: int = 0) -> None:
@@ -279,7 +283,9 @@ def receive_frames(sock: Any, flags: int = 0) -> list[Frame]:
     """
     frame = _raw_recv(sock, flags, copy=False)
     frames: list[Frame] = [frame.bytes if len(frame) < _ZERO_COPY_THRESHOLD else frame.buffer]
-    while _raw_get(sock, _RCVMORE):
+    # ``frame.more`` (set at receive) rather than a RCVMORE get, which costs
+    # pyzmq an enum lookup per frame.
+    while frame.more:
         frame = _raw_recv(sock, 0, copy=False)
         frames.append(frame.bytes if len(frame) < _ZERO_COPY_THRESHOLD else frame.buffer)
     return frames
@@ -493,6 +499,14 @@ class ZmqPeer(PeerTransport):
         self.identity = identity
         self.address = address
         self._closed = False
+        # The peer waits on ZeroMQ's file descriptor itself rather than
+        # through zmq.asyncio's futures (whose bookkeeping costs as much as
+        # the rest of a hop): one reader on the event loop, and futures of
+        # the tasks waiting for ZMQ_EVENTS bits (POLLIN or POLLOUT).
+        self._fd = cast("int", sock.getsockopt(zmq.FD))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._blocked_sends = 0
 
     @classmethod
     def connect(
@@ -539,38 +553,91 @@ class ZmqPeer(PeerTransport):
             raise TransportBroken(f"cannot connect to {address!r}: {exc}") from exc
         return cls(sock, PeerId(name), address)
 
-    async def send(self, frames: Sequence[Frame]) -> None:
-        with contextlib.suppress(anyio.WouldBlock):
-            self.send_nowait(frames)
+    # ZeroMQ's fd is edge-triggered: it signals that ZMQ_EVENTS may have
+    # changed, and reading ZMQ_EVENTS re-arms it. So a task reads ZMQ_EVENTS
+    # right before it waits (in the same step: no change can slip between),
+    # the reader callback reads it when the fd signals, and a send (which may
+    # consume the signal of a message arriving meanwhile) looks again.
+
+    def _on_fd(self) -> None:
+        if self._closed:
             return
         try:
-            await self._socket.send_multipart(outgoing_frames(frames))
+            events = _raw_get(self._socket, _EVENTS)
+        except zmq.ZMQError:
+            events = _POLLIN | _POLLOUT  # let the waiters find out
+        self._wake(events)
+
+    def _wake(self, events: int) -> None:
+        for mask, waiter in self._waiters:
+            if events & mask and not waiter.done():
+                waiter.set_result(None)
+
+    async def _wait_events(self, mask: int) -> None:
+        """Wait until ZMQ_EVENTS has a bit of `mask` (or this end closes)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+            loop.add_reader(self._fd, self._on_fd)
+            self._loop = loop
+        try:
+            if _raw_get(self._socket, _EVENTS) & mask:
+                return
         except zmq.ZMQError as exc:
             raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-        except asyncio.CancelledError:
-            if _closed_under_us(self._closed):
-                raise TransportClosed(f"peer {self.identity!r} is closed") from None
-            raise
+        entry = (mask, loop.create_future())
+        self._waiters.append(entry)
+        try:
+            await entry[1]
+        finally:
+            self._waiters.remove(entry)
+        if self._closed:
+            raise TransportClosed(f"peer {self.identity!r} is closed")
+
+    async def send(self, frames: Sequence[Frame]) -> None:
+        if self._closed:
+            raise TransportClosed(f"peer {self.identity!r} is closed")
+        if not self._blocked_sends:
+            with contextlib.suppress(anyio.WouldBlock):
+                self._send_now(frames)
+                return
+        # The socket is full: wait for room, in order with other waiting sends.
+        self._blocked_sends += 1
+        try:
+            while True:
+                await self._wait_events(_POLLOUT)
+                with contextlib.suppress(anyio.WouldBlock):
+                    self._send_now(frames)
+                    return
+        finally:
+            self._blocked_sends -= 1
 
     def send_nowait(self, frames: Sequence[Frame]) -> None:
         """Send `frames` to the broker if that needs no wait.
 
         Raises:
-            anyio.WouldBlock: the socket cannot take them now (nothing was sent).
+            anyio.WouldBlock: the socket cannot take them now, or earlier
+                sends wait for room (nothing was sent).
             TransportClosed: this end was closed.
             TransportBroken: the socket failed.
         """
         if self._closed:
             raise TransportClosed(f"peer {self.identity!r} is closed")
-        if _sends_pending(self._socket):
+        if self._blocked_sends:
             raise anyio.WouldBlock  # keep the order of what waits to go
+        self._send_now(frames)
+
+    def _send_now(self, frames: Sequence[Frame]) -> None:
         try:
             send_frames(self._socket, frames, _DONTWAIT)
         except zmq.Again:
             raise anyio.WouldBlock from None
         except zmq.ZMQError as exc:
             raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-        _after_direct_send(self._socket)
+        if self._waiters:
+            # The send may have taken the fd's signal of a message arrived.
+            self._wake(_raw_get(self._socket, _EVENTS))
 
     def receive_nowait(self) -> list[Frame]:
         """Return the next message from the broker if one is ready.
@@ -589,20 +656,28 @@ class ZmqPeer(PeerTransport):
             raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
 
     async def receive(self) -> list[Frame]:
-        with contextlib.suppress(anyio.WouldBlock):
-            return self.receive_nowait()
-        try:
-            raw = await self._socket.recv_multipart(copy=False)
-        except zmq.ZMQError as exc:
-            raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-        except asyncio.CancelledError:
-            if _closed_under_us(self._closed):
-                raise TransportClosed(f"peer {self.identity!r} is closed") from None
-            raise
-        return incoming_frames(raw)
+        sock = self._socket
+        while True:
+            if self._closed:
+                raise TransportClosed(f"peer {self.identity!r} is closed")
+            try:
+                # ZMQ_EVENTS first: cheaper than a zmq.Again when none is ready.
+                if _raw_get(sock, _EVENTS) & _POLLIN:
+                    return receive_frames(sock, _DONTWAIT)
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as exc:
+                raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
+            await self._wait_events(_POLLIN)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+        self._loop = None
+        for _mask, waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)  # they raise TransportClosed
         self._socket.close(linger=0)
