@@ -235,8 +235,8 @@ def run_broker_blocking(
     try:
         if on_bound is not None:
             on_bound(bound)
+        deadline = machine.next_deadline()
         while True:
-            deadline = machine.next_deadline()
             if deadline is None:
                 timeout: int | None = None
             else:
@@ -255,6 +255,7 @@ def run_broker_blocking(
             if deadline is not None and deadline <= now:
                 machine.handle_timer(now)
                 flush()
+                deadline = machine.next_deadline()
     finally:
         sock.close(linger=0)
         if authenticator is not None:
