@@ -13,7 +13,9 @@ Measures tiny-request latency (sequential: median and p99) and throughput
   here with plain blocking pyzmq, as the Guide's ``mdbroker`` would be (three
   processes, tcp loopback, 128 in flight): the baseline.
 
-Each figure is the median of ``--repeat`` runs. Run::
+Columns: ``median µs`` and ``p99 µs`` of the sequential round trips, ``seq
+req/s`` (sequential requests over their total time) and ``req/s`` (with 128, or
+100, in flight). Each figure is the median of ``--repeat`` runs. Run::
 
     python bench/broker.py [--requests 2000] [--repeat 3] [--prefetch 16]
 """
@@ -211,9 +213,9 @@ def run_processes(
             proc.wait()
 
 
-def summary(times: list[float], rate: float) -> tuple[float, float, float]:
+def summary(times: list[float], rate: float) -> tuple[float, float, float, float]:
     us = np.array(times) * 1e6
-    return float(np.median(us)), float(np.percentile(us, 99)), rate
+    return float(np.median(us)), float(np.percentile(us, 99)), len(times) / sum(times), rate
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -235,9 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "binglide-broker":
         from binglide.remote import main_broker
 
-        return main_broker(
-            [args.address, "--heartbeat-interval", "1.0", "--prefetch", str(args.prefetch)]
-        )
+        extra = ["--prefetch", str(args.prefetch)] if args.prefetch > 1 else []
+        return main_broker([args.address, "--heartbeat-interval", "1.0", *extra])
     if args.role == "binglide-worker":
         from binglide.remote import run_worker
 
@@ -248,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     names = ["zmq", "inproc", "mdp"]
     if args.prefetch > 1:
         names.insert(1, "prefetch")
-    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in names}
+    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in names}
     for _ in range(args.repeat):
         address = free_address()
         results["mdp"].append(
@@ -284,25 +285,25 @@ def main(argv: list[str] | None = None) -> int:
         results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
 
     med = {
-        name: tuple(statistics.median(r[i] for r in runs) for i in range(3))
+        name: tuple(statistics.median(r[i] for r in runs) for i in range(4))
         for name, runs in results.items()
     }
     print(f"{n} tiny requests per run, median of {args.repeat} runs")
-    print(f"{'':28} {'median µs':>10} {'p99 µs':>10} {'req/s':>10}")
+    print(f"{'':32} {'median µs':>10} {'p99 µs':>10} {'seq req/s':>10} {'req/s':>10}")
     labels = {
         "zmq": "binglide zmq (3 procs, 128)",
         "prefetch": f"  + broker --prefetch {args.prefetch}",
         "inproc": "binglide inproc (1 proc, 100)",
         "mdp": "minimal MDP/0.2 (3 procs, 128)",
     }
-    for name, (median, p99, rate) in med.items():
-        print(f"{labels[name]:28} {median:10.0f} {p99:10.0f} {rate:10.0f}")
+    for name, (median, p99, seq, rate) in med.items():
+        print(f"{labels[name]:32} {median:10.0f} {p99:10.0f} {seq:10.0f} {rate:10.0f}")
     base = med["mdp"]
     for name in names[:-1]:
         m = med[name]
         print(
             f"{name} / mdp: latency x{m[0] / base[0]:.2f} (p99 x{m[1] / base[1]:.2f}), "
-            f"throughput x{m[2] / base[2]:.2f}"
+            f"sequential throughput x{m[2] / base[2]:.2f}, pipelined x{m[3] / base[3]:.2f}"
         )
     return 0
 
