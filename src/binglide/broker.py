@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import anyio
@@ -48,7 +49,7 @@ class Broker:
 
     def __init__(self, transport: BrokerTransport, *, config: BrokerConfig | None = None):
         self._transport = transport
-        self.machine = BrokerMachine(config)
+        self.machine = BrokerMachine(config, instance=os.urandom(8).hex())
 
     def statistics(self) -> BrokerStatistics:
         """Return a snapshot of the broker's queues, tasks and counters."""

@@ -500,7 +500,10 @@ class Client(Requester):
                     log.warning("dropped a malformed message from the broker: %s", exc)
                     continue
                 if lost is not None:
-                    self._broker_lost = True
+                    if lost.reissued:
+                        self._flush_client()
+                    else:
+                        self._broker_lost = True
                     log.warning("%s", lost.reason)
         except TransportError as exc:
             for call in list(self._calls.values()):

@@ -164,7 +164,9 @@ async def run_broker(
     broker = Broker(transport, config=config)
     # Task ids start from the clock, so that a restarted broker never reuses
     # an id that a worker of the previous one may still hold.
-    broker.machine = BrokerMachine(config, ids=IdSource(time.time_ns() // 1000))
+    broker.machine = BrokerMachine(
+        config, ids=IdSource(time.time_ns() // 1000), instance=os.urandom(8).hex()
+    )
     async with anyio.create_task_group() as tg:
         await tg.start(broker.serve)
         task_status.started(RunningBroker(broker, transport.address))
@@ -205,7 +207,9 @@ def run_broker_blocking(
         TransportBroken: the address cannot be bound.
     """
     # Task ids start from the clock (see run_broker).
-    machine = BrokerMachine(config, ids=IdSource(time.time_ns() // 1000))
+    machine = BrokerMachine(
+        config, ids=IdSource(time.time_ns() // 1000), instance=os.urandom(8).hex()
+    )
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     try:
         sock, authenticator, bound = bind_router(

@@ -370,3 +370,9 @@ def test_without_a_queue_timeout_a_busy_service_keeps_requests() -> None:
     for t in range(1, 100):
         assert not [m for m in to(d.tick(float(t)), "c") if isinstance(m, Failure)]
     assert d.machine.statistics().pending == 1
+
+
+def test_heartbeats_tell_clients_the_broker_instance() -> None:
+    d = BrokerDriver(BrokerMachine(BrokerConfig(heartbeat_interval=1.0), instance="abc"))
+    d.client("c", Heartbeat())
+    assert to(d.tick(1.0), "c") == [Heartbeat("abc")]

@@ -123,3 +123,17 @@ def test_worker_registers_again_when_the_broker_is_lost() -> None:
     assert isinstance(w.handle_timer(3.0), WorkerLost)
     assert w.tasks == {}
     assert Ready("s") in w.outgoing()
+
+
+def test_client_reissues_open_requests_when_the_broker_instance_changes() -> None:
+    m = ClientMachine()
+    rid = m.request("s", (b"x",))
+    m.outgoing()
+    assert m.receive(Heartbeat("first")) is None
+    assert m.receive(Heartbeat("first")) is None
+    assert m.outgoing() == []
+    lost = m.receive(Heartbeat("second"))  # restarted faster than the liveness bound
+    assert isinstance(lost, BrokerLost)
+    assert lost.reissued
+    assert m.outgoing() == [Request(rid, "s", (b"x",))]
+    assert m.receive(Heartbeat("second")) is None

@@ -33,6 +33,8 @@ CASES = [
     (Protocol.CLIENT, False, Heartbeat()),
     (Protocol.CLIENT, False, Disconnect()),
     (Protocol.CLIENT, True, Partial(7, (b"p",), "histogram")),
+    (Protocol.CLIENT, True, Heartbeat("4f2a")),
+    (Protocol.CLIENT, True, Heartbeat()),
     (Protocol.CLIENT, True, Final(7, (b"f", b""), "histogram")),
     (Protocol.CLIENT, True, Failure(7, "loop", "cycle", "", ("a/1", "a/1"), "svc")),
     (Protocol.WORKER, False, Ready("histogram")),

@@ -274,9 +274,18 @@ class _Service:
 class BrokerMachine:
     """The broker's state machine (see the module docstring)."""
 
-    def __init__(self, config: BrokerConfig | None = None, *, ids: IdSource | None = None):
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        *,
+        ids: IdSource | None = None,
+        instance: str = "",
+    ):
         self.config = config or BrokerConfig()
         self._ids = ids or IdSource()
+        # Told to heartbeating clients: a new one means a restarted broker
+        # (the runtime draws it at random; the core has no randomness).
+        self._instance = instance
         self._out: list[Outgoing] = []
         self._tasks: dict[int, _Task] = {}
         self._jobs: dict[JobId, set[int]] = {}
@@ -328,7 +337,8 @@ class BrokerMachine:
                 self._send(worker.peer, Protocol.WORKER, Heartbeat(), worker.extended)
             for client in self._clients.values():
                 if client.expiry is not None:
-                    self._send(client.peer, Protocol.CLIENT, Heartbeat(), client.extended)
+                    beat = Heartbeat(self._instance)
+                    self._send(client.peer, Protocol.CLIENT, beat, client.extended)
 
     def next_deadline(self) -> float | None:
         """Return when `handle_timer` should next be called (None: nothing to time)."""

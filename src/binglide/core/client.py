@@ -48,9 +48,16 @@ class Reply:
 
 @attrs.frozen
 class BrokerLost:
-    """The broker disconnected us or fell silent."""
+    """The broker disconnected us, fell silent, or restarted.
+
+    Attributes:
+        reason: what happened, for a person.
+        reissued: the open requests are already queued again (a restarted
+            broker answered); otherwise re-issue them when the broker answers.
+    """
 
     reason: str
+    reissued: bool = False
 
 
 class ClientMachine:
@@ -62,6 +69,7 @@ class ClientMachine:
         self._out: list[Message] = []
         self._liveness = Liveness(heartbeat_interval) if heartbeat_interval else None
         self._lost = False
+        self._instance = ""
 
     @property
     def open_requests(self) -> tuple[int, ...]:
@@ -115,7 +123,13 @@ class ClientMachine:
                 if reply.last:
                     del self._open[msg.rid]
                 return reply
-            case Heartbeat():
+            case Heartbeat(instance=instance):
+                if instance and self._instance and instance != self._instance:
+                    # A restarted broker knows nothing of our requests.
+                    self._instance = instance
+                    self._out.extend(self._open.values())
+                    return BrokerLost("the broker restarted; open requests are re-issued", True)
+                self._instance = instance or self._instance
                 return None
             case Disconnect():
                 return self._lose("the broker disconnected this client")

@@ -101,6 +101,8 @@ def encode(
     """
     head: list[Frame] = [protocol.value]
     match protocol, from_broker, msg:
+        case Protocol.CLIENT, True, Heartbeat(instance=instance) if instance:
+            return [*head, _HEARTBEAT, instance.encode()]
         case _, _, Heartbeat():
             return [*head, _HEARTBEAT]
         case _, _, Disconnect():
@@ -257,6 +259,8 @@ def _decode(
     protocol: Protocol, command: bytes, f: Sequence[Frame], *, from_broker: bool
 ) -> Message:
     if command == _HEARTBEAT:
+        if protocol is Protocol.CLIENT and from_broker and f:
+            return Heartbeat(_text(f[0], "broker instance id"))
         return Heartbeat()
     if command == _DISCONNECT:
         return Disconnect()

@@ -145,7 +145,16 @@ class Waiting:
 
 @attrs.frozen
 class Heartbeat:
-    """I am alive (MDP/0.2 HEARTBEAT)."""
+    """I am alive (MDP/0.2 HEARTBEAT).
+
+    Attributes:
+        instance: from the broker to a client only (a binglide extension: MDP/0.2
+            clients have no heartbeats), the broker's instance id, so that a
+            client notices a restarted broker even when the restart is quicker
+            than its liveness bound, and re-issues its open requests.
+    """
+
+    instance: str = ""
 
 
 @attrs.frozen
