@@ -227,3 +227,17 @@ def test_identity_errors(tmp_path: Path, data_file: Path) -> None:
         file_identity(data_file, mode="fast")  # type: ignore[arg-type]
     with pytest.raises(RequestError, match="outside"):
         file_identity(data_file, roots=[tmp_path / "elsewhere"])
+
+
+def test_gather_reads_scattered_runs_in_order(tmp_path: Path) -> None:
+    data = bytes(range(256)) * 40
+    path = tmp_path / "g.bin"
+    path.write_bytes(data)
+    runs = [(5, 9), (1000, 1000), (10_000, 10_240), (0, 3)]
+    with open_source(path) as source:
+        got = source.gather(runs)
+        assert got.tobytes() == b"".join(data[a:b] for a, b in runs)
+        with pytest.raises(ValueError, match="not within"):
+            source.gather([(0, len(data) + 1)])
+    with pytest.raises(ValueError, match="closed"):
+        source.gather([(0, 1)])

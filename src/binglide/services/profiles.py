@@ -44,11 +44,11 @@ Array = np.ndarray[Any, Any]
 #: The most points a profile may have (a float64 each).
 MAX_POINTS = 1 << 24
 #: Above this many points, the first estimate samples every k-th point only.
-_SAMPLED_POINTS = 1 << 12
+_SAMPLED_POINTS = 1 << 10
 
 
 def _sample_points(edges: Array, budget: int) -> list[tuple[int, int, int]]:
-    """Return ``(point, lo, hi)``: a run from the middle of (some of) the points."""
+    """Return ``(point, lo, hi)``: a run from the middle of (at most ~1024 of) the points."""
     points = len(edges) - 1
     step = max(1, points // _SAMPLED_POINTS)
     per_point = max(64, budget // max(1, points // step))
@@ -160,8 +160,7 @@ def _gather(source: Source, runs: list[tuple[int, int, int]]) -> tuple[Array, Ar
     One kernel call over a few MiB, rather than thousands of small calls.
     """
     lengths = np.array([hi - lo for _, lo, hi in runs], dtype=np.int64)
-    views = [source.view(lo, hi) for _, lo, hi in runs]
-    gathered = np.concatenate(views) if views else np.zeros(0, np.uint8)
+    gathered = source.gather([(lo, hi) for _, lo, hi in runs])
     return gathered, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
