@@ -54,7 +54,6 @@ class Progress:
     data: Array
     completion: float
     precision: float
-    final: bool
 
 
 def chunk_size_for(length: int, parallelism: int) -> int:
@@ -189,7 +188,7 @@ async def run_chunked(
         store = None
     if length == 0:
         merged = resource.merge([])
-        yield Progress(resource.finish(op.source, op.start, op.stop, merged), 1.0, 1.0, True)
+        yield Progress(resource.finish(op.source, op.start, op.stop, merged), 1.0, 1.0)
         return
     hits, gaps = await run_kernel(_cover, store, resource, op, parsed)
     chunk = chunk_size_for(length, ctx.settings.parallelism)
@@ -216,7 +215,7 @@ async def run_chunked(
         await run_kernel(acc.commit_ordered)
         merged = acc.merged()
         data = await run_kernel(resource.finish, op.source, op.start, op.stop, merged)
-        return Progress(data, 1.0, 1.0, True)
+        return Progress(data, 1.0, 1.0)
 
     if not gaps:
         yield await exact()
@@ -228,7 +227,7 @@ async def run_chunked(
         sample, read = await run_kernel(_sample, resource, op, gaps)
         estimate = resource.estimate(sample, (length - covered) / max(1, read))
         data = resource.merge([acc.merged(), estimate]) if covered else estimate
-        yield Progress(data, covered / length, (covered + read) / length, False)
+        yield Progress(data, covered / length, (covered + read) / length)
 
     chunks = [
         c for a, b in gaps for c in plan_chunks(a, b, workers=1, min_chunk=chunk, max_chunk=chunk)
@@ -264,7 +263,7 @@ async def run_chunked(
             done = acc.bytes
             if parsed.reports.progress and done < length and limit.ready():
                 estimate = resource.estimate(acc.merged(), length / done)
-                yield Progress(estimate, done / length, done / length, False)
+                yield Progress(estimate, done / length, done / length)
     yield await exact()
 
 
