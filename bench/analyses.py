@@ -65,6 +65,7 @@ from common import (
     make_modified_copy,
     median,
     page_in,
+    publish,
     table,
 )
 
@@ -541,10 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated analysis names")
     parser.add_argument("--out", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    text = anyio.run(run, args)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    publish(anyio.run(run, args), args.out)
     return 0
 
 

@@ -46,6 +46,7 @@ from common import (
     make_mixed_file,
     median,
     page_in,
+    publish,
     table,
 )
 
@@ -206,10 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--analyses", default="histogram,ngrams,stats")
     parser.add_argument("--out", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    text = anyio.run(run, args)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    publish(anyio.run(run, args), args.out)
     return 0
 
 

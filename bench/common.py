@@ -45,6 +45,13 @@ _WORDS = (
 ).split()
 
 
+def publish(text: str, out: str) -> None:
+    """Print the figures, and also write them to `out` when it is given."""
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+
+
 def _text_pool(rng: np.random.Generator, size: int) -> np.ndarray[Any, Any]:
     """English-ish text with lines, words drawn with a Zipf-like skew."""
     weights = 1.0 / np.arange(1, len(_WORDS) + 1)

@@ -125,10 +125,9 @@ class EntropyService(Service):
         with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
             meta = {"mode": mode, "start": op.start, "stop": op.stop}
             if mode == "sliding":
-                positions = point_edges(op.start, op.stop, resolution)[:-1] - op.start
-                positions += (
-                    point_edges(op.start, op.stop, resolution)[1:] - op.start - positions
-                ) // 2
+                # Each window is centred on its point.
+                points = point_edges(0, op.length, resolution)
+                positions = (points[:-1] + points[1:]) // 2
                 values = await run_kernel(
                     kernels.sliding_entropy, op.source.view(op.start, op.stop), window, positions
                 )
