@@ -9,14 +9,20 @@ Measures tiny-request latency (sequential: median and p99) and throughput
   ``binglide broker --prefetch N`` (a worker holds up to N computing tasks);
 - ``inproc``: binglide's broker, worker and client in one process (100 in
   flight);
+- ``majortomo``: majortomo (PyPI), an independent MDP/0.2 Python broker and
+  worker, with a bare DEALER client keeping 128 in flight: the issue's baseline;
+- ``floor``: ZeroMQ's C proxy as the broker and a bare echo worker: the same
+  processes and sockets with no Python per message in the broker, what no
+  MDP broker can beat here;
 - ``mdp``: an independent minimal MDP/0.2 broker, worker and client written
   here with plain blocking pyzmq, as the Guide's ``mdbroker`` would be (three
-  processes, tcp loopback, 128 in flight): the baseline.
+  processes, tcp loopback, 128 in flight): a leaner baseline than any library.
 
 Columns: ``median µs`` and ``p99 µs`` of the sequential round trips, ``seq
 req/s`` (sequential requests over their total time) and ``req/s`` (with 128, or
 100, in flight). Each figure is the median of ``--repeat`` runs. Run::
 
+    python -m pip install -e ".[bench]"  # majortomo, the baseline
     python bench/broker.py [--requests 2000] [--repeat 3] [--prefetch 16]
 """
 
@@ -98,33 +104,97 @@ def mdp_worker(address: str) -> None:
             sock.send_multipart([b"MDPW02", b"\x04", client, empty, *body])
 
 
-def mdp_client(address: str, requests: int, in_flight: int) -> tuple[list[float], float]:
-    """Return the round-trip times (sequential) and the throughput (in flight)."""
+def mdp_client(
+    address: str, requests: int, in_flight: int, majortomo: bool = False
+) -> tuple[list[float], float]:
+    """Return the round-trip times (sequential) and the throughput (in flight).
+
+    ``majortomo`` speaks majortomo's dialect (see below) instead of RFC 18's.
+    """
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
+    sock.rcvtimeo = 30_000  # a broker or worker that died fails the run instead of hanging it
     sock.connect(address)
-    body = b'{"n":1}'
+    if majortomo:
+        request = [b"", b"MDPC02", b"\x02", SERVICE, b'{"n":1}']
+    else:
+        request = [b"MDPC02", b"\x01", SERVICE, b'{"n":1}']
     times = []
     for _ in range(requests):
         start = time.perf_counter()
-        sock.send_multipart([b"MDPC02", b"\x01", SERVICE, body])
+        sock.send_multipart(request)
         sock.recv_multipart()
         times.append(time.perf_counter() - start)
     start = time.perf_counter()
     sent = done = 0
     while sent < min(in_flight, requests):
-        sock.send_multipart([b"MDPC02", b"\x01", SERVICE, body])
+        sock.send_multipart(request)
         sent += 1
     while done < requests:
         sock.recv_multipart()
         done += 1
         if sent < requests:
-            sock.send_multipart([b"MDPC02", b"\x01", SERVICE, body])
+            sock.send_multipart(request)
             sent += 1
     rate = requests / (time.perf_counter() - start)
     sock.close(linger=0)
     ctx.term()
     return times, rate
+
+
+# -- the issue's baseline: majortomo, an independent MDP/0.2 Python broker (PyPI) ---------
+#
+# majortomo (Shoppimon) implements 18/MDP with the broker, worker and client classes of the
+# Guide's design. Its dialect differs from RFC 18 in two ways: peers keep MDP/0.1's leading
+# empty frame, and a client's REQUEST carries the worker command code 0x02 (FINAL 0x04
+# back). This client (a bare DEALER that keeps 128 requests in flight, which majortomo's
+# one-at-a-time Client cannot) speaks that dialect (``mdp_client(..., majortomo=True)``).
+
+
+def mt_broker(address: str) -> None:
+    from majortomo.broker import Broker
+
+    Broker(bind=address, heartbeat_interval=1.0, heartbeat_timeout=10.0).run()
+
+
+def mt_worker(address: str) -> None:
+    from majortomo.worker import Worker
+
+    worker = Worker(address, SERVICE, heartbeat_interval=1.0, heartbeat_timeout=10.0)
+    worker.connect()
+    while True:
+        client, body = worker.wait_for_request()
+        worker.send_reply_final(client, body)
+
+
+# -- the floor: what these sockets allow at all -----------------------------------------------
+#
+# The same three processes and tcp loopback, with no Python per message in the middle: the
+# broker is ZeroMQ's own C proxy (ROUTER in front, DEALER behind) and the worker echoes
+# each message back. No MDP broker can route a request faster over these sockets on this
+# machine; the sequential round trip here is ZeroMQ's I/O threads and the kernel.
+
+
+def floor_broker(address: str) -> None:
+    ctx = zmq.Context()
+    front = ctx.socket(zmq.ROUTER)
+    front.bind(address)
+    back = ctx.socket(zmq.DEALER)
+    back.bind(floor_backend(address))
+    zmq.proxy(front, back)
+
+
+def floor_worker(address: str) -> None:
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(floor_backend(address))
+    while True:
+        sock.send_multipart(sock.recv_multipart())
+
+
+def floor_backend(address: str) -> str:
+    host, port = address.rsplit(":", 1)
+    return f"{host}:{int(port) + 1}"
 
 
 # -- binglide ------------------------------------------------------------------------------
@@ -187,10 +257,18 @@ async def binglide_inproc(requests: int, in_flight: int) -> tuple[list[float], f
 # -- driver ---------------------------------------------------------------------------------
 
 
-def free_address() -> str:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+def free_address(pair: bool = False) -> str:
+    """A free loopback port (with `pair`, the port after it is free too)."""
+    while True:
+        with socket.socket() as s, socket.socket() as t:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            try:
+                if pair:
+                    t.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return f"tcp://127.0.0.1:{port}"
 
 
 def spawn(*args: str) -> subprocess.Popen[bytes]:
@@ -231,6 +309,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "mdp-broker":
         mdp_broker(args.address)
         return 0
+    if args.role == "mt-broker":
+        mt_broker(args.address)
+        return 0
+    if args.role == "mt-worker":
+        mt_worker(args.address)
+        return 0
+    if args.role == "floor-broker":
+        floor_broker(args.address)
+        return 0
+    if args.role == "floor-worker":
+        floor_worker(args.address)
+        return 0
     if args.role == "mdp-worker":
         mdp_worker(args.address)
         return 0
@@ -246,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     n = args.requests
-    names = ["zmq", "inproc", "mdp"]
+    names = ["zmq", "inproc", "mdp", "majortomo", "floor"]
     if args.prefetch > 1:
         names.insert(1, "prefetch")
     results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in names}
@@ -258,6 +348,26 @@ def main(argv: list[str] | None = None) -> int:
                     ["mdp-broker", address],
                     ["mdp-worker", address],
                     functools.partial(mdp_client, address, n, 128),
+                )
+            )
+        )
+        address = free_address(pair=True)
+        results["floor"].append(
+            summary(
+                *run_processes(
+                    ["floor-broker", address],
+                    ["floor-worker", address],
+                    functools.partial(mdp_client, address, n, 128),
+                )
+            )
+        )
+        address = free_address()
+        results["majortomo"].append(
+            summary(
+                *run_processes(
+                    ["mt-broker", address],
+                    ["mt-worker", address],
+                    functools.partial(mdp_client, address, n, 128, majortomo=True),
                 )
             )
         )
@@ -295,16 +405,22 @@ def main(argv: list[str] | None = None) -> int:
         "prefetch": f"  + broker --prefetch {args.prefetch}",
         "inproc": "binglide inproc (1 proc, 100)",
         "mdp": "minimal MDP/0.2 (3 procs, 128)",
+        "majortomo": "majortomo MDP/0.2 (3 procs, 128)",
+        "floor": "floor: C proxy (3 procs, 128)",
     }
     for name, (median, p99, seq, rate) in med.items():
         print(f"{labels[name]:32} {median:10.0f} {p99:10.0f} {seq:10.0f} {rate:10.0f}")
-    base = med["mdp"]
-    for name in names[:-1]:
-        m = med[name]
-        print(
-            f"{name} / mdp: latency x{m[0] / base[0]:.2f} (p99 x{m[1] / base[1]:.2f}), "
-            f"sequential throughput x{m[2] / base[2]:.2f}, pipelined x{m[3] / base[3]:.2f}"
-        )
+    for base_name in ("majortomo", "mdp"):
+        base = med[base_name]
+        for name in names:
+            if name in ("mdp", "majortomo") or (name == "floor" and base_name == "mdp"):
+                continue
+            m = med[name]
+            print(
+                f"{name} / {base_name}: latency x{m[0] / base[0]:.2f} "
+                f"(p99 x{m[1] / base[1]:.2f}), sequential throughput x{m[2] / base[2]:.2f}, "
+                f"pipelined x{m[3] / base[3]:.2f}"
+            )
     return 0
 
 
