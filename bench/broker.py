@@ -3,10 +3,11 @@
 Measures tiny-request latency (sequential: median and p99) and throughput
 (many requests in flight) for:
 
-- ``zmq``: binglide's broker, one worker and this client as three processes
-  over tcp loopback (128 in flight);
-- ``zmq prefetch N`` (with ``--prefetch N``, N > 1): the same with
-  ``binglide broker --prefetch N`` (a worker holds up to N computing tasks);
+- ``zmq``: binglide's broker (default settings: the echo service's tasks are
+  short, so a worker holds up to 8 of them at once), one worker and this
+  client as three processes over tcp loopback (128 in flight);
+- ``zmq prefetch 1``: the same with ``binglide broker --prefetch 1``, one task
+  per worker at a time, as an MDP/0.2 broker dispatches;
 - ``inproc``: binglide's broker, worker and client in one process (100 in
   flight);
 - ``majortomo``: majortomo (PyPI), an independent MDP/0.2 Python broker and
@@ -23,7 +24,7 @@ req/s`` (sequential requests over their total time) and ``req/s`` (with 128, or
 100, in flight). Each figure is the median of ``--repeat`` runs. Run::
 
     python -m pip install -e ".[bench]"  # majortomo, the baseline
-    python bench/broker.py [--requests 2000] [--repeat 3] [--prefetch 16]
+    python bench/broker.py [--requests 2000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -302,9 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("address", nargs="?")
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--prefetch", type=int, default=1, help="also measure zmq with this broker prefetch"
-    )
+    parser.add_argument("--prefetch", type=int, help="(binglide-broker role) its prefetch")
     args = parser.parse_args(argv)
     if args.role == "mdp-broker":
         mdp_broker(args.address)
@@ -327,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "binglide-broker":
         from binglide.remote import main_broker
 
-        extra = ["--prefetch", str(args.prefetch)] if args.prefetch > 1 else []
+        extra = [] if args.prefetch is None else ["--prefetch", str(args.prefetch)]
         return main_broker([args.address, "--heartbeat-interval", "1.0", *extra])
     if args.role == "binglide-worker":
         from binglide.remote import run_worker
@@ -336,9 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     n = args.requests
-    names = ["zmq", "inproc", "mdp", "majortomo", "floor"]
-    if args.prefetch > 1:
-        names.insert(1, "prefetch")
+    names = ["zmq", "prefetch", "inproc", "mdp", "majortomo", "floor"]
     results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in names}
     for _ in range(args.repeat):
         address = free_address()
@@ -381,17 +378,16 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         )
-        if args.prefetch > 1:
-            address = free_address()
-            results["prefetch"].append(
-                summary(
-                    *run_processes(
-                        ["binglide-broker", address, "--prefetch", str(args.prefetch)],
-                        ["binglide-worker", address],
-                        functools.partial(anyio.run, binglide_zmq, address, n, 128),
-                    )
+        address = free_address()
+        results["prefetch"].append(
+            summary(
+                *run_processes(
+                    ["binglide-broker", address, "--prefetch", "1"],
+                    ["binglide-worker", address],
+                    functools.partial(anyio.run, binglide_zmq, address, n, 128),
                 )
             )
+        )
         results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
 
     med = {
@@ -402,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':32} {'median µs':>10} {'p99 µs':>10} {'seq req/s':>10} {'req/s':>10}")
     labels = {
         "zmq": "binglide zmq (3 procs, 128)",
-        "prefetch": f"  + broker --prefetch {args.prefetch}",
+        "prefetch": "  broker --prefetch 1",
         "inproc": "binglide inproc (1 proc, 100)",
         "mdp": "minimal MDP/0.2 (3 procs, 128)",
         "majortomo": "majortomo MDP/0.2 (3 procs, 128)",

@@ -22,12 +22,16 @@ from binglide.core import (
     job_id_for,
     request_digest,
 )
+from binglide.core.broker import Outgoing
 from binglide.errors import RemoteProtocolError
 
 from ..helpers import BrokerDriver, to
 
 
 def make(**config: object) -> BrokerDriver:
+    # The driver's clock stands still, so every task takes 0 s and would count
+    # as short (prefetched): the tests of other rules dispatch one at a time.
+    config.setdefault("prefetch", 1)
     return BrokerDriver(BrokerMachine(BrokerConfig(**config), ids=IdSource(100)))  # type: ignore[arg-type]
 
 
@@ -218,7 +222,7 @@ def test_prefetch_one_gives_a_computing_worker_nothing_more() -> None:
 
 
 def test_prefetch_lets_a_worker_hold_that_many_computing_tasks() -> None:
-    d = make(prefetch=3)
+    d = make(prefetch=3, prefetch_below=None)
     d.worker("w", Ready("s"))
     for i in range(1, 6):
         d.client("c", Request(i, "s", (b"%d" % i,)))
@@ -235,7 +239,7 @@ def test_prefetch_lets_a_worker_hold_that_many_computing_tasks() -> None:
 
 
 def test_prefetch_spreads_tasks_over_the_least_busy_workers_first() -> None:
-    d = make(prefetch=2)
+    d = make(prefetch=2, prefetch_below=None)
     d.worker("w1", Ready("s"))
     d.worker("w2", Ready("s"))
     out = []
@@ -246,7 +250,7 @@ def test_prefetch_spreads_tasks_over_the_least_busy_workers_first() -> None:
 
 
 def test_prefetch_never_exceeds_the_stack_bound_and_keeps_the_overflow() -> None:
-    d = make(prefetch=4, stack_bound=2)
+    d = make(prefetch=4, prefetch_below=None, stack_bound=2)
     d.worker("w", Ready("s"))
     for i in range(1, 4):
         d.client("c", Request(i, "s", (b"%d" % i,)))
@@ -259,11 +263,86 @@ def test_prefetch_never_exceeds_the_stack_bound_and_keeps_the_overflow() -> None
 
 
 def test_prefetch_leaves_plain_workers_at_one_task() -> None:
-    d = make(prefetch=4)
+    d = make(prefetch=4, prefetch_below=None)
     d.worker("pw", Ready("s", extended=False))
     d.client("c", Request(1, "s", (b"1",)))
     d.client("c", Request(2, "s", (b"2",)))
     assert d.machine.statistics().pending == 1
+
+
+def dispatched_rids(out: list[Outgoing], worker: str) -> list[int]:
+    return [m.rid for m in to(out, worker) if isinstance(m, Request)]
+
+
+def test_adaptive_prefetch_starts_at_one_task_until_the_service_is_timed() -> None:
+    d = make(prefetch=3, prefetch_below=0.002)
+    d.worker("w", Ready("s"))
+    for i in range(1, 6):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    assert d.machine.statistics().dispatched == 1  # never timed: counts as long
+    assert d.machine.statistics().services[0].task_time is None
+    d.now = 0.001  # a 1 ms task: short
+    out = d.worker("w", Final(100))
+    assert dispatched_rids(out, "w") == [101, 102, 103]
+    [svc] = d.machine.statistics().services
+    assert svc.task_time == pytest.approx(0.001)
+    assert (svc.dispatched, svc.pending) == (3, 1)
+
+
+def test_adaptive_prefetch_stops_after_a_long_task_and_resumes_after_short_ones() -> None:
+    d = make(prefetch=2, prefetch_below=0.002)
+    d.worker("w", Ready("s"))
+    for i in range(1, 20):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    tid = 100
+    d.now = 0.001
+    assert dispatched_rids(d.worker("w", Final(tid)), "w") == [101, 102]
+    # A 50 ms task (the worker's previous one ended at 1 ms): long from now on.
+    d.now = 0.051
+    assert dispatched_rids(d.worker("w", Final(101)), "w") == []  # 102 computes: wait
+    d.now = 0.052
+    out = d.worker("w", Final(102))
+    assert dispatched_rids(out, "w") == [103]  # one at a time
+    # Short tasks bring the average back under the threshold.
+    tids = [103]
+    while True:
+        d.now += 0.0005
+        out = d.worker("w", Final(tids.pop()))
+        tids.extend(dispatched_rids(out, "w"))
+        if len(tids) > 1:
+            break
+        assert len(tids) == 1
+    task_time = d.machine.statistics().services[0].task_time
+    assert task_time is not None and task_time < 0.002
+
+
+def test_adaptive_prefetch_times_a_task_from_the_end_of_the_one_before_it() -> None:
+    # Three prefetched 1.5 ms tasks end at 1.5, 3 and 4.5 ms: each took 1.5 ms
+    # of the worker, not the 3 or 4.5 ms since its dispatch (prefetch stays on).
+    d = make(prefetch=3, prefetch_below=0.002)
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s", (b"1",)))
+    d.now = 0.0015
+    d.worker("w", Final(100))  # timed: short
+    for i in range(2, 5):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    assert d.machine.statistics().dispatched == 3
+    for k, tid in enumerate((101, 102, 103), start=2):
+        d.now = 0.0015 * k
+        d.worker("w", Final(tid))
+    assert d.machine.statistics().services[0].task_time == pytest.approx(0.0015)
+    d.client("c", Request(5, "s", (b"5",)))
+    d.client("c", Request(6, "s", (b"6",)))
+    assert d.machine.statistics().dispatched == 2  # still prefetching
+
+
+def test_prefetch_one_turns_prefetch_off_whatever_the_task_time() -> None:
+    d = make(prefetch=1, prefetch_below=0.002)
+    d.worker("w", Ready("s"))
+    for i in range(1, 4):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = 0.0001
+    assert dispatched_rids(d.worker("w", Final(100)), "w") == [101]
 
 
 def test_prefetch_must_be_positive() -> None:

@@ -24,13 +24,19 @@ client that started the job (recovered from the job id), served round-robin,
 so a client with 1,000 queued chunks does not starve a client with one.
 
 Progress guarantee. An extended worker reports with WAITING when a task
-starts or stops waiting on sub-requests. A worker is *available* when fewer
-than ``prefetch`` of its tasks are computing (by default 1: none is; every
-task waits) and it holds fewer than ``stack_bound`` tasks: a waiting worker
-keeps taking tasks, newest on top, so it never holds its service hostage.
-With ``prefetch`` N > 1 an extended worker also holds up to N computing tasks
-at once, so that a stream of small tasks keeps it busy without a broker round
-trip between two tasks (its next task is already there when one ends).
+starts or stops waiting on sub-requests. A worker is *available* when none of its
+tasks computes (every task waits) and it holds fewer than ``stack_bound``
+tasks: a waiting worker keeps taking tasks, newest on top, so it never holds
+its service hostage.
+
+Prefetch. For a service whose tasks are short (their smoothed service time
+is below ``prefetch_below``, 2 ms by default), an extended worker also holds
+up to ``prefetch`` computing tasks at once, so that a stream of small tasks
+keeps it busy without a broker round trip between two tasks (its next task
+is already there when one ends). Long tasks (analysis chunks, tasks that wait
+on sub-requests) go one at a time, so that a free worker always gets the next
+one and no client's task waits behind another's on a busy worker. A service
+whose tasks were never timed counts as long.
 When a service has pending tasks and every one of its workers is waiting at
 its bound (none computing, none available), the broker gives the task to the
 least loaded of them anyway (an *overflow*): the bound limits memory in the
@@ -128,14 +134,19 @@ class BrokerConfig:
         max_depth: the deepest request tree accepted.
         stack_bound: tasks an extended worker holds before it is only given
             more to keep the system making progress (see the module docstring).
-        prefetch: computing tasks an extended worker may hold at once (at
-            least 1). 1, the default: a worker gets a new task only when none
-            of its tasks computes. N > 1: up to N at once (still at most
-            `stack_bound` tasks in all), which hides the broker round trip
-            between small tasks from a pipelining client, at the price of
-            coarser load balancing (a task may wait behind N - 1 others on a
-            busy worker while another worker frees up). Plain MDP/0.2 workers
-            always take one task at a time.
+        prefetch: computing tasks an extended worker may hold at once when
+            the service's tasks are short (at least 1; 1 turns prefetch off).
+            Up to N at once (still at most `stack_bound` tasks in all) hides
+            the broker round trip between small tasks from a pipelining
+            client, at the price of coarser load balancing (a task may wait
+            behind N - 1 others on a busy worker while another worker frees
+            up), which is why it applies to short tasks only. Plain MDP/0.2
+            workers always take one task at a time.
+        prefetch_below: seconds; a service's tasks are short when their
+            smoothed service time (a moving average over its recent tasks,
+            from dispatch, or the worker's previous completion if later, to
+            the end) is below this. None: every service's tasks count as
+            short (a fixed prefetch).
         max_queued: pending tasks per service before new ones are refused.
         cancel_mode: how workers hear of cancelled jobs.
     """
@@ -146,7 +157,8 @@ class BrokerConfig:
     queue_timeout: float | None = None
     max_depth: int = 32
     stack_bound: int = 8
-    prefetch: int = attrs.field(default=1, validator=attrs.validators.ge(1))
+    prefetch: int = attrs.field(default=8, validator=attrs.validators.ge(1))
+    prefetch_below: float | None = 0.002
     max_queued: int = 1_000_000
     cancel_mode: CancelMode = CancelMode.BROADCAST
 
@@ -171,6 +183,8 @@ class ServiceStatistics:
         pending: tasks queued.
         dispatched: tasks held by workers.
         waiting: of those, tasks waiting on sub-requests.
+        task_time: the smoothed service time of its tasks in seconds (what
+            prefetch goes by), None before the first one ends.
     """
 
     name: str
@@ -178,6 +192,7 @@ class ServiceStatistics:
     pending: int
     dispatched: int
     waiting: int
+    task_time: float | None = None
 
 
 @attrs.frozen
@@ -239,6 +254,7 @@ class _Task:
     deadline: float
     timeout: float | None = None  # the request's own, if it gave one
     enqueued: float = 0.0
+    dispatched: float = 0.0
     state: TaskState = TaskState.PENDING
     worker: PeerId | None = None
     children: set[int] = attrs.Factory(set)
@@ -252,6 +268,7 @@ class _Worker:
     expiry: float
     tasks: set[int] = attrs.Factory(set)
     waiting: set[int] = attrs.Factory(set)
+    last_done: float = float("-inf")  # when its last task ended
 
 
 @attrs.define(eq=False)
@@ -269,6 +286,7 @@ class _Service:
     workers: dict[PeerId, None] = attrs.Factory(dict)  # insertion order = dispatch order
     queues: OrderedDict[str, deque[int]] = attrs.Factory(OrderedDict)
     pending: int = 0
+    task_time: float | None = None  # smoothed service time, seconds
 
 
 class BrokerMachine:
@@ -296,6 +314,7 @@ class BrokerMachine:
         self._next_heartbeat: float | None = None
         self._completed = self._failed = self._cancelled = 0
         self._requeued = self._overflows = 0
+        self._now = 0.0  # the time of the input being handled
 
     # -- inputs ---------------------------------------------------------------
 
@@ -305,6 +324,7 @@ class BrokerMachine:
         Raises:
             RemoteProtocolError: the message is not allowed now; nothing changed.
         """
+        self._now = now
         if self._next_heartbeat is None:
             self._next_heartbeat = now + self.config.heartbeat_interval
         if protocol is Protocol.WORKER:
@@ -314,6 +334,7 @@ class BrokerMachine:
 
     def handle_timer(self, now: float) -> None:
         """Do what is due at `now`: expire peers and queued tasks, send heartbeats."""
+        self._now = now
         cfg = self.config
         for peer in [p for p, w in self._workers.items() if w.expiry <= now]:
             self._drop_worker(peer, now)
@@ -372,6 +393,7 @@ class BrokerMachine:
                     pending=svc.pending,
                     dispatched=sum(len(w.tasks) for w in workers),
                     waiting=sum(len(w.waiting) for w in workers),
+                    task_time=svc.task_time,
                 )
             )
         return BrokerStatistics(
@@ -591,6 +613,7 @@ class BrokerMachine:
                 reply = Partial(task.rid, msg.payload, task.service)
                 self._send(task.client, Protocol.CLIENT, reply, task.client_extended)
             return
+        self._time_task(worker, task)
         if isinstance(msg, Final):
             reply_msg: Message = Final(task.rid, msg.payload, task.service)
             self._completed += 1
@@ -606,6 +629,22 @@ class BrokerMachine:
         if client is not None:
             self._send(task.client, Protocol.CLIENT, reply_msg, task.client_extended)
         self._dispatch(worker.service)
+
+    def _time_task(self, worker: _Worker, task: _Task) -> None:
+        # The service time: from dispatch, or from the end of the worker's
+        # previous task if that came later (a prefetched task waits its turn
+        # on the worker; that wait is not its own time).
+        now = self._now
+        sample = max(0.0, now - max(task.dispatched, worker.last_done))
+        worker.last_done = now
+        svc = self._services[task.service]
+        if svc.task_time is None:
+            svc.task_time = sample
+        else:
+            # A moving average that a quarter of each new sample moves: one
+            # long task turns prefetch off at once (it lifts the average past
+            # the threshold), a few short ones turn it back on.
+            svc.task_time += (sample - svc.task_time) / 4
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -642,9 +681,17 @@ class BrokerMachine:
             del svc.queues[origin]
         return None
 
+    def _prefetch(self, svc: _Service) -> int:
+        cfg = self.config
+        if cfg.prefetch_below is None:
+            return cfg.prefetch
+        if svc.task_time is None or svc.task_time >= cfg.prefetch_below:
+            return 1
+        return cfg.prefetch
+
     def _pick_worker(self, svc: _Service) -> _Worker | None:
         bound = self.config.stack_bound
-        prefetch = self.config.prefetch
+        prefetch = self._prefetch(svc)
         best: _Worker | None = None
         best_key = (0, 0)
         blocked = 0
@@ -686,6 +733,7 @@ class BrokerMachine:
             del svc.workers[worker.peer]
             svc.workers[worker.peer] = None
             task.state, task.worker = TaskState.DISPATCHED, worker.peer
+            task.dispatched = self._now
             worker.tasks.add(task.tid)
             msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
             self._send(worker.peer, Protocol.WORKER, msg, worker.extended)
