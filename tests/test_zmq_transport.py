@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import anyio
 import anyio.lowlevel
 import numpy as np
@@ -11,7 +14,7 @@ import zmq.asyncio
 
 from binglide.errors import TransportClosed
 from binglide.remote import connect_remote, run_broker
-from binglide.transports.zeromq import ZmqBroker, ZmqPeer
+from binglide.transports.zeromq import ZmqBroker, ZmqPeer, new_context, shared_context
 
 from .zmq_helpers import (
     HB,
@@ -169,3 +172,40 @@ async def test_in_process_broker_with_worker_process(context):
             assert results == [2 * n for n in range(50)]
             assert running.broker.statistics().completed == 50
             tg.cancel_scope.cancel()
+
+
+def _io_threads() -> dict[int, int]:
+    """ZeroMQ I/O threads of this process: thread id -> scheduling policy."""
+    found = {}
+    for entry in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{entry}/comm") as f:
+                name = f.read().strip()
+            if name.startswith("ZMQbg/IO"):
+                found[int(entry)] = os.sched_getscheduler(int(entry))
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return found
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="SCHED_BATCH and /proc are Linux's"
+)
+def test_new_context_runs_its_io_threads_without_wakeup_preemption() -> None:
+    before = _io_threads()
+    ctx = new_context(zmq.Context)
+    try:
+        sock = ctx.socket(zmq.DEALER)  # the context starts its I/O thread here
+        try:
+            new = {tid: policy for tid, policy in _io_threads().items() if tid not in before}
+        finally:
+            sock.close(linger=0)
+    finally:
+        ctx.term()
+    assert new, "the context started no I/O thread"
+    assert set(new.values()) == {os.SCHED_BATCH}
+
+
+def test_shared_context_is_one_per_process_and_binglides_own() -> None:
+    assert shared_context() is shared_context()
+    assert shared_context() is not zmq.asyncio.Context.instance()

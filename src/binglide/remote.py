@@ -49,6 +49,7 @@ from .transports.zeromq import (
     ZmqPeer,
     bind_router,
     generate_keys,
+    new_context,
     new_identity,
     receive_frames,
     send_frames,
@@ -107,7 +108,7 @@ async def connect_remote(
             noticed).
         curve: CURVE keys, needed when the broker uses CURVE.
         identity: the client's routing id (default: a fresh unique one).
-        context: the ZeroMQ context (default: the shared instance).
+        context: the ZeroMQ context (default: binglide's `shared_context`).
 
     Raises:
         TransportBroken: ZeroMQ refused the address.
@@ -210,7 +211,7 @@ def run_broker_blocking(
     machine = BrokerMachine(
         config, ids=IdSource(time.time_ns() // 1000), instance=os.urandom(8).hex()
     )
-    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    ctx: zmq.Context[zmq.Socket[bytes]] = new_context(zmq.Context)
     try:
         sock, authenticator, bound = bind_router(
             ctx, address, curve=curve, max_message_size=max_message_size

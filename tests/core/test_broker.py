@@ -313,7 +313,8 @@ def test_adaptive_prefetch_stops_after_a_long_task_and_resumes_after_short_ones(
             break
         assert len(tids) == 1
     task_time = d.machine.statistics().services[0].task_time
-    assert task_time is not None and task_time < 0.002
+    assert task_time is not None
+    assert task_time < 0.002
 
 
 def test_adaptive_prefetch_times_a_task_from_the_end_of_the_one_before_it() -> None:

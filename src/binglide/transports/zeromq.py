@@ -43,7 +43,7 @@ import os
 import secrets
 import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 import attrs
@@ -87,6 +87,51 @@ _ZERO_COPY_THRESHOLD = 64 << 10
 
 #: High-water marks: a ROUTER drops what exceeds them, so keep them roomy.
 _HWM = 100_000
+
+_C = TypeVar("_C", bound=zmq.Context[Any])
+
+
+def new_context(kind: type[_C] = zmq.asyncio.Context) -> _C:  # type: ignore[assignment]
+    """Return a new ZeroMQ context whose I/O threads do not preempt their feeders.
+
+    Every message a Python thread sends wakes the context's I/O thread; on a
+    machine with more busy threads than cores, Linux lets the woken thread
+    preempt the sender at once, and a stream of small messages became a
+    context switch pair per message. ``SCHED_BATCH`` (no privilege needed)
+    tells the scheduler not to preempt on such wakeups: the I/O thread runs
+    when a core is free or the sender blocks. Measured on 2 shared cores:
+    about 20% more requests per second and 20% less CPU per request through
+    a broker, sequential latency unchanged (bench/RESULTS.md). Elsewhere
+    than Linux the option does not exist and the context is a plain one.
+
+    Args:
+        kind: ``zmq.asyncio.Context`` (default) or ``zmq.Context``.
+    """
+    ctx = kind()
+    batch = getattr(os, "SCHED_BATCH", None)
+    if batch is not None:
+        with contextlib.suppress(zmq.ZMQError, AttributeError):
+            ctx.set(zmq.THREAD_SCHED_POLICY, batch)  # before its first socket starts them
+    return ctx
+
+
+_shared: tuple[int, zmq.asyncio.Context] | None = None
+
+
+def shared_context() -> zmq.asyncio.Context:
+    """Return binglide's context for this process (made by `new_context` on first use).
+
+    binglide's own rather than pyzmq's ``Context.instance()``: the I/O thread
+    policy must be set before the context's first socket, which another
+    library may already have opened on the shared instance. A forked child
+    gets a context of its own (a context does not survive a fork).
+    """
+    global _shared
+    pid = os.getpid()
+    if _shared is None or _shared[0] != pid:
+        _shared = (pid, new_context())
+    return _shared[1]
+
 
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
 
@@ -405,7 +450,7 @@ class ZmqBroker(BrokerTransport):
                 local (see `is_local_address`).
             max_message_size: the largest frame accepted, in bytes; a peer
                 that sends a larger one is disconnected. None: no bound.
-            context: the ZeroMQ context (default: the shared instance; with
+            context: the ZeroMQ context (default: `shared_context`; with
                 `curve`, a context of its own, which the authenticator needs).
 
         Raises:
@@ -416,8 +461,8 @@ class ZmqBroker(BrokerTransport):
         own_context: zmq.asyncio.Context | None = None
         if curve is not None and context is None:
             # A ZAP authenticator serves a whole context: give this broker its own.
-            own_context = context = zmq.asyncio.Context()
-        ctx = context or zmq.asyncio.Context.instance()
+            own_context = context = new_context()
+        ctx = context or shared_context()
         try:
             sock, authenticator, bound = bind_router(
                 ctx, address, curve=curve, max_message_size=max_message_size
@@ -527,7 +572,7 @@ class ZmqPeer(PeerTransport):
             identity: the routing id, ASCII and unique among the broker's
                 peers (default: `new_identity`).
             curve: CURVE keys, needed when the broker uses CURVE.
-            context: the ZeroMQ context (default: the shared instance).
+            context: the ZeroMQ context (default: `shared_context`).
 
         Raises:
             ValueError: `identity` is not ASCII or is empty.
@@ -536,7 +581,7 @@ class ZmqPeer(PeerTransport):
         name = identity or new_identity()
         if not name.isascii():
             raise ValueError(f"a routing id must be ASCII, not {name!r}")
-        ctx = context or zmq.asyncio.Context.instance()
+        ctx = context or shared_context()
         sock = ctx.socket(zmq.DEALER)
         try:
             sock.setsockopt(zmq.LINGER, 0)
