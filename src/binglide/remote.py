@@ -49,6 +49,7 @@ from .transports.zeromq import (
     ZmqPeer,
     bind_router,
     generate_keys,
+    has_message,
     new_context,
     new_identity,
     receive_frames,
@@ -248,6 +249,8 @@ def run_broker_blocking(
                 timeout = max(0, math.ceil((deadline - clock()) * 1000))
             if poller.poll(timeout):
                 for _ in range(_DRAIN):
+                    if not has_message(sock):
+                        break
                     try:
                         frames = receive_frames(sock, zmq.DONTWAIT)
                     except zmq.Again:

@@ -10,6 +10,7 @@ waiting, so that it can take other tasks meanwhile (the progress guarantee).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections import Counter
@@ -96,6 +97,7 @@ class Worker(Requester):
         self._counts: Counter[str] = Counter()
         self._held: dict[int, _HeldReport] = {}
         self._held_changed = anyio.Event()
+        self._wake_pending = False
 
     def statistics(self) -> WorkerStatistics:
         """Return a snapshot of this worker's tasks and counters."""
@@ -280,7 +282,17 @@ class Worker(Requester):
 
     def _hold(self, held: _HeldReport) -> None:
         self._held[held._tid] = held
-        self._held_changed.set()
+        if not self._wake_pending:
+            # Most handlers yield one complete report and end in the same step
+            # of the event loop: look again at the next turn, and wake the
+            # flusher (a task step, a timer) only for a report still held then.
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake_flusher)
+
+    def _wake_flusher(self) -> None:
+        self._wake_pending = False
+        if self._held:
+            self._held_changed.set()
 
     def _release(self, tid: int) -> None:
         self._held.pop(tid, None)

@@ -336,6 +336,15 @@ def receive_frames(sock: Any, flags: int = 0) -> list[Frame]:
     return frames
 
 
+def has_message(sock: Any) -> bool:
+    """Whether a message is ready on `sock`, from ``ZMQ_EVENTS``.
+
+    Cheaper than the ``zmq.Again`` a non-blocking receive raises when none is
+    (pyzmq builds that exception in Python, imports included).
+    """
+    return bool(_raw_get(sock, _EVENTS) & _POLLIN)
+
+
 def _sends_pending(sock: Any) -> bool:
     # zmq.asyncio sends that wait for room: a direct send must not overtake them.
     return bool(getattr(sock, "_send_futures", None))
