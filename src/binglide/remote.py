@@ -478,15 +478,15 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         "--prefetch",
         type=int,
         default=d.prefetch,
-        help="computing tasks an extended worker may hold at once when the service's "
-        f"tasks are short (default {d.prefetch}; 1 turns prefetch off)",
+        help="the most computing tasks an extended worker may hold at once "
+        f"(default {d.prefetch}; 1 turns prefetch off)",
     )
     parser.add_argument(
-        "--prefetch-below",
+        "--prefetch-window",
         type=_positive,
-        default=d.prefetch_below,
-        help="seconds: a service's tasks are short when their smoothed service time is "
-        f"below this (default {d.prefetch_below})",
+        default=d.prefetch_window,
+        help="seconds of a service's smoothed task time a worker may have queued: "
+        f"the prefetch depth is this over the task time (default {d.prefetch_window})",
     )
     parser.add_argument("--max-queued", type=int, default=d.max_queued)
     parser.add_argument(
@@ -529,7 +529,7 @@ def _broker_config(args: argparse.Namespace) -> BrokerConfig:
         max_depth=args.max_depth,
         stack_bound=args.stack_bound,
         prefetch=args.prefetch,
-        prefetch_below=args.prefetch_below,
+        prefetch_window=args.prefetch_window,
         max_queued=args.max_queued,
         cancel_mode=CancelMode(args.cancel_mode),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+
 import pytest
 
 from binglide.core import (
@@ -222,7 +224,7 @@ def test_prefetch_one_gives_a_computing_worker_nothing_more() -> None:
 
 
 def test_prefetch_lets_a_worker_hold_that_many_computing_tasks() -> None:
-    d = make(prefetch=3, prefetch_below=None)
+    d = make(prefetch=3, prefetch_window=None)
     d.worker("w", Ready("s"))
     for i in range(1, 6):
         d.client("c", Request(i, "s", (b"%d" % i,)))
@@ -239,7 +241,7 @@ def test_prefetch_lets_a_worker_hold_that_many_computing_tasks() -> None:
 
 
 def test_prefetch_spreads_tasks_over_the_least_busy_workers_first() -> None:
-    d = make(prefetch=2, prefetch_below=None)
+    d = make(prefetch=2, prefetch_window=None)
     d.worker("w1", Ready("s"))
     d.worker("w2", Ready("s"))
     out = []
@@ -249,21 +251,27 @@ def test_prefetch_spreads_tasks_over_the_least_busy_workers_first() -> None:
     assert d.client("c", Request(5, "s", (b"5",))) == []  # both at their prefetch
 
 
-def test_prefetch_never_exceeds_the_stack_bound_and_keeps_the_overflow() -> None:
-    d = make(prefetch=4, prefetch_below=None, stack_bound=2)
+def test_prefetch_bounds_computing_tasks_and_the_stack_bound_waiting_ones() -> None:
+    d = make(prefetch=4, prefetch_window=None, stack_bound=2)
     d.worker("w", Ready("s"))
-    for i in range(1, 4):
+    for i in range(1, 7):
         d.client("c", Request(i, "s", (b"%d" % i,)))
-    assert d.machine.statistics().dispatched == 2
-    # Both wait at the bound and none computes: the overflow still serves.
-    d.worker("w", Waiting(100, True))
-    out = d.worker("w", Waiting(101, True))
-    assert [m.rid for m in to(out, "w") if isinstance(m, Request)] == [102]
+    stats = d.machine.statistics()
+    assert (stats.dispatched, stats.pending) == (4, 2)
+    # A task that waits frees a computing place...
+    assert dispatched_rids(d.worker("w", Waiting(100, True)), "w") == [104]
+    # ...until the waiting stack is at its bound: nothing more while any computes.
+    assert dispatched_rids(d.worker("w", Waiting(101, True)), "w") == []
+    for tid in (102, 103):
+        assert dispatched_rids(d.worker("w", Final(tid)), "w") == []
+    # The last computing one ends: every task waits at the bound, none
+    # computes, and the overflow still serves the queue.
+    assert dispatched_rids(d.worker("w", Final(104)), "w") == [105]
     assert d.machine.statistics().overflows == 1
 
 
 def test_prefetch_leaves_plain_workers_at_one_task() -> None:
-    d = make(prefetch=4, prefetch_below=None)
+    d = make(prefetch=4, prefetch_window=None)
     d.worker("pw", Ready("s", extended=False))
     d.client("c", Request(1, "s", (b"1",)))
     d.client("c", Request(2, "s", (b"2",)))
@@ -275,7 +283,7 @@ def dispatched_rids(out: list[Outgoing], worker: str) -> list[int]:
 
 
 def test_adaptive_prefetch_starts_at_one_task_until_the_service_is_timed() -> None:
-    d = make(prefetch=3, prefetch_below=0.002)
+    d = make(prefetch=3, prefetch_window=0.004)
     d.worker("w", Ready("s"))
     for i in range(1, 6):
         d.client("c", Request(i, "s", (b"%d" % i,)))
@@ -290,7 +298,7 @@ def test_adaptive_prefetch_starts_at_one_task_until_the_service_is_timed() -> No
 
 
 def test_adaptive_prefetch_stops_after_a_long_task_and_resumes_after_short_ones() -> None:
-    d = make(prefetch=2, prefetch_below=0.002)
+    d = make(prefetch=2, prefetch_window=0.004)
     d.worker("w", Ready("s"))
     for i in range(1, 20):
         d.client("c", Request(i, "s", (b"%d" % i,)))
@@ -320,7 +328,7 @@ def test_adaptive_prefetch_stops_after_a_long_task_and_resumes_after_short_ones(
 def test_adaptive_prefetch_times_a_task_from_the_end_of_the_one_before_it() -> None:
     # Three prefetched 1.5 ms tasks end at 1.5, 3 and 4.5 ms: each took 1.5 ms
     # of the worker, not the 3 or 4.5 ms since its dispatch (prefetch stays on).
-    d = make(prefetch=3, prefetch_below=0.002)
+    d = make(prefetch=3, prefetch_window=0.006)
     d.worker("w", Ready("s"))
     d.client("c", Request(1, "s", (b"1",)))
     d.now = 0.0015
@@ -337,8 +345,26 @@ def test_adaptive_prefetch_times_a_task_from_the_end_of_the_one_before_it() -> N
     assert d.machine.statistics().dispatched == 2  # still prefetching
 
 
+def test_prefetch_depth_is_the_window_over_the_task_time() -> None:
+    d = make(prefetch=32, prefetch_window=0.004)
+    d.worker("w", Ready("s"))
+    for i in range(1, 41):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = 0.001  # a 1 ms task, a 4 ms window: four at a time
+    held = deque(dispatched_rids(d.worker("w", Final(100)), "w"))
+    assert list(held) == [101, 102, 103, 104]
+    # Tasks four times shorter: the depth follows the moving average up.
+    for _ in range(12):
+        d.now += 0.00025
+        held.extend(dispatched_rids(d.worker("w", Final(held.popleft())), "w"))
+    [svc] = d.machine.statistics().services
+    assert svc.task_time is not None
+    assert svc.task_time < 0.0003
+    assert svc.dispatched == len(held) == int(0.004 / svc.task_time) > 12
+
+
 def test_prefetch_one_turns_prefetch_off_whatever_the_task_time() -> None:
-    d = make(prefetch=1, prefetch_below=0.002)
+    d = make(prefetch=1, prefetch_window=0.004)
     d.worker("w", Ready("s"))
     for i in range(1, 4):
         d.client("c", Request(i, "s", (b"%d" % i,)))

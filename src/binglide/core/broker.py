@@ -24,23 +24,27 @@ client that started the job (recovered from the job id), served round-robin,
 so a client with 1,000 queued chunks does not starve a client with one.
 
 Progress guarantee. An extended worker reports with WAITING when a task
-starts or stops waiting on sub-requests. A worker is *available* when none of its
-tasks computes (every task waits) and it holds fewer than ``stack_bound``
-tasks: a waiting worker keeps taking tasks, newest on top, so it never holds
+starts or stops waiting on sub-requests. A worker is *available* when none of
+its tasks computes (every task waits) and fewer than ``stack_bound`` of them
+wait: a waiting worker keeps taking tasks, newest on top, so it never holds
 its service hostage.
 
-Prefetch. For a service whose tasks are short (their smoothed service time
-is below ``prefetch_below``, 2 ms by default), an extended worker also holds
-up to ``prefetch`` computing tasks at once, so that a stream of small tasks
-keeps it busy without a broker round trip between two tasks (its next task
-is already there when one ends). Long tasks (analysis chunks, tasks that wait
-on sub-requests) go one at a time, so that a free worker always gets the next
-one and no client's task waits behind another's on a busy worker. A service
-whose tasks were never timed counts as long.
-When a service has pending tasks and every one of its workers is waiting at
-its bound (none computing, none available), the broker gives the task to the
-least loaded of them anyway (an *overflow*): the bound limits memory in the
-common case but never blocks a finite request tree. Plain MDP/0.2 workers take one task at a time.
+Prefetch. An extended worker also holds several *computing* tasks of a
+service whose tasks are short: as many as fit in ``prefetch_window`` seconds
+(4 ms by default) of the service's smoothed task time, at most ``prefetch``
+(32). So a stream of small tasks keeps a worker busy without a broker round
+trip between two tasks (its next task is already there when one ends), and a
+task given to a busy worker waits behind about ``prefetch_window`` of work at
+most. Long tasks (analysis chunks, tasks that wait on sub-requests) get a
+depth of one: they go one at a time, so that a free worker always gets the
+next one. A service whose tasks were never timed counts as long. Prefetched
+tasks do not count against ``stack_bound``, which bounds the waiting stack.
+
+Overflow. When a service has pending tasks and every one of its workers is
+waiting at its bound (none computing, none available), the broker gives the
+task to the least loaded of them anyway (an *overflow*): the bound limits
+memory in the common case but never blocks a finite request tree. Plain
+MDP/0.2 workers take one task at a time.
 
 Loops. A request whose ``service/digest`` (digest of its payload) appears in
 its ancestry repeats an ancestor and is refused with a ``loop`` failure naming
@@ -134,19 +138,19 @@ class BrokerConfig:
         max_depth: the deepest request tree accepted.
         stack_bound: tasks an extended worker holds before it is only given
             more to keep the system making progress (see the module docstring).
-        prefetch: computing tasks an extended worker may hold at once when
-            the service's tasks are short (at least 1; 1 turns prefetch off).
-            Up to N at once (still at most `stack_bound` tasks in all) hides
+        prefetch: the most computing tasks an extended worker may hold at
+            once (at least 1; 1 turns prefetch off). Several at once hide
             the broker round trip between small tasks from a pipelining
             client, at the price of coarser load balancing (a task may wait
-            behind N - 1 others on a busy worker while another worker frees
-            up), which is why it applies to short tasks only. Plain MDP/0.2
-            workers always take one task at a time.
-        prefetch_below: seconds; a service's tasks are short when their
-            smoothed service time (a moving average over its recent tasks,
-            from dispatch, or the worker's previous completion if later, to
-            the end) is below this. None: every service's tasks count as
-            short (a fixed prefetch).
+            behind others on a busy worker while another worker frees up),
+            which `prefetch_window` bounds. Plain MDP/0.2 workers always take
+            one task at a time.
+        prefetch_window: seconds of work a worker may have queued: the
+            prefetch depth of a service is ``prefetch_window / task time``
+            (between 1 and `prefetch`), the task time being a moving average
+            over its recent tasks, each timed from its dispatch (or the end
+            of the worker's previous task, if later) to its end. None: the
+            depth is `prefetch` whatever the task time.
         max_queued: pending tasks per service before new ones are refused.
         cancel_mode: how workers hear of cancelled jobs.
     """
@@ -157,8 +161,8 @@ class BrokerConfig:
     queue_timeout: float | None = None
     max_depth: int = 32
     stack_bound: int = 8
-    prefetch: int = attrs.field(default=8, validator=attrs.validators.ge(1))
-    prefetch_below: float | None = 0.002
+    prefetch: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    prefetch_window: float | None = 0.004
     max_queued: int = 1_000_000
     cancel_mode: CancelMode = CancelMode.BROADCAST
 
@@ -642,8 +646,8 @@ class BrokerMachine:
             svc.task_time = sample
         else:
             # A moving average that a quarter of each new sample moves: one
-            # long task turns prefetch off at once (it lifts the average past
-            # the threshold), a few short ones turn it back on.
+            # long task cuts the depth at once (it lifts the average), a few
+            # short ones restore it.
             svc.task_time += (sample - svc.task_time) / 4
 
     # -- dispatch -----------------------------------------------------------------
@@ -682,25 +686,31 @@ class BrokerMachine:
         return None
 
     def _prefetch(self, svc: _Service) -> int:
+        """The computing tasks one worker of `svc` may hold (module docstring)."""
         cfg = self.config
-        if cfg.prefetch_below is None:
+        if cfg.prefetch_window is None:
             return cfg.prefetch
-        if svc.task_time is None or svc.task_time >= cfg.prefetch_below:
+        if svc.task_time is None:
             return 1
+        if svc.task_time * cfg.prefetch >= cfg.prefetch_window:
+            return max(1, int(cfg.prefetch_window / svc.task_time))
         return cfg.prefetch
 
     def _pick_worker(self, svc: _Service) -> _Worker | None:
-        bound = self.config.stack_bound
         prefetch = self._prefetch(svc)
+        bound = self.config.stack_bound
         best: _Worker | None = None
         best_key = (0, 0)
         blocked = 0
         for peer in svc.workers:  # least recently used first
             w = self._workers[peer]
             held = len(w.tasks)
-            computing = held - len(w.waiting)
+            waiting = len(w.waiting)
+            computing = held - waiting
             if w.extended:
-                if computing < prefetch and held < bound:
+                # The stack bound is for waiting tasks, the prefetch depth for
+                # computing ones (with a depth of 1: none computes).
+                if computing < prefetch and waiting < bound:
                     # The least computing, then the least loaded, wins; the
                     # least recently used among equals (the first seen).
                     if best is None or (computing, held) < best_key:
