@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.lowlevel
 
+from ._clock import loop_time
 from .core import (
     BrokerConfig,
     BrokerMachine,
@@ -83,11 +84,11 @@ class Broker:
                     if deadline is None:
                         received = await transport.receive()
                     else:
-                        timeout = deadline - anyio.current_time()
+                        timeout = deadline - loop_time()
                         if timeout > 0:
                             with anyio.move_on_after(timeout):
                                 received = await transport.receive()
-                now = anyio.current_time()
+                now = loop_time()
                 if received is not None:
                     feed(machine, received[0], received[1], now)
                 deadline = machine.next_deadline()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 import anyio.lowlevel
 
+from ._clock import loop_time
 from .analyses import AnalysisMethods
 from .core import (
     BrokerLost,
@@ -375,7 +376,7 @@ class Requester(AnalysisMethods):
                 self._queued -= 1
 
     def _on_client_message(self, msg: Message) -> BrokerLost | None:
-        outcome = self._client_machine.receive(msg, anyio.current_time())
+        outcome = self._client_machine.receive(msg, loop_time())
         if outcome is None or isinstance(outcome, BrokerLost):
             return outcome
         call = self._calls.get(outcome.rid)
@@ -517,7 +518,7 @@ class Client(Requester):
         # jobs of a client that falls silent, and we notice a lost broker.
         machine = self._client_machine
         while True:
-            lost = machine.handle_timer(anyio.current_time())
+            lost = machine.handle_timer(loop_time())
             if lost is not None:
                 self._broker_lost = True
                 log.warning("%s; open requests are re-issued when it answers", lost.reason)
@@ -526,7 +527,7 @@ class Client(Requester):
             if deadline is None:
                 await anyio.sleep_forever()
                 return
-            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+            await anyio.sleep(max(0.0, deadline - loop_time()))
 
     async def aclose(self) -> None:
         """Cancel every open request, say goodbye to the broker and close."""

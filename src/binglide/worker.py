@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
+from ._clock import loop_time
 from .client import Requester
 from .core import (
     BrokerLost,
@@ -147,7 +148,7 @@ class Worker(Requester):
                     if isinstance(lost, BrokerLost):
                         log.warning("%s", lost.reason)
                     continue
-                events = self._machine.receive(msg, anyio.current_time())
+                events = self._machine.receive(msg, loop_time())
             except RemoteProtocolError as exc:
                 log.warning("dropped a malformed message from the broker: %s", exc)
                 continue
@@ -159,7 +160,7 @@ class Worker(Requester):
         # Tick first: the machine has no deadline until its first tick, and
         # heartbeats must flow while handlers compute in threads.
         while True:
-            lost = self._machine.handle_timer(anyio.current_time())
+            lost = self._machine.handle_timer(loop_time())
             if lost is not None:
                 self._on_event(lost, None)
             self._flush()
@@ -167,7 +168,7 @@ class Worker(Requester):
             if deadline is None:
                 await anyio.sleep_forever()
                 return
-            await anyio.sleep(max(0.0, deadline - anyio.current_time()))
+            await anyio.sleep(max(0.0, deadline - loop_time()))
 
     def _on_event(
         self, event: TaskStarted | TaskCancelled | WorkerLost, tg: TaskGroup | None
@@ -306,8 +307,8 @@ class Worker(Requester):
                 await self._held_changed.wait()
                 continue
             oldest = min(h.since for h in self._held.values())
-            await anyio.sleep(max(0.0, oldest + interval - anyio.current_time()))
-            now = anyio.current_time()
+            await anyio.sleep(max(0.0, oldest + interval - loop_time()))
+            now = loop_time()
             for held in list(self._held.values()):
                 if now - held.since >= interval:
                     held.send_held()
@@ -360,7 +361,7 @@ class _HeldReport:
             # (the first estimate of a job is the one a viewer waits for).
             self.send_held()
             return
-        self.since = anyio.current_time()
+        self.since = loop_time()
         self._worker._hold(self)
 
     def finish(self) -> None:
