@@ -46,6 +46,7 @@ import zmq
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
+    from typing import Any
 
     from binglide import Context, Report, Task
 
@@ -247,6 +248,10 @@ async def binglide_zmq(address: str, requests: int, in_flight: int) -> tuple[lis
         return await binglide_measure(client, requests, in_flight)
 
 
+def binglide_zmq_client(address: str, requests: int, in_flight: int) -> tuple[list[float], float]:
+    return anyio.run(binglide_zmq, address, requests, in_flight)
+
+
 async def binglide_inproc(requests: int, in_flight: int) -> tuple[list[float], float]:
     from binglide import connect
 
@@ -305,23 +310,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--prefetch", type=int, help="(binglide-broker role) its prefetch")
     args = parser.parse_args(argv)
-    if args.role == "mdp-broker":
-        mdp_broker(args.address)
-        return 0
-    if args.role == "mt-broker":
-        mt_broker(args.address)
-        return 0
-    if args.role == "mt-worker":
-        mt_worker(args.address)
-        return 0
-    if args.role == "floor-broker":
-        floor_broker(args.address)
-        return 0
-    if args.role == "floor-worker":
-        floor_worker(args.address)
-        return 0
-    if args.role == "mdp-worker":
-        mdp_worker(args.address)
+    plain_roles: dict[str, Callable[[str], None]] = {
+        "mdp-broker": mdp_broker,
+        "mdp-worker": mdp_worker,
+        "mt-broker": mt_broker,
+        "mt-worker": mt_worker,
+        "floor-broker": floor_broker,
+        "floor-worker": floor_worker,
+    }
+    if args.role in plain_roles:
+        plain_roles[args.role](args.address)
         return 0
     if args.role == "binglide-broker":
         from binglide.remote import main_broker
@@ -337,57 +335,30 @@ def main(argv: list[str] | None = None) -> int:
     n = args.requests
     names = ["zmq", "prefetch", "inproc", "mdp", "majortomo", "floor"]
     results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in names}
+    # name: (broker role and arguments, worker role, client, needs two ports)
+    deployments: dict[str, tuple[list[str], str, Callable[..., Any], bool]] = {
+        "mdp": (["mdp-broker"], "mdp-worker", mdp_client, False),
+        "floor": (["floor-broker"], "floor-worker", mdp_client, True),
+        "majortomo": (
+            ["mt-broker"],
+            "mt-worker",
+            functools.partial(mdp_client, majortomo=True),
+            False,
+        ),
+        "zmq": (["binglide-broker"], "binglide-worker", binglide_zmq_client, False),
+        "prefetch": (
+            ["binglide-broker", "--prefetch", "1"],
+            "binglide-worker",
+            binglide_zmq_client,
+            False,
+        ),
+    }
     for _ in range(args.repeat):
-        address = free_address()
-        results["mdp"].append(
-            summary(
-                *run_processes(
-                    ["mdp-broker", address],
-                    ["mdp-worker", address],
-                    functools.partial(mdp_client, address, n, 128),
-                )
-            )
-        )
-        address = free_address(pair=True)
-        results["floor"].append(
-            summary(
-                *run_processes(
-                    ["floor-broker", address],
-                    ["floor-worker", address],
-                    functools.partial(mdp_client, address, n, 128),
-                )
-            )
-        )
-        address = free_address()
-        results["majortomo"].append(
-            summary(
-                *run_processes(
-                    ["mt-broker", address],
-                    ["mt-worker", address],
-                    functools.partial(mdp_client, address, n, 128, majortomo=True),
-                )
-            )
-        )
-        address = free_address()
-        results["zmq"].append(
-            summary(
-                *run_processes(
-                    ["binglide-broker", address],
-                    ["binglide-worker", address],
-                    functools.partial(anyio.run, binglide_zmq, address, n, 128),
-                )
-            )
-        )
-        address = free_address()
-        results["prefetch"].append(
-            summary(
-                *run_processes(
-                    ["binglide-broker", address, "--prefetch", "1"],
-                    ["binglide-worker", address],
-                    functools.partial(anyio.run, binglide_zmq, address, n, 128),
-                )
-            )
-        )
+        for name, (broker, worker, client, pair) in deployments.items():
+            address = free_address(pair=pair)
+            broker_args = [broker[0], address, *broker[1:]]
+            measure = functools.partial(client, address, n, 128)
+            results[name].append(summary(*run_processes(broker_args, [worker, address], measure)))
         results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
 
     med = {
