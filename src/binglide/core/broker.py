@@ -136,8 +136,9 @@ class BrokerConfig:
             service has workers: their parent is waiting for them, and the
             progress guarantee serves them.
         max_depth: the deepest request tree accepted.
-        stack_bound: tasks an extended worker holds before it is only given
-            more to keep the system making progress (see the module docstring).
+        stack_bound: waiting tasks an extended worker holds before it is only
+            given more to keep the system making progress (see the module
+            docstring).
         prefetch: the most computing tasks an extended worker may hold at
             once (at least 1; 1 turns prefetch off). Several at once hide
             the broker round trip between small tasks from a pipelining
