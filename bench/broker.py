@@ -20,8 +20,11 @@ Measures tiny-request latency (sequential: median and p99) and throughput
   processes, tcp loopback, 128 in flight): a leaner baseline than any library.
 
 Columns: ``median µs`` and ``p99 µs`` of the sequential round trips, ``seq
-req/s`` (sequential requests over their total time) and ``req/s`` (with 128, or
-100, in flight). Each figure is the median of ``--repeat`` runs. Run::
+req/s`` (sequential requests over their total time), ``req/s`` (with 128, or
+100, in flight), and the CPU time per request of the broker, worker and client
+processes (``/proc/PID/stat``, all threads, over the sequential and the
+pipelined requests, after a warm-up request). Each figure is the median of
+``--repeat`` runs. Run::
 
     python -m pip install -e ".[bench]"  # majortomo, the baseline
     python bench/broker.py [--requests 2000] [--repeat 3]
@@ -107,11 +110,16 @@ def mdp_worker(address: str) -> None:
 
 
 def mdp_client(
-    address: str, requests: int, in_flight: int, majortomo: bool = False
+    address: str,
+    requests: int,
+    in_flight: int,
+    majortomo: bool = False,
+    mark: Callable[[], None] = lambda: None,
 ) -> tuple[list[float], float]:
     """Return the round-trip times (sequential) and the throughput (in flight).
 
-    ``majortomo`` speaks majortomo's dialect (see below) instead of RFC 18's.
+    ``majortomo`` speaks majortomo's dialect (see below) instead of RFC 18's;
+    `mark` is called once the first request came back (the processes are up).
     """
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
@@ -121,6 +129,9 @@ def mdp_client(
         request = [b"", b"MDPC02", b"\x02", SERVICE, b'{"n":1}']
     else:
         request = [b"MDPC02", b"\x01", SERVICE, b'{"n":1}']
+    sock.send_multipart(request)  # warm up: the worker is registered
+    sock.recv_multipart()
+    mark()
     times = []
     for _ in range(requests):
         start = time.perf_counter()
@@ -240,16 +251,21 @@ async def binglide_measure(
     return times, requests / (time.perf_counter() - start)
 
 
-async def binglide_zmq(address: str, requests: int, in_flight: int) -> tuple[list[float], float]:
+async def binglide_zmq(
+    address: str, requests: int, in_flight: int, mark: Callable[[], None]
+) -> tuple[list[float], float]:
     from binglide.remote import connect_remote
 
     async with connect_remote(address, heartbeat_interval=1.0) as client:
         await client.request("echo", {"n": 1})  # warm up: the worker is registered
+        mark()
         return await binglide_measure(client, requests, in_flight)
 
 
-def binglide_zmq_client(address: str, requests: int, in_flight: int) -> tuple[list[float], float]:
-    return anyio.run(binglide_zmq, address, requests, in_flight)
+def binglide_zmq_client(
+    address: str, requests: int, in_flight: int, mark: Callable[[], None] = lambda: None
+) -> tuple[list[float], float]:
+    return anyio.run(binglide_zmq, address, requests, in_flight, mark)
 
 
 async def binglide_inproc(requests: int, in_flight: int) -> tuple[list[float], float]:
@@ -281,25 +297,57 @@ def spawn(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, os.path.abspath(__file__), *args])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process `pid`, all its threads (ZeroMQ's included)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_processes(
     broker_args: list[str],
     worker_args: list[str],
-    measure: Callable[[], tuple[list[float], float]],
-) -> tuple[list[float], float]:
+    measure: Callable[..., tuple[list[float], float]],
+) -> tuple[list[float], float, tuple[float, float, float]]:
+    """Run `measure(mark=...)` against a broker and a worker process.
+
+    Returns its times and rate, and the CPU seconds the broker, the worker and
+    this client spent from `mark` (called by `measure` after its warm-up) on.
+    """
     procs = [spawn(*broker_args)]
     time.sleep(0.3)  # let the broker bind before the worker connects (a bench, not a test)
     procs.append(spawn(*worker_args))
+    start: list[float] = []
+
+    def mark() -> None:
+        start.extend([cpu_seconds(procs[0].pid), cpu_seconds(procs[1].pid), time.process_time()])
+
     try:
-        return measure()
+        times, rate = measure(mark=mark)
+        end = (cpu_seconds(procs[0].pid), cpu_seconds(procs[1].pid), time.process_time())
+        used = (end[0] - start[0], end[1] - start[1], end[2] - start[2])
+        return times, rate, used
     finally:
         for proc in procs:
             proc.kill()
             proc.wait()
 
 
-def summary(times: list[float], rate: float) -> tuple[float, float, float, float]:
+Summary = tuple[float, float, float, float, float, float, float]
+
+
+def summary(
+    times: list[float], rate: float, cpu: tuple[float, float, float] = (0.0, 0.0, 0.0)
+) -> Summary:
+    """Median and p99 µs, sequential and pipelined req/s, and CPU µs per request.
+
+    The CPU is that of the broker, the worker and the client over the
+    sequential and the pipelined requests together (zero when not measured).
+    """
     us = np.array(times) * 1e6
-    return float(np.median(us)), float(np.percentile(us, 99)), len(times) / sum(times), rate
+    broker, worker, client = (c / (2 * len(times)) * 1e6 for c in cpu)
+    median, p99 = float(np.median(us)), float(np.percentile(us, 99))
+    return median, p99, len(times) / sum(times), rate, broker, worker, client
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -334,7 +382,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.requests
     names = ["zmq", "prefetch", "inproc", "mdp", "majortomo", "floor"]
-    results: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in names}
+    results: dict[str, list[Summary]] = {name: [] for name in names}
     # name: (broker role and arguments, worker role, client, needs two ports)
     deployments: dict[str, tuple[list[str], str, Callable[..., Any], bool]] = {
         "mdp": (["mdp-broker"], "mdp-worker", mdp_client, False),
@@ -362,11 +410,14 @@ def main(argv: list[str] | None = None) -> int:
         results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
 
     med = {
-        name: tuple(statistics.median(r[i] for r in runs) for i in range(4))
+        name: tuple(statistics.median(r[i] for r in runs) for i in range(7))
         for name, runs in results.items()
     }
     print(f"{n} tiny requests per run, median of {args.repeat} runs")
-    print(f"{'':32} {'median µs':>10} {'p99 µs':>10} {'seq req/s':>10} {'req/s':>10}")
+    print(
+        f"{'':32} {'median µs':>10} {'p99 µs':>10} {'seq req/s':>10} {'req/s':>10}"
+        f"   CPU µs/request broker / worker / client"
+    )
     labels = {
         "zmq": "binglide zmq (3 procs, 128)",
         "prefetch": "  broker --prefetch 1",
@@ -375,8 +426,9 @@ def main(argv: list[str] | None = None) -> int:
         "majortomo": "majortomo MDP/0.2 (3 procs, 128)",
         "floor": "floor: C proxy (3 procs, 128)",
     }
-    for name, (median, p99, seq, rate) in med.items():
-        print(f"{labels[name]:32} {median:10.0f} {p99:10.0f} {seq:10.0f} {rate:10.0f}")
+    for name, (median, p99, seq, rate, *cpu) in med.items():
+        used = " / ".join(f"{c:.0f}" for c in cpu) if any(cpu) else "-"
+        print(f"{labels[name]:32} {median:10.0f} {p99:10.0f} {seq:10.0f} {rate:10.0f}   {used}")
     for base_name in ("majortomo", "mdp"):
         base = med[base_name]
         for name in names:
