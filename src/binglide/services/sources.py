@@ -193,17 +193,22 @@ def _check_roots(shown: str, real: str, roots: Sequence[StrPath]) -> None:
     )
 
 
+def _access_error(shown: str, exc: OSError, doing: str) -> RequestError:
+    """The `RequestError` for an OS error met while `doing` (access, open) the file."""
+    if isinstance(exc, PermissionError):
+        return RequestError(
+            f"{shown}: permission denied; make the file readable by the user running binglide"
+        )
+    return RequestError(f"{shown}: cannot {doing} it ({exc.strerror}); check the path")
+
+
 def _stat_regular(shown: str, real: str) -> os.stat_result:
     try:
         st = os.stat(real)
     except FileNotFoundError as exc:
         raise RequestError(f"{shown}: no such file; check the path") from exc
-    except PermissionError as exc:
-        raise RequestError(
-            f"{shown}: permission denied; make the file readable by the user running binglide"
-        ) from exc
     except OSError as exc:
-        raise RequestError(f"{shown}: cannot access it ({exc.strerror}); check the path") from exc
+        raise _access_error(shown, exc, "access") from exc
     if stat.S_ISDIR(st.st_mode):
         raise RequestError(f"{shown}: is a directory; name a regular file inside it")
     if not stat.S_ISREG(st.st_mode):
@@ -242,12 +247,8 @@ def open_source(path: StrPath, *, roots: Sequence[StrPath] | None = None) -> Sou
         # symlink or a FIFO since it was checked, fail rather than follow or block.
         flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
         fd = os.open(real, flags | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0))
-    except PermissionError as exc:
-        raise RequestError(
-            f"{shown}: permission denied; make the file readable by the user running binglide"
-        ) from exc
     except OSError as exc:
-        raise RequestError(f"{shown}: cannot open it ({exc.strerror}); check the path") from exc
+        raise _access_error(shown, exc, "open") from exc
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):

@@ -285,11 +285,6 @@ def incoming_frames(frames: list[zmq.Frame]) -> list[Frame]:
     return [f.bytes if len(f) < _ZERO_COPY_THRESHOLD else f.buffer for f in frames]
 
 
-def _done(future: Any) -> Any:
-    # A ``zmq.asyncio`` call with DONTWAIT returns a future that is already done.
-    return cast("asyncio.Future[Any]", future).result()
-
-
 # pyzmq's Python layer (``send_multipart``, ``recv_multipart``) costs about
 # 2.5 µs a frame on top of ZeroMQ's own 0.6 µs; a message has 4 to 8 frames
 # and crosses three sockets each way. The hot paths call the backend directly.
@@ -715,8 +710,7 @@ class ZmqPeer(PeerTransport):
             if self._closed:
                 raise TransportClosed(f"peer {self.identity!r} is closed")
             try:
-                # ZMQ_EVENTS first: cheaper than a zmq.Again when none is ready.
-                if _raw_get(sock, _EVENTS) & _POLLIN:
+                if has_message(sock):
                     return receive_frames(sock, _DONTWAIT)
             except zmq.Again:
                 pass
