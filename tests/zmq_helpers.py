@@ -107,8 +107,11 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
 
 def markers(directory: Path, what: str) -> list[int]:
     """Return the pids of the ``what`` markers in `directory`, oldest first."""
-    found = sorted(directory.glob(f"{what}-*"), key=lambda p: p.stat().st_mtime_ns)
-    return [int(p.name.split("-")[1]) for p in found if not p.name.endswith(".tmp")]
+    # Leave out the temporary files before looking at them: a writer renames
+    # its .tmp file into place at any moment, and a stat of it then fails.
+    done = [p for p in directory.glob(f"{what}-*") if not p.name.endswith(".tmp")]
+    found = sorted(done, key=lambda p: p.stat().st_mtime_ns)
+    return [int(p.name.split("-")[1]) for p in found]
 
 
 async def wait_markers(directory: Path, what: str, count: int = 1) -> list[int]:
