@@ -254,7 +254,7 @@ async def binglide_measure(
 async def binglide_zmq(
     address: str, requests: int, in_flight: int, mark: Callable[[], None]
 ) -> tuple[list[float], float]:
-    from binglide.remote import connect_remote
+    from binglide.connect import connect_remote
 
     async with connect_remote(address, heartbeat_interval=1.0) as client:
         await client.request("echo", {"n": 1})  # warm up: the worker is registered
@@ -370,12 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         plain_roles[args.role](args.address)
         return 0
     if args.role == "binglide-broker":
-        from binglide.remote import main_broker
+        from binglide.cli.main import main
 
         extra = [] if args.prefetch is None else ["--prefetch", str(args.prefetch)]
-        return main_broker([args.address, "--heartbeat-interval", "1.0", *extra])
+        return main(["broker", args.address, "--heartbeat-interval", "1.0", *extra])
     if args.role == "binglide-worker":
-        from binglide.remote import run_worker
+        from binglide.worker import run_worker
 
         anyio.run(lambda: run_worker(args.address, echo_service(), heartbeat_interval=1.0))
         return 0

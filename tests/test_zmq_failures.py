@@ -14,7 +14,9 @@ import zmq
 import zmq.asyncio
 
 from binglide import BrokerConfig, ServiceUnavailable
-from binglide.remote import connect_remote, run_broker, supervise_workers
+from binglide.broker import run_broker
+from binglide.connect import connect_remote
+from binglide.supervisor import supervise_workers
 
 from .zmq_helpers import (
     HB,
@@ -140,7 +142,7 @@ async def test_vanished_client_has_its_jobs_cancelled(tmp_path, context):
             procs.append(start_worker(running.address, "tests.zmq_services:Block"))
             client = spawn_python(
                 "import anyio\n"
-                "from binglide.remote import connect_remote\n"
+                "from binglide.connect import connect_remote\n"
                 "async def main():\n"
                 f"    async with connect_remote({running.address!r}, heartbeat_interval={HB})"
                 " as c:\n"

@@ -42,7 +42,7 @@ def context():
 
 
 async def test_raw_worker_serves_a_binglide_client():
-    from binglide.remote import connect_remote
+    from binglide.connect import connect_remote
 
     with anyio.fail_after(20), processes() as procs:
         address = free_tcp_address()

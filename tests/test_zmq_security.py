@@ -11,9 +11,10 @@ import zmq
 import zmq.asyncio
 
 from binglide import BrokerConfig
+from binglide.broker import run_broker
+from binglide.connect import connect_remote
 from binglide.core import Cancel, Disconnect, Heartbeat, Protocol, Ready, Request, encode
 from binglide.core.messages import Failure, Final, Message, Partial, Waiting
-from binglide.remote import connect_remote, run_broker, run_worker
 from binglide.transports.zeromq import (
     CurveClientKeys,
     CurveServerKeys,
@@ -21,6 +22,7 @@ from binglide.transports.zeromq import (
     generate_keys,
     is_local_address,
 )
+from binglide.worker import run_worker
 
 from .zmq_helpers import value
 from .zmq_services import Double

@@ -12,8 +12,9 @@ import pytest
 import zmq
 import zmq.asyncio
 
+from binglide.broker import run_broker
+from binglide.connect import connect_remote
 from binglide.errors import TransportClosed
-from binglide.remote import connect_remote, run_broker
 from binglide.transports.zeromq import ZmqBroker, ZmqPeer, new_context, shared_context
 
 from .zmq_helpers import (

@@ -51,9 +51,9 @@ def child_env() -> dict[str, str]:
 
 
 def spawn(args: Sequence[str], *, stdout: int | None = None) -> subprocess.Popen[bytes]:
-    """Start ``python -m binglide.remote ARGS...``."""
+    """Start ``python -m binglide ARGS...``."""
     return subprocess.Popen(
-        [sys.executable, "-m", "binglide.remote", *args],
+        [sys.executable, "-m", "binglide", *args],
         env=child_env(),
         stdin=subprocess.DEVNULL,
         stdout=stdout,

@@ -4,10 +4,14 @@ With no address, `connect` starts everything in this process: an in-process
 broker and, for every built-in service and every `Service` class passed in,
 ``workers`` workers. The analyses' kernels release the GIL and run in worker
 threads, so in-process workers use every core of the machine.
+
+With an address, `connect_remote` opens a `Client` on a broker over ZeroMQ.
+`resolve_service` names the services a deployment can serve.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING
@@ -21,12 +25,16 @@ from .core import BrokerConfig
 from .errors import TransportBroken
 from .service import Service, Settings
 from .transports import InprocNetwork
-from .worker import Worker
+from .worker import DEFAULT_HEARTBEAT_INTERVAL, Worker
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 
-__all__ = ("connect", "default_services", "start_workers")
+    import zmq.asyncio
+
+    from .transports.zeromq import CurveClientKeys
+
+__all__ = ("connect", "connect_remote", "default_services", "resolve_service", "start_workers")
 
 
 def default_services() -> tuple[type[Service], ...]:
@@ -34,6 +42,34 @@ def default_services() -> tuple[type[Service], ...]:
     from .services import BUILTIN_SERVICES
 
     return BUILTIN_SERVICES
+
+
+def resolve_service(spec: str) -> type[Service]:
+    """Return the `Service` class `spec` names.
+
+    Args:
+        spec: a built-in service name (``histogram``) or ``module:Class``.
+
+    Raises:
+        ValueError: nothing of that name, or not a `Service` subclass.
+    """
+    if ":" in spec:
+        module_name, _, attr = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+            cls = getattr(module, attr)
+        except (ImportError, AttributeError) as exc:
+            raise ValueError(f"cannot load service {spec!r}: {exc}") from exc
+        if not (isinstance(cls, type) and issubclass(cls, Service)):
+            raise ValueError(f"{spec!r} is not a binglide.Service subclass")
+        return cls
+    by_name = {cls.name: cls for cls in default_services()}
+    if spec not in by_name:
+        known = ", ".join(sorted(by_name)) or "none yet"
+        raise ValueError(
+            f"unknown service {spec!r}: give a built-in name ({known}) or module:Class"
+        )
+    return by_name[spec]
 
 
 def _counts(
@@ -106,8 +142,6 @@ async def connect(
         TransportBroken: no broker answered at `address` in time.
     """
     if address is not None:
-        from .remote import connect_remote
-
         async with connect_remote(address) as client:
             try:
                 with anyio.fail_after(connect_timeout):
@@ -137,6 +171,41 @@ async def connect(
                 client.broker = broker
                 yield client
             tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def connect_remote(
+    address: str,
+    *,
+    heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
+    curve: CurveClientKeys | None = None,
+    identity: str | None = None,
+    context: zmq.asyncio.Context | None = None,
+) -> AsyncIterator[Client]:
+    """Open a `Client` on the broker at `address`, over ZeroMQ.
+
+    Unlike `connect`, it does not wait for the broker to answer.
+
+    Args:
+        address: the broker's endpoint (``tcp://host:port``, ``ipc:///path``).
+        heartbeat_interval: seconds between client heartbeats; it must match
+            the broker's. None: no heartbeats (the broker then never cancels
+            this client's jobs on silence, and a restarted broker is not
+            noticed).
+        curve: CURVE keys, needed when the broker uses CURVE.
+        identity: the client's routing id (default: a fresh unique one).
+        context: the ZeroMQ context (default: binglide's `shared_context`).
+
+    Raises:
+        TransportBroken: ZeroMQ refused the address.
+    """
+    from .transports.zeromq import ZmqPeer, new_identity
+
+    peer = ZmqPeer.connect(
+        address, identity=identity or new_identity("client"), curve=curve, context=context
+    )
+    async with Client(peer, heartbeat_interval=heartbeat_interval) as client:
+        yield client
 
 
 @contextmanager

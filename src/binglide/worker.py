@@ -44,11 +44,17 @@ from .report import Report, Task
 from .service import Context, Service, Settings
 
 if TYPE_CHECKING:
+    import zmq.asyncio
     from anyio.abc import TaskGroup, TaskStatus
 
     from .transports import PeerTransport
+    from .transports.zeromq import CurveClientKeys
 
-__all__ = ("Worker", "WorkerStatistics")
+__all__ = ("DEFAULT_HEARTBEAT_INTERVAL", "Worker", "WorkerStatistics", "run_worker")
+
+#: Seconds between a networked peer's heartbeats when nothing else is said:
+#: the broker's default (MDP/0.2 peers and their broker must agree).
+DEFAULT_HEARTBEAT_INTERVAL = 1.0
 
 log = logging.getLogger("binglide.worker")
 
@@ -384,3 +390,46 @@ class _HeldReport:
         if held is not None:
             self._worker._report(self._tid, held, final=False)
             self._sent_any = True
+
+
+async def run_worker(
+    address: str,
+    service_cls: type[Service],
+    *,
+    settings: Settings | None = None,
+    heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
+    curve: CurveClientKeys | None = None,
+    identity: str | None = None,
+    context: zmq.asyncio.Context | None = None,
+    task_status: TaskStatus[Worker] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Serve `service_cls` to the broker at `address` over ZeroMQ until cancelled.
+
+    The worker registers (READY), heartbeats while its handlers compute (they
+    run kernels in threads), and registers again when the broker restarts.
+
+    Args:
+        address: the broker's endpoint.
+        service_cls: the `Service` to host.
+        settings: roots, cache and hints shared by the deployment's workers.
+        heartbeat_interval: seconds between heartbeats; must match the broker's.
+        curve: CURVE keys, needed when the broker uses CURVE.
+        identity: the routing id (default: a fresh unique one).
+        context: the ZeroMQ context.
+        task_status: receives the `Worker` once it serves.
+
+    Raises:
+        TransportBroken: ZeroMQ refused the address.
+    """
+    from .transports.zeromq import ZmqPeer, new_identity
+
+    peer = ZmqPeer.connect(
+        address,
+        identity=identity or new_identity(f"w-{service_cls.name}"),
+        curve=curve,
+        context=context,
+    )
+    worker = Worker(service_cls(), peer, settings=settings, heartbeat_interval=heartbeat_interval)
+    async with anyio.create_task_group() as tg:
+        await tg.start(worker.serve)
+        task_status.started(worker)

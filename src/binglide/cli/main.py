@@ -4,7 +4,7 @@
 
     binglide stats|entropy|histogram|ngrams|data FILE [--range START:STOP] [options]
     binglide diff FILE FILE [options]
-    binglide broker|worker|keys ...      # the ZeroMQ deployment (binglide.remote)
+    binglide broker|worker|keys ...      # the ZeroMQ deployment (binglide.cli.deploy)
     binglide cache info|clear [--cache-dir DIR]
 
 An analysis runs on the embedded default (a broker and workers in this
@@ -169,33 +169,23 @@ def build_parser() -> Parser:
     for analysis in ANALYSES.values():
         _add_analysis(sub, analysis)
 
-    from binglide import remote
+    from binglide.cli import deploy
 
     broker = sub.add_parser("broker", help="run a broker on a ZeroMQ address")
-    remote.add_broker_arguments(broker)
-    broker.set_defaults(run=remote.run_broker_command)
+    deploy.add_broker_arguments(broker)
+    broker.set_defaults(run=deploy.run_broker_command)
     worker = sub.add_parser("worker", help="serve services to a broker")
-    remote.add_worker_arguments(worker)
-    worker.set_defaults(run=remote.run_worker_command)
+    deploy.add_worker_arguments(worker)
+    worker.set_defaults(run=deploy.run_worker_command)
     keys = sub.add_parser("keys", help="write CURVE keys for a broker and its peers")
-    keys.add_argument("directory")
-    keys.add_argument("--client", action="append", default=None, help="client key pair name")
-    keys.set_defaults(run=_run_keys)
+    deploy.add_keys_arguments(keys)
+    keys.set_defaults(run=deploy.run_keys_command)
 
     cache = sub.add_parser("cache", help="show or clear the chunk cache")
     cache.add_argument("action", choices=("info", "clear"))
     cache.add_argument("--cache-dir", metavar="DIR", help="the cache directory")
     cache.set_defaults(run=_run_cache)
     return parser
-
-
-def _run_keys(args: argparse.Namespace) -> int:
-    from binglide.remote import main_keys
-
-    argv = [args.directory]
-    for name in args.client or ():
-        argv += ["--client", name]
-    return main_keys(argv)
 
 
 def _run_cache(args: argparse.Namespace) -> int:

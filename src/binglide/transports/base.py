@@ -20,7 +20,11 @@ if TYPE_CHECKING:
 
     from ..core import Frame, PeerId
 
-__all__ = ("BrokerTransport", "PeerTransport")
+__all__ = ("DEFAULT_MAX_MESSAGE_SIZE", "BrokerTransport", "PeerTransport")
+
+#: The largest frame a broker accepts by default (a 2^24 trigram table of
+#: uint32 counts is 64 MiB; twice that leaves room).
+DEFAULT_MAX_MESSAGE_SIZE = 256 << 20
 
 
 class BrokerTransport(AsyncResource):

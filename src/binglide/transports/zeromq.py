@@ -54,7 +54,7 @@ import zmq.backend
 
 from ..core import Frame, PeerId
 from ..errors import TransportBroken, TransportClosed
-from .base import BrokerTransport, PeerTransport
+from .base import DEFAULT_MAX_MESSAGE_SIZE, BrokerTransport, PeerTransport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -76,10 +76,6 @@ __all__ = (
     "receive_frames",
     "send_frames",
 )
-
-#: The largest frame a broker accepts by default (a 2^24 trigram table of
-#: uint32 counts is 64 MiB; twice that leaves room).
-DEFAULT_MAX_MESSAGE_SIZE = 256 << 20
 
 #: Frames at least this large are received as memoryviews of ZeroMQ's buffer
 #: (no copy); smaller ones as bytes, which is cheaper to make and to use.
