@@ -48,6 +48,9 @@ def test_a_turn_feeds_drops_garbage_and_runs_due_timers() -> None:
 
 def test_python_dash_m_binglide_is_the_command() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "binglide", "--version"], capture_output=True, timeout=60, check=True
+        [sys.executable, "-m", "binglide", "--version"],
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     assert result.stdout.decode().startswith(f"binglide {binglide.__version__}")
