@@ -20,6 +20,10 @@ from .client import Then as Then
 from .connect import connect as connect
 from .core import BrokerConfig as BrokerConfig
 from .core import CancelMode as CancelMode
+from .corpus import CorpusRun as CorpusRun
+from .corpus import CorpusStatistics as CorpusStatistics
+from .corpus import FileResult as FileResult
+from .corpus import analyse_files as analyse_files
 from .errors import (
     BinglideError as BinglideError,
 )
@@ -85,6 +89,9 @@ __all__ = (
     "CancelMode",
     "Client",
     "Context",
+    "CorpusRun",
+    "CorpusStatistics",
+    "FileResult",
     "InprocNetwork",
     "JobCancelled",
     "JobError",
@@ -104,5 +111,6 @@ __all__ = (
     "TransportClosed",
     "TransportError",
     "Worker",
+    "analyse_files",
     "connect",
 )
