@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .transports.zeromq import CurveServerKeys
 
 __all__ = (
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "Broker",
     "RunningBroker",
     "encode_outgoing",

@@ -16,12 +16,10 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from binglide.broker import run_broker_blocking
+from binglide import BrokerConfig, CancelMode, Settings
+from binglide.broker import DEFAULT_MAX_MESSAGE_SIZE, run_broker_blocking
 from binglide.connect import resolve_service
-from binglide.core import BrokerConfig, CancelMode
-from binglide.service import Settings
 from binglide.supervisor import supervise_workers
-from binglide.transports.base import DEFAULT_MAX_MESSAGE_SIZE
 from binglide.worker import DEFAULT_HEARTBEAT_INTERVAL, run_worker
 
 if TYPE_CHECKING:
