@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from binglide.cli import pictures
 from binglide.cli.text import (
     diff_text,
     entropy_profile_text,
@@ -32,6 +31,7 @@ if TYPE_CHECKING:
     import argparse
     from collections.abc import Iterator, Sequence
 
+    from matplotlib.figure import Figure
     from numpy.typing import NDArray
 
     from binglide import Call, Client, Report
@@ -83,6 +83,12 @@ def _title(args: argparse.Namespace, meta: dict[str, Any]) -> str:
     return f"{names}  {_range_text(meta)}"
 
 
+def _png(figure: Figure, title: str) -> bytes:
+    from binglide.cli.figures import to_png
+
+    return to_png(figure, title=title)
+
+
 class Analysis(ABC):
     """One analysis as a sub-command (see the module docstring)."""
 
@@ -114,8 +120,11 @@ class Analysis(ABC):
     def text(self, report: Report, args: argparse.Namespace) -> str:
         """Return what a person reads of the final report."""
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
-        """Return the picture of the final report.
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        """Return the picture of the final report, as a PNG file.
+
+        The drawing modules (and matplotlib) are imported here, when a
+        picture is asked for, so that other runs start without them.
 
         Raises:
             PictureUnavailable: this analysis draws none.
@@ -160,10 +169,12 @@ class HistogramAnalysis(Analysis):
     def text(self, report: Report, args: argparse.Namespace) -> str:
         return histogram_text(report.array, top=args.top)
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
-        return pictures.histogram_picture(
-            report.array, log=not args.linear, title=_title(args, report.meta)
-        )
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        from binglide.cli import pictures
+
+        title = _title(args, report.meta)
+        figure = pictures.histogram_picture(report.array, log=not args.linear, title=title)
+        return _png(figure, title)
 
     def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
         return _byte_rows(report)
@@ -198,16 +209,20 @@ class NGramsAnalysis(Analysis):
     def text(self, report: Report, args: argparse.Namespace) -> str:
         return ngrams_text(report.array, bits=int(report.meta["bits"]), top=args.top)
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        from binglide.cli import pictures
+
         table = report.array
         title = _title(args, report.meta)
         if table.ndim == 3:
-            return pictures.trigram_picture(table, title=title)
+            return _png(pictures.trigram_picture(table, title=title), title)
         # Fewer bits: each cell stands for a square of byte pairs; spread it
         # over them so the axes keep their byte values.
         factor = 256 // table.shape[0]
         full = table.repeat(factor, axis=0).repeat(factor, axis=1)
-        return pictures.bigram_picture(full, leveling=args.leveling, title=title)
+        bits = int(report.meta.get("bits", 8))
+        figure = pictures.bigram_picture(full, leveling=args.leveling, bits=bits, title=title)
+        return _png(figure, title)
 
     def header(self, report: Report) -> tuple[str, ...]:
         return (*("first", "second", "third")[: report.array.ndim], "count")
@@ -285,16 +300,23 @@ class EntropyAnalysis(Analysis):
         meta = report.meta
         return entropy_profile_text(report.array, start=meta["start"], stop=meta["stop"])
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
-        meta = report.meta
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        from binglide.cli import pictures
+
+        title = _title(args, report.meta)
+        lo, hi = self.spans(report)
+        # The service may say how many bytes a point covers; else the spans do.
+        sizes = np.asarray(report.meta.get("bytes_per_point", hi - lo), dtype=np.int64)
         if args.hilbert:
             order = max(0, math.ceil(math.log2(max(len(report.array), 1)) / 2))
-            return pictures.hilbert_picture(
-                report.array, order=order, mode="entropy", title=_title(args, meta)
+            figure = pictures.hilbert_entropy_picture(
+                report.array, point_bytes=sizes, order=order, title=title
             )
-        return pictures.entropy_picture(
-            report.array, start=meta["start"], stop=meta["stop"], title=_title(args, meta)
-        )
+        else:
+            figure = pictures.entropy_picture(
+                report.array, starts=lo, stops=lo + sizes, title=title
+            )
+        return _png(figure, title)
 
     def spans(self, report: Report) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Return the first and last-plus-one offsets of the bytes behind each value."""
@@ -358,16 +380,21 @@ class DiffAnalysis(Analysis):
             first_offsets=meta.get("first_offsets", []),
         )
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        from binglide.cli import pictures
+
         meta = report.meta
-        return pictures.diff_picture(
+        edges = self.edges(report)
+        title = _title(args, meta)
+        figure = pictures.diff_picture(
             report.array,
-            np.diff(self.edges(report)),
+            starts=edges[:-1],
+            stops=edges[1:],
             total=meta["total"],
             sizes=meta["sizes"],
-            start=meta["start"],
-            title=_title(args, meta),
+            title=title,
         )
+        return _png(figure, title)
 
     def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
         edges = self.edges(report)
@@ -430,10 +457,15 @@ class DataAnalysis(Analysis):
             )
         return head + "\n" + hexdump_text(report.array, runs, max_lines=args.lines)
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
-        return pictures.hilbert_picture(
-            report.array, mode="class", title=_title(args, report.meta)
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        from binglide.cli import pictures
+
+        meta = report.meta
+        title = _title(args, meta)
+        note = pictures.sample_note(
+            len(report.array), meta.get("runs", []), start=meta["start"], stop=meta["stop"]
         )
+        return _png(pictures.byte_class_picture(report.array, note=note, title=title), title)
 
     def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
         return {"data": report.array, "offset": self.offsets(report)}
@@ -457,8 +489,11 @@ class StatsAnalysis(Analysis):
         meta = {k: math.nan if v is None else v for k, v in report.meta.items()}
         return stats_text(meta)
 
-    def picture(self, report: Report, args: argparse.Namespace) -> NDArray[np.uint8]:
-        return pictures.histogram_picture(report.array, title=_title(args, report.meta))
+    def picture(self, report: Report, args: argparse.Namespace) -> bytes:
+        from binglide.cli import pictures
+
+        title = _title(args, report.meta)
+        return _png(pictures.stats_picture(report.array, report.meta, title=title), title)
 
     def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
         return _byte_rows(report)

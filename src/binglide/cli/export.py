@@ -19,12 +19,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 
-from binglide.cli.png import encode_png
-
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-    from numpy.typing import NDArray
 
 __all__ = ("document", "to_jsonable", "write_csv", "write_json", "write_npz", "write_png")
 
@@ -141,12 +138,11 @@ def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -
         writer.writerows(rows)
 
 
-def write_png(path: str, image: NDArray[np.uint8]) -> None:
-    """Write an RGB picture as a PNG file.
+def write_png(path: str, data: bytes) -> None:
+    """Write a picture, already encoded as a PNG file (see `binglide.cli.figures.to_png`).
 
     Raises:
         OSError: the file cannot be written.
     """
-    data = encode_png(image)
     with _replacing(path, "wb") as stream:
         stream.write(data)
