@@ -380,7 +380,7 @@ async def test_ctrl_c_cancels_an_embedded_job_and_exits_130(tmp_path, cache):
     with anyio.fail_after(30):
         async with await anyio.open_process(argv, env=child_env()) as process:
             # A redrawn bar: completion, throughput and time left.
-            await read_until(process.stderr, b"B/s  ETA ", seen)
+            await read_until(process.stderr, b"B/s ETA ", seen)
             with anyio.fail_after(10):
                 code = await interrupt(process, seen)
     assert code == 130, seen.decode(errors="replace")

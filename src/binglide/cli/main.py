@@ -267,7 +267,7 @@ def _progress_bar(args: argparse.Namespace) -> ProgressBar:
     if args.progress is False:
         # A stream that is not a terminal draws nothing.
         return ProgressBar(io.StringIO())
-    return ProgressBar(sys.stderr, force=bool(args.progress))
+    return ProgressBar(sys.stderr, force=bool(args.progress), description=args.analysis.name)
 
 
 @attrs.define
@@ -290,6 +290,7 @@ async def _follow(analysis: Analysis, call: Call, bar: ProgressBar) -> Report:
             report.completion,
             precision=report.precision,
             bytes_done=int(report.completion * length),
+            total_bytes=length,
         )
         final = report
     assert final is not None

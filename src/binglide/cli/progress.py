@@ -1,83 +1,69 @@
-"""A one-line progress bar for the terminal, testable with a fake clock.
+"""The command's progress bar on standard error: rich's, drawn only on a terminal (or when asked).
 
-The bar redraws itself in place with a carriage return, and only when the
-stream is a terminal (or when forced), so piping ``binglide`` into a file
-never fills it with bar frames.
+The bar shows the completion, the throughput, the time left and, while the
+answer is still an estimate, how precise it already is::
+
+    histogram ━━━━━━━━━━━━╸━━━━━━━━━━━━━━━━━━━━━━━━━━━  31% 1.2 GB/s ETA 0:00:03 precision 98%
+
+It is rich's `rich.progress.Progress`, chosen over tqdm because it takes its
+clock as an argument (tests drive it with a fake one through public API),
+its columns compose (our precision is one more column), and its console
+knows terminals: the bar fits the terminal's width, is wiped when it ends,
+and stays still on a dumb terminal. rich is imported only when a bar is
+actually drawn: a run whose standard error is a pipe or a file (and that
+did not ask for ``--progress``) never loads it and writes nothing.
 """
 
 from __future__ import annotations
 
-import math
 import sys
-import time
-from typing import TYPE_CHECKING, TextIO
-
-from binglide.cli.text import human_bytes
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
     from typing import Self
 
-__all__ = ("ProgressBar", "format_duration")
+    from rich.progress import Progress, TaskID
 
-
-def format_duration(seconds: float) -> str:
-    """Format a duration as ``m:ss``, or ``h:mm:ss`` from an hour on.
-
-    Args:
-        seconds: The duration; negative counts as zero.
-
-    Returns:
-        Text such as ``"0:03"``, ``"12:45"`` or ``"2:00:00"``; ``"?"`` if not finite.
-    """
-    if not math.isfinite(seconds):
-        return "?"
-    total = max(0, round(seconds))
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours}:{minutes:02d}:{secs:02d}"
-    return f"{minutes}:{secs:02d}"
+__all__ = ("ProgressBar",)
 
 
 class ProgressBar:
-    """Draw ``[#####.....]  42%  1.2 GiB/s  ETA 0:03`` on one line of a text stream.
+    """A progress bar on a text stream, or nothing when the stream is not a terminal.
 
-    Call `update` as often as convenient: redraws are limited to one per
-    ``min_interval`` seconds (the first and the final one always draw).  Use
-    it as a context manager, or call `close` at the end to clear the line.
+    Use it as a context manager, or call `close` at the end: the bar is wiped.
 
     Args:
         stream: Where to draw; standard error by default.
-        width: The number of cells between the brackets.
-        force: Draw even when the stream is not a terminal.
+        force: Draw even when the stream is not a terminal (then without colours).
+        description: A word shown before the bar (the analysis).
         clock: Returns the current time in seconds; tests pass a fake one.
-        min_interval: The least time between two redraws, in seconds.
-        leave: On `close`, end the line with the final bar instead of erasing it.
+        width: The line's width in characters; by default the terminal's.
+        auto_refresh: Redraw a few times a second from a thread (the time left
+            moves between reports); tests turn it off and get one frame per `update`.
     """
 
     def __init__(
         self,
         stream: TextIO | None = None,
         *,
-        width: int = 30,
         force: bool = False,
-        clock: Callable[[], float] = time.monotonic,
-        min_interval: float = 0.1,
-        leave: bool = False,
+        description: str = "",
+        clock: Callable[[], float] | None = None,
+        width: int | None = None,
+        auto_refresh: bool = True,
     ) -> None:
         self._stream = stream if stream is not None else sys.stderr
-        self._width = width
-        self._clock = clock
-        self._min_interval = min_interval
-        self._leave = leave
         isatty = getattr(self._stream, "isatty", None)
-        self._enabled = force or (callable(isatty) and bool(isatty()))
-        self._started: float | None = None
-        self._last_draw: float | None = None
-        self._last_length = 0
-        self._last_line = ""
+        self._terminal = callable(isatty) and bool(isatty())
+        self._enabled = force or self._terminal
+        self._description = description
+        self._clock = clock
+        self._width = width
+        self._auto_refresh = auto_refresh
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
         self._closed = False
 
     @property
@@ -85,39 +71,53 @@ class ProgressBar:
         """Whether the bar draws at all (a terminal, or ``force=True``)."""
         return self._enabled
 
-    def render(
-        self,
-        completion: float,
-        *,
-        precision: float | None = None,
-        bytes_done: int | None = None,
-        elapsed: float | None = None,
-    ) -> str:
-        """Return the bar's text for a state, without drawing it.
+    def _start(self) -> Progress:
+        # Here, not at the top: only a bar that is drawn pays for rich.
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+        from rich.text import Text
 
-        Args:
-            completion: The fraction done, 0 to 1 (clamped).
-            precision: How exact the partial result already is, 0 to 1
-                (binglide refines results progressively); shown as a percentage.
-            bytes_done: The bytes processed so far, for the rate.
-            elapsed: Seconds since the start, for the rate and the ETA.
+        class Throughput(TransferSpeedColumn):
+            """Bytes a second, when the bytes are known."""
 
-        Returns:
-            One line, without carriage return or newline.
-        """
-        done = 0.0 if math.isnan(completion) else min(max(completion, 0.0), 1.0)
-        cells = int(done * self._width)
-        parts = [f"[{'#' * cells}{'.' * (self._width - cells)}]", f"{int(done * 100):3d}%"]
-        if precision is not None:
-            parts.append(f"precision {int(min(max(precision, 0.0), 1.0) * 100)}%")
-        if elapsed is not None and elapsed > 0:
-            if bytes_done is not None:
-                parts.append(f"{human_bytes(bytes_done / elapsed)}/s")
-            if 0 < done < 1:
-                parts.append(f"ETA {format_duration(elapsed * (1 - done) / done)}")
-            elif done >= 1:
-                parts.append(f"in {format_duration(elapsed)}")
-        return "  ".join(parts)
+            def render(self, task: Any) -> Text:
+                return super().render(task) if task.fields.get("bytes") else Text("")
+
+        console = Console(
+            file=self._stream,
+            # A terminal is detected as rich does (TERM=dumb stays still);
+            # a forced bar on a pipe or a file is plain text.
+            force_terminal=True if not self._terminal else None,
+            color_system="auto" if self._terminal else None,
+            width=self._width,
+            highlight=False,
+        )
+        progress = Progress(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            TaskProgressColumn(),
+            Throughput(),
+            TextColumn("ETA", markup=False),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[precision]}", markup=False),
+            console=console,
+            transient=True,
+            auto_refresh=self._auto_refresh,
+            refresh_per_second=5,
+            get_time=self._clock,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self._task = progress.add_task(self._description, total=None, precision="", bytes=False)
+        progress.start()
+        return progress
 
     def update(
         self,
@@ -125,58 +125,44 @@ class ProgressBar:
         *,
         precision: float | None = None,
         bytes_done: int | None = None,
+        total_bytes: int | None = None,
     ) -> None:
-        """Record progress, and redraw the bar if it is due.
+        """Record progress; the bar shows it at its next redraw (at once without auto-refresh).
 
         Args:
-            completion: The fraction done, 0 to 1.
-            precision: How exact the partial result already is, 0 to 1.
-            bytes_done: The bytes processed so far, to show a rate.
+            completion: The fraction done, 0 to 1 (clamped).
+            precision: How exact the partial result already is, 0 to 1
+                (binglide refines results progressively); shown below 100%.
+            bytes_done: The bytes processed so far (with `total_bytes`: the throughput).
+            total_bytes: The bytes of the whole job.
         """
         if not self._enabled or self._closed:
             return
-        now = self._clock()
-        if self._started is None:
-            self._started = now
-        due = (
-            self._last_draw is None
-            or completion >= 1.0
-            or now - self._last_draw >= self._min_interval
-        )
-        if not due:
-            return
-        line = self.render(
-            completion,
-            precision=precision,
-            bytes_done=bytes_done,
-            elapsed=now - self._started,
-        )
-        self._draw(line)
-        self._last_draw = now
-
-    def _draw(self, line: str) -> None:
-        # Pad with spaces to wipe what a longer previous line left behind.
-        padding = " " * max(self._last_length - len(line), 0)
-        self._stream.write(f"\r{line}{padding}")
-        self._stream.flush()
-        self._last_length = len(line)
-        self._last_line = line
+        if self._progress is None:
+            self._progress = self._start()
+        assert self._task is not None
+        done = min(max(completion, 0.0), 1.0) if completion == completion else 0.0
+        fields: dict[str, Any] = {"precision": ""}
+        if precision is not None and precision < 1.0:
+            fields["precision"] = f"precision {int(max(precision, 0.0) * 100)}%"
+        if total_bytes:
+            # Counted in bytes, so rich's speed is the throughput.
+            completed = bytes_done if bytes_done is not None else done * total_bytes
+            self._progress.update(
+                self._task, total=total_bytes, completed=completed, bytes=True, **fields
+            )
+        else:
+            self._progress.update(self._task, total=1.0, completed=done, bytes=False, **fields)
+        if not self._auto_refresh:
+            self._progress.refresh()
 
     def close(self) -> None:
-        """End the bar: erase its line (or keep it, with ``leave=True``, and end the line).
-
-        Closing twice is harmless.
-        """
+        """Wipe the bar and give the terminal its cursor back. Closing twice is harmless."""
         if self._closed:
             return
         self._closed = True
-        if not self._enabled or self._last_draw is None:
-            return
-        if self._leave:
-            self._stream.write("\n")
-        else:
-            self._stream.write("\r" + " " * self._last_length + "\r")
-        self._stream.flush()
+        if self._progress is not None:
+            self._progress.stop()
 
     def __enter__(self) -> Self:
         return self
