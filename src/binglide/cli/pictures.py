@@ -241,7 +241,7 @@ def trigram_picture(counts: ArrayLike, *, title: str = "Trigrams") -> Figure:
     axes = figure.add_subplot(projection="3d", computed_zorder=False)
     cmap = truncated_colormap("inferno", 0.35)
     norm = LogNorm(vmin=1.0, vmax=max(float(weights.max()) if drawn else 1.0, 2.0))
-    cloud = axes.scatter(
+    axes.scatter(
         *position,
         c=weights,
         cmap=cmap,
@@ -257,19 +257,21 @@ def trigram_picture(counts: ArrayLike, *, title: str = "Trigrams") -> Figure:
         axes.plot(*zip(start, stop, strict=True), color="#5a8fd0", lw=0.8)
     axes.plot([], [], color="#5a8fd0", lw=0.8, label="printable ASCII (0x20-0x7E)")
     axes.legend(loc="upper left", fontsize=8)
+    axes.set_facecolor(figure.get_facecolor())
     for axis, name in zip(
         (axes.xaxis, axes.yaxis, axes.zaxis), ("1st", "2nd", "3rd"), strict=True
     ):
         axis.set_pane_color((0.05, 0.05, 0.07, 1.0))
-        axis.set_ticks([0, 0x40, 0x80, 0xC0, 0x100], ["0x00", "0x40", "0x80", "0xC0", "0x100"])
+        # The 1st byte's 0x00 would print over the 2nd's, at their shared corner.
+        ticks = [0x40, 0x80, 0xC0, 0x100] if name == "1st" else [0, 0x40, 0x80, 0xC0, 0x100]
+        axis.set_ticks(ticks, [f"0x{t:02X}" for t in ticks])
         axis.set_label_text(f"{name} byte")
     axes.set(xlim=(0, 256), ylim=(0, 256), zlim=(0, 256))
     axes.view_init(elev=22, azim=-128)
     bar = figure.colorbar(
-        ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, pad=0.08, aspect=30
+        ScalarMappable(norm=norm, cmap=cmap), ax=axes, shrink=0.6, pad=0.02, aspect=30
     )
     bar.set_label("count of the triple")
-    del cloud
     bits = int(math.log2(n))
     details = f"{int(table.sum()):,} triples, {occupied:,} distinct of {n**3:,} cells"
     if bits < 8:
