@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from binglide.cli import pictures
-from binglide.cli.figures import to_png
+from binglide.cli.pictures.figure import to_png
 
 if TYPE_CHECKING:
     from collections.abc import Callable

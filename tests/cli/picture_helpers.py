@@ -9,7 +9,7 @@ import numpy as np
 from matplotlib.colors import to_rgb
 from PIL import Image
 
-from binglide.cli.figures import to_png
+from binglide.cli.pictures.figure import to_png
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

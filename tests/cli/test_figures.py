@@ -10,7 +10,7 @@ import pytest
 from matplotlib.font_manager import FontProperties
 from PIL import Image
 
-from binglide.cli.figures import (
+from binglide.cli.pictures.figure import (
     DPI,
     FIGURE_BACKGROUND,
     fit_text,

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from binglide.cli.figures import PLOT_BACKGROUND
 from binglide.cli.pictures import (
     CLASS_COLORS,
     NO_DATA,
@@ -27,6 +26,7 @@ from binglide.cli.pictures import (
     stats_picture,
     trigram_picture,
 )
+from binglide.cli.pictures.figure import PLOT_BACKGROUND
 from tests.cli.picture_helpers import (
     at,
     close,

@@ -84,7 +84,7 @@ def _title(args: argparse.Namespace, meta: dict[str, Any]) -> str:
 
 
 def _png(figure: Figure, title: str) -> bytes:
-    from binglide.cli.figures import to_png
+    from binglide.cli.pictures.figure import to_png
 
     return to_png(figure, title=title)
 

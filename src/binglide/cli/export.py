@@ -139,7 +139,7 @@ def write_csv(path: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -
 
 
 def write_png(path: str, data: bytes) -> None:
-    """Write a picture, already encoded as a PNG file (see `binglide.cli.figures.to_png`).
+    """Write a picture, already encoded as a PNG file (see `binglide.cli.pictures.to_png`).
 
     Raises:
         OSError: the file cannot be written.

@@ -1,8 +1,8 @@
-"""matplotlib set up for the command's pictures: a themed figure, hex axes, titles that fit, PNG.
+"""matplotlib set up for the command's pictures: a themed figure, axes, titles that fit, PNG.
 
-This module and `binglide.cli.pictures` import matplotlib, which takes a good
-fraction of a second; the command imports them only when ``--png`` asks for a
-picture, so every other run starts without it.
+The pictures import matplotlib, which takes a good fraction of a second; the
+command imports them only when ``--png`` asks for a picture, so every other
+run starts without it.
 
 Pictures are drawn on a `matplotlib.figure.Figure` with the non-interactive
 Agg canvas attached explicitly: pyplot (its global state and its choice of
@@ -38,15 +38,19 @@ from matplotlib.font_manager import FontProperties
 from PIL import Image, PngImagePlugin
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
     from matplotlib.axes import Axes
     from matplotlib.axis import Axis
+    from numpy.typing import NDArray
 
 __all__ = (
+    "BYTE_TICKS",
     "DPI",
     "FIGURE_BACKGROUND",
     "PLOT_BACKGROUND",
+    "byte_ticks",
+    "check_counts",
     "fit_text",
     "hex_axis",
     "hex_label",
@@ -195,6 +199,25 @@ def hex_axis(axis: Axis, start: int, stop: int, *, count: int = 6) -> None:
     step = 1 << max(math.ceil(math.log2(span / max(count, 1))), 0)
     axis.set_major_locator(ticker.MultipleLocator(step))
     axis.set_major_formatter(ticker.FuncFormatter(lambda v, _: hex_label(v)))
+
+
+#: Byte values worth a tick on a 0x00 to 0xFF axis.
+BYTE_TICKS = (0x00, 0x20, 0x40, 0x60, 0x80, 0xA0, 0xC0, 0xE0, 0xFF)
+
+
+def byte_ticks(axis: Axis, values: Sequence[int] = BYTE_TICKS) -> None:
+    """Tick a byte-value axis at `values`, labelled ``0x00`` to ``0xFF``."""
+    axis.set_ticks(list(values), [f"0x{v:02X}" for v in values])
+
+
+def check_counts(table: NDArray[Any], what: str) -> None:
+    """Refuse a table of counts with a negative value.
+
+    Raises:
+        ValueError: If `table` holds a negative value.
+    """
+    if table.size and table.min() < 0:
+        raise ValueError(f"{what} cannot be negative")
 
 
 @themed
