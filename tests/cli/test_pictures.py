@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import subprocess
 import sys
@@ -481,3 +482,42 @@ def test_bigram_of_arm_code():
     assert brightness(brightest) >= max(
         brightness(at(image, figure.axes[0], a, b)) for a, b in ((0x41, 0x42), (0x90, 0x33))
     )
+
+
+def test_entropy_bars_meet_when_a_sliding_window_is_narrower_than_their_spacing():
+    starts = np.arange(10) * 4096
+    figure = entropy_picture(np.full(10, 3.0), starts=starts, stops=starts + 4096, point_bytes=128)
+    image = render(figure)
+    assert at(image, figure.axes[0], 3 * 4096 + 4000, 1.5) != BLACK
+    assert details(figure).startswith("10 points of 128 B each")
+    assert hatched(figure, 3 * 4096 + 2048) > 10
+
+
+def test_the_entropy_command_draws_sliding_windows_and_reads_bytes_per_point():
+    import argparse
+
+    from PIL import Image
+
+    from binglide import Report
+    from binglide.cli.commands import ANALYSES
+    from binglide.cli.pictures.palette import entropy_colormap
+
+    analysis = ANALYSES["entropy"]
+    args = argparse.Namespace(files=["fw.bin"], hilbert=False)
+    meta = {"mode": "sliding", "window": 64, "resolution": 8, "start": 0, "stop": 8 * 4096}
+    sliding = Report(np.full(8, 5.5), meta=meta)
+    png = analysis.picture(sliding, args)
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG"
+    assert image.info["Title"].startswith("fw.bin")
+    # The bars cover the whole range (not 64-byte slivers 4 KiB apart).
+    colour = np.array(entropy_colormap()(5.5 / 8)[:3]) * 255
+    row = np.asarray(image.convert("RGB"), dtype=float)[image.height // 2]
+    assert (np.abs(row - colour).max(axis=1) < 4).sum() > 800
+    # The service's own count wins over the spans.
+    resolution = {"mode": "resolution", "resolution": 8, "start": 0, "stop": 8 * 16}
+    told = Report(np.full(8, 3.0), meta={**resolution, "bytes_per_point": 4096})
+    untold = Report(np.full(8, 3.0), meta=resolution)
+    assert analysis.picture(told, args) != analysis.picture(untold, args)
+    hilbert = argparse.Namespace(files=["fw.bin"], hilbert=True)
+    assert Image.open(io.BytesIO(analysis.picture(untold, hilbert))).size == (760, 660)

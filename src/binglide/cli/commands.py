@@ -303,18 +303,23 @@ class EntropyAnalysis(Analysis):
     def picture(self, report: Report, args: argparse.Namespace) -> bytes:
         from binglide.cli import pictures
 
-        title = _title(args, report.meta)
+        meta = report.meta
+        title = _title(args, meta)
         lo, hi = self.spans(report)
-        # The service may say how many bytes a point covers; else the spans do.
-        sizes = np.asarray(report.meta.get("bytes_per_point", hi - lo), dtype=np.int64)
+        # The bytes behind each value: the service may say; else the spans do.
+        sizes = np.asarray(meta.get("bytes_per_point", hi - lo), dtype=np.int64)
         if args.hilbert:
             order = max(0, math.ceil(math.log2(max(len(report.array), 1)) / 2))
             figure = pictures.hilbert_entropy_picture(
                 report.array, point_bytes=sizes, order=order, title=title
             )
         else:
+            if meta["mode"] == "sliding":
+                # A window narrower than the spacing: bars still meet.
+                edges = point_edges(int(meta["start"]), int(meta["stop"]), len(report.array))
+                lo, hi = edges[:-1], edges[1:]
             figure = pictures.entropy_picture(
-                report.array, starts=lo, stops=lo + sizes, title=title
+                report.array, starts=lo, stops=hi, point_bytes=sizes, title=title
             )
         return _png(figure, title)
 

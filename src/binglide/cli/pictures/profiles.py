@@ -93,13 +93,14 @@ def entropy_picture(
     *,
     starts: ArrayLike,
     stops: ArrayLike,
+    point_bytes: ArrayLike | None = None,
     title: str = "Entropy",
     width: int = 1024,
     height: int = 420,
 ) -> Figure:
     """Draw an entropy profile along the file, coloured as binwalk's plot.
 
-    Points are bars from their first to their last offset, coloured blue
+    Points are bars over the offsets they stand for, coloured blue
     (low) to red (high) with a colour bar. When there are more points than
     columns, a column shows their mean and a light line their maximum. A
     point of ``b`` bytes can show at most ``log2(b)`` bits per byte: where
@@ -108,8 +109,11 @@ def entropy_picture(
 
     Args:
         values: The entropy of each point, 0 to 8 bits per byte (NaN: no data).
-        starts: The first offset of each point.
-        stops: The offset just past each point.
+        starts: Where each point's bar starts.
+        stops: Where each point's bar ends.
+        point_bytes: The bytes each value was computed over (one number, or
+            one per point); by default its bar's span. They differ for a
+            sliding window smaller than the points' spacing.
         title: The heading.
         width: The picture's width in pixels.
         height: The picture's height in pixels.
@@ -131,7 +135,9 @@ def entropy_picture(
     axes = figure.add_subplot()
     first = int(lo.min()) if len(lo) else 0
     last = int(hi.max()) if len(hi) else 0
-    sizes = hi - lo
+    sizes = np.broadcast_to(
+        np.asarray(hi - lo if point_bytes is None else point_bytes, dtype=np.int64), data.shape
+    )
     details = "no points"
     if len(data):
         edges = merge_points(len(data), width - 150)
