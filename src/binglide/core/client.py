@@ -142,7 +142,11 @@ class ClientMachine:
         beat, lost = self._liveness.tick(now)
         if beat:
             self._out.append(Heartbeat())
-        return self._lose("the broker stopped answering heartbeats") if lost else None
+        if not lost:
+            return None
+        if not self._liveness.answered:
+            return self._lose("no broker has answered yet")
+        return self._lose("the broker stopped answering heartbeats")
 
     def next_deadline(self) -> float | None:
         """Return when `handle_timer` should next be called."""

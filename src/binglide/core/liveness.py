@@ -21,6 +21,9 @@ class Liveness:
     liveness: int = 3
     next_send: float | None = None
     expiry: float | None = None
+    #: Whether the broker was ever heard from: a broker that never answered
+    #: is not one that stopped answering, and the reports say which.
+    answered: bool = False
 
     def sent(self, now: float) -> None:
         """Note that something was sent at `now`."""
@@ -28,6 +31,10 @@ class Liveness:
 
     def heard(self, now: float) -> None:
         """Note that the broker was heard from at `now`."""
+        self.answered = True
+        self._restart(now)
+
+    def _restart(self, now: float) -> None:
         self.expiry = now + self.interval * self.liveness
 
     def due(self, now: float) -> bool:
@@ -44,13 +51,13 @@ class Liveness:
         A lost broker is reported once per silence: the count starts again.
         """
         if self.expiry is None:
-            self.heard(now)
+            self._restart(now)
         beat = self.due(now)
         if beat:
             self.sent(now)
         lost = self.dead(now)
         if lost:
-            self.heard(now)
+            self._restart(now)
         return beat, lost
 
     def next_deadline(self) -> float | None:

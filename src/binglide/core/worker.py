@@ -151,7 +151,11 @@ class WorkerMachine:
         beat, lost = self._liveness.tick(now)
         if beat:
             self._out.append(Heartbeat())
-        return self._reset("the broker stopped answering heartbeats") if lost else None
+        if not lost:
+            return None
+        if not self._liveness.answered:
+            return self._reset("no broker has answered yet")
+        return self._reset("the broker stopped answering heartbeats")
 
     def next_deadline(self) -> float | None:
         """Return when `handle_timer` should next be called."""
