@@ -69,6 +69,9 @@ from .errors import (
 from .errors import (
     TransportError as TransportError,
 )
+from .errors import (
+    TransportRefused as TransportRefused,
+)
 from .report import Report as Report
 from .report import Task as Task
 from .service import Context as Context
@@ -110,6 +113,7 @@ __all__ = (
     "TransportBroken",
     "TransportClosed",
     "TransportError",
+    "TransportRefused",
     "Worker",
     "analyse_files",
     "connect",

@@ -10,6 +10,7 @@ act on. Anything else escaping binglide is a bug::
     ├── TransportError
     │   ├── TransportClosed        # *we* closed it
     │   └── TransportBroken        # the peer or socket went away (__cause__ has why)
+    │       └── TransportRefused   # the broker refused us (a failed CURVE handshake)
     ├── JobError                   # carries .job_id and .service
     │   ├── RequestError           # bad input: file, range, root, option
     │   ├── ServiceUnavailable     # unknown service, or no worker before the deadline
@@ -43,6 +44,7 @@ __all__ = (
     "TransportBroken",
     "TransportClosed",
     "TransportError",
+    "TransportRefused",
 )
 
 
@@ -81,6 +83,15 @@ class TransportClosed(TransportError):
 
 class TransportBroken(TransportError):
     """The peer or the socket went away; ``__cause__`` holds the underlying error."""
+
+
+class TransportRefused(TransportBroken):
+    """The broker answered the connection and refused it: the security handshake failed.
+
+    Our CURVE key is not among those the broker admits, one side uses CURVE
+    and the other does not, or the broker's public key we hold is not its
+    own. Trying again unchanged fails the same way; the message says which.
+    """
 
 
 class JobError(BinglideError):

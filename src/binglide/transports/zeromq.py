@@ -544,6 +544,9 @@ class ZmqPeer(PeerTransport):
         self.identity = identity
         self.address = address
         self._closed = False
+        #: The socket monitor's PAIR socket, when `connect` was asked for one
+        #: (`binglide.transports.handshake` reads it); None after `stop_monitor`.
+        self.monitor: zmq.asyncio.Socket | None = None
         # The peer waits on ZeroMQ's file descriptor itself rather than
         # through zmq.asyncio's futures (whose bookkeeping costs as much as
         # the rest of a hop): one reader on the event loop, and futures of
@@ -561,6 +564,7 @@ class ZmqPeer(PeerTransport):
         identity: str | None = None,
         curve: CurveClientKeys | None = None,
         context: zmq.asyncio.Context | None = None,
+        monitor: bool = False,
     ) -> ZmqPeer:
         """Connect a DEALER to the broker at `address` and return this end.
 
@@ -573,6 +577,8 @@ class ZmqPeer(PeerTransport):
                 peers (default: `new_identity`).
             curve: CURVE keys, needed when the broker uses CURVE.
             context: the ZeroMQ context (default: `shared_context`).
+            monitor: also open a socket monitor (`monitor`), before
+                connecting so that no event of the first connection is missed.
 
         Raises:
             ValueError: `identity` is not ASCII or is empty.
@@ -583,6 +589,7 @@ class ZmqPeer(PeerTransport):
             raise ValueError(f"a routing id must be ASCII, not {name!r}")
         ctx = context or shared_context()
         sock = ctx.socket(zmq.DEALER)
+        events = None
         try:
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.ROUTING_ID, name.encode("ascii"))
@@ -592,11 +599,24 @@ class ZmqPeer(PeerTransport):
                 sock.curve_serverkey = curve.server_public
                 sock.curve_publickey = curve.public
                 sock.curve_secretkey = curve.secret
+            events = sock.get_monitor_socket() if monitor else None
             sock.connect(address)
         except zmq.ZMQError as exc:
+            if events is not None:
+                events.close(linger=0)
             sock.close(linger=0)
             raise TransportBroken(f"cannot connect to {address!r}: {exc}") from exc
-        return cls(sock, PeerId(name), address)
+        peer = cls(sock, PeerId(name), address)
+        peer.monitor = events
+        return peer
+
+    def stop_monitor(self) -> None:
+        """Stop the socket monitor and close its socket (a no-op without one)."""
+        events, self.monitor = self.monitor, None
+        if events is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._socket.disable_monitor()
+            events.close(linger=0)
 
     # ZeroMQ's fd is edge-triggered: it signals that ZMQ_EVENTS may have
     # changed, and reading ZMQ_EVENTS re-arms it. So a task reads ZMQ_EVENTS
@@ -724,4 +744,5 @@ class ZmqPeer(PeerTransport):
         for _mask, waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)  # they raise TransportClosed
+        self.stop_monitor()
         self._socket.close(linger=0)
