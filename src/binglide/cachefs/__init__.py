@@ -1,7 +1,7 @@
 """The on-disk chunk cache: keys, the store, and covering ranges with cached blocks.
 
-Depends only on the standard library, numpy, attrs, platformdirs and
-`binglide.errors`. A miss is None, never an error; an unusable directory
+Depends only on the standard library, numpy, attrs, platformdirs,
+`binglide.errors` and `binglide.sizes`. A miss is None, never an error; an unusable directory
 disables caching with one `CacheDisabledWarning`.
 """
 
@@ -18,6 +18,7 @@ from .store import CacheDisabledWarning as CacheDisabledWarning
 from .store import CacheInfo as CacheInfo
 from .store import ChunkStore as ChunkStore
 from .store import default_cache_dir as default_cache_dir
+from .store import default_max_bytes as default_max_bytes
 
 __all__ = (
     "DEFAULT_MAX_BYTES",
@@ -29,6 +30,7 @@ __all__ = (
     "aligned_blocks",
     "commit_levels",
     "default_cache_dir",
+    "default_max_bytes",
     "find_cover",
     "key_prefix",
 )

@@ -71,6 +71,7 @@ import attrs
 import numpy as np
 import platformdirs
 
+from ..sizes import parse_size
 from .keys import ChunkKey, key_prefix
 
 if TYPE_CHECKING:
@@ -84,6 +85,7 @@ __all__ = (
     "CacheInfo",
     "ChunkStore",
     "default_cache_dir",
+    "default_max_bytes",
 )
 
 logger = logging.getLogger(__name__)
@@ -121,6 +123,28 @@ def default_cache_dir() -> Path:
     if configured:
         return Path(configured).expanduser()
     return Path(platformdirs.user_cache_dir("binglide"))
+
+
+def default_max_bytes() -> int:
+    """Return the size bound to use when none is given.
+
+    Returns:
+        ``$BINGLIDE_CACHE_MAX_SIZE`` if set and not empty (a byte count such
+        as ``4294967296``, ``4G`` or ``512MiB``), else `DEFAULT_MAX_BYTES`.
+
+    Raises:
+        ValueError: ``$BINGLIDE_CACHE_MAX_SIZE`` is not a byte count.
+    """
+    configured = os.environ.get("BINGLIDE_CACHE_MAX_SIZE", "").strip()
+    if not configured:
+        return DEFAULT_MAX_BYTES
+    try:
+        return parse_size(configured)
+    except ValueError:
+        raise ValueError(
+            f"BINGLIDE_CACHE_MAX_SIZE={configured!r} is not a size: give bytes such as"
+            " 4294967296, 4G or 512MiB"
+        ) from None
 
 
 class CacheDisabledWarning(RuntimeWarning):

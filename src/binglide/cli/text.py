@@ -7,11 +7,11 @@ strings, so the command decides where they go.
 from __future__ import annotations
 
 import math
-import re
-from fractions import Fraction
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+
+from binglide.sizes import parse_size
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -36,46 +36,15 @@ SPARK_CHARS = "▁▂▃▄▅▆▇█"
 # Eighths of a block, for bars with sub-character resolution.
 _BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
 
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
-_OFFSET_RE = re.compile(
-    r"""^\s*(?:
-        (?P<hex>0[xX][0-9a-fA-F_]+)
-      | (?P<number>[0-9][0-9_]*(?:\.[0-9]*)?|\.[0-9]+)\s*(?P<unit>[kKmMgGtTpP]?)(?:i?[bB])?
-    )\s*$""",
-    re.VERBOSE,
-)
-
 
 def parse_offset(s: str) -> int:
-    """Parse an offset or size as people write them.
-
-    Accepts decimal (``4096``), hexadecimal (``0x1000``) and decimal numbers
-    with a binary unit: ``K``, ``M``, ``G``, ``T``, ``P`` are powers of 1024,
-    optionally followed by ``B`` or ``iB`` (``4K``, ``4KiB``, ``1.5M``).  A
-    lone ``B`` means bytes.
-
-    Args:
-        s: The text to parse.
-
-    Returns:
-        The offset in bytes.
+    """Parse an offset or size as people write them (see `binglide.sizes.parse_size`).
 
     Raises:
-        ValueError: If ``s`` is not one of these forms, is negative, or names
-            a fraction of a byte (``1.3K``).
+        ValueError: If ``s`` is not a byte count such as ``4096``, ``0x1000``,
+            ``4K`` or ``1.5MiB``.
     """
-    match = _OFFSET_RE.match(s)
-    if match is None:
-        raise ValueError(
-            f"invalid offset {s!r}: expected a number of bytes such as 4096, 0x1000, 4K or 1.5MiB"
-        )
-    if match["hex"] is not None:
-        return int(match["hex"], 16)
-    # Fraction keeps "1.5M" exact where a float could round.
-    value = Fraction(match["number"].replace("_", "")) * _UNITS[match["unit"].upper()]
-    if value.denominator != 1:
-        raise ValueError(f"invalid offset {s!r}: {float(value)} is not a whole number of bytes")
-    return int(value)
+    return parse_size(s)
 
 
 def parse_range(s: str) -> tuple[int | None, int | None]:
@@ -381,8 +350,10 @@ def histogram_text(counts: ArrayLike, *, top: int = 16, bar_width: int = 32) -> 
         A header and one line per byte, joined by ``"\\n"``.
 
     Raises:
-        ValueError: If ``counts`` does not hold 256 values.
+        ValueError: If ``counts`` does not hold 256 values, or ``top`` is less than 1.
     """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, not {top}")
     table = np.asarray(counts).ravel()
     if table.shape != (256,):
         raise ValueError(f"a byte histogram has 256 counts, not {table.shape[0]}")
@@ -563,9 +534,11 @@ def ngrams_text(counts: ArrayLike, *, bits: int = 8, top: int = 16) -> str:
         A header and one line per n-gram, joined by ``"\\n"``.
 
     Raises:
-        ValueError: If ``bits`` is not 1 to 8, or the table is not a cube of
-            ``2**bits`` per side.
+        ValueError: If ``bits`` is not 1 to 8, the table is not a cube of
+            ``2**bits`` per side, or ``top`` is less than 1.
     """
+    if top < 1:
+        raise ValueError(f"top must be at least 1, not {top}")
     if not 1 <= bits <= 8:
         raise ValueError(f"bits must be 1 to 8, not {bits}")
     table = np.asarray(counts)
