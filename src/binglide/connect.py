@@ -5,24 +5,31 @@ broker and, for every built-in service and every `Service` class passed in,
 ``workers`` workers. The analyses' kernels release the GIL and run in worker
 threads, so in-process workers use every core of the machine.
 
-With an address, `connect_remote` opens a `Client` on a broker over ZeroMQ.
+With an address, `connect` opens a `Client` on a broker over ZeroMQ and
+waits until it answers, telling apart a broker that is not there from one
+that refuses us (`TransportRefused`, from the socket monitor's view of the
+CURVE handshake); `connect_remote` opens one without waiting.
 `resolve_service` names the services a deployment can serve.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 import os
 from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import anyio
+import attrs
 
+from ._clock import loop_time
 from .broker import Broker
-from .cachefs import ChunkStore, default_cache_dir
+from .cachefs import ChunkStore, default_cache_dir, default_max_bytes
 from .client import Client
 from .core import BrokerConfig
-from .errors import TransportBroken
+from .errors import TransportBroken, TransportRefused
 from .service import Service, Settings
 from .transports import InprocNetwork
 from .worker import DEFAULT_HEARTBEAT_INTERVAL, Worker
@@ -32,9 +39,18 @@ if TYPE_CHECKING:
 
     import zmq.asyncio
 
+    from .transports.handshake import Handshake
     from .transports.zeromq import CurveClientKeys
 
-__all__ = ("connect", "connect_remote", "default_services", "resolve_service", "start_workers")
+__all__ = (
+    "connect",
+    "connect_remote",
+    "default_services",
+    "handshake_refusal",
+    "load_client_keys",
+    "resolve_service",
+    "start_workers",
+)
 
 
 def default_services() -> tuple[type[Service], ...]:
@@ -57,9 +73,18 @@ def resolve_service(spec: str) -> type[Service]:
         module_name, _, attr = spec.partition(":")
         try:
             module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ValueError(
+                f"cannot load service {spec!r}: cannot import {module_name!r} ({exc});"
+                " the module must be importable: installed, in the current directory"
+                " (binglide worker looks there), or on PYTHONPATH"
+            ) from exc
+        try:
             cls = getattr(module, attr)
-        except (ImportError, AttributeError) as exc:
-            raise ValueError(f"cannot load service {spec!r}: {exc}") from exc
+        except AttributeError:
+            raise ValueError(
+                f"cannot load service {spec!r}: module {module_name!r} has no {attr!r}"
+            ) from None
         if not (isinstance(cls, type) and issubclass(cls, Service)):
             raise ValueError(f"{spec!r} is not a binglide.Service subclass")
         return cls
@@ -116,9 +141,12 @@ async def connect(
     services: Iterable[type[Service]] = (),
     workers: int | Mapping[str, int] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    cache_max_size: int | None = None,
     roots: Sequence[str | os.PathLike[str]] | None = None,
     builtins: bool = True,
     config: BrokerConfig | None = None,
+    curve_dir: str | os.PathLike[str] | None = None,
+    curve_name: str = "client",
     connect_timeout: float = 10.0,
 ) -> AsyncIterator[Client]:
     """Open a client: on the embedded default, or on the broker at `address`.
@@ -131,34 +159,50 @@ async def connect(
             from service name to a number.
         cache_dir: where the chunk cache lives (default: ``$BINGLIDE_CACHE_DIR``
             or the platform's user cache directory).
+        cache_max_size: the cache's size bound in bytes; least recently used
+            entries are evicted past it (default: ``$BINGLIDE_CACHE_MAX_SIZE``,
+            or 4 GiB).
         roots: directories the workers may read files from (default: any).
         builtins: whether to serve the built-in analyses.
-        config: the embedded broker's settings.
+        config: the embedded broker's settings. Its heartbeat settings do not
+            apply: a peer in this process cannot vanish without a word, so
+            none of them is ever expired (a handler that holds the event loop
+            must not get its worker declared dead).
+        curve_dir: with an address, the directory holding this client's
+            CURVE keys (as ``binglide keys`` writes them: ``NAME.key_secret``
+            and the broker's ``server.key``); needed when the broker uses
+            CURVE, as every broker reachable from other machines does.
+        curve_name: the name of the key pair in `curve_dir`.
         connect_timeout: with an address, how long to wait for the broker to
             answer before giving up.
 
     Raises:
-        ValueError: `workers` is not a positive count or names unknown services.
-        TransportBroken: no broker answered at `address` in time.
+        ValueError: `workers` is not a positive count or names unknown
+            services; `cache_max_size` is negative; `curve_dir` holds no key
+            pair `curve_name` or no ``server.key``.
+        TransportBroken: no broker answered at `address` in time (the message
+            says whether anything accepted the connection at all).
+        TransportRefused: the broker at `address` refused us: it does not
+            admit our key, it uses CURVE and we gave no keys (or the other
+            way round), or its public key in `curve_dir` is not its own.
     """
     if address is not None:
-        async with connect_remote(address) as client:
-            try:
-                with anyio.fail_after(connect_timeout):
-                    await client.wait_connected()
-            except TimeoutError:
-                raise TransportBroken(
-                    f"no broker answered at {address} within {connect_timeout:g} s;"
-                    f" start one (binglide broker {address}) or check the address"
-                ) from None
+        keys = load_client_keys(curve_dir, curve_name) if curve_dir is not None else None
+        async with _remote_client(address, keys, connect_timeout=connect_timeout) as client:
             yield client
         return
+    if curve_dir is not None:
+        raise ValueError("curve_dir is for a broker's address: the embedded default needs no keys")
     classes = [*(default_services() if builtins else ()), *services]
     _counts(classes, workers)  # refuse bad counts before anything starts
     n = workers if isinstance(workers, int) else (os.cpu_count() or 1)
-    settings = Settings(roots=roots, cache=_open_cache(cache_dir), parallelism=n)
-    # In one process nobody dies silently: no heartbeats needed.
-    config = config or BrokerConfig(heartbeat_interval=float("inf"))
+    store = _open_cache(cache_dir, cache_max_size)
+    settings = Settings(roots=roots, cache=store, parallelism=n)
+    # In one process nobody dies silently (a worker that stops says so, and
+    # the process ends as a whole), so nobody is expired for silence: our
+    # workers do not heartbeat, and a handler that holds the event loop for a
+    # while must not have its worker, or everyone, declared dead.
+    config = attrs.evolve(config or BrokerConfig(), heartbeat_interval=math.inf)
     network = InprocNetwork()
     with _single_errors():
         async with anyio.create_task_group() as tg:
@@ -171,6 +215,38 @@ async def connect(
                 client.broker = broker
                 yield client
             tg.cancel_scope.cancel()
+
+
+def load_client_keys(directory: str | os.PathLike[str], name: str = "client") -> CurveClientKeys:
+    """Load a client's or worker's CURVE keys from a directory ``binglide keys`` wrote.
+
+    Args:
+        directory: holds ``NAME.key_secret`` (this peer's key pair) and
+            ``server.key`` (the broker's public key).
+        name: the key pair's name.
+
+    Raises:
+        ValueError: a file is missing or is not a ZeroMQ certificate; the
+            message says which and how to make it.
+    """
+    from .transports.zeromq import CurveClientKeys
+
+    root = Path(directory)
+    pair = root / f"{name}.key_secret"
+    if not pair.is_file():
+        raise ValueError(
+            f"no CURVE key pair {name!r} in {root}: {pair} is missing (make one with"
+            f" 'binglide keys DIR --client {name}', or name another with --curve-name)"
+        )
+    if not (root / "server.key").is_file():
+        raise ValueError(
+            f"no broker public key in {root}: {root / 'server.key'} is missing (copy it"
+            " from the directory 'binglide keys' wrote for the broker)"
+        )
+    try:
+        return CurveClientKeys.from_directory(root, name)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot read CURVE keys {name!r} from {root}: {exc}") from None
 
 
 @asynccontextmanager
@@ -208,6 +284,106 @@ async def connect_remote(
         yield client
 
 
+@asynccontextmanager
+async def _remote_client(
+    address: str, keys: CurveClientKeys | None, *, connect_timeout: float
+) -> AsyncIterator[Client]:
+    """Open a `Client` on the broker at `address` once it has answered.
+
+    Two steps under one deadline: the socket's handshake (nothing accepted
+    the connection, the broker refused us, or it went through), then the
+    broker's first word to us (a binglide broker heartbeats its clients).
+    The client only starts once the handshake went through, so that a broker
+    that is not there is reported once, as such.
+    """
+    from .transports.handshake import HandshakeWatch
+    from .transports.zeromq import ZmqPeer, new_identity
+
+    deadline = loop_time() + connect_timeout
+    peer = ZmqPeer.connect(address, identity=new_identity("client"), curve=keys, monitor=True)
+    try:
+        assert peer.monitor is not None
+        watch = HandshakeWatch(peer.monitor)
+        outcome: Handshake | None = None
+        with anyio.move_on_after(connect_timeout):
+            outcome = await watch.outcome()
+        outcome = outcome or watch.vague
+        if outcome is None:
+            if watch.connected:
+                raise TransportBroken(
+                    f"something at {address} accepted the connection but no ZeroMQ"
+                    f" handshake completed within {connect_timeout:g} s; is it a binglide broker?"
+                )
+            raise TransportBroken(
+                f"no broker answered at {address} within {connect_timeout:g} s: nothing accepted a"
+                f" connection there; start one (binglide broker --bind {address}) or check"
+                " the address"
+            )
+        peer.stop_monitor()
+        refused = handshake_refusal(outcome, address, with_keys=keys is not None)
+        if refused is not None:
+            raise refused
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await peer.aclose()
+        raise
+    async with Client(peer, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL) as client:
+        with anyio.move_on_after(max(0.0, deadline - loop_time())) as scope:
+            await client.wait_connected()
+        if scope.cancelled_caught:
+            raise TransportBroken(
+                f"{address} completed the ZeroMQ handshake but no binglide broker answered"
+                f" within {connect_timeout:g} s; is it a binglide broker?"
+            )
+        yield client
+
+
+def handshake_refusal(
+    outcome: Handshake, address: str, *, with_keys: bool
+) -> TransportRefused | None:
+    """Return the error a failed handshake with the broker stands for (None: it succeeded).
+
+    Args:
+        outcome: how the handshake ended (`binglide.transports.handshake`).
+        address: the broker's address, for the message.
+        with_keys: whether we gave CURVE keys.
+    """
+    from .transports.handshake import Handshake
+
+    if outcome is Handshake.SUCCEEDED:
+        return None
+    return TransportRefused(_refusal_message(outcome, address, with_keys=with_keys))
+
+
+def _refusal_message(outcome: Handshake, address: str, *, with_keys: bool) -> str:
+    from .transports.handshake import Handshake
+
+    if outcome is Handshake.REFUSED_KEY:
+        return (
+            f"the broker at {address} refused our CURVE key: it does not admit this"
+            " key pair (copy its NAME.key into the broker's authorized/ directory and"
+            " restart the broker, or use a pair it admits)"
+        )
+    give_keys = "pass the directory 'binglide keys' wrote: --curve-dir DIR (curve_dir= in Python)"
+    if outcome is Handshake.MECHANISM_MISMATCH and not with_keys:
+        return f"the broker at {address} requires CURVE and we gave no keys: {give_keys}"
+    if outcome is Handshake.MECHANISM_MISMATCH:
+        return (
+            f"the broker at {address} does not use CURVE but we gave keys: connect"
+            " without them, or start the broker with --curve-dir"
+        )
+    if with_keys:
+        return (
+            f"the CURVE handshake with {address} failed: the server.key we hold is not"
+            " that broker's public key (copy server.key from its key directory), or the"
+            " broker does not use CURVE (connect without keys)"
+        )
+    return (
+        f"the broker at {address} closed the connection during the ZeroMQ handshake:"
+        f" it most likely requires CURVE and we gave no keys; {give_keys}"
+    )
+
+
 @contextmanager
 def _single_errors() -> Iterator[None]:
     """Let one error raised in the ``async with`` body escape as itself.
@@ -235,5 +411,10 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exc
 
 
-def _open_cache(cache_dir: str | os.PathLike[str] | None) -> ChunkStore:
-    return ChunkStore(cache_dir if cache_dir is not None else default_cache_dir())
+def _open_cache(
+    cache_dir: str | os.PathLike[str] | None, max_size: int | None = None
+) -> ChunkStore:
+    return ChunkStore(
+        cache_dir if cache_dir is not None else default_cache_dir(),
+        max_bytes=max_size if max_size is not None else default_max_bytes(),
+    )

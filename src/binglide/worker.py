@@ -105,6 +105,7 @@ class Worker(Requester):
         self._held: dict[int, _HeldReport] = {}
         self._held_changed = anyio.Event()
         self._wake_pending = False
+        self._registered = anyio.Event()
 
     def statistics(self) -> WorkerStatistics:
         """Return a snapshot of this worker's tasks and counters."""
@@ -116,6 +117,14 @@ class Worker(Requester):
             failed=self._counts["failed"],
             cancelled=self._counts["cancelled"],
         )
+
+    async def wait_registered(self) -> None:
+        """Wait until the broker has spoken to this worker (a heartbeat or a task).
+
+        The broker only speaks to workers it registered: once this returns,
+        the broker knows this worker and its service.
+        """
+        await self._registered.wait()
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Register with the broker and serve until cancelled or the transport closes."""
@@ -149,6 +158,8 @@ class Worker(Requester):
                 return
             try:
                 protocol, msg = decode(frames, from_broker=True)
+                if not self._registered.is_set():
+                    self._registered.set()
                 if protocol is Protocol.CLIENT:
                     lost = self._on_client_message(msg)
                     if isinstance(lost, BrokerLost):
