@@ -62,6 +62,9 @@ class StatsService(Service):
                     k: None if isinstance(v, float) and math.isnan(v) else v
                     for k, v in kernels.ent_finish(partial).items()
                 }
+                if stats["serial_correlation"] == kernels.UNDEFINED_CORRELATION:
+                    # ent -t's sentinel; ent itself prints "undefined".
+                    stats["serial_correlation"] = None
                 stats.update(start=op.start, stop=op.stop)
                 counts = progress.data[4:260].copy()
                 yield Report(

@@ -32,6 +32,7 @@ import numpy.typing as npt
 
 __all__ = (
     "NUMBA_AVAILABLE",
+    "UNDEFINED_CORRELATION",
     "EntPartial",
     "EntStats",
     "byte_histogram",
@@ -920,6 +921,9 @@ class EntStats(TypedDict):
     serial_correlation: float
 
 
+#: The serial correlation ``ent -t`` writes when it is undefined (every byte equal).
+UNDEFINED_CORRELATION: Final = -100000.0
+
 #: ent computes log2 as log10 times this constant (its own ``log2``).
 _LOG2_OF_10: Final = 3.32192809488736234787
 
@@ -950,7 +954,7 @@ def ent_finish(partial: EntPartial) -> EntStats:
     t3 = float(sum(v * v * c for v, c in enumerate(partial.counts)))
     t2 = t2 * t2
     den = n * t3 - t2
-    scc = -100000.0 if den == 0.0 else (n * t1 - t2) / den
+    scc = UNDEFINED_CORRELATION if den == 0.0 else (n * t1 - t2) / den
     if not n:
         nan = float("nan")
         return EntStats(
