@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-
-from binglide.cli.main import main
+from binglide.cli.main import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
 REPO = Path(__file__).resolve().parents[2]
 COMMAND = [sys.executable, "-m", "binglide.cli.main"]
+#: Fourmilab's ent, the reference for `stats` (None where it is not installed).
+ENT = shutil.which("ent")
 
 
 def child_env(**extra: str) -> dict[str, str]:
@@ -330,12 +333,28 @@ async def test_no_cache_leaves_the_cache_empty_and_cache_commands(cache, tmp_pat
         (["stats", "{file}", "--root", "{missing}"], "outside the allowed roots"),
         (["stats", "{file}", "--connect", "tcp://127.0.0.1:9", "--workers", "2"], "--workers"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["histogram", "{file}", "--top", "0"], "argument --top: must be at least 1, not 0"),
+        (["histogram", "{file}", "--top", "-3"], "argument --top: must be at least 1, not -3"),
+        (["ngrams", "{file}", "--top", "0"], "argument --top: must be at least 1, not 0"),
+        (["data", "{file}", "--lines", "-1"], "argument --lines: must be at least 0, not -1"),
+        (
+            ["stats", "{file}", "--range", "1M:"],
+            "--range starts at 0x100000 (1.00 MiB), past the end",
+        ),
+        (["diff", "{file}", "{file}", "--range", "1M:2M"], "range (1048576, 2097152) is invalid"),
+        (["stats", "{file}", "--curve-dir", "{dir}"], "--curve-dir is for --connect"),
+        (
+            ["stats", "{file}", "--connect", "tcp://127.0.0.1:9", "--curve-dir", "{dir}"],
+            "no CURVE key pair 'client'",
+        ),
+        (["stats", "{file}", "--cache-max-size", "lots"], "invalid offset 'lots'"),
+        (["stats", "{file}", "--connect-timeout", "0"], "must be more than 0 seconds"),
     ],
 )
 async def test_bad_input_is_one_line_and_status_2(files, cache, tmp_path, args, message):
     fields = {"file": str(files[0]), "missing": str(tmp_path / "nope"), "dir": str(tmp_path)}
     argv = [a.format(**fields) for a in args]
-    if argv[0] != "frobnicate":
+    if argv[0] != "frobnicate" and "--connect" not in argv:
         argv += ["--cache-dir", str(cache)]
     with anyio.fail_after(30):
         result = await run(*argv)
@@ -485,3 +504,106 @@ def test_parse_offset_is_what_range_uses():
     # --range takes the same offsets as text.parse_offset (a guard for the docs' examples).
     assert parse_offset("64K") == 65536
     assert parse_offset("0x40") == 64
+
+
+# -- what a newcomer meets ------------------------------------------------------------------
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly_by_sigpipe(files, cache):
+    # More than a pipe holds (332,064 CSV rows), so writing must meet the
+    # closed pipe, as `binglide data FILE --csv - | head -1` does.
+    argv = [*COMMAND, "data", str(files[0]), "--size", "1M", "--csv", "-", *local(cache)]
+    with subprocess.Popen(
+        argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        first = process.stdout.readline()
+        process.stdout.close()  # `head` has what it wanted
+        err = process.stderr.read()
+        code = process.wait(timeout=60)
+    assert first == b"offset,byte\n"
+    assert err == b""
+    assert code == -signal.SIGPIPE  # as `yes | head` ends: a shell says 141
+
+
+@pytest.mark.skipif(
+    not os.path.isdir("/proc/self"), reason="needs Linux /proc: a directory nobody can write in"
+)
+async def test_outputs_are_checked_by_trying_before_the_work_starts(tmp_path, cache):
+    # Root passes every permission check on /proc, yet nothing can be created
+    # there; and the job would take minutes (a sparse 64 GiB file).
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as f:
+        f.truncate(64 << 30)
+    with anyio.fail_after(30):
+        result = await run("histogram", str(huge), "--json", "/proc/out.json", *local(cache))
+    assert result.returncode == 2
+    assert "cannot write /proc/out.json" in one_error_line(result)
+
+
+async def test_an_unusable_cache_dir_is_one_warning_line(files, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with anyio.fail_after(30):
+        result = await run("stats", str(files[0]), "--cache-dir", str(blocker / "cache"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("binglide: warning: binglide cache disabled: cache directory ")
+    assert result.stdout.decode().startswith("Entropy = ")
+
+
+async def test_stats_of_a_constant_region_reads_as_ent_does(tmp_path, cache):
+    zeros = tmp_path / "zeros.bin"
+    zeros.write_bytes(bytes(1000))
+    with anyio.fail_after(30):
+        text = await run("stats", str(zeros), *local(cache))
+        exported = await run("stats", str(zeros), "--json", "-", *local(cache))
+    assert text.returncode == 0, text.stderr
+    last = text.stdout.decode().splitlines()[-1]
+    assert last == "Serial correlation coefficient is undefined (all values equal!)."
+    assert json.loads(exported.stdout)["meta"]["serial_correlation"] is None
+    if ENT is not None:
+        ent = subprocess.run([ENT, str(zeros)], capture_output=True, check=True)
+        assert last in ent.stdout.decode().splitlines()
+
+
+def test_cache_info_shows_the_size_bound_and_where_it_comes_from(tmp_path, capsys, monkeypatch):
+    from binglide.cli.main import main
+
+    monkeypatch.delenv("BINGLIDE_CACHE_MAX_SIZE", raising=False)
+    assert main(["cache", "info", "--cache-dir", str(tmp_path)]) == 0
+    default = capsys.readouterr().out
+    monkeypatch.setenv("BINGLIDE_CACHE_MAX_SIZE", "1.5G")
+    assert main(["cache", "info", "--cache-dir", str(tmp_path)]) == 0
+    configured = capsys.readouterr().out
+    monkeypatch.setenv("BINGLIDE_CACHE_MAX_SIZE", "lots")
+    assert main(["cache", "info", "--cache-dir", str(tmp_path)]) == 2
+    bad = capsys.readouterr().err
+    assert "max size:  4.00 GiB (4,294,967,296 bytes; the default; set --cache-max-size" in default
+    assert "max size:  1.50 GiB (1,610,612,736 bytes; from $BINGLIDE_CACHE_MAX_SIZE)" in configured
+    assert bad.startswith("binglide: error: BINGLIDE_CACHE_MAX_SIZE='lots' is not a size")
+
+
+async def test_cache_max_size_bounds_the_command_s_cache(tmp_path):
+    big = tmp_path / "big.bin"
+    with big.open("wb") as f:
+        f.truncate(16 << 20)  # chunks are committed from 1 MiB on
+    bounded, free = tmp_path / "bounded", tmp_path / "free"
+    with anyio.fail_after(60):
+        await run("histogram", str(big), "--workers", "2", "--cache-dir", str(free))
+        await run(
+            "histogram",
+            str(big),
+            "--workers",
+            "2",
+            "--cache-dir",
+            str(bounded),
+            "--cache-max-size",
+            "1",
+        )
+        filled = await run("cache", "info", "--cache-dir", str(free))
+        empty = await run("cache", "info", "--cache-dir", str(bounded))
+    assert "entries:   0\n" not in filled.stdout.decode()
+    assert "entries:   0\n" in empty.stdout.decode()

@@ -10,6 +10,7 @@ the progress bar, Ctrl-C, errors and exports.
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 from abc import ABC, abstractmethod
@@ -26,9 +27,9 @@ from binglide.cli.text import (
     ngrams_text,
     stats_text,
 )
+from binglide.cli.usage import non_negative_int, positive_int
 
 if TYPE_CHECKING:
-    import argparse
     from collections.abc import Iterator, Sequence
 
     from matplotlib.figure import Figure
@@ -60,16 +61,22 @@ def point_edges(start: int, stop: int, points: int) -> NDArray[np.int64]:
 def _positive_int(text: str) -> int:
     from binglide.cli.text import parse_offset
 
-    value = parse_offset(text)
+    try:
+        value = parse_offset(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     if value < 1:
-        raise ValueError(f"must be at least 1, not {text}")
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
     return value
 
 
 def _power_of_two(text: str) -> int:
-    value = int(text)
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
     if value < 2 or value & (value - 1):
-        raise ValueError(f"must be a power of two from 2 on, not {text}")
+        raise argparse.ArgumentTypeError(f"must be a power of two from 2 on, not {text}")
     return value
 
 
@@ -158,7 +165,9 @@ class HistogramAnalysis(Analysis):
     columns = ("byte", "count")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--top", type=int, default=16, help="bytes listed (default 16)")
+        parser.add_argument(
+            "--top", type=positive_int, default=16, metavar="N", help="bytes listed (default 16)"
+        )
         parser.add_argument(
             "--linear", action="store_true", help="--png: bar heights by count, not log(count)"
         )
@@ -195,7 +204,9 @@ class NGramsAnalysis(Analysis):
             metavar="{1..8}",
             help="top bits kept of each byte (default 8 for -n 2, 7 for -n 3)",
         )
-        parser.add_argument("--top", type=int, default=16, help="n-grams listed (default 16)")
+        parser.add_argument(
+            "--top", type=positive_int, default=16, metavar="N", help="n-grams listed (default 16)"
+        )
         parser.add_argument(
             "--leveling",
             choices=("log", "rank"),
@@ -432,7 +443,11 @@ class DataAnalysis(Analysis):
             help="--png: the Hilbert map's side in bytes, a power of two (default 256)",
         )
         parser.add_argument(
-            "--lines", type=int, default=64, help="hex dump lines shown at most (default 64)"
+            "--lines",
+            type=non_negative_int,
+            default=64,
+            metavar="N",
+            help="hex dump lines shown at most (default 64)",
         )
 
     def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:

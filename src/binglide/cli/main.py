@@ -8,15 +8,18 @@
     binglide cache info|clear [--cache-dir DIR]
 
 An analysis runs on the embedded default (a broker and workers in this
-process) or, with ``--connect ADDRESS``, on a running broker. While it runs,
-a progress bar on standard error follows the progressive reports; the final
-report is printed for a person to read, and exported with ``--json``,
-``--npz``, ``--csv`` and ``--png``.
+process) or, with ``--connect ADDRESS`` and its CURVE keys, on a running
+broker (`binglide.cli.connection`). While it runs, a progress bar on standard
+error follows the progressive reports; the final report is printed for a
+person to read, and exported with ``--json``, ``--npz``, ``--csv`` and
+``--png``.
 
 Exit status: 0 on success; 2 for bad input (a usage error, a missing file, a
 bad range or option, a file that cannot be written); 1 when the job failed
-otherwise (a worker raised, no worker, the broker unreachable); 130 after
-Ctrl-C, which cancels the job everywhere before exiting.
+otherwise (a worker raised, no worker, the broker unreachable or refusing
+us); 130 after Ctrl-C, which cancels the job everywhere before exiting. When
+the reader of standard output goes away, the process ends by SIGPIPE, as
+other Unix tools do. Every error is one line, ``binglide: error: ...``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ import argparse
 import contextlib
 import io
 import logging
-import math
 import os
 import signal
 import sys
-from contextlib import asynccontextmanager
+import tempfile
+import warnings
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
@@ -38,39 +41,36 @@ import attrs
 import binglide
 from binglide.cli import export
 from binglide.cli.commands import ANALYSES, Analysis, PictureUnavailable
+from binglide.cli.connection import (
+    add_connection_arguments,
+    add_embedded_arguments,
+    check_connection,
+    open_client,
+)
 from binglide.cli.progress import ProgressBar
 from binglide.cli.text import human_bytes, parse_range
+from binglide.cli.usage import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    PROG,
+    Parser,
+    UsageError,
+    fail,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import Sequence
 
     from anyio.abc import TaskStatus
 
-    from binglide import Call, Client, Report
+    from binglide import Call, Report
 
-__all__ = ("EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "main")
+__all__ = ("EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_PIPE", "EXIT_USAGE", "main", "run")
 
-#: The job failed (other than by bad input).
-EXIT_FAILED = 1
-#: Bad input: usage, a file, a range, an option, an output path.
-EXIT_USAGE = 2
-#: Interrupted by Ctrl-C (128 + SIGINT, as shells report it).
-EXIT_INTERRUPTED = 130
-
-PROG = "binglide"
-
-
-class UsageError(Exception):
-    """Bad input found by the command itself; exits with `EXIT_USAGE`."""
-
-
-class Parser(argparse.ArgumentParser):
-    """An `argparse.ArgumentParser` whose errors are one line: ``binglide: error: ...``."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print the error as one line with a hint, and exit with `EXIT_USAGE`."""
-        hint = f" (see '{self.prog} --help')"
-        self.exit(EXIT_USAGE, f"{PROG}: error: {message}{hint}\n")
+#: The reader of standard output went away (``binglide ... | head``): 128 +
+#: SIGPIPE, the status a shell reports for a tool that SIGPIPE ended.
+EXIT_PIPE = 128 + signal.SIGPIPE
 
 
 def _range(text: str) -> tuple[int | None, int | None]:
@@ -78,16 +78,6 @@ def _range(text: str) -> tuple[int | None, int | None]:
         return parse_range(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _workers(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def _add_analysis(sub: Any, analysis: Analysis) -> None:
@@ -106,32 +96,10 @@ def _add_analysis(sub: Any, analysis: Analysis) -> None:
         " (default: the whole file)",
     )
     analysis.add_arguments(p)
-    run = p.add_argument_group("where it runs")
-    run.add_argument(
-        "--connect",
-        metavar="ADDRESS",
-        help="use the broker at ADDRESS (tcp://host:port, ipc:///path) instead of"
-        " starting one in this process",
-    )
-    run.add_argument(
-        "--workers",
-        type=_workers,
-        metavar="N",
-        help="workers per service in this process (default: one per core)",
-    )
-    run.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="the chunk cache (default: $BINGLIDE_CACHE_DIR or the user cache directory)",
-    )
-    run.add_argument(
+    add_connection_arguments(p)
+    embedded = add_embedded_arguments(p)
+    embedded.add_argument(
         "--no-cache", action="store_true", help="neither read nor fill the chunk cache"
-    )
-    run.add_argument(
-        "--root",
-        action="append",
-        metavar="DIR",
-        help="only read files under DIR (repeatable; default: anywhere)",
     )
     out = p.add_argument_group("output")
     bar = out.add_mutually_exclusive_group()
@@ -181,17 +149,40 @@ def build_parser() -> Parser:
     deploy.add_keys_arguments(keys)
     keys.set_defaults(run=deploy.run_keys_command)
 
-    cache = sub.add_parser("cache", help="show or clear the chunk cache")
-    cache.add_argument("action", choices=("info", "clear"))
-    cache.add_argument("--cache-dir", metavar="DIR", help="the cache directory")
+    cache = sub.add_parser(
+        "cache",
+        help="show or clear the chunk cache",
+        description="Show the chunk cache's directory, entries, size and size bound, or"
+        " remove every entry.",
+    )
+    cache.add_argument("action", choices=("info", "clear"), help="info: show it; clear: empty it")
+    cache.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="the cache directory (default: $BINGLIDE_CACHE_DIR or the user cache directory)",
+    )
     cache.set_defaults(run=_run_cache)
     return parser
+
+
+def _max_size() -> tuple[int, str]:
+    """Return the cache's size bound, and where it comes from."""
+    from binglide.cachefs import default_max_bytes
+
+    try:
+        bound = default_max_bytes()
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if os.environ.get("BINGLIDE_CACHE_MAX_SIZE", "").strip():
+        return bound, "from $BINGLIDE_CACHE_MAX_SIZE"
+    return bound, "the default; set --cache-max-size or $BINGLIDE_CACHE_MAX_SIZE"
 
 
 def _run_cache(args: argparse.Namespace) -> int:
     from binglide.cachefs import ChunkStore, default_cache_dir
 
-    store = ChunkStore(args.cache_dir or default_cache_dir())
+    bound, origin = _max_size()
+    store = ChunkStore(args.cache_dir or default_cache_dir(), max_bytes=bound)
     if args.action == "clear":
         removed = store.clear()
         print(f"removed {removed} entries from {store.directory}")
@@ -200,7 +191,10 @@ def _run_cache(args: argparse.Namespace) -> int:
     print(f"directory: {info.directory}")
     print(f"entries:   {info.entries}")
     print(f"size:      {human_bytes(info.total_bytes)} ({info.total_bytes:,} bytes)")
-    print(f"bound:     {human_bytes(info.max_bytes)} (least recently used entries go first)")
+    print(
+        f"max size:  {human_bytes(info.max_bytes)} ({info.max_bytes:,} bytes; {origin});"
+        " least recently used entries go first"
+    )
     return 0
 
 
@@ -213,21 +207,9 @@ def _check(args: argparse.Namespace) -> None:
     problem = analysis.check(args)
     if problem:
         raise UsageError(problem)
-    if args.connect:
-        local = [
-            name
-            for name, value in (
-                ("--workers", args.workers),
-                ("--cache-dir", args.cache_dir),
-                ("--root", args.root),
-            )
-            if value is not None
-        ]
-        if local:
-            raise UsageError(
-                f"{', '.join(local)} set up workers in this process; with --connect the"
-                " broker's workers have their own (see 'binglide worker --help')"
-            )
+    check_connection(args)
+    if not args.connect and args.cache_max_size is None:
+        _max_size()  # a bad $BINGLIDE_CACHE_MAX_SIZE is a usage error, now
     to_stdout = [name for name in ("json", "csv") if getattr(args, name) == "-"]
     if len(to_stdout) > 1:
         raise UsageError("only one of --json - and --csv - can write to standard output")
@@ -238,29 +220,27 @@ def _check(args: argparse.Namespace) -> None:
     for name in ("json", "npz", "csv", "png"):
         path = getattr(args, name)
         if path and path != "-":
-            directory = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(directory):
-                raise UsageError(f"cannot write {path}: no directory {directory}")
-            if os.path.isdir(path):
-                raise UsageError(f"cannot write {path}: it is a directory")
-            if not os.access(directory, os.W_OK):
-                raise UsageError(f"cannot write {path}: {directory} is not writable")
+            _check_writable(path)
 
 
-@asynccontextmanager
-async def _client(args: argparse.Namespace) -> AsyncIterator[Client]:
-    if args.connect:
-        async with binglide.connect(args.connect) as client:
-            yield client
-        return
-    # A command is happy to wait for its answer: a long job's queued chunks
-    # must not time out (the embedded default's queue deadline is 10 s), and
-    # nobody in this process can die silently, so no heartbeats either.
-    config = binglide.BrokerConfig(heartbeat_interval=math.inf, service_timeout=math.inf)
-    async with binglide.connect(
-        workers=args.workers, cache_dir=args.cache_dir, roots=args.root, config=config
-    ) as client:
-        yield client
+def _check_writable(path: str) -> None:
+    """Refuse an output that could not be written, by doing what writing it does.
+
+    An export is written to a temporary file next to `path` and renamed over
+    it, so what must work is creating a file in its directory: try that
+    (permissions, a read-only file system, root in ``/proc``: the kernel
+    decides, not a guess from the mode bits).
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write {path}: it is a directory")
+    if not os.path.isdir(directory):
+        raise UsageError(f"cannot write {path}: no directory {directory}")
+    try:
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".binglide-probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc} in {directory}") from None
 
 
 def _progress_bar(args: argparse.Namespace) -> ProgressBar:
@@ -279,12 +259,38 @@ class _Outcome:
     interrupted: bool = False
 
 
-async def _follow(analysis: Analysis, call: Call, bar: ProgressBar) -> Report:
-    """Draw the progress of `call` until its final report, and return that."""
+def _past_the_end(args: argparse.Namespace, meta: dict[str, Any]) -> binglide.RequestError | None:
+    """Return the error for a ``--range`` that starts past the end of the file, if it does.
+
+    The workers clip a range to the file (they alone know its size, with
+    ``--connect``), so a start past the end comes back as a start clipped to
+    the end: the file's size.
+    """
+    start = args.range[0] if args.range else None
+    if start is None or "start" not in meta or start <= int(meta["start"]):
+        return None
+    size = int(meta["start"])
+    what = args.files[0] if len(args.files) == 1 else "both files"
+    return binglide.RequestError(
+        f"--range starts at {start:#x} ({human_bytes(start)}), past the end of {what}"
+        f" ({size:,} bytes); give a start below {size:#x}"
+    )
+
+
+async def _follow(
+    args: argparse.Namespace, analysis: Analysis, call: Call, bar: ProgressBar
+) -> Report:
+    """Draw the progress of `call` until its final report, and return that.
+
+    Raises:
+        binglide.RequestError: ``--range`` starts past the end of the file.
+    """
     # Draw at once: connecting and the first estimate take a moment.
     bar.update(0.0)
     final: Report | None = None
     async for report in call:
+        if final is None and (error := _past_the_end(args, report.meta)) is not None:
+            raise error
         length = analysis.range_length(report.meta)
         bar.update(
             report.completion,
@@ -319,14 +325,14 @@ async def _compute(args: argparse.Namespace) -> _Outcome:
         extra["cache"] = {"lookup": False, "commit": False}
     outcome = _Outcome()
     with _progress_bar(args) as bar:
-        async with _client(args) as client:
+        async with open_client(args) as client:
             call = analysis.start(client, args, extra)
             async with anyio.create_task_group() as tg:
                 # Listening before the bar first draws: whoever saw the bar
                 # and pressed Ctrl-C is heard.
                 await tg.start(_cancel_on_sigint, call, outcome)
                 try:
-                    outcome.report = await _follow(analysis, call, bar)
+                    outcome.report = await _follow(args, analysis, call, bar)
                 except binglide.BinglideError as exc:
                     # Kept, not raised: an error raised through task groups
                     # comes out wrapped in exception groups.
@@ -375,6 +381,8 @@ def _write_outputs(args: argparse.Namespace, report: Report) -> None:
 def _writing(path: str, fn: Any, *fn_args: Any) -> None:
     try:
         fn(*fn_args)
+    except BrokenPipeError:
+        raise  # the reader of standard output went away: see main()
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
 
@@ -397,6 +405,8 @@ def run_analysis(args: argparse.Namespace) -> int:
     if not args.quiet and not to_stdout:
         print(args.analysis.text(report, args))
     _write_outputs(args, report)
+    # Here, where a reader that went away is handled, not at the exit.
+    sys.stdout.flush()
     return 0
 
 
@@ -407,41 +417,91 @@ def _leaf(exc: BaseException) -> BaseException:
     return exc
 
 
-def _fail(message: str, code: int) -> int:
-    # One line, whatever the message: a traceback or a wrapped line is noise.
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
-    return code
+class _OneLineFormatter(logging.Formatter):
+    """``binglide: warning: ...``: log records in the command's one-line form."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = " ".join(record.getMessage().split())
+        formatted = f"{PROG}: {record.levelname.lower()}: {text}"
+        if record.exc_info:
+            # A handler that raised in a worker: the traceback is the point.
+            formatted += "\n" + self.formatException(record.exc_info)
+        return formatted
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    # A warning is for the person at the terminal: what and what to do, on
+    # one line; not the source line of the library that raised it.
+    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+
+
+def _logging() -> None:
+    # As logging.basicConfig: nothing changes where logging is set up already
+    # (a program that calls main() has its own).
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLineFormatter())
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``binglide`` command with `argv` (default: ``sys.argv[1:]``); return its status."""
-    logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
+    """Run the ``binglide`` command with `argv` (default: ``sys.argv[1:]``); return its status.
+
+    Every error is one line on standard error, ``binglide: error: ...``;
+    warnings are ``binglide: warning: ...``. When the reader of standard
+    output goes away (``binglide ... | head``), returns `EXIT_PIPE` quietly.
+    """
+    _logging()
     parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-        if hasattr(args, "run"):
-            return int(args.run(args))
-        return run_analysis(args)
-    except (KeyboardInterrupt, _Interrupted):
-        # Everything of the job was cancelled on the way out (the client's
-        # close tells the broker); say so on one line, as shells expect.
-        print(f"{PROG}: interrupted; the job was cancelled", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except UsageError as exc:
-        return _fail(str(exc), EXIT_USAGE)
-    except BrokenPipeError:
-        # The reader went away (``binglide ... | head``): not an error of ours.
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_FAILED
-    except Exception as caught:
-        error = _leaf(caught)
-        if isinstance(error, binglide.RequestError):
-            return _fail(str(error), EXIT_USAGE)
-        if isinstance(error, binglide.BinglideError):
-            return _fail(str(error), EXIT_FAILED)
-        raise
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            args = parser.parse_args(argv)
+            if hasattr(args, "run"):
+                return int(args.run(args))
+            return run_analysis(args)
+        except (KeyboardInterrupt, _Interrupted):
+            # Everything of the job was cancelled on the way out (the client's
+            # close tells the broker); say so on one line, as shells expect.
+            print(f"{PROG}: interrupted; the job was cancelled", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        except UsageError as exc:
+            return fail(str(exc), EXIT_USAGE)
+        except BrokenPipeError:
+            # The reader went away: not an error of ours, and nothing more to
+            # say. What is still buffered for standard output goes nowhere
+            # (else the interpreter's last flush fails again, loudly).
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_PIPE
+        except Exception as caught:
+            error = _leaf(caught)
+            if isinstance(error, binglide.RequestError):
+                return fail(str(error), EXIT_USAGE)
+            if isinstance(error, binglide.BinglideError):
+                return fail(str(error), EXIT_FAILED)
+            raise
+
+
+def run() -> NoReturn:
+    """Run the command as a process (the ``binglide`` entry point) and exit.
+
+    As other Unix tools, the process ends by SIGPIPE when the reader of its
+    standard output went away, so that a shell pipeline sees what it expects.
+    """
+    code = main()
+    if code == EXIT_PIPE:
+        sys.stderr.flush()
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    sys.exit(code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
