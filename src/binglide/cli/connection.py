@@ -16,17 +16,16 @@ functions and read by one:
 
 from __future__ import annotations
 
-import argparse
 import math
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 import binglide
-from binglide.cli.usage import UsageError, positive_int
+from binglide.cli.usage import UsageError, byte_count, positive_int, seconds
 from binglide.connect import load_client_keys
-from binglide.sizes import parse_size
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import AsyncIterator
 
 __all__ = (
@@ -39,23 +38,6 @@ __all__ = (
 
 #: Seconds a command waits for a broker to answer.
 DEFAULT_CONNECT_TIMEOUT = 10.0
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return value
-
-
-def _size(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_connection_arguments(
@@ -91,7 +73,7 @@ def add_connection_arguments(
     if timeout:
         group.add_argument(
             "--connect-timeout",
-            type=_seconds,
+            type=seconds,
             default=DEFAULT_CONNECT_TIMEOUT,
             metavar="SECONDS",
             help="how long to wait for the broker to answer, in seconds"
@@ -116,7 +98,7 @@ def add_embedded_arguments(parser: argparse.ArgumentParser) -> argparse._Argumen
     )
     group.add_argument(
         "--cache-max-size",
-        type=_size,
+        type=byte_count,
         metavar="SIZE",
         help="the chunk cache's size bound, in bytes (4G, 512M; least recently used"
         " entries go first; default: $BINGLIDE_CACHE_MAX_SIZE or 4 GiB)",

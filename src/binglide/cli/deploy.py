@@ -9,7 +9,6 @@ status 2) or a `binglide.BinglideError` (one line, status 1), printed by
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
@@ -21,13 +20,19 @@ import anyio
 from binglide import BrokerConfig, CancelMode, Settings
 from binglide.broker import DEFAULT_MAX_MESSAGE_SIZE, run_broker_blocking
 from binglide.cli.connection import add_connection_arguments
-from binglide.cli.usage import UsageError, non_negative_int, positive_int
+from binglide.cli.usage import (
+    UsageError,
+    byte_count,
+    non_negative_int,
+    positive_int,
+    seconds,
+)
 from binglide.connect import default_services, handshake_refusal, load_client_keys, resolve_service
-from binglide.sizes import parse_size
 from binglide.supervisor import supervise_workers
 from binglide.worker import DEFAULT_HEARTBEAT_INTERVAL, Worker
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
 
     from anyio.abc import TaskStatus
@@ -45,25 +50,8 @@ __all__ = (
 )
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected seconds") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
-    return value
-
-
 def _seconds_or_zero(text: str) -> float:
-    return 0.0 if text.strip() in ("0", "0.0") else _seconds(text)
-
-
-def _bytes(text: str) -> int:
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return 0.0 if text.strip() in ("0", "0.0") else seconds(text)
 
 
 def _address(positional: str | None, option: str | None, flag: str, example: str) -> str:
@@ -104,7 +92,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     limits = parser.add_argument_group("heartbeats, timeouts and bounds")
     limits.add_argument(
         "--heartbeat-interval",
-        type=_seconds,
+        type=seconds,
         default=d.heartbeat_interval,
         metavar="SECONDS",
         help="seconds between heartbeats to each worker and client; theirs must be the"
@@ -121,7 +109,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--service-timeout",
-        type=_seconds,
+        type=seconds,
         default=d.service_timeout,
         metavar="SECONDS",
         help="seconds a request waits for a service that has no worker before it fails"
@@ -152,7 +140,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--prefetch-window",
-        type=_seconds,
+        type=seconds,
         default=d.prefetch_window,
         metavar="SECONDS",
         help="seconds of a service's average task time a worker may have queued: the"
@@ -177,7 +165,7 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     limits.add_argument(
         "--max-message-size",
-        type=_bytes,
+        type=byte_count,
         default=DEFAULT_MAX_MESSAGE_SIZE,
         metavar="BYTES",
         help="the largest message frame accepted, in bytes (256M, 1G); a peer that sends a"
@@ -326,8 +314,9 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=os.cpu_count() or 1,
         metavar="N",
-        help="threads a task's kernels may use, and the chunks a request is split into"
-        f" at least (default: the number of cores, {os.cpu_count() or 1})",
+        help="how many chunk workers compute at once across the deployment: a hint for"
+        " the chunk size a request is split into (default: the number of cores here,"
+        f" {os.cpu_count() or 1})",
     )
     files = parser.add_argument_group("files and the chunk cache")
     files.add_argument(
@@ -344,7 +333,7 @@ def add_worker_arguments(parser: argparse.ArgumentParser) -> None:
     )
     files.add_argument(
         "--cache-max-size",
-        type=_bytes,
+        type=byte_count,
         metavar="SIZE",
         help="the chunk cache's size bound, in bytes (4G, 512M; least recently used entries"
         " go first; default: $BINGLIDE_CACHE_MAX_SIZE or 4 GiB)",

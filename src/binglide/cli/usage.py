@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import NoReturn
 
+from binglide.sizes import parse_size
+
 __all__ = (
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
@@ -17,9 +19,11 @@ __all__ = (
     "PROG",
     "Parser",
     "UsageError",
+    "byte_count",
     "fail",
     "non_negative_int",
     "positive_int",
+    "seconds",
 )
 
 #: The job failed (other than by bad input).
@@ -70,3 +74,22 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An argparse type: an integer of at least 0."""
     return _int(text, 0)
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, more than 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid duration {text!r}: expected seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+def byte_count(text: str) -> int:
+    """An argparse type: a number of bytes as people write them (4096, 0x1000, 4G)."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
