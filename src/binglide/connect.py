@@ -40,16 +40,16 @@ if TYPE_CHECKING:
     import zmq.asyncio
 
     from .transports.handshake import Handshake
-    from .transports.zeromq import CurveClientKeys
+    from .transports.zeromq import CurveClientKeys, ZmqPeer
 
 __all__ = (
     "connect",
     "connect_remote",
     "default_services",
-    "handshake_refusal",
     "load_client_keys",
     "resolve_service",
     "start_workers",
+    "wait_handshake",
 )
 
 
@@ -320,7 +320,7 @@ async def _remote_client(
                 " the address"
             )
         peer.stop_monitor()
-        refused = handshake_refusal(outcome, address, with_keys=keys is not None)
+        refused = _handshake_refusal(outcome, address, with_keys=keys is not None)
         if refused is not None:
             raise refused
     except BaseException:
@@ -338,16 +338,35 @@ async def _remote_client(
         yield client
 
 
-def handshake_refusal(
-    outcome: Handshake, address: str, *, with_keys: bool
-) -> TransportRefused | None:
-    """Return the error a failed handshake with the broker stands for (None: it succeeded).
+async def wait_handshake(peer: ZmqPeer, *, with_keys: bool) -> None:
+    """Wait until the broker took `peer`'s first handshake; then stop its monitor.
+
+    A peer waits as long as it takes for a broker to appear (ZeroMQ retries
+    in the background); bound the wait with a timeout if that is not wanted.
 
     Args:
-        outcome: how the handshake ended (`binglide.transports.handshake`).
-        address: the broker's address, for the message.
-        with_keys: whether we gave CURVE keys.
+        peer: a peer opened with ``ZmqPeer.connect(..., monitor=True)``.
+        with_keys: whether `peer` uses CURVE keys (for the message).
+
+    Raises:
+        ValueError: `peer` has no monitor.
+        TransportRefused: the broker refused the handshake (see `connect`).
     """
+    from .transports.handshake import HandshakeWatch
+
+    if peer.monitor is None:
+        raise ValueError("the peer has no monitor: connect it with monitor=True")
+    outcome = await HandshakeWatch(peer.monitor).outcome()
+    peer.stop_monitor()
+    refused = _handshake_refusal(outcome, peer.address, with_keys=with_keys)
+    if refused is not None:
+        raise refused
+
+
+def _handshake_refusal(
+    outcome: Handshake, address: str, *, with_keys: bool
+) -> TransportRefused | None:
+    """Return the error a failed handshake with the broker stands for (None: it succeeded)."""
     from .transports.handshake import Handshake
 
     if outcome is Handshake.SUCCEEDED:

@@ -1,8 +1,9 @@
 """The on-disk chunk cache: keys, the store, and covering ranges with cached blocks.
 
-Depends only on the standard library, numpy, attrs, platformdirs,
-`binglide.errors` and `binglide.sizes`. A miss is None, never an error; an unusable directory
-disables caching with one `CacheDisabledWarning`.
+Depends only on the standard library, numpy, attrs, platformdirs and
+`binglide.errors`. A miss is None, never an error; an unusable directory
+disables caching with one `CacheDisabledWarning`. `parse_size` reads byte
+counts as people write them (``4G``): the cache's bound, the command's options.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from .cover import commit_levels as commit_levels
 from .cover import find_cover as find_cover
 from .keys import ChunkKey as ChunkKey
 from .keys import key_prefix as key_prefix
+from .sizes import parse_size as parse_size
 from .store import DEFAULT_MAX_BYTES as DEFAULT_MAX_BYTES
 from .store import CacheDisabledWarning as CacheDisabledWarning
 from .store import CacheInfo as CacheInfo
@@ -33,4 +35,5 @@ __all__ = (
     "default_max_bytes",
     "find_cover",
     "key_prefix",
+    "parse_size",
 )

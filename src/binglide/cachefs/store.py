@@ -71,8 +71,8 @@ import attrs
 import numpy as np
 import platformdirs
 
-from ..sizes import parse_size
 from .keys import ChunkKey, key_prefix
+from .sizes import parse_size
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

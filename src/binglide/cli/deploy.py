@@ -27,7 +27,7 @@ from binglide.cli.usage import (
     positive_int,
     seconds,
 )
-from binglide.connect import default_services, handshake_refusal, load_client_keys, resolve_service
+from binglide.connect import default_services, load_client_keys, resolve_service, wait_handshake
 from binglide.supervisor import supervise_workers
 from binglide.worker import DEFAULT_HEARTBEAT_INTERVAL, Worker
 
@@ -424,15 +424,8 @@ async def _announce(
     Raises:
         binglide.TransportRefused: the broker refused a worker's handshake.
     """
-    from binglide.transports.handshake import HandshakeWatch
-
     for peer, _ in served:
-        assert peer.monitor is not None
-        outcome = await HandshakeWatch(peer.monitor).outcome()
-        peer.stop_monitor()
-        refused = handshake_refusal(outcome, address, with_keys=with_keys)
-        if refused is not None:
-            raise refused
+        await wait_handshake(peer, with_keys=with_keys)
     for _, worker in served:
         await worker.wait_registered()
     names = ", ".join(worker.service.name for _, worker in served)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from binglide.sizes import parse_size
+from binglide.cachefs import parse_size
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -38,7 +38,7 @@ _BAR_EIGHTHS = " ▏▎▍▌▋▊▉█"
 
 
 def parse_offset(s: str) -> int:
-    """Parse an offset or size as people write them (see `binglide.sizes.parse_size`).
+    """Parse an offset or size as people write them (see `binglide.cachefs.parse_size`).
 
     Raises:
         ValueError: If ``s`` is not a byte count such as ``4096``, ``0x1000``,

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import NoReturn
 
-from binglide.sizes import parse_size
+from binglide.cachefs import parse_size
 
 __all__ = (
     "EXIT_FAILED",

@@ -1,8 +1,9 @@
 """Byte counts as people write them: ``4096``, ``0x1000``, ``4K``, ``1.5MiB``.
 
-One grammar for every place binglide reads a size or an offset: the
-command's options (``--range``, ``--cache-max-size``) and the environment
-(``BINGLIDE_CACHE_MAX_SIZE``). Standard library only.
+One grammar for every place binglide reads a size or an offset: the cache's
+bound in the environment (``BINGLIDE_CACHE_MAX_SIZE``), and the command's
+options (``--range``, ``--cache-max-size``), which take it from here.
+Standard library only.
 """
 
 from __future__ import annotations
