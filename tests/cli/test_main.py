@@ -23,6 +23,7 @@ import pytest
 
 import binglide
 from binglide.cli.text import parse_offset
+from binglide.cli.usage import UsageError
 from tests.cli.picture_helpers import read_png
 
 if TYPE_CHECKING:
@@ -607,3 +608,28 @@ async def test_cache_max_size_bounds_the_command_s_cache(tmp_path):
         empty = await run("cache", "info", "--cache-dir", str(bounded))
     assert "entries:   0\n" not in filled.stdout.decode()
     assert "entries:   0\n" in empty.stdout.decode()
+
+
+@pytest.mark.parametrize(
+    ("raised", "status", "err"),
+    [
+        (ExceptionGroup("g", [UsageError("bad option")]), 2, "binglide: error: bad option\n"),
+        (ExceptionGroup("g", [BrokenPipeError()]), 141, ""),
+        (
+            BaseExceptionGroup("g", [ExceptionGroup("h", [binglide.TransportBroken("gone")])]),
+            1,
+            "binglide: error: gone\n",
+        ),
+    ],
+)
+def test_errors_wrapped_by_task_groups_are_still_one_line(
+    capsys, monkeypatch, raised, status, err
+):
+    from binglide.cli import main as command
+
+    def raising(args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr(command, "run_analysis", raising)
+    assert command.main(["stats", "x"]) == status
+    assert capsys.readouterr().err == err

@@ -471,19 +471,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             # close tells the broker); say so on one line, as shells expect.
             print(f"{PROG}: interrupted; the job was cancelled", file=sys.stderr)
             return EXIT_INTERRUPTED
-        except UsageError as exc:
-            return fail(str(exc), EXIT_USAGE)
-        except BrokenPipeError:
-            # The reader went away: not an error of ours, and nothing more to
-            # say. What is still buffered for standard output goes nowhere
-            # (else the interpreter's last flush fails again, loudly).
-            with contextlib.suppress(OSError):
-                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_PIPE
         except Exception as caught:
+            # Task groups wrap what is raised inside them: look at the one error.
             error = _leaf(caught)
-            if isinstance(error, binglide.RequestError):
+            if isinstance(error, UsageError | binglide.RequestError):
                 return fail(str(error), EXIT_USAGE)
+            if isinstance(error, BrokenPipeError):
+                # The reader went away: not an error of ours, and nothing more
+                # to say. What is still buffered for standard output goes
+                # nowhere (else the interpreter's last flush fails, loudly).
+                with contextlib.suppress(OSError):
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return EXIT_PIPE
             if isinstance(error, binglide.BinglideError):
                 return fail(str(error), EXIT_FAILED)
             raise
