@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -633,3 +634,28 @@ def test_errors_wrapped_by_task_groups_are_still_one_line(
     monkeypatch.setattr(command, "run_analysis", raising)
     assert command.main(["stats", "x"]) == status
     assert capsys.readouterr().err == err
+
+
+def test_a_pipe_or_device_output_is_written_into_not_replaced(files, cache, tmp_path):
+    # A named pipe stands for /dev/null or /dev/stdout (which a test must not
+    # risk): renaming a file over it would leave a regular file in its place.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    out = tmp_path / "read.csv"
+    with out.open("wb") as sink, subprocess.Popen(["cat", str(fifo)], stdout=sink) as reader:
+        try:
+            result = subprocess.run(
+                [*COMMAND, "histogram", str(files[0]), "--csv", str(fifo), *local(cache)],
+                env=child_env(),
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            reader.wait(timeout=10)
+        finally:
+            reader.kill()
+    assert result.returncode == 0, result.stderr
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    rows = list(csv.reader(io.StringIO(out.read_text())))
+    assert rows[0] == ["byte", "count"]
+    assert sum(int(count) for _, count in rows[1:]) == files[0].stat().st_size

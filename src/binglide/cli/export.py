@@ -14,6 +14,7 @@ import json
 import math
 import os
 import secrets
+import stat
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
@@ -23,7 +24,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 
-__all__ = ("document", "to_jsonable", "write_csv", "write_json", "write_npz", "write_png")
+__all__ = (
+    "document",
+    "is_special",
+    "to_jsonable",
+    "write_csv",
+    "write_json",
+    "write_npz",
+    "write_png",
+)
 
 Array = np.ndarray[Any, Any]
 
@@ -73,15 +82,33 @@ def document(
     )
 
 
+def is_special(path: str) -> bool:
+    """Return whether `path` is there and is neither a regular file nor a directory."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
 @contextlib.contextmanager
 def _replacing(path: str, mode: str) -> Iterator[IO[Any]]:
-    """Open a temporary file next to `path`; move it over `path` if all went well."""
+    """Open a temporary file next to `path`; move it over `path` if all went well.
+
+    A `path` that is there and is not a regular file (``/dev/null``,
+    ``/dev/stdout``, a named pipe) is written into: there is no file to
+    replace, and a rename would put a file in the device's place.
+    """
+    newline = "" if "b" not in mode else None
+    if is_special(path):
+        with open(path, mode, newline=newline) as stream:
+            yield stream
+        return
     directory = os.path.dirname(os.path.abspath(path))
     temp = os.path.join(directory, f".binglide-{secrets.token_hex(8)}.tmp")
     # Mode 0o666 less the umask, as any file the user creates (mkstemp's 0o600 is not).
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        newline = "" if "b" not in mode else None
         with os.fdopen(fd, mode, newline=newline) as stream:
             yield stream
         os.replace(temp, path)

@@ -227,13 +227,18 @@ def _check_writable(path: str) -> None:
     """Refuse an output that could not be written, by doing what writing it does.
 
     An export is written to a temporary file next to `path` and renamed over
-    it, so what must work is creating a file in its directory: try that
+    it (unless `path` is a device or a pipe, written into), so what must work
+    is creating a file in its directory: try that
     (permissions, a read-only file system, root in ``/proc``: the kernel
     decides, not a guess from the mode bits).
     """
     directory = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise UsageError(f"cannot write {path}: it is a directory")
+    if export.is_special(path):  # a device or a pipe: written into, not replaced
+        if not os.access(path, os.W_OK):
+            raise UsageError(f"cannot write {path}: permission denied")
+        return
     if not os.path.isdir(directory):
         raise UsageError(f"cannot write {path}: no directory {directory}")
     try:
