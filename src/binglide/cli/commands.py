@@ -119,13 +119,26 @@ class Analysis(ABC):
         """Return the CSV header."""
         return self.columns
 
-    @abstractmethod
+    def options(self, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
+        """Return the keywords of the client method of this analysis, for every file.
+
+        `extra` holds the ``reports`` and ``cache`` keywords. A batch run
+        (`binglide.cli.batch`) asks every file with these.
+        """
+        return {"range": args.range, **extra}
+
     def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
-        """Send the request; `extra` holds the ``reports`` and ``cache`` keywords."""
+        """Send the request for the file of `args`."""
+        call: Call = getattr(client, self.name)(args.files[0], **self.options(args, extra))
+        return call
 
     @abstractmethod
     def text(self, report: Report, args: argparse.Namespace) -> str:
         """Return what a person reads of the final report."""
+
+    @abstractmethod
+    def brief(self, report: Report) -> str:
+        """Return the final report in one line, for a batch run's list of files."""
 
     def picture(self, report: Report, args: argparse.Namespace) -> bytes:
         """Return the picture of the final report, as a PNG file.
@@ -172,11 +185,17 @@ class HistogramAnalysis(Analysis):
             "--linear", action="store_true", help="--png: bar heights by count, not log(count)"
         )
 
-    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
-        return client.histogram(args.files[0], args.range, **extra)
-
     def text(self, report: Report, args: argparse.Namespace) -> str:
         return histogram_text(report.array, top=args.top)
+
+    def brief(self, report: Report) -> str:
+        counts = report.array
+        total = int(counts.sum())
+        if not total:
+            return "no bytes"
+        top = np.argsort(counts, kind="stable")[::-1][:3]
+        shares = ", ".join(f"{b:#04x} {counts[b] / total:.1%}" for b in top.tolist())
+        return f"{np.count_nonzero(counts)} distinct byte values; most frequent {shares}"
 
     def picture(self, report: Report, args: argparse.Namespace) -> bytes:
         from binglide.cli import pictures
@@ -214,11 +233,26 @@ class NGramsAnalysis(Analysis):
             help="--png of bigrams: brightness by log(count) or by rank (default log)",
         )
 
-    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
-        return client.ngrams(args.files[0], args.range, n=args.n, bits=args.bits, **extra)
+    def options(self, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
+        return {"range": args.range, "n": args.n, "bits": args.bits, **extra}
 
     def text(self, report: Report, args: argparse.Namespace) -> str:
         return ngrams_text(report.array, bits=int(report.meta["bits"]), top=args.top)
+
+    def brief(self, report: Report) -> str:
+        table = report.array
+        total = int(table.sum())
+        if not total:
+            return "no n-grams"
+        width = max(1, (int(report.meta.get("bits", 8)) + 3) // 4)
+        flat = table.reshape(-1)
+        top = np.argsort(flat, kind="stable")[::-1][:3]
+        cells = [np.unravel_index(i, table.shape) for i in top.tolist()]
+        shares = ", ".join(
+            " ".join(f"{int(c):0{width}x}" for c in cell) + f" {flat[i] / total:.1%}"
+            for cell, i in zip(cells, top.tolist(), strict=True)
+        )
+        return f"{np.count_nonzero(flat):,} distinct of {total:,}; most frequent {shares}"
 
     def picture(self, report: Report, args: argparse.Namespace) -> bytes:
         from binglide.cli import pictures
@@ -296,20 +330,28 @@ class EntropyAnalysis(Analysis):
             return "--hilbert draws a picture: give --png FILE too"
         return None
 
-    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
-        return client.entropy(
-            args.files[0],
-            args.range,
-            mode=args.mode,
-            resolution=self._resolution(args),
-            block=args.block,
-            window=args.window,
+    def options(self, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "range": args.range,
+            "mode": args.mode,
+            "resolution": self._resolution(args),
+            "block": args.block,
+            "window": args.window,
             **extra,
-        )
+        }
 
     def text(self, report: Report, args: argparse.Namespace) -> str:
         meta = report.meta
         return entropy_profile_text(report.array, start=meta["start"], stop=meta["stop"])
+
+    def brief(self, report: Report) -> str:
+        values = report.array
+        if not len(values):
+            return "no points"
+        return (
+            f"entropy mean {float(values.mean()):.2f}, min {float(values.min()):.2f},"
+            f" max {float(values.max()):.2f} bits per byte over {len(values):,} points"
+        )
 
     def picture(self, report: Report, args: argparse.Namespace) -> bytes:
         from binglide.cli import pictures
@@ -379,6 +421,9 @@ class DiffAnalysis(Analysis):
     def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
         a, b = args.files
         return client.diff(a, b, args.range, resolution=args.resolution, **extra)
+
+    def brief(self, report: Report) -> str:
+        return f"{int(report.meta['total']):,} bytes differ"
 
     def edges(self, report: Report) -> NDArray[np.int64]:
         """Return the edges of the diff's points."""
@@ -450,13 +495,20 @@ class DataAnalysis(Analysis):
             help="hex dump lines shown at most (default 64)",
         )
 
-    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
+    def options(self, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
         size = args.size
         if size is None:
             size = args.side * args.side if args.png else 512
         # The view is one answer: no estimate or progress to ask for.
         extra = {k: v for k, v in extra.items() if k != "reports"}
-        return client.data(args.files[0], args.range, size=size, **extra)
+        return {"range": args.range, "size": size, **extra}
+
+    def brief(self, report: Report) -> str:
+        head = report.array[:16].tobytes()
+        shown = " ".join(f"{b:02x}" for b in head)
+        more = " ..." if len(report.array) > len(head) else ""
+        start = int(report.meta.get("start", 0))
+        return f"{len(report.array):,} bytes from {start:#x}: {shown}{more}"
 
     def offsets(self, report: Report) -> NDArray[np.int64]:
         """Return the file offset of every byte of the view."""
@@ -501,8 +553,21 @@ class StatsAnalysis(Analysis):
     summary = "the statistics Fourmilab's ent prints (entropy, chi square, mean, pi, ...)"
     columns = ("byte", "count")
 
-    def start(self, client: Client, args: argparse.Namespace, extra: dict[str, Any]) -> Call:
-        return client.stats(args.files[0], args.range, **extra)
+    def brief(self, report: Report) -> str:
+        meta = report.meta
+        if not meta.get("size"):
+            return "0 bytes"
+
+        def number(key: str, digits: int) -> str:
+            value = meta.get(key)
+            return "undefined" if value is None else f"{float(value):.{digits}f}"
+
+        return (
+            f"{int(meta['size']):,} bytes, entropy {number('entropy', 6)} bits per byte,"
+            f" chi square {number('chi_square', 2)}, mean {number('mean', 4)},"
+            f" pi {number('monte_carlo_pi', 6)}, serial correlation"
+            f" {number('serial_correlation', 6)}"
+        )
 
     def text(self, report: Report, args: argparse.Namespace) -> str:
         # The service sends None where ent prints nan (JSON has no nan).

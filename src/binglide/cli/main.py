@@ -40,6 +40,7 @@ import attrs
 
 import binglide
 from binglide.cli import export
+from binglide.cli.batch import is_batch, run_batch
 from binglide.cli.commands import ANALYSES, Analysis, PictureUnavailable
 from binglide.cli.connection import (
     add_connection_arguments,
@@ -57,6 +58,7 @@ from binglide.cli.usage import (
     Parser,
     UsageError,
     fail,
+    positive_int,
 )
 
 if TYPE_CHECKING:
@@ -83,7 +85,13 @@ def _range(text: str) -> tuple[int | None, int | None]:
 def _add_analysis(sub: Any, analysis: Analysis) -> None:
     p = sub.add_parser(analysis.name, help=analysis.summary, description=analysis.summary + ".")
     if analysis.sources == 1:
-        p.add_argument("files", nargs=1, metavar="FILE", help="the file to analyse")
+        p.add_argument(
+            "files",
+            nargs="+",
+            metavar="FILE",
+            help="the file to analyse; several files or directories run a batch, a line per"
+            " file (see --jsonl)",
+        )
     else:
         p.add_argument("files", nargs=2, metavar="FILE", help="the two files to compare")
     p.add_argument(
@@ -120,6 +128,30 @@ def _add_analysis(sub: Any, analysis: Analysis) -> None:
         "--csv", metavar="FILE", help="export one row per value as CSV (- for stdout)"
     )
     out.add_argument("--png", metavar="FILE", help="draw the result as a PNG picture")
+    if analysis.sources == 1:
+        batch = p.add_argument_group("several files")
+        batch.add_argument(
+            "--recursive",
+            "-R",
+            action="store_true",
+            help="analyse the files under the directories named, and under theirs"
+            " (symlinks inside are not followed)",
+        )
+        batch.add_argument(
+            "--jsonl",
+            metavar="FILE",
+            help="write one JSON object per file as it completes, its result or its error"
+            " (- for stdout)",
+        )
+        batch.add_argument(
+            "--in-flight",
+            type=positive_int,
+            default=16,
+            metavar="N",
+            help="files analysed at once (default 16)",
+        )
+    else:
+        p.set_defaults(recursive=False, jsonl=None)
     p.set_defaults(analysis=analysis)
 
 
@@ -210,14 +242,16 @@ def _check(args: argparse.Namespace) -> None:
     check_connection(args)
     if not args.connect and args.cache_max_size is None:
         _max_size()  # a bad $BINGLIDE_CACHE_MAX_SIZE is a usage error, now
-    to_stdout = [name for name in ("json", "csv") if getattr(args, name) == "-"]
+    to_stdout = [name for name in ("json", "csv", "jsonl") if getattr(args, name) == "-"]
     if len(to_stdout) > 1:
-        raise UsageError("only one of --json - and --csv - can write to standard output")
+        raise UsageError(
+            f"only one of {', '.join(f'--{n} -' for n in to_stdout)} can write to standard output"
+        )
     for name in ("npz", "png"):
         if getattr(args, name) == "-":
             raise UsageError(f"--{name} writes a binary file: give a file name, not -")
     # Refuse now what could only fail after the job: minutes of work lost.
-    for name in ("json", "npz", "csv", "png"):
+    for name in ("json", "npz", "csv", "png", "jsonl"):
         path = getattr(args, name)
         if path and path != "-":
             _check_writable(path)
@@ -399,6 +433,12 @@ class _Interrupted(Exception):
 def run_analysis(args: argparse.Namespace) -> int:
     """Run the analysis `args` names; print and export its result; return the exit status."""
     _check(args)
+    if is_batch(args):
+        return run_batch(args)
+    if os.path.isdir(args.files[0]):
+        raise UsageError(
+            f"{args.files[0]} is a directory: give --recursive (-R) to analyse the files in it"
+        )
     outcome = anyio.run(_compute, args, backend="asyncio")
     if outcome.interrupted:
         raise _Interrupted

@@ -107,6 +107,7 @@ class ProgressBar:
             TextColumn("ETA", markup=False),
             TimeRemainingColumn(),
             TextColumn("{task.fields[precision]}", markup=False),
+            TextColumn("{task.fields[note]}", markup=False),
             console=console,
             transient=True,
             auto_refresh=self._auto_refresh,
@@ -115,7 +116,9 @@ class ProgressBar:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._task = progress.add_task(self._description, total=None, precision="", bytes=False)
+        self._task = progress.add_task(
+            self._description, total=None, precision="", note="", bytes=False
+        )
         progress.start()
         return progress
 
@@ -126,6 +129,7 @@ class ProgressBar:
         precision: float | None = None,
         bytes_done: int | None = None,
         total_bytes: int | None = None,
+        note: str | None = None,
     ) -> None:
         """Record progress; the bar shows it at its next redraw (at once without auto-refresh).
 
@@ -135,6 +139,7 @@ class ProgressBar:
                 (binglide refines results progressively); shown below 100%.
             bytes_done: The bytes processed so far (with `total_bytes`: the throughput).
             total_bytes: The bytes of the whole job.
+            note: A few words shown after the bar (a batch run's files done).
         """
         if not self._enabled or self._closed:
             return
@@ -143,6 +148,8 @@ class ProgressBar:
         assert self._task is not None
         done = min(max(completion, 0.0), 1.0) if completion == completion else 0.0
         fields: dict[str, Any] = {"precision": ""}
+        if note is not None:
+            fields["note"] = note
         if precision is not None and precision < 1.0:
             fields["precision"] = f"precision {int(max(precision, 0.0) * 100)}%"
         if total_bytes:
