@@ -181,6 +181,18 @@ def build_parser() -> Parser:
     deploy.add_keys_arguments(keys)
     keys.set_defaults(run=deploy.run_keys_command)
 
+    from binglide.cli import view
+
+    viewer = sub.add_parser(
+        "view",
+        help="look at files in the browser, every view live",
+        description="Open FILE (or FILE and FILE2, compared) in the browser: overview maps,"
+        " the bigram, trigram, byte histogram, entropy profile, ent statistics and a hex dump,"
+        " each refining live (docs/viewer.md).",
+    )
+    view.add_arguments(viewer)
+    viewer.set_defaults(run=view.run)
+
     cache = sub.add_parser(
         "cache",
         help="show or clear the chunk cache",

@@ -1,0 +1,397 @@
+// Overview maps: a range of a file as buckets of 2**level bytes, tiled like
+// HiGlass: a tile is 4096 buckets aligned on its span, fetched once per level,
+// shared by every map, cancelled when no map shows it any more.
+
+import {
+  BACKGROUND,
+  CLASSES,
+  ENTROPY_RAMP,
+  NO_DATA,
+  TILE_BUCKETS,
+  el,
+  hex,
+  human,
+  rampTable,
+  sizedCanvas,
+  xy2d,
+} from "./util.js";
+
+export const COLUMNS = 64;
+export const ROWS = 256;
+export const PIXEL = 2;
+const AXIS = 84;
+/** About one bucket per pixel: at most 3 tiles' worth, so 4 tiles cover any range. */
+export const CAPACITY = 3 * TILE_BUCKETS;
+
+export function levelFor(length) {
+  if (length <= CAPACITY) return 0;
+  return Math.min(50, Math.ceil(Math.log2(length / CAPACITY)));
+}
+
+const ENTROPY_LUT = rampTable(ENTROPY_RAMP);
+const HILBERT_INDEX = new Uint16Array(TILE_BUCKETS); // (y * 64 + x) -> distance
+for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) HILBERT_INDEX[y * 64 + x] = xy2d(6, x, y);
+
+/** Tiles, fetched on demand and shared; what no map wants any more is cancelled. */
+export class TileStore {
+  constructor(wire) {
+    this.wire = wire;
+    this.tiles = new Map(); // key -> {data, completion, precision, final, error, id}
+    this.wants = new Map(); // consumer -> Set of keys
+    this.onchange = () => {};
+  }
+
+  static key(file, layer, level, index) {
+    return `${file}:${layer}:${level}:${index}`;
+  }
+
+  get(key) {
+    return this.tiles.get(key);
+  }
+
+  want(consumer, specs) {
+    this.wants.set(consumer, new Set(specs.map((s) => TileStore.key(s.file, s.layer, s.level, s.index))));
+    const all = new Set();
+    for (const keys of this.wants.values()) for (const k of keys) all.add(k);
+    for (const [key, tile] of this.tiles) {
+      if (!tile.final && tile.id && !all.has(key)) {
+        this.wire.cancel(tile.id);
+        this.wire.forget(tile.id);
+        this.tiles.delete(key);
+      }
+    }
+    for (const s of specs) {
+      const key = TileStore.key(s.file, s.layer, s.level, s.index);
+      if (this.tiles.has(key)) continue;
+      const tile = { data: null, completion: 0, precision: 0, final: false, error: null, id: 0 };
+      this.tiles.set(key, tile);
+      tile.id = this.wire.request(
+        "tile",
+        { file: s.file, level: s.level, index: s.index, layer: s.layer },
+        {
+          onReport: (header, arrays) => {
+            tile.data = arrays.entropy || arrays.shares;
+            tile.completion = header.completion;
+            tile.precision = header.precision;
+            tile.cached = !!header.cached;
+            this.onchange(key);
+          },
+          onEnd: (header) => {
+            tile.id = 0;
+            if (header.kind === "report") tile.final = true;
+            else if (header.kind === "error") {
+              tile.error = header.message;
+              tile.final = true;
+            } else this.tiles.delete(key); // cancelled: asked again when wanted
+            this.onchange(key);
+          },
+        },
+      );
+    }
+    this.trim(all);
+  }
+
+  trim(keep) {
+    // Bound the page's memory: drop the oldest finished tiles nobody shows.
+    if (this.tiles.size < 2048) return;
+    for (const [key, tile] of this.tiles) {
+      if (this.tiles.size < 1536) break;
+      if (tile.final && !keep.has(key)) this.tiles.delete(key);
+    }
+  }
+}
+
+/** One overview map: a range of a file, in a linear or Hilbert layout. */
+export class OverviewMap {
+  constructor(store, { title, onSelect, onCursor, onZoom, onHover }) {
+    this.store = store;
+    this.title = title;
+    this.onSelect = onSelect;
+    this.onCursor = onCursor;
+    this.onZoom = onZoom;
+    this.onHover = onHover;
+    this.file = 0;
+    this.size = 0;
+    this.lo = 0;
+    this.hi = 0;
+    this.child = null;
+    this.cursor = null;
+    this.mode = "class";
+    this.layout = "linear";
+    this.image = null;
+    this.build();
+    store.onchangeMaps = store.onchangeMaps || [];
+  }
+
+  build() {
+    this.canvas = el("canvas", { class: "map", tabindex: "-1" });
+    this.axis = el("canvas", { class: "map-axis" });
+    this.indicator = el("div", { class: "indicator" });
+    this.caption = el("div", { class: "map-caption" });
+    this.node = el(
+      "section",
+      { class: "panel map-panel" },
+      el("header", {}, el("h2", { text: this.title }), this.indicator),
+      el("div", { class: "map-body" }, this.axis, this.canvas),
+      this.caption,
+    );
+    this.ctx = sizedCanvas(this.canvas, COLUMNS * PIXEL, ROWS * PIXEL);
+    this.axisCtx = sizedCanvas(this.axis, AXIS, ROWS * PIXEL);
+    this.offscreen = document.createElement("canvas");
+    this.offscreen.width = COLUMNS;
+    this.offscreen.height = ROWS;
+    this.offctx = this.offscreen.getContext("2d");
+    this.image = this.offctx.createImageData(COLUMNS, ROWS);
+    this.buckets = new Float64Array(COLUMNS * ROWS); // bucket index of each cell, -1 for none
+    let anchor = null;
+    let moved = false;
+    this.canvas.addEventListener("mousedown", (e) => {
+      const b = this.bucketAt(e);
+      if (b < 0) return;
+      anchor = b;
+      moved = false;
+      e.preventDefault();
+    });
+    window.addEventListener("mousemove", (e) => {
+      if (anchor === null) return;
+      const b = this.bucketAt(e, true);
+      if (b < 0) return;
+      if (b !== anchor) moved = true;
+      if (moved) this.onSelect(...this.span(anchor, b), false);
+    });
+    window.addEventListener("mouseup", (e) => {
+      if (anchor === null) return;
+      const b = this.bucketAt(e, true);
+      if (moved && b >= 0) this.onSelect(...this.span(anchor, b), true);
+      else if (!moved) this.onCursor(Math.min(this.hi - 1, Math.max(this.lo, anchor * this.bucket)));
+      anchor = null;
+    });
+    this.canvas.addEventListener("mousemove", (e) => {
+      const b = this.bucketAt(e);
+      this.onHover(b < 0 ? null : this.describe(b));
+    });
+    this.canvas.addEventListener("mouseleave", () => this.onHover(null));
+    this.canvas.addEventListener(
+      "wheel",
+      (e) => {
+        const b = this.bucketAt(e);
+        if (b < 0) return;
+        e.preventDefault();
+        this.onZoom(Math.min(this.hi, Math.max(this.lo, b * this.bucket)), e.deltaY > 0 ? 2 : 0.5);
+      },
+      { passive: false },
+    );
+  }
+
+  span(a, b) {
+    const lo = Math.max(this.lo, Math.min(a, b) * this.bucket);
+    const hi = Math.min(this.hi, (Math.max(a, b) + 1) * this.bucket);
+    return [lo, Math.max(hi, lo + 1)];
+  }
+
+  bucketAt(e, clamp = false) {
+    const r = this.canvas.getBoundingClientRect();
+    let x = Math.floor((e.clientX - r.left) / PIXEL);
+    let y = Math.floor((e.clientY - r.top) / PIXEL);
+    if (clamp) {
+      x = Math.max(0, Math.min(COLUMNS - 1, x));
+      y = Math.max(0, Math.min(ROWS - 1, y));
+    } else if (x < 0 || y < 0 || x >= COLUMNS || y >= ROWS) return -1;
+    let b = this.buckets[y * COLUMNS + x];
+    if (b < 0 && clamp) {
+      // Past the end of the range: the nearest bucket shown.
+      const first = Math.floor(this.lo / this.bucket);
+      const last = Math.ceil(this.hi / this.bucket) - 1;
+      b = y < ROWS / 2 && this.buckets[0] < 0 ? first : last;
+    }
+    return b;
+  }
+
+  describe(b) {
+    const offset = b * this.bucket;
+    const parts = [`${hex(offset)}`, `bucket ${human(this.bucket)}`];
+    const index = Math.floor(b / TILE_BUCKETS);
+    const j = b - index * TILE_BUCKETS;
+    const ent = this.store.get(this.tileKey("entropy", index));
+    if (ent && ent.data) parts.push(`entropy ${ent.data[j].toFixed(2)}`);
+    const cls = this.store.get(this.tileKey("classes", index));
+    if (cls && cls.data) {
+      const shares = [];
+      for (let k = 0; k < 5; k++) {
+        const v = cls.data[j * 5 + k];
+        if (v >= 3) shares.push(`${CLASSES[k].name} ${Math.round((v / 255) * 100)}%`);
+      }
+      parts.push(shares.join(" "));
+    }
+    return { offset, text: parts.join(" · ") };
+  }
+
+  tileKey(layer, index) {
+    return TileStore.key(this.file, layer, this.level, index);
+  }
+
+  /** Show [lo, hi) of file (size bytes); child is the range to highlight. */
+  show({ file, size, lo, hi, child, cursor, mode, layout }) {
+    Object.assign(this, { file, size, lo, hi, child, cursor, mode, layout });
+    this.layer = mode === "entropy" ? "entropy" : "classes";
+    this.level = levelFor(hi - lo);
+    this.bucket = 2 ** this.level;
+    const first = Math.floor(lo / TILE_BUCKETS / this.bucket);
+    const last = hi > lo ? Math.ceil(hi / this.bucket / TILE_BUCKETS) : first;
+    const specs = [];
+    for (let k = first; k < last; k++) specs.push({ file, layer: this.layer, level: this.level, index: k });
+    this.store.want(this, specs);
+    this.draw();
+  }
+
+  draw() {
+    const data = this.image.data;
+    const b0 = Math.floor(this.lo / this.bucket);
+    const b1 = Math.ceil(this.hi / this.bucket);
+    const lastByte = Math.min(this.hi, this.size);
+    const hilbert = this.layout === "hilbert";
+    const rowBase = Math.floor(b0 / COLUMNS);
+    const tileBase = Math.floor(b0 / TILE_BUCKETS);
+    const childLo = this.child ? this.child[0] : null;
+    const childHi = this.child ? this.child[1] : null;
+    let tileIndex = -1;
+    let tile = null;
+    let done = 0;
+    let wanted = 0;
+    let precision = 1;
+    const seen = new Set();
+    for (let y = 0; y < ROWS; y++) {
+      for (let x = 0; x < COLUMNS; x++) {
+        const cell = y * COLUMNS + x;
+        let b;
+        if (hilbert) b = (tileBase + Math.floor(y / 64)) * TILE_BUCKETS + HILBERT_INDEX[(y % 64) * 64 + x];
+        else b = (rowBase + y) * COLUMNS + x;
+        let color = BACKGROUND;
+        const start = b * this.bucket;
+        if (b < b0 || b >= b1 || start >= lastByte) {
+          this.buckets[cell] = -1;
+        } else {
+          this.buckets[cell] = b;
+          const k = Math.floor(b / TILE_BUCKETS);
+          if (k !== tileIndex) {
+            tileIndex = k;
+            tile = this.store.get(this.tileKey(this.layer, k));
+            if (!seen.has(k)) {
+              seen.add(k);
+              wanted++;
+              if (tile) {
+                done += tile.final && !tile.error ? 1 : tile.completion || 0;
+                precision = Math.min(precision, tile.final && !tile.error ? 1 : tile.precision || 0);
+              } else precision = 0;
+            }
+          }
+          color = NO_DATA;
+          if (tile && tile.data) {
+            const j = b - k * TILE_BUCKETS;
+            if (this.mode === "entropy") {
+              const v = Math.max(0, Math.min(255, Math.round((tile.data[j] / 8) * 255)));
+              color = [ENTROPY_LUT[v * 3], ENTROPY_LUT[v * 3 + 1], ENTROPY_LUT[v * 3 + 2]];
+            } else {
+              let r = 0;
+              let g = 0;
+              let bl = 0;
+              for (let c = 0; c < 5; c++) {
+                const s = tile.data[j * 5 + c];
+                r += s * CLASSES[c].color[0];
+                g += s * CLASSES[c].color[1];
+                bl += s * CLASSES[c].color[2];
+              }
+              color = [r / 255, g / 255, bl / 255];
+            }
+          }
+          if (childLo !== null && (start + this.bucket <= childLo || start >= childHi)) {
+            color = [color[0] * 0.4, color[1] * 0.4, color[2] * 0.4];
+          }
+        }
+        const p = cell * 4;
+        data[p] = color[0];
+        data[p + 1] = color[1];
+        data[p + 2] = color[2];
+        data[p + 3] = 255;
+      }
+    }
+    this.offctx.putImageData(this.image, 0, 0);
+    const ctx = this.ctx;
+    ctx.imageSmoothingEnabled = false;
+    ctx.fillStyle = `rgb(${BACKGROUND})`;
+    ctx.fillRect(0, 0, COLUMNS * PIXEL, ROWS * PIXEL);
+    ctx.drawImage(this.offscreen, 0, 0, COLUMNS * PIXEL, ROWS * PIXEL);
+    this.drawCursor();
+    this.drawAxis(rowBase, tileBase, hilbert);
+    const errors = [...seen].map((k) => this.store.get(this.tileKey(this.layer, k))).filter((t) => t && t.error);
+    this.completion = wanted ? done / wanted : 1;
+    this.precision = wanted ? precision : 1;
+    setIndicator(this.indicator, {
+      completion: this.completion,
+      precision: this.precision,
+      error: errors.length ? errors[0].error : null,
+      empty: this.size === 0,
+    });
+    this.caption.textContent =
+      this.size === 0
+        ? "empty file: nothing to show"
+        : `${hex(this.lo)} – ${hex(this.hi)} · ${human(this.hi - this.lo)} · bucket ${human(this.bucket)}`;
+  }
+
+  drawCursor() {
+    if (this.cursor === null || this.cursor < this.lo || this.cursor >= this.hi) return;
+    const b = Math.floor(this.cursor / this.bucket);
+    for (let cell = 0; cell < this.buckets.length; cell++) {
+      if (this.buckets[cell] === b) {
+        const x = (cell % COLUMNS) * PIXEL;
+        const y = Math.floor(cell / COLUMNS) * PIXEL;
+        this.ctx.strokeStyle = "#ffd400";
+        this.ctx.lineWidth = 1.5;
+        this.ctx.strokeRect(x - 3, y - 3, PIXEL + 6, PIXEL + 6);
+        return;
+      }
+    }
+  }
+
+  drawAxis(rowBase, tileBase, hilbert) {
+    const ctx = this.axisCtx;
+    ctx.clearRect(0, 0, AXIS, ROWS * PIXEL);
+    ctx.fillStyle = "#a8a8b3";
+    ctx.font = "10px ui-monospace, monospace";
+    ctx.textAlign = "right";
+    ctx.textBaseline = "top";
+    if (this.size === 0) return;
+    const step = hilbert ? 64 : 32;
+    for (let y = 0; y < ROWS; y += step) {
+      const b = hilbert ? (tileBase + y / 64) * TILE_BUCKETS : (rowBase + y) * COLUMNS;
+      const offset = b * this.bucket;
+      if (offset >= this.size || offset >= this.hi) break;
+      ctx.fillText(hex(offset), AXIS - 5, y * PIXEL + 1);
+      ctx.fillRect(AXIS - 4, y * PIXEL, 4, 1);
+    }
+  }
+}
+
+/** Fill an indicator: a bar for completion and a word for precision. */
+export function setIndicator(node, { completion, precision, error, empty, running }) {
+  let bar = node.querySelector(".bar > i");
+  let label = node.querySelector("span");
+  if (!bar) {
+    node.append(el("div", { class: "bar" }, el("i")), el("span"));
+    bar = node.querySelector(".bar > i");
+    label = node.querySelector("span");
+  }
+  bar.style.width = `${Math.round((completion || 0) * 100)}%`;
+  node.classList.toggle("exact", !error && completion >= 1 && precision >= 1);
+  node.classList.toggle("error", !!error);
+  node.title = error || "";
+  if (error) label.textContent = "error";
+  else if (empty) label.textContent = "empty";
+  else if (completion >= 1 && precision >= 1) label.textContent = "exact";
+  else if (precision > 0) {
+    const pct = precision * 100;
+    label.textContent = `${pct < 1 ? pct.toFixed(1) : Math.round(pct)}% read`;
+  } else label.textContent = running === false ? "" : "waiting";
+  node.dataset.completion = String(completion || 0);
+  node.dataset.precision = String(precision || 0);
+}
