@@ -156,13 +156,15 @@ export class OverviewMap {
       if (anchor === null) return;
       const b = this.bucketAt(e, true);
       if (b < 0) return;
+      // A drag is one history entry: its first move pushes, the rest replace it.
+      const first = !moved && b !== anchor;
       if (b !== anchor) moved = true;
-      if (moved) this.onSelect(...this.span(anchor, b), false);
+      if (moved) this.onSelect(...this.span(anchor, b), first);
     });
     window.addEventListener("mouseup", (e) => {
       if (anchor === null) return;
       const b = this.bucketAt(e, true);
-      if (moved && b >= 0) this.onSelect(...this.span(anchor, b), true);
+      if (moved && b >= 0) this.onSelect(...this.span(anchor, b), false);
       else if (!moved) this.onCursor(Math.min(this.hi - 1, Math.max(this.lo, anchor * this.bucket)));
       anchor = null;
     });

@@ -1,0 +1,260 @@
+"""The page in a real headless Chromium (Debian's, driven by Playwright).
+
+Skipped, saying why, where Playwright or Chromium is missing: `.ci/run`
+installs Chromium with apt-get; the `test` extra brings Playwright (its own
+browser downloads are never used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import numpy as np
+import pytest
+
+from tests.cli.pngdecode import decode as decode_png
+
+from .helpers import BLOCK, CHROMIUM, CHROMIUM_FLAGS, BlockingChunk, running, synthetic
+
+playwright_api = pytest.importorskip(
+    "playwright.async_api", reason="Playwright is not installed: pip install -e '.[test]'"
+)
+pytestmark = pytest.mark.skipif(
+    not os.access(CHROMIUM, os.X_OK),
+    reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does, as root)",
+)
+
+
+@asynccontextmanager
+async def browser_page() -> AsyncIterator[Any]:
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1720, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.errors = errors
+            yield page
+            assert not errors, errors
+        finally:
+            await browser.close()
+
+
+async def opened(page: Any, url: str) -> None:
+    await page.goto(url)
+    await page.wait_for_function("window.binglide && window.binglide.ready")
+
+
+async def settled(page: Any, selector: str) -> None:
+    """Wait until the indicator under `selector` says exact."""
+    await page.wait_for_function(
+        "s => { const n = document.querySelector(s); return n && n.classList.contains('exact'); }",
+        arg=selector,
+    )
+
+
+async def map_pixel(page: Any, index: int, col: int, row: int) -> list[int]:
+    """The colour of one bucket cell (col, row) of overview map `index`."""
+    return await page.evaluate(
+        """([i, x, y]) => {
+            const c = document.querySelectorAll('canvas.map')[i];
+            const r = window.devicePixelRatio || 1;
+            return Array.from(c.getContext('2d').getImageData(
+                Math.floor((x * 2 + 1) * r), Math.floor((y * 2 + 1) * r), 1, 1).data.slice(0, 3));
+        }""",
+        [index, col, row],
+    )
+
+
+async def drag_rows(page: Any, index: int, rows: list[int]) -> None:
+    """Drag down overview map `index` through the rows given (column 10)."""
+    box = await page.locator("canvas.map").nth(index).bounding_box()
+    await page.mouse.move(box["x"] + 21, box["y"] + rows[0] * 2 + 1)
+    await page.mouse.down()
+    for row in rows[1:]:
+        await page.mouse.move(box["x"] + 21, box["y"] + row * 2 + 1)
+    await page.mouse.up()
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    path = tmp_path / "sample.bin"
+    synthetic(path)
+    return path
+
+
+async def test_the_page_loads_with_the_token_and_is_refused_without(
+    sample: Path, tmp_path: Path
+) -> None:
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            assert "sample.bin" in await page.title()
+            refused = await page.goto(f"http://127.0.0.1:{viewer.port}/")
+            assert refused.status == 403
+            assert "token" in await page.content()
+            refused = await page.goto(f"http://127.0.0.1:{viewer.port}/not-the-token/")
+            assert refused.status == 403
+
+
+async def test_the_overview_shows_the_blocks_where_they_are(sample: Path, tmp_path: Path) -> None:
+    # 3 MiB in buckets of 256 bytes, 64 a row: text rows 0-63, zeros 64-127, random 128-191.
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            await settled(page, ".map-panel .indicator")
+            text, zeros, noise = [await map_pixel(page, 0, 10, row) for row in (30, 100, 160)]
+            assert text == [55, 126, 184]  # printable: blue
+            assert zeros == [0, 0, 0]
+            # Random bytes mix every class: a brownish red, neither of the above.
+            assert noise[0] > noise[2] > 40 and noise != text
+            await page.keyboard.press("e")  # colour by entropy
+            await settled(page, ".map-panel .indicator")
+            text, zeros, noise = [await map_pixel(page, 0, 10, row) for row in (30, 100, 160)]
+            assert zeros == [40, 60, 200]  # entropy 0: the ramp's blue end
+            assert noise[0] > 200 and noise[2] < 60  # about 8 bits: red
+            assert text[1] > text[2]  # about 4 bits: green to yellow
+
+
+async def lit(page: Any, cells: list[tuple[int, int]]) -> list[bool]:
+    """Whether each bigram cell (first, second) is lit on the bigram canvas."""
+    return await page.evaluate(
+        """cells => {
+            const c = document.querySelector('canvas.bigram');
+            const r = window.devicePixelRatio || 1;
+            const g = c.getContext('2d');
+            return cells.map(([a, b]) => {
+                const x = Math.floor((24 + (b + 0.5) * 276 / 256) * r);
+                const y = Math.floor(((a + 0.5) * 280 / 256) * r);
+                const d = g.getImageData(x, y, 1, 1).data;
+                return d[0] + d[1] + d[2] > 60;
+            });
+        }""",
+        cells,
+    )
+
+
+async def test_selecting_the_text_block_lights_the_printable_square(
+    sample: Path, tmp_path: Path
+) -> None:
+    data = sample.read_bytes()
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            await drag_rows(page, 1, [2, 20, 40, 60])  # inside the text block
+            state = await page.evaluate("window.binglide.state")
+            lo, hi = state["sel"]
+            assert 0 <= lo < hi <= BLOCK
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            pairs = {(a, b) for a, b in zip(data[lo : hi - 1], data[lo + 1 : hi], strict=True)}
+            # The printable square, less its edges (where its outline is drawn).
+            printable = [(a, b) for a in range(0x21, 0x7E) for b in range(0x21, 0x7E)]
+            inside = await lit(page, printable)
+            assert sum(inside) == len([c for c in printable if c in pairs]) > 30
+            assert all(on == (c in pairs) for on, c in zip(inside, printable, strict=True))
+            outside = [(a, b) for a in range(0x80, 0x100, 3) for b in range(0, 0x100, 5)]
+            assert not any(await lit(page, outside))
+
+
+async def test_a_drag_cancels_superseded_tasks_at_the_workers(
+    sample: Path, tmp_path: Path
+) -> None:
+    BlockingChunk.reset()
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (client, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            while not BlockingChunk.started:
+                await anyio.sleep(0.02)
+            box = await page.locator("canvas.map").nth(1).bounding_box()
+            await page.mouse.move(box["x"] + 21, box["y"] + 3)
+            await page.mouse.down()
+            for row in range(8, 180, 8):  # 22 selections, each superseding the last
+                await page.mouse.move(box["x"] + 21, box["y"] + row * 2 + 1)
+                await page.wait_for_timeout(30)
+            await page.mouse.up()
+            final = await page.evaluate("window.binglide.state.sel")
+            # Every chunk task a superseded range started is cancelled at its worker;
+            # what still holds a worker is the final range's (stats, bigram, trigram).
+            while len(set(BlockingChunk.started) - set(BlockingChunk.cancelled)) > 3:
+                await anyio.sleep(0.02)
+            assert len(set(BlockingChunk.cancelled)) >= 2
+            assert viewer.statistics().cancelled >= 10
+            assert BlockingChunk.release is not None
+            BlockingChunk.release.set()
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            meta = await page.evaluate("window.binglide.views.bigram.meta")
+            assert [meta["start"], meta["stop"]] == final
+            assert client.broker is not None
+            while client.broker.statistics().dispatched or client.broker.statistics().pending:
+                await anyio.sleep(0.02)
+
+
+async def test_the_url_round_trips_the_state(sample: Path, tmp_path: Path) -> None:
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            first = await page.evaluate("({...window.binglide.state})")
+            await drag_rows(page, 0, [70, 90, 120])
+            await drag_rows(page, 1, [10, 30])
+            await page.keyboard.press("e")
+            await page.keyboard.press("h")
+            await page.keyboard.press("l")
+            await page.fill("#goto", f"{BLOCK + 0x123:#x}")
+            await page.press("#goto", "Enter")
+            state = await page.evaluate("({...window.binglide.state})")
+            assert state["cursor"] == BLOCK + 0x123
+            assert (state["mode"], state["layout"], state["leveling"]) == ("entropy", "hilbert", "rank")
+            url = page.url
+            assert "mode=entropy" in url and "layout=hilbert" in url
+            # The same URL in a new page shows the same state.
+            again = await page.context.browser.new_page(viewport={"width": 1720, "height": 1000})
+            await opened(again, url)
+            assert await again.evaluate("({...window.binglide.state})") == state
+            # Back and forward walk through the states.
+            await page.go_back()
+            await page.wait_for_function("window.binglide.state.cursor !== %d" % state["cursor"])
+            await page.go_forward()
+            await page.wait_for_function("window.binglide.state.cursor === %d" % state["cursor"])
+            for _ in range(6):  # two drags, three keys and a go-to: six entries
+                await page.go_back()
+            await page.wait_for_function("window.binglide.state.mode === 'class'")
+            back = await page.evaluate("({...window.binglide.state})")
+            assert back["region"] == first["region"] and back["mode"] == "class"
+
+
+async def test_export_writes_a_png_and_a_json_that_match_the_library(
+    sample: Path, tmp_path: Path
+) -> None:
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (client, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            await drag_rows(page, 1, [10, 50])
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            lo, hi = await page.evaluate("window.binglide.state.sel")
+            expected = (await client.ngrams(str(sample), (lo, hi), n=2)).array
+            panel = page.locator("section.panel:has(canvas.bigram)")
+            async with page.expect_download() as info:
+                await panel.locator("button[data-format=json]").click()
+            download = await info.value
+            doc = json.loads(Path(await download.path()).read_text())
+            assert doc["service"] == "ngrams" and doc["precision"] == 1.0
+            np.testing.assert_array_equal(np.array(doc["data"]), expected)
+            assert download.suggested_filename.endswith(".json")
+            async with page.expect_download() as info:
+                await panel.locator("button[data-format=png]").click()
+            download = await info.value
+            png = decode_png(Path(await download.path()).read_bytes())
+            ratio = png.shape[1] // 300
+            for a, b in [(0x74, 0x68), (0x68, 0x65), (0x20, 0x71), (0x00, 0x00), (0xF0, 0x0F)]:
+                x = int((24 + (b + 0.5) * 276 / 256) * ratio)
+                y = int(((a + 0.5) * 280 / 256) * ratio)
+                assert (int(png[y, x, :3].sum()) > 60) == bool(expected[a, b] > 0), (a, b)
