@@ -48,7 +48,7 @@ async def browser_page() -> AsyncIterator[Any]:
 
 async def opened(page: Any, url: str) -> None:
     await page.goto(url)
-    await page.wait_for_function("window.binglide && window.binglide.ready")
+    await page.wait_for_function("() => window.binglide && window.binglide.ready")
 
 
 async def settled(page: Any, selector: str) -> None:
@@ -221,12 +221,12 @@ async def test_the_url_round_trips_the_state(sample: Path, tmp_path: Path) -> No
             assert await again.evaluate("({...window.binglide.state})") == state
             # Back and forward walk through the states.
             await page.go_back()
-            await page.wait_for_function("window.binglide.state.cursor !== %d" % state["cursor"])
+            await page.wait_for_function("() => window.binglide.state.cursor !== %d" % state["cursor"])
             await page.go_forward()
-            await page.wait_for_function("window.binglide.state.cursor === %d" % state["cursor"])
+            await page.wait_for_function("() => window.binglide.state.cursor === %d" % state["cursor"])
             for _ in range(6):  # two drags, three keys and a go-to: six entries
                 await page.go_back()
-            await page.wait_for_function("window.binglide.state.mode === 'class'")
+            await page.wait_for_function("() => window.binglide.state.mode === 'class'")
             back = await page.evaluate("({...window.binglide.state})")
             assert back["region"] == first["region"] and back["mode"] == "class"
 

@@ -261,6 +261,7 @@ export class OverviewMap {
     let done = 0;
     let wanted = 0;
     let precision = 1;
+    let painted = false;
     const seen = new Set();
     for (let y = 0; y < ROWS; y++) {
       for (let x = 0; x < COLUMNS; x++) {
@@ -289,6 +290,7 @@ export class OverviewMap {
           }
           color = NO_DATA;
           if (tile && tile.data) {
+            painted = true;
             const j = b - k * TILE_BUCKETS;
             if (this.mode === "entropy") {
               const v = Math.max(0, Math.min(255, Math.round((tile.data[j] / 8) * 255)));
@@ -318,6 +320,8 @@ export class OverviewMap {
       }
     }
     this.offctx.putImageData(this.image, 0, 0);
+    // For the benchmark: when a map first showed data.
+    if (painted && window.binglide && !window.binglide.firstMapPaint) window.binglide.firstMapPaint = performance.now();
     const ctx = this.ctx;
     ctx.imageSmoothingEnabled = false;
     ctx.fillStyle = `rgb(${BACKGROUND})`;
@@ -392,7 +396,8 @@ export function setIndicator(node, { completion, precision, error, empty, runnin
   else if (completion >= 1 && precision >= 1) label.textContent = "exact";
   else if (precision > 0) {
     const pct = precision * 100;
-    label.textContent = `${pct < 1 ? pct.toFixed(1) : Math.round(pct)}% read`;
+    const digits = pct < 0.1 ? 3 : pct < 1 ? 2 : pct < 10 ? 1 : 0;
+    label.textContent = `${Number(pct.toFixed(digits))}% read`;
   } else label.textContent = running === false ? "" : "waiting";
   node.dataset.completion = String(completion || 0);
   node.dataset.precision = String(precision || 0);

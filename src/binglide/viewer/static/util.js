@@ -32,6 +32,11 @@ export function human(n) {
   return `${v.toFixed(digits)} ${units[i]}`;
 }
 
+/** A count for people: 1,234 or 6.8e10. */
+export function count(n) {
+  return n < 1e7 ? Math.round(n).toLocaleString("en") : n.toExponential(1).replace("+", "");
+}
+
 /** Parse "0x1000", "4096", "4K", "1.5M", "2G" into a byte offset, or null. */
 export function parseOffset(text) {
   const t = String(text).trim().replace(/_/g, "").toLowerCase();

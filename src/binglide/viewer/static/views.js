@@ -9,6 +9,7 @@ import {
   INFERNO,
   TEXT_RAMP,
   classOf,
+  count,
   el,
   hex,
   hex2,
@@ -164,7 +165,7 @@ export class BigramView {
     ctx.strokeRect(24 + (0x20 / 256) * 276, (0x20 / 256) * 280, (0x5f / 256) * 276, (0x5f / 256) * 280);
     this.drawLegend(max);
     const m = this.meta;
-    this.panel.caption.textContent = m ? `${hex(m.start)} – ${hex(m.stop)} · rows: first byte, columns: second · max ${Math.round(max).toLocaleString()}` : "";
+    this.panel.caption.textContent = m ? `${hex(m.start)} – ${hex(m.stop)} · rows: first byte, columns: second · max ${count(max)}` : "";
   }
 
   drawLegend(max) {
@@ -180,7 +181,7 @@ export class BigramView {
     ctx.fillStyle = "#a8a8b3";
     ctx.font = "9px system-ui, sans-serif";
     ctx.textAlign = "left";
-    const scale = this.leveling === "log" ? `1 … ${Math.round(max).toLocaleString()} (log)` : "rank";
+    const scale = !max ? "(no data yet)" : this.leveling === "log" ? `1 … ${count(max)} (log)` : "by rank";
     ctx.fillText(`pairs ${scale}`, 24, 24);
     ctx.fillText("printable pairs", 160, 24);
   }

@@ -1,0 +1,317 @@
+"""The viewer's targets, measured in a real browser (issue 11).
+
+    flock /work/locks/bench.lock python bench/viewer.py [--repeat 5] [--out FILE]
+
+A 1 GiB file of mixed content (``bench/data/``, page cached) and a 64 GiB
+sparse file, the embedded default with 2 workers per service, and Debian's
+Chromium driven by Playwright, all on this machine:
+
+1. **first paint** of the overview after the page's load event, cold (a new
+   server and an empty cache each time), on the 1 GiB and the 64 GiB file,
+   with this process's anonymous memory (RssAnon: the workers are here) at
+   its peak over the 10 s after the load: flat means the file is not read
+   into memory;
+2. **range change to the bigram's first paint** (in the page: from the
+   change to the bigram canvas drawn), cold (the estimate) on new ranges,
+   then on ranges seen before: from the viewer's cache of answers, and with
+   that cache off (binglide's chunk cache only);
+3. **a drag**: 20 range changes a second for 10 s; the broker's tasks in
+   flight (pending + dispatched), sampled every 5 ms, in ranges' worth (the
+   tasks one range change starts, measured alone), the cancelled and
+   completed tasks, and the time from the drag's end until every job left
+   belongs to the final range (the workers idle but for it);
+4. the **exact bigram of the final range** after the drag (to the page's
+   exact bigram), against ``client.ngrams`` of that range alone (a fresh
+   cold cache, the same 2 workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import DATA_DIR, GiB, MiB, AnonPeak, machine, make_mixed_file, page_in, publish
+
+import binglide
+from binglide.viewer import ClassesService, serve
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@asynccontextmanager
+async def viewer_of(
+    path: Path, cache: str, *, answer_cache: bool = True
+) -> AsyncIterator[tuple[binglide.Client, Any]]:
+    config = binglide.BrokerConfig(heartbeat_interval=float("inf"), service_timeout=float("inf"))
+    async with (
+        binglide.connect(
+            services=[ClassesService], workers=2, cache_dir=cache, config=config
+        ) as client,
+        serve(client, [path]) as viewer,
+    ):
+        if not answer_cache:
+            viewer.cache.max_bytes = 0
+        yield client, viewer
+
+
+@asynccontextmanager
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        b = await p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+async def open_page(b: Any, url: str) -> Any:
+    """Open the page with a 64 KiB selection: nothing of the file's bigram is cached yet."""
+    page = await b.new_page(viewport={"width": 1720, "height": 1000})
+    await page.goto(url + "?sel=0x0-0x10000")
+    await page.wait_for_function("() => window.binglide && window.binglide.ready")
+    return page
+
+
+async def first_paint(b: Any, path: Path) -> tuple[float, float, int]:
+    """Return (ms from load to the first map paint, from navigation, RssAnon added at peak)."""
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+        async with viewer_of(path, cache) as (_, viewer):
+            with AnonPeak() as memory:
+                page = await b.new_page(viewport={"width": 1720, "height": 1000})
+                await page.goto(viewer.url)
+                await page.wait_for_function("() => window.binglide && window.binglide.firstMapPaint")
+                times = await page.evaluate(
+                    """() => ({paint: window.binglide.firstMapPaint,
+                               load: performance.getEntriesByType('navigation')[0].loadEventEnd})"""
+                )
+                # Memory while the exact passes run over the file.
+                await anyio.sleep(10)
+                await page.close()
+            return times["paint"] - times["load"], times["paint"], memory.added
+
+
+async def settle(page: Any) -> None:
+    await page.wait_for_function(
+        """() => document.querySelector('section.panel:has(canvas.bigram) .indicator')
+                   .classList.contains('exact')""",
+        timeout=600_000,
+    )
+
+
+async def change_to_bigram(page: Any, lo: int, hi: int) -> tuple[float, bool]:
+    """Change the selection; return (ms to the bigram's first draw, whether from the cache)."""
+    result = await page.evaluate(
+        """async ([lo, hi]) => {
+            const b = window.binglide;
+            b.bigramPainted = null;
+            const t0 = performance.now();
+            b.setSel(lo, hi, true);
+            while (!(b.bigramPainted && b.bigramPainted.start === lo && b.bigramPainted.stop === hi)) {
+                await new Promise(r => setTimeout(r, 1));
+            }
+            return {ms: b.bigramPainted.at - t0, cached: b.bigramPainted.cached};
+        }""",
+        [lo, hi],
+    )
+    return result["ms"], result["cached"]
+
+
+def in_flight(client: binglide.Client) -> tuple[int, int]:
+    assert client.broker is not None
+    s = client.broker.statistics()
+    return s.pending + s.dispatched, s.jobs
+
+
+async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+        async with viewer_of(path, cache) as (client, viewer):
+            page = await open_page(b, viewer.url)
+            await page.wait_for_function(
+                "() => document.querySelector('.map-panel .indicator').classList.contains('exact')",
+                timeout=600_000,
+            )
+            await settle(page)
+            assert client.broker is not None
+            # One range's worth of tasks: what one change starts, alone.
+            before = client.broker.statistics()
+            await change_to_bigram(page, 0, span)
+            await settle(page)
+            await page.wait_for_function("() => true")
+            while viewer.statistics().open:
+                await anyio.sleep(0.01)
+            after = client.broker.statistics()
+            per_range = after.completed - before.completed
+            # The drag: 200 changes, 50 ms apart, a span sliding over the first half;
+            # the last one jumps to a range never seen, so nothing of it is cached.
+            final = (size - span, size)
+            before = client.broker.statistics()
+            samples: list[int] = []
+            stop_sampling = anyio.Event()
+
+            async def sample() -> None:
+                while not stop_sampling.is_set():
+                    samples.append(in_flight(client)[0])
+                    await anyio.sleep(0.005)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(sample)
+                ended = await page.evaluate(
+                    """async ([size, span, last]) => {
+                        const b = window.binglide;
+                        const step = Math.floor((size / 2 - span) / 199 / 4096) * 4096;
+                        for (let i = 0; i < 199; i++) {
+                            b.setSel(i * step, i * step + span, false);
+                            await new Promise(r => setTimeout(r, 50));
+                        }
+                        b.setSel(last[0], last[1], true);
+                        return performance.now();
+                    }""",
+                    [size, span, list(final)],
+                )
+                drag_end = time.perf_counter()
+                # Idle but for the final range: every job left is one the page still waits for.
+                idle_at = None
+                while idle_at is None:
+                    jobs = in_flight(client)[1]
+                    if jobs <= viewer.statistics().open:
+                        idle_at = time.perf_counter()
+                    else:
+                        await anyio.sleep(0.002)
+                stop_sampling.set()
+            exact = await page.evaluate(
+                """async ([lo, hi]) => {
+                    const b = window.binglide;
+                    while (!(b.bigramPainted && b.bigramPainted.final &&
+                             b.bigramPainted.start === lo && b.bigramPainted.stop === hi)) {
+                        await new Promise(r => setTimeout(r, 2));
+                    }
+                    return b.bigramPainted.at;
+                }""",
+                list(final),
+            )
+            after = client.broker.statistics()
+            await page.close()
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+        async with binglide.connect(workers=2, cache_dir=cache) as client:
+            t = time.perf_counter()
+            await client.ngrams(str(path), final, n=2)
+            alone = time.perf_counter() - t
+    return {
+        "per_range": per_range,
+        "max_in_flight": max(samples),
+        "mean_in_flight": statistics.fmean(samples),
+        "cancelled": after.cancelled - before.cancelled,
+        "completed": after.completed - before.completed,
+        "idle_ms": (idle_at - drag_end) * 1000,
+        "exact_s": (exact - ended) / 1000,
+        "alone_s": alone,
+    }
+
+
+async def range_changes(b: Any, path: Path, size: int, span: int, *, cached: bool) -> Any:
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+        async with viewer_of(path, cache, answer_cache=cached) as (_, viewer):
+            page = await open_page(b, viewer.url)
+            await settle(page)
+            ranges = [(k * size // 8, k * size // 8 + span) for k in range(1, 7)]
+            cold = []
+            for lo, hi in ranges:
+                ms, _ = await change_to_bigram(page, lo, hi)
+                cold.append(ms)
+                await settle(page)
+            again = []
+            hits = 0
+            for lo, hi in ranges:
+                ms, hit = await change_to_bigram(page, lo, hi)
+                again.append(ms)
+                hits += hit
+                await settle(page)
+            await page.close()
+            return cold, again, hits
+
+
+def med(values: list[float]) -> str:
+    return f"{statistics.median(values):.0f} ms (min {min(values):.0f}, max {max(values):.0f})"
+
+
+async def main(args: argparse.Namespace) -> None:
+    path = make_mixed_file(DATA_DIR / "mixed-1g.bin", GiB, period=64 * MiB)
+    page_in(path)
+    sparse = DATA_DIR / "sparse-64g.bin"
+    if not sparse.exists() or sparse.stat().st_size != 64 * GiB:
+        with sparse.open("wb") as f:
+            f.truncate(64 * GiB)
+            f.seek(10 * GiB)
+            f.write(path.read_bytes()[: 64 * MiB])
+    lines = [f"# bench/viewer.py (repeat {args.repeat})", ""]
+    lines += [f"- {k}: {v}" for k, v in machine().items()]
+    async with browser() as b:
+        for name, target in (("1 GiB mixed", path), ("64 GiB sparse", sparse)):
+            loads, navs, mems = [], [], []
+            for _ in range(args.repeat):
+                from_load, from_nav, added = await first_paint(b, target)
+                loads.append(from_load)
+                navs.append(from_nav)
+                mems.append(added)
+            lines.append(
+                f"- first paint of the overview, {name}, cold: {med(loads)} after the load event"
+                f" ({med(navs)} after navigation); RssAnon added at peak over 10 s:"
+                f" median {statistics.median(mems) / MiB:.0f} MiB, max {max(mems) / MiB:.0f} MiB"
+            )
+        span = 64 * MiB
+        cold, again, hits = await range_changes(b, path, GiB, span, cached=True)
+        lines.append(f"- range change to the bigram's first draw, cold (64 MiB ranges): {med(cold)}")
+        lines.append(
+            f"- the same ranges again, viewer's answer cache: {med(again)} ({hits}/6 from it)"
+        )
+        _, again_chunks, _ = await range_changes(b, path, GiB, span, cached=False)
+        lines.append(f"- the same ranges again, chunk cache only: {med(again_chunks)}")
+        runs = [await drag(b, path, GiB, span) for _ in range(max(1, args.repeat // 2))]
+        for r in runs:
+            lines.append(
+                "- drag, 200 changes in 10 s: {per_range} tasks a range; in flight at most"
+                " {max_in_flight} ({ranges:.1f} ranges' worth), mean {mean_in_flight:.0f};"
+                " {cancelled} tasks cancelled, {completed} completed; workers idle but for"
+                " the final range {idle_ms:.0f} ms after the drag's end; exact bigram of the"
+                " final range {exact_s:.2f} s vs client.ngrams alone {alone_s:.2f} s"
+                " ({ratio:.2f}x)".format(
+                    **r,
+                    ranges=r["max_in_flight"] / max(1, r["per_range"]),
+                    ratio=r["exact_s"] / r["alone_s"],
+                )
+            )
+    publish("\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--out", default="")
+    if not os.access(CHROMIUM, os.X_OK):
+        sys.exit(f"no Chromium at {CHROMIUM}: apt-get install chromium")
+    anyio.run(main, parser.parse_args(), backend="asyncio")
