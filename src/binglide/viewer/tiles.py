@@ -196,6 +196,10 @@ class _File:
         got = os.preadv(self._fd, [memoryview(view)], start) if n else 0
         return view[:got]
 
+    def read_into(self, start: int, out: NDArray[np.uint8]) -> int:
+        """Read ``len(out)`` bytes at `start` into `out`; return how many there were."""
+        return os.preadv(self._fd, [memoryview(out)], start) if len(out) else 0
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -206,19 +210,23 @@ def _sample_counts(
     """Count classes in a run from the middle of each bucket; scale to the bucket."""
     buckets = -(-(stop - start) // block)
     run = max(1, min(block, _SAMPLE_BUDGET // max(1, buckets)))
-    counts = np.zeros((buckets, len(CLASS_NAMES)), dtype=np.int64)
-    read = 0
-    for i in range(buckets):
-        a = start + i * block
-        b = min(stop, a + block)
-        take = min(run, b - a)
-        lo = a + (b - a - take) // 2
-        part = file.read(lo, lo + take)
-        if len(part):
-            row = np.bincount(_CLASS_OF[part], minlength=len(CLASS_NAMES))
-            counts[i] = np.rint(row * ((b - a) / len(part))).astype(np.int64)
-            read += len(part)
-    return counts, read
+    lows = start + np.arange(buckets, dtype=np.int64) * block
+    highs = np.minimum(stop, lows + block)
+    takes = np.minimum(run, highs - lows)
+    firsts = lows + (highs - lows - takes) // 2
+    sample = np.empty(int(takes.sum()), dtype=np.uint8)
+    got = np.zeros(buckets, dtype=np.int64)
+    at = 0
+    for i, (lo, take) in enumerate(zip(firsts.tolist(), takes.tolist(), strict=True)):
+        got[i] = file.read_into(lo, sample[at : at + take])
+        at += take
+    # One count for every bucket at once: (bucket, class) pairs.
+    where = np.repeat(np.arange(buckets, dtype=np.int64) * len(CLASS_NAMES), takes)
+    valid = np.concatenate([np.arange(t) < g for t, g in zip(takes, got, strict=True)])
+    pairs = where[valid] + _CLASS_OF[sample[valid]]
+    counts = np.bincount(pairs, minlength=buckets * len(CLASS_NAMES)).reshape(buckets, -1)
+    scale = np.divide(highs - lows, got, out=np.zeros(buckets), where=got > 0)
+    return np.rint(counts * scale[:, None]).astype(np.int64), int(got.sum())
 
 
 def _pieces(start: int, stop: int, block: int) -> list[tuple[int, int]]:

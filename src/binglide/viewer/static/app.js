@@ -464,7 +464,7 @@ const render = perFrame(() => {
   status.cursor.textContent = `cursor ${hex(state.cursor)}`;
   status.sel.textContent = `selection ${hex(state.sel[0])} – ${hex(state.sel[1])} (${human(state.sel[1] - state.sel[0])})`;
   const selKey = `${file}:${state.sel}`;
-  if (selKey !== lastSel) {
+  if (selKey !== lastSel && mapsFirst()) {
     lastSel = selKey;
     requestViews();
   }
@@ -479,6 +479,26 @@ const render = perFrame(() => {
   }
   hexdump.show(state.cursor);
 });
+
+/** On load, the overview paints first: the views wait for it (at most 300 ms). */
+let mapsWaited = false;
+function mapsFirst() {
+  if (mapsWaited || window.binglide.firstMapPaint || !size()) return true;
+  if (!mapsFirst.timer) {
+    mapsFirst.timer = setTimeout(() => {
+      mapsWaited = true;
+      render();
+    }, 300);
+    const poll = () => {
+      if (window.binglide.firstMapPaint) {
+        mapsWaited = true;
+        render();
+      } else if (!mapsWaited) requestAnimationFrame(poll);
+    };
+    requestAnimationFrame(poll);
+  }
+  return false;
+}
 
 function endOf(view) {
   return (header) => {
@@ -496,8 +516,31 @@ function requestViews() {
   }
   const range = { file, start, stop };
   window.binglide.requests++;
-  window.binglide.selSent = performance.now();
   for (const v of [views.bigram, views.histogram, views.entropy, views.stats, views.trigram]) v.panel.waiting();
+  // The bigram first: the other views follow its first answer (or 40 ms), so
+  // that on two cores their estimates do not delay the one people look at.
+  let others = false;
+  const rest = () => {
+    if (others || lastSel !== `${file}:${state.sel}`) return;
+    others = true;
+    requestOthers(range);
+  };
+  wire.request("ngrams", { ...range, n: 2 }, {
+    slot: "bigram",
+    onReport: (h, a) => {
+      window.binglide.bigramPending = { final: h.final, cached: !!h.cached, start, stop };
+      views.bigram.update(h, a);
+      rest();
+    },
+    onEnd: (h) => {
+      endOf(views.bigram)(h);
+      rest();
+    },
+  });
+  setTimeout(rest, 40);
+}
+
+function requestOthers(range) {
   wire.request("stats", range, {
     slot: "stats",
     onReport: (h, a) => {
@@ -510,14 +553,6 @@ function requestViews() {
         views.stats.panel.failed(h.message);
       }
     },
-  });
-  wire.request("ngrams", { ...range, n: 2 }, {
-    slot: "bigram",
-    onReport: (h, a) => {
-      views.bigram.update(h, a);
-      window.binglide.bigramPainted = { at: performance.now(), final: h.final, cached: !!h.cached, start, stop };
-    },
-    onEnd: endOf(views.bigram),
   });
   wire.request("entropy", { ...range, resolution: 1024 }, { slot: "entropy", onReport: (h, a) => views.entropy.update(h, a), onEnd: endOf(views.entropy) });
   wire.request("ngrams", { ...range, n: 3 }, { slot: "trigram", onReport: (h, a) => views.trigram.update(h, a), onEnd: endOf(views.trigram) });

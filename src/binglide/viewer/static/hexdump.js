@@ -6,6 +6,10 @@ import { classOf, el, hex, hex2 } from "./util.js";
 
 
 export const ROW = 16;
+// What the character column shows for each byte (HTML-escaped).
+const CHAR = Array.from({ length: 256 }, (_, b) =>
+  b >= 0x20 && b < 0x7f ? ({ "<": "&lt;", ">": "&gt;", "&": "&amp;" }[String.fromCharCode(b)] || String.fromCharCode(b)) : "·",
+);
 export const ROWS = 24;
 
 export class HexDump {
@@ -63,6 +67,7 @@ export class HexDump {
           onReport: (header, arrays) => {
             d.data = arrays.bytes;
             d.start = start;
+            d.serial = (d.serial || 0) + 1;
             worst = header;
           },
           onEnd: (header) => {
@@ -83,40 +88,45 @@ export class HexDump {
   }
 
   render() {
+    const key = `${this.cursor}:${this.dumps.map((d) => `${d.start}/${d.data ? d.data.length : -1}/${d.serial || 0}`).join(",")}`;
+    if (key === this.rendered) return; // nothing changed: no DOM work
+    this.rendered = key;
     const other = (d) => this.dumps.find((x) => x !== d);
     for (const d of this.dumps) {
-      const lines = [];
+      // One string per dump: a few hundred spans, built without a DOM call each.
       const data = d.data || new Uint8Array(0);
       const peer = this.dumps.length > 1 ? other(d) : null;
       const peerData = peer && peer.data && peer.start === d.start ? peer.data : null;
-      const digits = Math.max(4, Math.max(d.file.size || 0, 1).toString(16).length);
+      const end = Math.max(d.file.size || 0, peer ? peer.file.size || 0 : 0);
+      const digits = Math.max(4, Math.max(end, 1).toString(16).length);
+      const html = [];
       for (let r = 0; r < ROWS; r++) {
         const offset = d.start + r * ROW;
-        if (offset >= Math.max(d.file.size || 0, peer ? peer.file.size || 0 : 0) && r > 0) break;
-        const line = el("div", { class: "row" }, el("span", { class: "off", text: offset.toString(16).padStart(digits, "0") }));
-        const hexes = el("span", { class: "bytes" });
-        const chars = el("span", { class: "chars" });
+        if (offset >= end && r > 0) break;
+        let bytes = "";
+        let chars = "";
         for (let i = 0; i < ROW; i++) {
           const at = r * ROW + i;
           const o = offset + i;
+          const gap = i === 7 ? "  " : " ";
           if (at >= data.length) {
-            hexes.append(el("span", { class: "b none", text: "  " }), " ");
-            chars.append(el("span", { class: "c none", text: " " }));
+            bytes += `<span class="b none">  </span>${gap}`;
+            chars += `<span class="c none"> </span>`;
             continue;
           }
           const b = data[at];
-          let cls = `b k${classOf(b)}`;
+          let cls = `k${classOf(b)}`;
           if (peerData && (at >= peerData.length || peerData[at] !== b)) cls += " differs";
           if (o === this.cursor) cls += " cursor";
-          hexes.append(el("span", { class: cls, "data-offset": o, text: hex2(b) }), i === 7 ? "  " : " ");
-          const ch = b >= 0x20 && b < 0x7f ? String.fromCharCode(b) : "·";
-          chars.append(el("span", { class: cls.replace(/\bb\b/, "c"), "data-offset": o, text: ch }));
+          bytes += `<span class="b ${cls}" data-offset="${o}">${hex2(b)}</span>${gap}`;
+          chars += `<span class="c ${cls}" data-offset="${o}">${CHAR[b]}</span>`;
         }
-        line.append(hexes, chars);
-        lines.push(line);
+        html.push(
+          `<div class="row"><span class="off">${offset.toString(16).padStart(digits, "0")}</span><span class="bytes">${bytes}</span><span class="chars">${chars}</span></div>`,
+        );
       }
-      if (!data.length && !(d.file.size > 0)) lines.push(el("div", { class: "row empty", text: "empty file" }));
-      d.pre.replaceChildren(...lines);
+      if (!data.length && !(d.file.size > 0)) html.push(`<div class="row empty">empty file</div>`);
+      d.pre.innerHTML = html.join("");
     }
     this.panel.caption.textContent = `cursor ${hex(this.cursor)} · ↑↓ a row, wheel to scroll, click a byte`;
   }

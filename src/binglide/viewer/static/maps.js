@@ -29,6 +29,7 @@ export function levelFor(length) {
 }
 
 const ENTROPY_LUT = rampTable(ENTROPY_RAMP);
+const CLASS_RGB = Float64Array.from(CLASSES.flatMap((c) => c.color));
 const HILBERT_INDEX = new Uint16Array(TILE_BUCKETS); // (y * 64 + x) -> distance
 for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) HILBERT_INDEX[y * 64 + x] = xy2d(6, x, y);
 
@@ -252,6 +253,7 @@ export class OverviewMap {
     const b1 = Math.ceil(this.hi / this.bucket);
     const lastByte = Math.min(this.hi, this.size);
     const hilbert = this.layout === "hilbert";
+    const entropy = this.layer === "entropy";
     const rowBase = Math.floor(b0 / COLUMNS);
     const tileBase = Math.floor(b0 / TILE_BUCKETS);
     const childLo = this.child ? this.child[0] : null;
@@ -269,7 +271,9 @@ export class OverviewMap {
         let b;
         if (hilbert) b = (tileBase + Math.floor(y / 64)) * TILE_BUCKETS + HILBERT_INDEX[(y % 64) * 64 + x];
         else b = (rowBase + y) * COLUMNS + x;
-        let color = BACKGROUND;
+        let r = BACKGROUND[0];
+        let g = BACKGROUND[1];
+        let bl = BACKGROUND[2];
         const start = b * this.bucket;
         if (b < b0 || b >= b1 || start >= lastByte) {
           this.buckets[cell] = -1;
@@ -288,34 +292,42 @@ export class OverviewMap {
               } else precision = 0;
             }
           }
-          color = NO_DATA;
+          r = NO_DATA[0];
+          g = NO_DATA[1];
+          bl = NO_DATA[2];
           if (tile && tile.data) {
             painted = true;
             const j = b - k * TILE_BUCKETS;
-            if (this.mode === "entropy") {
-              const v = Math.max(0, Math.min(255, Math.round((tile.data[j] / 8) * 255)));
-              color = [ENTROPY_LUT[v * 3], ENTROPY_LUT[v * 3 + 1], ENTROPY_LUT[v * 3 + 2]];
+            if (entropy) {
+              const v = Math.max(0, Math.min(255, Math.round((tile.data[j] / 8) * 255))) * 3;
+              r = ENTROPY_LUT[v];
+              g = ENTROPY_LUT[v + 1];
+              bl = ENTROPY_LUT[v + 2];
             } else {
-              let r = 0;
-              let g = 0;
-              let bl = 0;
+              r = 0;
+              g = 0;
+              bl = 0;
               for (let c = 0; c < 5; c++) {
-                const s = tile.data[j * 5 + c];
-                r += s * CLASSES[c].color[0];
-                g += s * CLASSES[c].color[1];
-                bl += s * CLASSES[c].color[2];
+                const share = tile.data[j * 5 + c];
+                r += share * CLASS_RGB[c * 3];
+                g += share * CLASS_RGB[c * 3 + 1];
+                bl += share * CLASS_RGB[c * 3 + 2];
               }
-              color = [r / 255, g / 255, bl / 255];
+              r /= 255;
+              g /= 255;
+              bl /= 255;
             }
           }
           if (childLo !== null && (start + this.bucket <= childLo || start >= childHi)) {
-            color = [color[0] * 0.4, color[1] * 0.4, color[2] * 0.4];
+            r *= 0.4;
+            g *= 0.4;
+            bl *= 0.4;
           }
         }
         const p = cell * 4;
-        data[p] = color[0];
-        data[p + 1] = color[1];
-        data[p + 2] = color[2];
+        data[p] = r;
+        data[p + 1] = g;
+        data[p + 2] = bl;
         data[p + 3] = 255;
       }
     }

@@ -1,7 +1,7 @@
 // The trigram: a 3-D point cloud (WebGL2) of the most frequent byte triples,
 // coloured by position, brightness by log(count); the mouse rotates it.
 
-import { el } from "./util.js";
+import { el, perFrame } from "./util.js";
 import { Panel } from "./views.js";
 
 const VERTEX = `#version 300 es
@@ -103,6 +103,12 @@ export class TrigramView {
 
   update(header, arrays) {
     this.panel.progress(header);
+    this.pending = [header, arrays];
+    if (!this.scheduled) this.scheduled = perFrame(() => this.load(...this.pending));
+    this.scheduled();
+  }
+
+  load(header, arrays) {
     const cells = arrays.cells;
     const counts = arrays.counts;
     const bits = header.meta.bits || 6;

@@ -18,6 +18,7 @@ import {
   offsetTicks,
   ramp,
   rampTable,
+  perFrame,
   sizedCanvas,
 } from "./util.js";
 
@@ -109,10 +110,19 @@ export class BigramView {
     this.counts = arrays.counts;
     this.meta = header.meta;
     this.panel.progress(header);
-    this.draw();
+    this.schedule();
+  }
+
+  /** Draw at most once a frame, however many reports arrive. */
+  schedule() {
+    if (!this.scheduled) this.scheduled = perFrame(() => this.draw());
+    this.scheduled();
   }
 
   draw() {
+    if (window.binglide && this.meta && this.counts) {
+      window.binglide.bigramPainted = { ...(window.binglide.bigramPending || {}), at: performance.now() };
+    }
     const ctx = this.ctx;
     ctx.fillStyle = "#16161a";
     ctx.fillRect(0, 0, 300, 300);
@@ -224,7 +234,8 @@ export class HistogramView {
   update(header, arrays) {
     this.counts = arrays.counts;
     this.panel.progress(header);
-    this.draw();
+    if (!this.scheduled) this.scheduled = perFrame(() => this.draw());
+    this.scheduled();
   }
 
   draw() {
@@ -345,7 +356,8 @@ export class EntropyView {
     this.values = arrays.entropy;
     this.meta = header.meta;
     this.panel.progress(header);
-    this.draw();
+    if (!this.scheduled) this.scheduled = perFrame(() => this.draw());
+    this.scheduled();
   }
 
   draw() {
