@@ -123,6 +123,14 @@ async def settle(page: Any) -> None:
     )
 
 
+async def maps_exact(page: Any) -> None:
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('.map-panel .indicator')]"
+        ".every(n => n.classList.contains('exact'))",
+        timeout=600_000,
+    )
+
+
 async def change_to_bigram(page: Any, lo: int, hi: int) -> tuple[float, bool]:
     """Change the selection; return (ms to the bigram's first draw, whether from the cache)."""
     result = await page.evaluate(
@@ -151,10 +159,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
         async with viewer_of(path, cache) as (client, viewer):
             page = await open_page(b, viewer.url)
-            await page.wait_for_function(
-                "() => document.querySelector('.map-panel .indicator').classList.contains('exact')",
-                timeout=600_000,
-            )
+            await maps_exact(page)
             await settle(page)
             assert client.broker is not None
             # One range's worth of tasks: what one change starts, alone.
@@ -238,6 +243,7 @@ async def range_changes(b: Any, path: Path, size: int, span: int, *, cached: boo
         async with viewer_of(path, cache, answer_cache=cached) as (_, viewer):
             page = await open_page(b, viewer.url)
             await settle(page)
+            await maps_exact(page)
             ranges = [(k * size // 8, k * size // 8 + span) for k in range(1, 7)]
             cold = []
             for lo, hi in ranges:

@@ -69,11 +69,21 @@ function fromURL() {
 
 /** Record the state: a new history entry when `push`, else replace the current one. */
 function remember(push) {
+  clearTimeout(remember.timer);
+  if (!push) {
+    // A drag replaces the URL 20 times a second: browsers throttle that (and
+    // log it), so the replacements are folded into one, 250 ms after the last.
+    remember.timer = setTimeout(() => remember.now(false), 250);
+    return;
+  }
+  remember.now(true);
+}
+remember.now = (push) => {
   const url = toURL();
   if (url === location.pathname + location.search) return;
   if (push) history.pushState(null, "", url);
   else history.replaceState(null, "", url);
-}
+};
 
 // -- ranges ----------------------------------------------------------------------------
 
@@ -464,7 +474,7 @@ const render = perFrame(() => {
   status.cursor.textContent = `cursor ${hex(state.cursor)}`;
   status.sel.textContent = `selection ${hex(state.sel[0])} – ${hex(state.sel[1])} (${human(state.sel[1] - state.sel[0])})`;
   const selKey = `${file}:${state.sel}`;
-  if (selKey !== lastSel && mapsFirst()) {
+  if (selKey !== lastSel && mapsFirst() && viewsReady()) {
     lastSel = selKey;
     requestViews();
   }
@@ -479,6 +489,30 @@ const render = perFrame(() => {
   }
   hexdump.show(state.cursor);
 });
+
+/**
+ * While the views' last request has not answered (for at most 150 ms), a new
+ * range waits: a drag then paints an estimate every time one can be made,
+ * rather than cancelling each request before it answers, and about two
+ * ranges' worth of work is in flight at most.
+ */
+let viewsBusySince = 0;
+function viewsReady() {
+  if (!viewsBusySince || performance.now() - viewsBusySince > 150) return true;
+  if (!viewsReady.timer) {
+    viewsReady.timer = setTimeout(() => {
+      viewsReady.timer = null;
+      render();
+    }, 155);
+  }
+  return false;
+}
+
+function viewsAnswered() {
+  if (!viewsBusySince) return;
+  viewsBusySince = 0;
+  render();
+}
 
 /** On load, the overview paints first: the views wait for it (at most 300 ms). */
 let mapsWaited = false;
@@ -516,9 +550,13 @@ function requestViews() {
   }
   const range = { file, start, stop };
   window.binglide.requests++;
+  viewsBusySince = performance.now();
+  // The other views of the last range stop now: their cores go to this bigram.
+  for (const slot of ["stats", "entropy", "trigram"]) wire.cancelSlot(slot);
   for (const v of [views.bigram, views.histogram, views.entropy, views.stats, views.trigram]) v.panel.waiting();
-  // The bigram first: the other views follow its first answer (or 40 ms), so
-  // that on two cores their estimates do not delay the one people look at.
+  // The bigram first: the other views follow its exact answer, or 250 ms
+  // after its first one, so that on two cores they do not slow the view
+  // people look at (on a huge range they share the cores from then on).
   let others = false;
   const rest = () => {
     if (others || lastSel !== `${file}:${state.sel}`) return;
@@ -530,14 +568,17 @@ function requestViews() {
     onReport: (h, a) => {
       window.binglide.bigramPending = { final: h.final, cached: !!h.cached, start, stop };
       views.bigram.update(h, a);
-      rest();
+      if (h.final) rest();
+      else setTimeout(rest, 250);
+      viewsAnswered();
     },
     onEnd: (h) => {
       endOf(views.bigram)(h);
       rest();
+      viewsAnswered();
     },
   });
-  setTimeout(rest, 40);
+  setTimeout(rest, 1000);
 }
 
 function requestOthers(range) {

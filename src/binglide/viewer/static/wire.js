@@ -120,6 +120,15 @@ export class Wire {
     });
   }
 
+  /** Cancel whatever request holds `slot` (its end frame is ignored). */
+  cancelSlot(slot) {
+    const id = this.slots.get(slot);
+    if (id === undefined) return;
+    this.slots.delete(slot);
+    this.cancel(id);
+    this.forget(id);
+  }
+
   cancel(id) {
     if (this.handlers.has(id)) this.send({ cancel: id });
   }
