@@ -54,7 +54,6 @@ async def shoot(b: Any, paths: list[Path], query: str, out: Path, wait: str) -> 
             await page.wait_for_timeout(300)
             await page.screenshot(path=str(out))
             await page.close()
-    print(f"wrote {out} ({out.stat().st_size // 1024} KiB)")
 
 
 EXACT = """() => [...document.querySelectorAll('.views .indicator, .side .indicator')]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import anyio
 import numpy as np
@@ -53,9 +53,9 @@ class BlockingChunk(ChunkService):
     `cancelled` hold the job ids of the chunk tasks.
     """
 
-    started: list[str] = []
-    cancelled: list[str] = []
-    release: anyio.Event | None = None
+    started: ClassVar[list[str]] = []
+    cancelled: ClassVar[list[str]] = []
+    release: ClassVar[anyio.Event | None] = None
 
     @classmethod
     def reset(cls) -> None:
@@ -98,6 +98,13 @@ async def running(
         serve(client, list(paths), **options) as viewer,
     ):
         yield client, viewer
+
+
+def idle(client: binglide.Client) -> bool:
+    """Whether the embedded broker holds no task (every one finished or cancelled)."""
+    assert client.broker is not None
+    stats = client.broker.statistics()
+    return not stats.dispatched and not stats.pending
 
 
 def ws_url(viewer: binglide.viewer.Viewer) -> str:

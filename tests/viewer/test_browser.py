@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 
 from tests.cli.pngdecode import decode as decode_png
+from tests.helpers import wait_until
 
-from .helpers import BLOCK, CHROMIUM, CHROMIUM_FLAGS, BlockingChunk, running, synthetic
+from .helpers import BLOCK, CHROMIUM, CHROMIUM_FLAGS, BlockingChunk, idle, running, synthetic
 
 playwright_api = pytest.importorskip(
     "playwright.async_api", reason="Playwright is not installed: pip install -e '.[test]'"
@@ -61,7 +62,7 @@ async def settled(page: Any, selector: str) -> None:
 
 async def map_pixel(page: Any, index: int, col: int, row: int) -> list[int]:
     """The colour of one bucket cell (col, row) of overview map `index`."""
-    return await page.evaluate(
+    pixel: list[int] = await page.evaluate(
         """([i, x, y]) => {
             const c = document.querySelectorAll('canvas.map')[i];
             const r = window.devicePixelRatio || 1;
@@ -70,6 +71,7 @@ async def map_pixel(page: Any, index: int, col: int, row: int) -> list[int]:
         }""",
         [index, col, row],
     )
+    return pixel
 
 
 async def drag_rows(page: Any, index: int, rows: list[int]) -> None:
@@ -113,18 +115,20 @@ async def test_the_overview_shows_the_blocks_where_they_are(sample: Path, tmp_pa
             assert text == [55, 126, 184]  # printable: blue
             assert zeros == [0, 0, 0]
             # Random bytes mix every class: a brownish red, neither of the above.
-            assert noise[0] > noise[2] > 40 and noise != text
+            assert noise[0] > noise[2] > 40
+            assert noise != text
             await page.keyboard.press("e")  # colour by entropy
             await settled(page, ".map-panel .indicator")
             text, zeros, noise = [await map_pixel(page, 0, 10, row) for row in (30, 100, 160)]
             assert zeros == [40, 60, 200]  # entropy 0: the ramp's blue end
-            assert noise[0] > 200 and noise[2] < 60  # about 8 bits: red
+            assert noise[0] > 200
+            assert noise[2] < 60
             assert text[1] > text[2]  # about 4 bits: green to yellow
 
 
 async def lit(page: Any, cells: list[tuple[int, int]]) -> list[bool]:
     """Whether each bigram cell (first, second) is lit on the bigram canvas."""
-    return await page.evaluate(
+    on: list[bool] = await page.evaluate(
         """cells => {
             const c = document.querySelector('canvas.bigram');
             const r = window.devicePixelRatio || 1;
@@ -138,6 +142,7 @@ async def lit(page: Any, cells: list[tuple[int, int]]) -> list[bool]:
         }""",
         cells,
     )
+    return on
 
 
 async def test_selecting_the_text_block_lights_the_printable_square(
@@ -172,8 +177,7 @@ async def test_a_drag_cancels_superseded_tasks_at_the_workers(
             browser_page() as page,
         ):
             await opened(page, viewer.url)
-            while not BlockingChunk.started:
-                await anyio.sleep(0.02)
+            await wait_until(lambda: bool(BlockingChunk.started))
             box = await page.locator("canvas.map").nth(1).bounding_box()
             await page.mouse.move(box["x"] + 21, box["y"] + 3)
             await page.mouse.down()
@@ -184,8 +188,9 @@ async def test_a_drag_cancels_superseded_tasks_at_the_workers(
             final = await page.evaluate("window.binglide.state.sel")
             # Every chunk task a superseded range started is cancelled at its worker;
             # what still holds a worker is the final range's (stats, bigram, trigram).
-            while len(set(BlockingChunk.started) - set(BlockingChunk.cancelled)) > 3:
-                await anyio.sleep(0.02)
+            await wait_until(
+                lambda: len(set(BlockingChunk.started) - set(BlockingChunk.cancelled)) <= 3
+            )
             assert len(set(BlockingChunk.cancelled)) >= 2
             assert viewer.statistics().cancelled >= 10
             assert BlockingChunk.release is not None
@@ -194,8 +199,7 @@ async def test_a_drag_cancels_superseded_tasks_at_the_workers(
             meta = await page.evaluate("window.binglide.views.bigram.meta")
             assert [meta["start"], meta["stop"]] == final
             assert client.broker is not None
-            while client.broker.statistics().dispatched or client.broker.statistics().pending:
-                await anyio.sleep(0.02)
+            await wait_until(lambda: idle(client))
 
 
 async def test_the_url_round_trips_the_state(sample: Path, tmp_path: Path) -> None:
@@ -212,23 +216,33 @@ async def test_the_url_round_trips_the_state(sample: Path, tmp_path: Path) -> No
             await page.press("#goto", "Enter")
             state = await page.evaluate("({...window.binglide.state})")
             assert state["cursor"] == BLOCK + 0x123
-            assert (state["mode"], state["layout"], state["leveling"]) == ("entropy", "hilbert", "rank")
+            assert (state["mode"], state["layout"], state["leveling"]) == (
+                "entropy",
+                "hilbert",
+                "rank",
+            )
             url = page.url
-            assert "mode=entropy" in url and "layout=hilbert" in url
+            assert "mode=entropy" in url
+            assert "layout=hilbert" in url
             # The same URL in a new page shows the same state.
             again = await page.context.browser.new_page(viewport={"width": 1720, "height": 1000})
             await opened(again, url)
             assert await again.evaluate("({...window.binglide.state})") == state
             # Back and forward walk through the states.
             await page.go_back()
-            await page.wait_for_function("() => window.binglide.state.cursor !== %d" % state["cursor"])
+            await page.wait_for_function(
+                f"() => window.binglide.state.cursor !== {state['cursor']}"
+            )
             await page.go_forward()
-            await page.wait_for_function("() => window.binglide.state.cursor === %d" % state["cursor"])
+            await page.wait_for_function(
+                f"() => window.binglide.state.cursor === {state['cursor']}"
+            )
             for _ in range(6):  # two drags, three keys and a go-to: six entries
                 await page.go_back()
             await page.wait_for_function("() => window.binglide.state.mode === 'class'")
             back = await page.evaluate("({...window.binglide.state})")
-            assert back["region"] == first["region"] and back["mode"] == "class"
+            assert back["region"] == first["region"]
+            assert back["mode"] == "class"
 
 
 async def test_export_writes_a_png_and_a_json_that_match_the_library(
@@ -246,7 +260,8 @@ async def test_export_writes_a_png_and_a_json_that_match_the_library(
                 await panel.locator("button[data-format=json]").click()
             download = await info.value
             doc = json.loads(Path(await download.path()).read_text())
-            assert doc["service"] == "ngrams" and doc["precision"] == 1.0
+            assert doc["service"] == "ngrams"
+            assert doc["precision"] == 1.0
             np.testing.assert_array_equal(np.array(doc["data"]), expected)
             assert download.suggested_filename.endswith(".json")
             async with page.expect_download() as info:
@@ -258,3 +273,25 @@ async def test_export_writes_a_png_and_a_json_that_match_the_library(
                 x = int((24 + (b + 0.5) * 276 / 256) * ratio)
                 y = int(((a + 0.5) * 280 / 256) * ratio)
                 assert (int(png[y, x, :3].sum()) > 60) == bool(expected[a, b] > 0), (a, b)
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096])
+async def test_tiny_files_show_sensibly(size: int, tmp_path: Path) -> None:
+    path = tmp_path / "tiny.bin"
+    path.write_bytes(b"A\x00\xff" * (size // 3) + b"Z" * (size % 3))
+    with anyio.fail_after(90):
+        async with running([path], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            if size == 0:
+                await page.wait_for_function(
+                    "() => document.querySelector('.map-caption').textContent.includes('empty')"
+                )
+                assert "empty file" in await page.locator(".hexdump").first.inner_text()
+                return
+            await settled(page, ".map-panel .indicator")
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            await settled(page, "section.panel:has(table.stats) .indicator")
+            dump = await page.locator(".hexdump").first.inner_text()
+            assert ("41 00 ff" if size > 1 else "5a") in dump
+            state = await page.evaluate("window.binglide.state")
+            assert state["sel"] == [0, size] and state["cursor"] == 0

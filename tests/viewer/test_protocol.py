@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import Any
 
 import numpy as np
 import pytest
@@ -44,14 +45,20 @@ def test_a_cancel_is_parsed() -> None:
         ('{"id": 1, "op": "histogram", "file": 0, "start": -1}', "start must be"),
         ('{"id": 1, "op": "histogram", "file": 0, "start": 9, "stop": 3}', "reversed"),
         ('{"id": 1, "op": "ngrams", "file": 0, "n": 4}', "n must be"),
-        ('{"id": 1, "op": "tile", "file": 0, "level": 99, "index": 0, "layer": "classes"}', "level"),
+        (
+            '{"id": 1, "op": "tile", "file": 0, "level": 99, "index": 0, "layer": "classes"}',
+            "level",
+        ),
         ('{"id": 1, "op": "tile", "file": 0, "level": 1, "index": 0, "layer": "x"}', "layer"),
         ('{"id": 1, "op": "data", "file": 0, "start": 0, "size": 100000000}', "size"),
         ('{"id": 1, "op": "info", "slot": 5}', "slot"),
         ('{"cancel": 1, "id": 2}', "cancel message"),
         ('{"cancel": "x"}', "request id"),
         ('{"id": 1, "op": "export", "request": {"op": "tile"}, "format": "json"}', "export"),
-        ('{"id": 1, "op": "export", "request": {"op": "stats", "file": 0}, "format": "exe"}', "format"),
+        (
+            '{"id": 1, "op": "export", "request": {"op": "stats", "file": 0}, "format": "exe"}',
+            "format",
+        ),
     ],
 )
 def test_a_bad_message_is_refused_with_a_reason(text: str, words: str) -> None:
@@ -73,7 +80,7 @@ def test_binary_and_oversized_messages_are_refused() -> None:
 
 
 def test_a_frame_round_trips_its_header_and_arrays_aligned() -> None:
-    arrays = {
+    arrays: dict[str, np.ndarray[Any, Any]] = {
         "a": np.arange(5, dtype=np.float32),
         "b": np.arange(6, dtype=np.uint8).reshape(3, 2),
         "c": np.array([1.5, -2.0]),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import anyio
@@ -12,8 +13,18 @@ import pytest
 
 import binglide
 from binglide.viewer import serve
+from tests.helpers import wait_until
 
-from .helpers import BLOCK, BlockingChunk, ask, frames_until_final, page_socket, running, synthetic
+from .helpers import (
+    BLOCK,
+    BlockingChunk,
+    ask,
+    frames_until_final,
+    idle,
+    page_socket,
+    running,
+    synthetic,
+)
 from .test_tiles import reference_counts
 
 
@@ -33,7 +44,8 @@ async def test_the_page_needs_the_token(sample: Path, tmp_path: Path) -> None:
                 assert "static/app.js" in await r.text()
                 assert r.headers["Content-Security-Policy"].startswith("default-src 'self'")
             async with s.get(viewer.url + "static/app.js") as r:
-                assert r.status == 200 and r.content_type == "text/javascript"
+                assert r.status == 200
+                assert r.content_type == "text/javascript"
             for path in ("/", "/static/app.js", "/wrong-token/", f"/{viewer.token}x/"):
                 async with s.get(base + path) as r:
                     assert r.status in (403, 404), path
@@ -52,7 +64,8 @@ async def test_a_foreign_host_or_origin_is_refused(sample: Path, tmp_path: Path)
         async with running([sample], tmp_path / "c") as (_, viewer), aiohttp.ClientSession() as s:
             # DNS rebinding: a foreign name that resolves to 127.0.0.1.
             async with s.get(viewer.url, headers={"Host": f"evil.example:{viewer.port}"}) as r:
-                assert r.status == 403 and "Host" in await r.text()
+                assert r.status == 403
+                assert "Host" in await r.text()
             async with s.get(viewer.url, headers={"Origin": "http://evil.example"}) as r:
                 assert r.status == 403
             ws = viewer.url.replace("http://", "ws://") + "ws"
@@ -113,19 +126,23 @@ async def test_hostile_messages_get_error_frames_and_the_session_goes_on(
                 assert header["message"], text
             await ws.send_bytes(b"\x00\x01binary")
             header, _ = await frames_and_one(ws)
-            assert header["kind"] == "error" and "text" in header["message"]
+            assert header["kind"] == "error"
+            assert "text" in header["message"]
             # Still serving, and the answer is the library's.
             header, arrays = await ask(
                 ws, {"id": 100, "op": "histogram", "file": 0, "start": 0, "stop": 3 * BLOCK}
             )
-            assert header["kind"] == "report" and header["final"]
+            assert header["kind"] == "report"
+            assert header["final"]
             expected = await client.histogram(str(sample))
             np.testing.assert_array_equal(arrays["counts"], expected.array.astype(np.float64))
             stats = viewer.statistics()
-            assert stats.refused >= 6 and stats.failed >= 3 and stats.completed >= 1
+            assert stats.refused >= 6
+            assert stats.failed >= 3
+            assert stats.completed >= 1
 
 
-async def frames_and_one(ws: aiohttp.ClientWebSocketResponse) -> tuple[dict, dict]:
+async def frames_and_one(ws: aiohttp.ClientWebSocketResponse) -> tuple[dict[str, Any], Any]:
     from binglide.viewer.protocol import decode_frame
 
     message = await ws.receive()
@@ -152,7 +169,9 @@ async def test_views_answer_what_the_library_answers(sample: Path, tmp_path: Pat
             )
             stats = await client.stats(str(sample), (BLOCK, 3 * BLOCK))
             assert header["meta"]["entropy"] == pytest.approx(stats.meta["entropy"])
-            header, arrays = await ask(ws, {"id": 4, "op": "data", "file": 0, "start": 5, "size": 64})
+            header, arrays = await ask(
+                ws, {"id": 4, "op": "data", "file": 0, "start": 5, "size": 64}
+            )
             assert arrays["bytes"].tobytes() == data[5:69]
             # A tile: the classes of 4096 buckets of 2**10 bytes, exact at the end.
             header, arrays = await ask(
@@ -168,7 +187,8 @@ async def test_views_answer_what_the_library_answers(sample: Path, tmp_path: Pat
             np.testing.assert_allclose(arrays["entropy"], entropy.array, rtol=1e-6)
             # A search lands on the first occurrence of a pair.
             header, _ = await ask(
-                ws, {"id": 7, "op": "search", "file": 0, "start": 0, "stop": BLOCK, "pattern": "6f78"}
+                ws,
+                {"id": 7, "op": "search", "file": 0, "start": 0, "stop": BLOCK, "pattern": "6f78"},
             )
             assert header["meta"]["offset"] == data.index(b"ox")
             # Asked again: answered from the viewer's cache at once.
@@ -191,22 +211,22 @@ async def test_a_slot_cancels_the_request_it_supersedes_at_the_workers(
         ):
             first = {"id": 1, "op": "ngrams", "slot": "bigram", "file": 0, "n": 2}
             await ws.send_str(json.dumps({**first, "start": 0, "stop": BLOCK}))
-            while not BlockingChunk.started:  # its chunks reached a worker
-                await anyio.sleep(0.01)
+            await wait_until(lambda: bool(BlockingChunk.started))  # its chunks reached a worker
             held = set(BlockingChunk.started)
             await ws.send_str(json.dumps({**first, "id": 2, "start": BLOCK, "stop": 2 * BLOCK}))
             got = await frames_until_final(ws, [1])
             assert got[1][-1][0]["kind"] == "cancelled"
             assert got[1][-1][0]["reason"] == "superseded"
             with anyio.fail_after(10):
-                while not held <= set(BlockingChunk.cancelled):
-                    await anyio.sleep(0.01)
+                await wait_until(lambda: held <= set(BlockingChunk.cancelled))
             assert BlockingChunk.release is not None
             BlockingChunk.release.set()
             got = await frames_until_final(ws, [2])
-            assert got[2][-1][0]["kind"] == "report" and got[2][-1][0]["precision"] == 1.0
+            assert got[2][-1][0]["kind"] == "report"
+            assert got[2][-1][0]["precision"] == 1.0
             assert viewer.statistics().cancelled == 1
-            assert client.broker is not None and client.broker.statistics().cancelled >= len(held)
+            assert client.broker is not None
+            assert client.broker.statistics().cancelled >= len(held)
 
 
 async def test_closing_the_page_cancels_its_work(sample: Path, tmp_path: Path) -> None:
@@ -216,16 +236,15 @@ async def test_closing_the_page_cancels_its_work(sample: Path, tmp_path: Path) -
             async with aiohttp.ClientSession() as s, page_socket(s, viewer) as ws:
                 for i, op in enumerate(("histogram", "stats")):
                     await ws.send_str(json.dumps({"id": i + 1, "op": op, "file": 0}))
-                while len(BlockingChunk.started) < 2:
-                    await anyio.sleep(0.01)
+                await wait_until(lambda: len(BlockingChunk.started) >= 2)
                 held = set(BlockingChunk.started)
             # The socket is closed: everything of that page is cancelled, at the workers too.
-            while viewer.statistics().sessions or not held <= set(BlockingChunk.cancelled):
-                await anyio.sleep(0.01)
+            await wait_until(
+                lambda: not viewer.statistics().sessions and held <= set(BlockingChunk.cancelled)
+            )
             assert viewer.statistics().open == 0
             assert client.broker is not None
-            while client.broker.statistics().dispatched or client.broker.statistics().pending:
-                await anyio.sleep(0.01)
+            await wait_until(lambda: idle(client))
 
 
 async def test_a_cancel_message_ends_a_request_with_a_cancelled_frame(
@@ -239,8 +258,7 @@ async def test_a_cancel_message_ends_a_request_with_a_cancelled_frame(
             page_socket(s, viewer) as ws,
         ):
             await ws.send_str(json.dumps({"id": 4, "op": "stats", "file": 0}))
-            while not BlockingChunk.started:
-                await anyio.sleep(0.01)
+            await wait_until(lambda: bool(BlockingChunk.started))
             await ws.send_str(json.dumps({"cancel": 4}))
             got = await frames_until_final(ws, [4])
             assert got[4][-1][0]["kind"] == "cancelled"
@@ -248,7 +266,8 @@ async def test_a_cancel_message_ends_a_request_with_a_cancelled_frame(
             await ws.send_str(json.dumps({"id": 5, "op": "stats", "file": 0}))
             await ws.send_str(json.dumps({"id": 5, "op": "info"}))
             got = await frames_until_final(ws, [5])
-            assert got[5][0][0]["kind"] == "error" and "already running" in got[5][0][0]["message"]
+            assert got[5][0][0]["kind"] == "error"
+            assert "already running" in got[5][0][0]["message"]
 
 
 async def test_export_writes_what_the_command_writes(sample: Path, tmp_path: Path) -> None:
@@ -262,10 +281,12 @@ async def test_export_writes_what_the_command_writes(sample: Path, tmp_path: Pat
             header, arrays = await ask(
                 ws, {"id": 1, "op": "export", "request": request, "format": "json"}
             )
-            assert header["kind"] == "file" and header["meta"]["name"].endswith(".json")
+            assert header["kind"] == "file"
+            assert header["meta"]["name"].endswith(".json")
             doc = json.loads(arrays["bytes"].tobytes())
             expected = await client.histogram(str(sample), (0, 2 * BLOCK))
-            assert doc["service"] == "histogram" and doc["precision"] == 1.0
+            assert doc["service"] == "histogram"
+            assert doc["precision"] == 1.0
             assert doc["data"] == expected.array.tolist()
             assert doc["sources"] == [str(sample.resolve())]
             header, arrays = await ask(
@@ -278,7 +299,8 @@ async def test_export_writes_what_the_command_writes(sample: Path, tmp_path: Pat
                 },
             )
             lines = arrays["bytes"].tobytes().decode().splitlines()
-            assert lines[0] == "index,start,stop,entropy" and len(lines) == 17
+            assert lines[0] == "index,start,stop,entropy"
+            assert len(lines) == 17
 
 
 async def test_root_lists_and_opens_only_files_under_it(sample: Path, tmp_path: Path) -> None:
@@ -297,7 +319,9 @@ async def test_root_lists_and_opens_only_files_under_it(sample: Path, tmp_path: 
             assert [e["name"] for e in header["meta"]["entries"]] == ["escape", "sub"]
             header, _ = await ask(ws, {"id": 2, "op": "open", "path": "sub/inner.bin"})
             assert header["meta"]["files"][1]["name"] == "inner.bin"
-            header, arrays = await ask(ws, {"id": 3, "op": "data", "file": 1, "start": 0, "size": 6})
+            header, arrays = await ask(
+                ws, {"id": 3, "op": "data", "file": 1, "start": 0, "size": 6}
+            )
             assert arrays["bytes"].tobytes() == b"inside"
             for n, path in enumerate(("escape", "../secret.bin", "/etc/passwd", "sub/../..")):
                 header, _ = await ask(ws, {"id": 10 + n, "op": "open", "path": path})

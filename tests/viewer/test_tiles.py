@@ -87,15 +87,18 @@ async def test_the_service_answers_an_estimate_then_the_exact_counts(tmp_path: P
     with anyio.fail_after(30):
         reports = await classes(str(path), tmp_path / "cache", block=1 << 16)
     first, last = reports[0], reports[-1]
-    assert first.precision < 1.0 and first.completion == 0.0
-    assert last.final and last.precision == 1.0
+    assert first.precision < 1.0
+    assert first.completion == 0.0
+    assert last.final
+    assert last.precision == 1.0
     expected = reference_counts(data, 1 << 16)
     np.testing.assert_array_equal(last.array, expected)
     # The estimate already tells the blocks apart: zeros, text, random bytes.
     estimate = first.array
     assert estimate[0, 0] == 1 << 16
     assert estimate[50, 2] == 1 << 16
-    assert (estimate[-10:, 2] < 0.5 * (1 << 16)).all() and (estimate[-10:, 3] > 0.3 * (1 << 16)).all()
+    assert (estimate[-10:, 2] < 0.5 * (1 << 16)).all()
+    assert (estimate[-10:, 3] > 0.3 * (1 << 16)).all()
     assert last.meta["classes"] == ["0x00", "control", "printable", "high", "0xFF"]
 
 
@@ -126,7 +129,9 @@ async def test_the_service_answers_a_range_and_an_empty_file(tmp_path: Path) -> 
                 "options": {"block": 8},
             }
             report = await client.request("classes", body)
-            np.testing.assert_array_equal(report.array, reference_counts(path.read_bytes()[10:30], 8))
+            np.testing.assert_array_equal(
+                report.array, reference_counts(path.read_bytes()[10:30], 8)
+            )
             nothing = await client.request(
                 "classes", {"inputs": [{"source": str(empty)}], "options": {"block": 8}}
             )

@@ -247,7 +247,7 @@ def encode_frame(header: Mapping[str, Any], arrays: Mapping[str, np.ndarray[Any,
     Raises:
         TypeError: an array's dtype has no typed array on the page (see `DTYPES`).
     """
-    described = []
+    described: list[dict[str, Any]] = []
     blobs = []
     position = 0
     for name, array in arrays.items():

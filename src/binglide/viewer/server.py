@@ -231,6 +231,17 @@ class Viewer:
             raise binglide.RequestError(f"{relative} is outside the root")
         return real
 
+    def open_file(self, relative: str, index: int) -> FileEntry:
+        """Return the file `relative` under the root as file `index` of a page.
+
+        Raises:
+            binglide.RequestError: it is not a file under the root.
+        """
+        real = self.resolve(relative)
+        if not os.path.isfile(real):
+            raise binglide.RequestError(f"{relative} is not a file")
+        return FileEntry(index, real, os.path.basename(real))
+
     def listing(self, relative: str) -> dict[str, Any]:
         """Return the entries of a directory under the root."""
         real = self.resolve(relative)
@@ -278,9 +289,7 @@ class Session:
             tg.start_soon(self._sender, receive)
             try:
                 async for message in self.ws:
-                    if message.type == WSMsgType.TEXT:
-                        self._receive(message.data, tg)
-                    elif message.type == WSMsgType.BINARY:
+                    if message.type == WSMsgType.TEXT or message.type == WSMsgType.BINARY:
                         self._receive(message.data, tg)
                     else:
                         break
@@ -379,7 +388,9 @@ class Session:
             counts[outcome] += 1
             if outcome == "cancelled":
                 reason = "superseded" if running.superseded else "cancelled"
-                self._emit({"id": request.id, "kind": "cancelled", "final": True, "reason": reason})
+                self._emit(
+                    {"id": request.id, "kind": "cancelled", "final": True, "reason": reason}
+                )
 
     async def _answer(self, request: Request) -> str:
         params = request.params
@@ -397,11 +408,7 @@ class Session:
             self._emit({"id": request.id, "kind": "info", "final": True, "meta": listing})
             return "completed"
         if request.op == "open":
-            real = self.viewer.resolve(params["path"])
-            if not os.path.isfile(real):
-                raise binglide.RequestError(f"{params['path']} is not a file")
-            index = len(self.views.files)
-            self.views.files.append(FileEntry(index, real, os.path.basename(real)))
+            self.views.files.append(self.viewer.open_file(params["path"], len(self.views.files)))
             self._emit(
                 {"id": request.id, "kind": "info", "final": True, "meta": self.views.info()}
             )
@@ -417,6 +424,28 @@ class Session:
             header["kind"] = "info"
             header["meta"] = {**header["meta"], "root": self.viewer.root is not None}
         self._emit(header, out.arrays)
+
+
+def _check_files(
+    paths: Sequence[str | os.PathLike[str]], root: str | os.PathLike[str] | None
+) -> tuple[list[FileEntry], str | None]:
+    """Return the files to show and the real root, checked.
+
+    Raises:
+        binglide.RequestError: a path is not a readable file, or root is not a directory.
+    """
+    entries = []
+    for index, path in enumerate(paths):
+        real = os.path.realpath(os.fspath(path))
+        if not os.path.isfile(real) or not os.access(real, os.R_OK):
+            raise binglide.RequestError(f"cannot read {os.fspath(path)}: not a readable file")
+        entries.append(FileEntry(index, real, os.path.basename(os.fspath(path))))
+    real_root = None
+    if root is not None:
+        real_root = os.path.realpath(os.fspath(root))
+        if not os.path.isdir(real_root):
+            raise binglide.RequestError(f"--root {os.fspath(root)} is not a directory")
+    return entries, real_root
 
 
 _STATIC = importlib.resources.files("binglide.viewer") / "static"
@@ -467,17 +496,7 @@ async def serve(
     """
     from aiohttp import web
 
-    entries = []
-    for index, path in enumerate(paths):
-        real = os.path.realpath(os.fspath(path))
-        if not os.path.isfile(real) or not os.access(real, os.R_OK):
-            raise binglide.RequestError(f"cannot read {os.fspath(path)}: not a readable file")
-        entries.append(FileEntry(index, real, os.path.basename(os.fspath(path))))
-    real_root = None
-    if root is not None:
-        real_root = os.path.realpath(os.fspath(root))
-        if not os.path.isdir(real_root):
-            raise binglide.RequestError(f"--root {os.fspath(root)} is not a directory")
+    entries, real_root = _check_files(paths, root)
     viewer = Viewer(client, entries, token=token or secrets.token_urlsafe(24), root=real_root)
     runner = web.AppRunner(viewer.application(), access_log=None, handle_signals=False)
     await runner.setup()

@@ -138,12 +138,12 @@ def _make_numba_counter() -> Callable[[NDArray[np.uint8], int, NDArray[np.int64]
         return None
     class_of = _CLASS_OF
 
-    @numba.njit(nogil=True, cache=False)  # type: ignore[misc]  # numba is untyped
+    @numba.njit(nogil=True, cache=False)  # type: ignore[untyped-decorator,misc,unused-ignore]
     def count(data: Any, block: int, out: Any) -> None:  # pragma: no cover - compiled
         for i in range(len(data)):
             out[i // block, class_of[data[i]]] += 1
 
-    return count  # type: ignore[no-any-return]
+    return count  # type: ignore[no-any-return,unused-ignore]
 
 
 _numba_count: Callable[[NDArray[np.uint8], int, NDArray[np.int64]], None] | None = None
@@ -193,12 +193,12 @@ class _File:
         if len(self._buffer) < n:
             self._buffer = np.empty(n, dtype=np.uint8)
         view = self._buffer[:n]
-        got = os.preadv(self._fd, [memoryview(view)], start) if n else 0
+        got = os.preadv(self._fd, [view.data], start) if n else 0
         return view[:got]
 
     def read_into(self, start: int, out: NDArray[np.uint8]) -> int:
         """Read ``len(out)`` bytes at `start` into `out`; return how many there were."""
-        return os.preadv(self._fd, [memoryview(out)], start) if len(out) else 0
+        return os.preadv(self._fd, [out.data], start) if len(out) else 0
 
     def close(self) -> None:
         os.close(self._fd)

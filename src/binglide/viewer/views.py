@@ -16,6 +16,7 @@ import tempfile
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import anyio.to_thread
 import attrs
 import numpy as np
 
@@ -24,7 +25,7 @@ import binglide
 from .tiles import ENTROPY_WINDOW, TILE_BUCKETS, tile_range
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+    from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 
 __all__ = ("FileEntry", "Out", "ReportCache", "Views")
 
@@ -121,7 +122,8 @@ def _shares(counts: Array) -> Array:
     counts = np.asarray(counts, dtype=np.float64)
     total = counts.sum(axis=1, keepdims=True)
     shares = np.divide(counts * 255.0, total, out=np.zeros_like(counts), where=total > 0)
-    return np.rint(shares).astype(np.uint8)
+    out: Array = np.rint(shares).astype(np.uint8)
+    return out
 
 
 def _trigram_points(table: Array) -> tuple[Array, Array, int]:
@@ -172,7 +174,7 @@ class Views:
         call: binglide.Call,
         convert: Callable[[binglide.Report], tuple[dict[str, Any], dict[str, Array]]],
         key: Any = None,
-    ) -> AsyncIterator[Out]:
+    ) -> AsyncGenerator[Out, None]:
         """Yield every report of `call`, converted; cancel the call if abandoned."""
         try:
             async for report in call:
@@ -184,7 +186,7 @@ class Views:
         finally:
             call.cancel()  # a no-op once done; else the CANCEL reaches the workers
 
-    async def run(self, op: str, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def run(self, op: str, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         """Answer one op; the last `Out` has ``final`` set.
 
         Raises:
@@ -223,7 +225,9 @@ class Views:
             "trigram_bits": TRIGRAM_BITS,
         }
 
-    async def _cached_or(self, key: Any, run: AsyncIterator[Out]) -> AsyncIterator[Out]:
+    async def _cached_or(
+        self, key: Any, run: AsyncGenerator[Out, None]
+    ) -> AsyncGenerator[Out, None]:
         hit = self.cache.get(key)
         if hit is not None:
             header = {**hit.header, "cached": True}
@@ -235,7 +239,7 @@ class Views:
 
     # -- the ops ---------------------------------------------------------------------------
 
-    async def _tile(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _tile(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         entry = self.file(params["file"])
         level, index, layer = int(params["level"]), int(params["index"]), params["layer"]
         try:
@@ -272,7 +276,7 @@ class Views:
         async for out in self._cached_or(key, self._follow(call, convert, key)):
             yield out
 
-    async def _stats(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _stats(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         entry = self.file(params["file"])
         start, stop = self._range(params, entry)
         key = ("stats", entry.identity(), start, stop)
@@ -284,7 +288,7 @@ class Views:
         async for out in self._cached_or(key, self._follow(call, convert, key)):
             yield out
 
-    async def _histogram(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _histogram(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         entry = self.file(params["file"])
         start, stop = self._range(params, entry)
         key = ("histogram", entry.identity(), start, stop)
@@ -296,7 +300,7 @@ class Views:
         async for out in self._cached_or(key, self._follow(call, convert, key)):
             yield out
 
-    async def _ngrams(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _ngrams(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         entry = self.file(params["file"])
         start, stop = self._range(params, entry)
         n = int(params["n"])
@@ -320,7 +324,7 @@ class Views:
         """Return the points of an entropy profile: `resolution`, or fewer on a short range."""
         return max(1, min(resolution, length // MIN_POINT_BYTES))
 
-    async def _entropy(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _entropy(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         entry = self.file(params["file"])
         start, stop = self._range(params, entry)
         points = self.entropy_points(stop - start, int(params["resolution"]))
@@ -334,7 +338,7 @@ class Views:
         async for out in self._cached_or(key, self._follow(call, convert, key)):
             yield out
 
-    async def _data(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _data(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         entry = self.file(params["file"])
         start = int(params["start"])
         size = int(params["size"])
@@ -346,7 +350,7 @@ class Views:
         async for out in self._follow(call, convert):
             yield out
 
-    async def _diff(self, params: Mapping[str, Any]) -> AsyncIterator[Out]:
+    async def _diff(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
         a, b = self._pair()
         size = max(a.size(), b.size())
         start = int(params.get("start") or 0)
@@ -495,16 +499,20 @@ class Views:
         )
         base = "-".join(os.path.basename(f.path) for f in files)
         name = f"{base}.{op}.{start:#x}-{(stop or 0):#x}.{fmt}"
-        with tempfile.TemporaryDirectory(prefix="binglide-view-") as directory:
-            path = os.path.join(directory, "export")
-            if fmt == "csv":
-                writers.write_csv(path, analysis.header(final), analysis.csv(final, args))
-            elif fmt == "json":
-                writers.write_json(path, doc, analysis.arrays(final, args))
-            else:
-                writers.write_npz(path, doc, analysis.arrays(final, args))
-            with open(path, "rb") as stream:
-                return name, stream.read()
+
+        def write() -> bytes:
+            with tempfile.TemporaryDirectory(prefix="binglide-view-") as directory:
+                path = os.path.join(directory, "export")
+                if fmt == "csv":
+                    writers.write_csv(path, analysis.header(final), analysis.csv(final, args))
+                elif fmt == "json":
+                    writers.write_json(path, doc, analysis.arrays(final, args))
+                else:
+                    writers.write_npz(path, doc, analysis.arrays(final, args))
+                with open(path, "rb") as stream:
+                    return stream.read()
+
+        return name, await anyio.to_thread.run_sync(write)
 
 
 def _edges(start: int, stop: int, points: int) -> Array:
