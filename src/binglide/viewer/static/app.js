@@ -462,8 +462,19 @@ let lastRegion = null;
 
 /** Show the state; commit: true pushes a history entry, false replaces it, null neither. */
 function update(commit) {
-  if (commit !== null) remember(commit);
+  if (commit !== null) remember(commit === true);
+  // The views' requests go at once (the maps and the hex dump redraw at the
+  // next frame): "end" (a drag's last move) does not wait for the last answer.
+  requestViewsIfChanged(commit === true || commit === "end");
   render();
+}
+
+function requestViewsIfChanged(now) {
+  const selKey = `${state.file}:${state.sel}`;
+  if (selKey !== lastSel && mapsFirst() && (now || viewsReady())) {
+    lastSel = selKey;
+    requestViews();
+  }
 }
 
 const render = perFrame(() => {
@@ -473,11 +484,7 @@ const render = perFrame(() => {
   maps[1].show({ file, size: n, lo: state.region[0], hi: state.region[1], child: state.sel, cursor: state.cursor, mode: state.mode, layout: state.layout });
   status.cursor.textContent = `cursor ${hex(state.cursor)}`;
   status.sel.textContent = `selection ${hex(state.sel[0])} – ${hex(state.sel[1])} (${human(state.sel[1] - state.sel[0])})`;
-  const selKey = `${file}:${state.sel}`;
-  if (selKey !== lastSel && mapsFirst() && viewsReady()) {
-    lastSel = selKey;
-    requestViews();
-  }
+  requestViewsIfChanged(false);
   const regionKey = `${state.region}`;
   if (views.diff && regionKey !== lastRegion) {
     lastRegion = regionKey;
@@ -554,9 +561,9 @@ function requestViews() {
   // The other views of the last range stop now: their cores go to this bigram.
   for (const slot of ["stats", "entropy", "trigram"]) wire.cancelSlot(slot);
   for (const v of [views.bigram, views.histogram, views.entropy, views.stats, views.trigram]) v.panel.waiting();
-  // The bigram first: the other views follow its exact answer, or 250 ms
-  // after its first one, so that on two cores they do not slow the view
-  // people look at (on a huge range they share the cores from then on).
+  // The bigram first: the other views follow its exact answer, or 1 s after
+  // its first one, so that on two cores they do not slow the view people
+  // look at (on a huge range they share the cores from then on).
   let others = false;
   const rest = () => {
     if (others || lastSel !== `${file}:${state.sel}`) return;
@@ -569,7 +576,7 @@ function requestViews() {
       window.binglide.bigramPending = { final: h.final, cached: !!h.cached, start, stop };
       views.bigram.update(h, a);
       if (h.final) rest();
-      else setTimeout(rest, 250);
+      else setTimeout(rest, 1000);
       viewsAnswered();
     },
     onEnd: (h) => {

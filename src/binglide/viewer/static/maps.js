@@ -165,7 +165,7 @@ export class OverviewMap {
     window.addEventListener("mouseup", (e) => {
       if (anchor === null) return;
       const b = this.bucketAt(e, true);
-      if (moved && b >= 0) this.onSelect(...this.span(anchor, b), false);
+      if (moved && b >= 0) this.onSelect(...this.span(anchor, b), "end");
       else if (!moved) this.onCursor(Math.min(this.hi - 1, Math.max(this.lo, anchor * this.bucket)));
       anchor = null;
     });

@@ -1,7 +1,7 @@
 // The trigram: a 3-D point cloud (WebGL2) of the most frequent byte triples,
 // coloured by position, brightness by log(count); the mouse rotates it.
 
-import { el, perFrame } from "./util.js";
+import { el, throttled } from "./util.js";
 import { Panel } from "./views.js";
 
 const VERTEX = `#version 300 es
@@ -104,7 +104,7 @@ export class TrigramView {
   update(header, arrays) {
     this.panel.progress(header);
     this.pending = [header, arrays];
-    if (!this.scheduled) this.scheduled = perFrame(() => this.load(...this.pending));
+    if (!this.scheduled) this.scheduled = throttled(() => this.load(...this.pending));
     this.scheduled();
   }
 

@@ -205,6 +205,34 @@ export function perFrame(fn) {
   };
 }
 
+/**
+ * Call fn now if it has not run in the last frame, else once at the next
+ * frame with the latest arguments: the first answer paints at once, a burst
+ * of answers paints once a frame.
+ */
+export function throttled(fn) {
+  let last = -Infinity;
+  let pending = null;
+  return (...args) => {
+    const now = performance.now();
+    if (pending === null && now - last >= 16) {
+      last = now;
+      fn(...args);
+      return;
+    }
+    const first = pending === null;
+    pending = args;
+    if (first) {
+      requestAnimationFrame(() => {
+        const a = pending;
+        pending = null;
+        last = performance.now();
+        fn(...a);
+      });
+    }
+  };
+}
+
 /** Nice tick positions for an axis over [lo, hi): powers of two for offsets. */
 export function offsetTicks(lo, hi, count) {
   const span = Math.max(1, hi - lo);

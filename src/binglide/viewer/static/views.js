@@ -18,8 +18,8 @@ import {
   offsetTicks,
   ramp,
   rampTable,
-  perFrame,
   sizedCanvas,
+  throttled,
 } from "./util.js";
 
 const INFERNO_LUT = rampTable(INFERNO);
@@ -115,7 +115,7 @@ export class BigramView {
 
   /** Draw at most once a frame, however many reports arrive. */
   schedule() {
-    if (!this.scheduled) this.scheduled = perFrame(() => this.draw());
+    if (!this.scheduled) this.scheduled = throttled(() => this.draw());
     this.scheduled();
   }
 
@@ -234,7 +234,7 @@ export class HistogramView {
   update(header, arrays) {
     this.counts = arrays.counts;
     this.panel.progress(header);
-    if (!this.scheduled) this.scheduled = perFrame(() => this.draw());
+    if (!this.scheduled) this.scheduled = throttled(() => this.draw());
     this.scheduled();
   }
 
@@ -356,7 +356,7 @@ export class EntropyView {
     this.values = arrays.entropy;
     this.meta = header.meta;
     this.panel.progress(header);
-    if (!this.scheduled) this.scheduled = perFrame(() => this.draw());
+    if (!this.scheduled) this.scheduled = throttled(() => this.draw());
     this.scheduled();
   }
 
