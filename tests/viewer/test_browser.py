@@ -294,4 +294,5 @@ async def test_tiny_files_show_sensibly(size: int, tmp_path: Path) -> None:
             dump = await page.locator(".hexdump").first.inner_text()
             assert ("41 00 ff" if size > 1 else "5a") in dump
             state = await page.evaluate("window.binglide.state")
-            assert state["sel"] == [0, size] and state["cursor"] == 0
+            assert state["sel"] == [0, size]
+            assert state["cursor"] == 0

@@ -326,3 +326,42 @@ async def test_root_lists_and_opens_only_files_under_it(sample: Path, tmp_path: 
             for n, path in enumerate(("escape", "../secret.bin", "/etc/passwd", "sub/../..")):
                 header, _ = await ask(ws, {"id": 10 + n, "op": "open", "path": path})
                 assert header["kind"] == "error", path
+
+
+async def test_two_files_diff_and_next_and_previous_difference(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    a = rng.bytes(3 << 20)
+    changed = [7, 70_000, 1 << 20, (2 << 20) + 5]
+    b = bytearray(a)
+    for at in changed:
+        b[at] ^= 0xFF
+    b += b"tail"  # four bytes past the end of the shorter file: all differ
+    first, second = tmp_path / "a.bin", tmp_path / "b.bin"
+    first.write_bytes(a)
+    second.write_bytes(bytes(b))
+    differing = [*changed, *range(len(a), len(b))]
+    with anyio.fail_after(60):
+        async with (
+            running([first, second], tmp_path / "c") as (client, viewer),
+            aiohttp.ClientSession() as s,
+            page_socket(s, viewer) as ws,
+        ):
+            header, arrays = await ask(ws, {"id": 1, "op": "diff", "resolution": 64})
+            expected = await client.diff(str(first), str(second), resolution=64)
+            np.testing.assert_array_equal(arrays["counts"], expected.array)
+            assert header["meta"]["total"] == len(differing)
+            n = 2
+            for offset in (0, 7, 8, 69_999, 1 << 20, len(a) - 1, len(a) + 1):
+                for direction in (1, -1):
+                    header, _ = await ask(
+                        ws, {"id": n, "op": "finddiff", "offset": offset, "direction": direction}
+                    )
+                    n += 1
+                    after = [d for d in differing if d > offset]
+                    before = [d for d in differing if d < offset]
+                    want = (
+                        (after[0] if after else None)
+                        if direction > 0
+                        else (before[-1] if before else None)
+                    )
+                    assert header["meta"]["offset"] == want, (offset, direction)
