@@ -99,7 +99,7 @@ async def open_page(b: Any, url: str) -> Any:
 
 async def first_paint(b: Any, path: Path) -> tuple[float, float, int]:
     """Return (ms from load to the first map paint, from navigation, RssAnon added at peak)."""
-    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-", ignore_cleanup_errors=True) as cache:
         async with viewer_of(path, cache) as (_, viewer):
             with AnonPeak() as memory:
                 page = await b.new_page(viewport={"width": 1720, "height": 1000})
@@ -161,7 +161,7 @@ def in_flight(client: binglide.Client) -> tuple[int, int]:
 
 
 async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-", ignore_cleanup_errors=True) as cache:
         async with viewer_of(path, cache) as (client, viewer):
             page = await open_page(b, viewer.url)
             await maps_exact(page)
@@ -225,7 +225,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
             )
             after = client.broker.statistics()
             await page.close()
-    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-", ignore_cleanup_errors=True) as cache:
         async with binglide.connect(workers=2, cache_dir=cache) as client:
             t = time.perf_counter()
             await client.ngrams(str(path), final, n=2)
@@ -243,7 +243,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
 
 
 async def range_changes(b: Any, path: Path, size: int, span: int, *, cached: bool) -> Any:
-    with tempfile.TemporaryDirectory(prefix="bench-viewer-") as cache:
+    with tempfile.TemporaryDirectory(prefix="bench-viewer-", ignore_cleanup_errors=True) as cache:
         async with viewer_of(path, cache, answer_cache=cached) as (_, viewer):
             page = await open_page(b, viewer.url)
             await settle(page)

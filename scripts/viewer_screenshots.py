@@ -42,7 +42,9 @@ def densest_text(data: bytes, window: int) -> tuple[int, int]:
 
 
 async def shoot(b: Any, paths: list[Path], query: str, out: Path, wait: str) -> None:
-    with tempfile.TemporaryDirectory(prefix="binglide-shots-") as cache:
+    with tempfile.TemporaryDirectory(
+        prefix="binglide-shots-", ignore_cleanup_errors=True
+    ) as cache:
         async with (
             binglide.connect(services=[ClassesService], workers=2, cache_dir=cache) as client,
             serve(client, paths) as viewer,
@@ -68,7 +70,7 @@ async def main(out: Path) -> None:
     if not busybox.exists():
         sys.exit(f"{busybox} is missing: the screenshots need the shared samples")
     data = busybox.read_bytes()
-    with tempfile.TemporaryDirectory(prefix="binglide-shots-") as work:
+    with tempfile.TemporaryDirectory(prefix="binglide-shots-", ignore_cleanup_errors=True) as work:
         changed = Path(work) / "busybox-armv4l.patched"
         patched = bytearray(data)
         rng = np.random.default_rng(3)

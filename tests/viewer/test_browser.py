@@ -296,3 +296,24 @@ async def test_tiny_files_show_sensibly(size: int, tmp_path: Path) -> None:
             state = await page.evaluate("window.binglide.state")
             assert state["sel"] == [0, size]
             assert state["cursor"] == 0
+
+
+async def test_a_file_under_the_root_opens_from_the_page(sample: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "sub" / "inner.bin").write_bytes(b"inside the root " * 64)
+    with anyio.fail_after(90):
+        async with (
+            running([sample], tmp_path / "c", root=root) as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            await page.click("#open")
+            await page.click("button.entry:has-text('sub/')")
+            await page.click("button.entry:has-text('inner.bin')")
+            await page.wait_for_url("**?file=1*")
+            await page.wait_for_function("() => window.binglide && window.binglide.ready")
+            assert await page.evaluate("window.binglide.state.file") == 1
+            await page.wait_for_function(
+                "() => document.querySelector('.hexdump').textContent.includes('inside')"
+            )

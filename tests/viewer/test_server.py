@@ -319,6 +319,11 @@ async def test_root_lists_and_opens_only_files_under_it(sample: Path, tmp_path: 
             assert [e["name"] for e in header["meta"]["entries"]] == ["escape", "sub"]
             header, _ = await ask(ws, {"id": 2, "op": "open", "path": "sub/inner.bin"})
             assert header["meta"]["files"][1]["name"] == "inner.bin"
+            assert header["meta"]["opened"] == 1
+            # Opened again: the same file, not a second copy; every page sees it.
+            header, _ = await ask(ws, {"id": 4, "op": "open", "path": "./sub/inner.bin"})
+            assert header["meta"]["opened"] == 1
+            assert len(viewer.files) == 2
             header, arrays = await ask(
                 ws, {"id": 3, "op": "data", "file": 1, "start": 0, "size": 6}
             )

@@ -231,8 +231,11 @@ class Viewer:
             raise binglide.RequestError(f"{relative} is outside the root")
         return real
 
-    def open_file(self, relative: str, index: int) -> FileEntry:
-        """Return the file `relative` under the root as file `index` of a page.
+    def open_file(self, relative: str) -> FileEntry:
+        """Add the file `relative` under the root to the files every page may show.
+
+        Returns:
+            Its entry (the one already there, if it was opened before).
 
         Raises:
             binglide.RequestError: it is not a file under the root.
@@ -240,7 +243,12 @@ class Viewer:
         real = self.resolve(relative)
         if not os.path.isfile(real):
             raise binglide.RequestError(f"{relative} is not a file")
-        return FileEntry(index, real, os.path.basename(real))
+        for entry in self.files:
+            if entry.path == real:
+                return entry
+        entry = FileEntry(len(self.files), real, os.path.basename(real))
+        self.files.append(entry)
+        return entry
 
     def listing(self, relative: str) -> dict[str, Any]:
         """Return the entries of a directory under the root."""
@@ -408,10 +416,9 @@ class Session:
             self._emit({"id": request.id, "kind": "info", "final": True, "meta": listing})
             return "completed"
         if request.op == "open":
-            self.views.files.append(self.viewer.open_file(params["path"], len(self.views.files)))
-            self._emit(
-                {"id": request.id, "kind": "info", "final": True, "meta": self.views.info()}
-            )
+            entry = self.viewer.open_file(params["path"])
+            meta = {**self.views.info(), "opened": entry.index}
+            self._emit({"id": request.id, "kind": "info", "final": True, "meta": meta})
             return "completed"
         async with contextlib.aclosing(self.views.run(request.op, params)) as outs:
             async for out in outs:

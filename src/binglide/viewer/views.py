@@ -146,7 +146,8 @@ class Views:
         cache: ReportCache | None = None,
     ) -> None:
         self.client = client
-        self.files = list(files)
+        # The viewer's own list: a file opened under the root shows in every page.
+        self.files = files if isinstance(files, list) else list(files)
         self.cache = cache if cache is not None else ReportCache()
 
     def file(self, index: int) -> FileEntry:

@@ -289,7 +289,9 @@ function build() {
     remember(true);
   });
   if (files.length > 1) views.diff = new DiffView({ onExport: exportView("diff"), onPick: (o) => setCursor(o), onNext: nextDifference });
-  hexdump = new HexDump(wire, { files, onCursor: (o) => setCursor(o), onExport: exportView("hexdump") });
+  // Two files: both dumps side by side; otherwise the file shown.
+  const dumped = files.length === 2 ? files : [files[state.file]];
+  hexdump = new HexDump(wire, { files: dumped, onCursor: (o) => setCursor(o), onExport: exportView("hexdump") });
   views.hexdump = hexdump;
 
   const gotoBox = el("input", { id: "goto", placeholder: "go to offset (g): 0x1000, 4K", spellcheck: "false" });
@@ -348,6 +350,7 @@ function build() {
       modeButton,
       layoutButton,
       legendRow,
+      info.root ? el("button", { class: "toggle", id: "open", title: "open a file under --root", onclick: () => browse("") }, "open…") : null,
       el("button", { class: "toggle", title: "keys (?)", onclick: () => help.showModal() }, "?"),
     ),
     el(
@@ -366,6 +369,7 @@ function build() {
     ),
     el("footer", {}, status.cursor, status.sel, status.hover, status.conn),
     help,
+    el("dialog", { id: "browse" }),
   );
   const refreshButtons = () => {
     modeButton.textContent = state.mode === "class" ? "classes" : "entropy";
@@ -386,6 +390,49 @@ function build() {
     lastSel = null;
     update(null);
   });
+}
+
+/** List a directory under --root; a click opens a file (the page then shows it). */
+async function browse(path) {
+  const dialog = document.getElementById("browse");
+  try {
+    const { header } = await wire.ask("list", { path });
+    const { entries } = header.meta;
+    const up = path ? path.split("/").slice(0, -1).join("/") : null;
+    const join = (name) => (path ? `${path}/${name}` : name);
+    dialog.replaceChildren(
+      el("h2", { text: `open: ${path || "."}` }),
+      el(
+        "ul",
+        { class: "entries" },
+        up !== null ? el("li", {}, el("button", { class: "entry", onclick: () => browse(up) }, "..")) : null,
+        ...entries.map((e) =>
+          el(
+            "li",
+            {},
+            el(
+              "button",
+              { class: "entry", onclick: () => (e.dir ? browse(join(e.name)) : open(join(e.name))) },
+              e.dir ? `${e.name}/` : `${e.name}  (${human(e.size)})`,
+            ),
+          ),
+        ),
+      ),
+      el("button", { class: "toggle", onclick: () => dialog.close() }, "close"),
+    );
+    if (!dialog.open) dialog.showModal();
+  } catch (e) {
+    hover({ text: e.message });
+  }
+}
+
+async function open(path) {
+  try {
+    const { header } = await wire.ask("open", { path });
+    location.assign(`${base}?file=${header.meta.opened}`);
+  } catch (e) {
+    hover({ text: e.message });
+  }
 }
 
 function toggleMode() {
