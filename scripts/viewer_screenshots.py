@@ -1,6 +1,6 @@
 """Make the pictures of docs/viewer.md from the real page, in Debian's Chromium.
 
-    python scripts/viewer_screenshots.py [--out docs/images]
+    python scripts/viewer_screenshots.py [--samples DIR] [--out docs/images]
 
 Three views: busybox for ARM (a sample of ../shared/samples) with the
 selection on its densest text; a 64 GiB sparse file coloured by entropy in
@@ -24,7 +24,12 @@ import binglide
 from binglide.viewer import ClassesService, serve
 
 ROOT = Path(__file__).resolve().parent.parent
-SAMPLES = ROOT.parent / "shared" / "samples"
+#: The shared samples: beside the clone (CI), or beside the work trees.
+SAMPLES = next(
+    (p for p in (ROOT.parent / "shared" / "samples", ROOT.parents[1] / "shared" / "samples")
+     if p.is_dir()),
+    ROOT.parent / "shared" / "samples",
+)  # fmt: skip
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
@@ -63,10 +68,10 @@ EXACT = """() => [...document.querySelectorAll('.views .indicator, .side .indica
 PAINTED = "() => window.binglide.firstMapPaint && window.binglide.views.bigram.counts"
 
 
-async def main(out: Path) -> None:
+async def main(samples: Path, out: Path) -> None:
     from playwright.async_api import async_playwright
 
-    busybox = SAMPLES / "busybox-armv4l"
+    busybox = samples / "busybox-armv4l"
     if not busybox.exists():
         sys.exit(f"{busybox} is missing: the screenshots need the shared samples")
     data = busybox.read_bytes()
@@ -92,7 +97,8 @@ async def main(out: Path) -> None:
                 await shoot(
                     b,
                     [busybox],
-                    f"?sel={lo:#x}-{hi:#x}&cursor={lo + 0x40:#x}",
+                    f"?region={max(0, lo - (256 << 10)):#x}-{min(len(data), hi + (256 << 10)):#x}"
+                    f"&sel={lo:#x}-{hi:#x}&cursor={lo + 0x40:#x}",
                     out / "viewer-busybox.png",
                     EXACT,
                 )
@@ -116,5 +122,7 @@ async def main(out: Path) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=Path, default=SAMPLES)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
-    anyio.run(main, parser.parse_args().out, backend="asyncio")
+    args = parser.parse_args()
+    anyio.run(main, args.samples, args.out, backend="asyncio")

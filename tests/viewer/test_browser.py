@@ -315,5 +315,6 @@ async def test_a_file_under_the_root_opens_from_the_page(sample: Path, tmp_path:
             await page.wait_for_function("() => window.binglide && window.binglide.ready")
             assert await page.evaluate("window.binglide.state.file") == 1
             await page.wait_for_function(
-                "() => document.querySelector('.hexdump').textContent.includes('inside')"
+                "() => [...document.querySelectorAll('.hexdump')]"
+                ".some(n => n.textContent.includes('inside'))"
             )

@@ -188,7 +188,7 @@ function exportView(name) {
       histogram: { op: "histogram", file, start, stop },
       stats: { op: "stats", file, start, stop },
       entropy: { op: "entropy", file, start, stop, resolution: 1024 },
-      hexdump: { op: "data", file, start: hexdump.window(state.cursor), size: 24 * 16 },
+      hexdump: { op: "data", file, start: hexdump.window(state.cursor), size: hexdump.rows * 16 },
       diff: { op: "diff", start: state.region[0], stop: state.region[1], resolution: 560 },
     }[name];
     try {
@@ -363,9 +363,8 @@ function build() {
         el("div", { class: "row" }, views.bigram.panel.node, views.trigram.panel.node),
         views.histogram.panel.node,
         views.entropy.panel.node,
-        views.diff ? views.diff.panel.node : null,
       ),
-      el("div", { class: "side" }, views.stats.panel.node, hexdump.panel.node),
+      el("div", { class: "side" }, views.stats.panel.node, views.diff ? views.diff.panel.node : null, hexdump.panel.node),
     ),
     el("footer", {}, status.cursor, status.sel, status.hover, status.conn),
     help,

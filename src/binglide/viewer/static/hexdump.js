@@ -10,6 +10,7 @@ export const ROW = 16;
 const CHAR = Array.from({ length: 256 }, (_, b) =>
   b >= 0x20 && b < 0x7f ? ({ "<": "&lt;", ">": "&gt;", "&": "&amp;" }[String.fromCharCode(b)] || String.fromCharCode(b)) : "·",
 );
+/** Rows shown: 24 for one file, 16 for each of two (stacked). */
 export const ROWS = 24;
 
 export class HexDump {
@@ -37,14 +38,17 @@ export class HexDump {
       );
     }
     this.cursor = 0;
+    this.rows = files.length > 1 ? 16 : ROWS;
+    this.columns.classList.toggle("stacked", files.length > 1);
+    for (const d of this.dumps) d.pre.style.height = `${this.rows * 16}px`;
   }
 
   /** The window of rows shown around `cursor`: the cursor's row a third down. */
   window(cursor) {
     const size = Math.max(...this.files.map((f) => f.size || 0));
     const row = Math.floor(cursor / ROW) * ROW;
-    let start = Math.max(0, row - Math.floor(ROWS / 3) * ROW);
-    const lastRow = Math.max(0, Math.ceil(size / ROW) * ROW - ROWS * ROW);
+    let start = Math.max(0, row - Math.floor(this.rows / 3) * ROW);
+    const lastRow = Math.max(0, Math.ceil(size / ROW) * ROW - this.rows * ROW);
     start = Math.min(start, lastRow);
     return start;
   }
@@ -61,7 +65,7 @@ export class HexDump {
       }
       this.wire.request(
         "data",
-        { file: d.file.index, start, size: ROWS * ROW },
+        { file: d.file.index, start, size: this.rows * ROW },
         {
           slot: `hexdump:${d.file.index}`,
           onReport: (header, arrays) => {
@@ -100,7 +104,7 @@ export class HexDump {
       const end = Math.max(d.file.size || 0, peer ? peer.file.size || 0 : 0);
       const digits = Math.max(4, Math.max(end, 1).toString(16).length);
       const html = [];
-      for (let r = 0; r < ROWS; r++) {
+      for (let r = 0; r < this.rows; r++) {
         const offset = d.start + r * ROW;
         if (offset >= end && r > 0) break;
         let bytes = "";

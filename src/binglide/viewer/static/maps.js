@@ -144,6 +144,7 @@ export class OverviewMap {
     this.offctx = this.offscreen.getContext("2d");
     this.image = this.offctx.createImageData(COLUMNS, ROWS);
     this.buckets = new Float64Array(COLUMNS * ROWS); // bucket index of each cell, -1 for none
+    this.childRows = new Uint8Array(ROWS); // rows holding part of the highlighted range
     let anchor = null;
     let moved = false;
     this.canvas.addEventListener("mousedown", (e) => {
@@ -265,6 +266,7 @@ export class OverviewMap {
     let precision = 1;
     let painted = false;
     const seen = new Set();
+    this.childRows.fill(0);
     for (let y = 0; y < ROWS; y++) {
       for (let x = 0; x < COLUMNS; x++) {
         const cell = y * COLUMNS + x;
@@ -319,10 +321,10 @@ export class OverviewMap {
             }
           }
           if (childLo !== null && (start + this.bucket <= childLo || start >= childHi)) {
-            r *= 0.4;
-            g *= 0.4;
-            bl *= 0.4;
-          }
+            r *= 0.5;
+            g *= 0.5;
+            bl *= 0.5;
+          } else if (childLo !== null) this.childRows[y] = 1;
         }
         const p = cell * 4;
         data[p] = r;
@@ -379,13 +381,17 @@ export class OverviewMap {
     ctx.textAlign = "right";
     ctx.textBaseline = "top";
     if (this.size === 0) return;
+    // The highlighted range (the next map's, or the views'): a bar beside its rows.
+    ctx.fillStyle = "#ffd400";
+    for (let y = 0; y < ROWS; y++) if (this.childRows[y]) ctx.fillRect(AXIS - 3, y * PIXEL, 3, PIXEL);
+    ctx.fillStyle = "#a8a8b3";
     const step = hilbert ? 64 : 32;
     for (let y = 0; y < ROWS; y += step) {
       const b = hilbert ? (tileBase + y / 64) * TILE_BUCKETS : (rowBase + y) * COLUMNS;
       const offset = b * this.bucket;
       if (offset >= this.size || offset >= this.hi) break;
-      ctx.fillText(hex(offset), AXIS - 5, y * PIXEL + 1);
-      ctx.fillRect(AXIS - 4, y * PIXEL, 4, 1);
+      ctx.fillText(hex(offset), AXIS - 6, y * PIXEL + 1);
+      ctx.fillRect(AXIS - 5, y * PIXEL, 2, 1);
     }
   }
 }

@@ -428,7 +428,7 @@ export class DiffView {
     this.canvas = el("canvas", { class: "diff" });
     this.list = el("div", { class: "diff-offsets" });
     this.panel.body.append(this.canvas, this.list);
-    this.width = 616;
+    this.width = 470;
     this.height = 40;
     this.ctx = sizedCanvas(this.canvas, this.width, this.height);
     this.onPick = onPick;
@@ -461,10 +461,28 @@ export class DiffView {
       }
     }
     const m = this.meta;
-    const offsets = m.first_offsets || [];
+    // Where the differences start: the exact first ones (consecutive offsets
+    // as one run), then the start of each further point that differs.
+    const starts = [];
+    for (const o of m.first_offsets || []) {
+      const last = starts[starts.length - 1];
+      if (last && o === last.at + last.length) last.length++;
+      else starts.push({ at: o, length: 1, exact: true });
+    }
+    const covered = starts.length ? starts[starts.length - 1].at + starts[starts.length - 1].length : 0;
+    for (let i = 0; i < n && starts.length < 6; i++) {
+      const at = Math.floor(m.start + i * per);
+      if (this.counts[i] > 0 && at + per > covered) starts.push({ at: Math.max(at, covered), length: 0, exact: false });
+    }
     this.list.replaceChildren(
-      el("span", { text: `${Number(m.total || 0).toLocaleString()} bytes differ${m.length_differs ? ` (sizes ${m.sizes.map(human).join(" vs ")})` : ""}` }),
-      ...offsets.slice(0, 8).map((o) => el("button", { class: "offset", onclick: () => this.onPick(o) }, hex(o))),
+      el("span", { text: `${count(Number(m.total || 0))} bytes differ${m.length_differs ? ` (sizes ${m.sizes.map(human).join(" vs ")})` : ""}` }),
+      ...starts.map((s) =>
+        el(
+          "button",
+          { class: "offset", title: s.exact ? "a run of differing bytes" : "a part that differs (n: its first byte)", onclick: () => this.onPick(s.at) },
+          `${s.exact ? "" : "≈"}${hex(s.at)}${s.length > 1 ? ` +${s.length}` : ""}`,
+        ),
+      ),
     );
   }
 
