@@ -18,7 +18,6 @@ import anyio
 import numpy as np
 import pytest
 
-from tests.cli.pngdecode import decode as decode_png
 from tests.helpers import wait_until
 
 from .helpers import BLOCK, CHROMIUM, CHROMIUM_FLAGS, BlockingChunk, idle, running, synthetic
@@ -30,6 +29,15 @@ pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
     reason=f"no Chromium at {CHROMIUM}: apt-get install chromium (.ci/run does, as root)",
 )
+
+
+def decode_png(data: bytes) -> np.ndarray[Any, Any]:
+    """The RGB(A) pixels of a PNG file (Pillow's decoder: independent of the browser)."""
+    import io
+
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
 @asynccontextmanager
@@ -268,6 +276,8 @@ async def test_export_writes_a_png_and_a_json_that_match_the_library(
                 await panel.locator("button[data-format=png]").click()
             download = await info.value
             png = decode_png(Path(await download.path()).read_bytes())
+            assert png.shape[0] == png.shape[1]
+            assert png.shape[1] % 300 == 0
             ratio = png.shape[1] // 300
             for a, b in [(0x74, 0x68), (0x68, 0x65), (0x20, 0x71), (0x00, 0x00), (0xF0, 0x0F)]:
                 x = int((24 + (b + 0.5) * 276 / 256) * ratio)

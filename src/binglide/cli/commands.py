@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from binglide.cli.export import point_edges, tables, value_spans
 from binglide.cli.text import (
     diff_text,
     entropy_profile_text,
@@ -30,7 +31,7 @@ from binglide.cli.text import (
 from binglide.cli.usage import non_negative_int, positive_int
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Sequence
 
     from matplotlib.figure import Figure
     from numpy.typing import NDArray
@@ -44,18 +45,6 @@ Array = np.ndarray[Any, Any]
 
 class PictureUnavailable(Exception):
     """This analysis (with these options) has no picture; the message says what to do."""
-
-
-def point_edges(start: int, stop: int, points: int) -> NDArray[np.int64]:
-    """Return the ``points + 1`` edges of the points of ``[start, stop)``.
-
-    The same split as the profile services use: point ``i`` covers
-    ``[start + floor(i*L/R), start + floor((i+1)*L/R))``.
-    """
-    length = stop - start
-    i = np.arange(points + 1, dtype=np.int64)
-    q, r = divmod(length, max(points, 1))
-    return start + i * q + (i * r) // max(points, 1)
 
 
 def _positive_int(text: str) -> int:
@@ -105,8 +94,6 @@ class Analysis(ABC):
     summary: ClassVar[str]
     #: How many files it takes.
     sources: ClassVar[int] = 1
-    #: The CSV header.
-    columns: ClassVar[tuple[str, ...]] = ()
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 - optional
         """Add the options of this analysis to its sub-command's parser."""
@@ -117,7 +104,7 @@ class Analysis(ABC):
 
     def header(self, report: Report) -> tuple[str, ...]:
         """Return the CSV header."""
-        return self.columns
+        return tables(self.name, report).header
 
     def options(self, args: argparse.Namespace, extra: dict[str, Any]) -> dict[str, Any]:
         """Return the keywords of the client method of this analysis, for every file.
@@ -153,11 +140,11 @@ class Analysis(ABC):
 
     def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
         """Return the arrays to export: ``data`` and any coordinates that go with it."""
-        return {"data": report.array}
+        return tables(self.name, report).arrays
 
-    @abstractmethod
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        """Yield the CSV rows (after the `columns` header)."""
+    def csv(self, report: Report, args: argparse.Namespace) -> Iterable[Sequence[Any]]:
+        """Return the CSV rows (after the `header`)."""
+        return tables(self.name, report).rows
 
     def range_length(self, meta: dict[str, Any]) -> int:
         """Return the bytes the request covers, from a report's meta (0 if unknown)."""
@@ -166,16 +153,11 @@ class Analysis(ABC):
         return 0
 
 
-def _byte_rows(report: Report) -> Iterator[Sequence[Any]]:
-    yield from enumerate(report.array.tolist())
-
-
 class HistogramAnalysis(Analysis):
     """``binglide histogram``."""
 
     name = "histogram"
     summary = "count every byte value (the most frequent first)"
-    columns = ("byte", "count")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -203,9 +185,6 @@ class HistogramAnalysis(Analysis):
         title = _title(args, report.meta)
         figure = pictures.histogram_picture(report.array, log=not args.linear, title=title)
         return _png(figure, title)
-
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        return _byte_rows(report)
 
 
 class NGramsAnalysis(Analysis):
@@ -269,25 +248,12 @@ class NGramsAnalysis(Analysis):
         figure = pictures.bigram_picture(full, leveling=args.leveling, bits=bits, title=title)
         return _png(figure, title)
 
-    def header(self, report: Report) -> tuple[str, ...]:
-        return (*("first", "second", "third")[: report.array.ndim], "count")
-
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        table = report.array
-        # Only the cells that occur: a trigram table has millions of zeros.
-        nonzero = np.nonzero(table)
-        for *cell, count in zip(
-            *(a.tolist() for a in nonzero), table[nonzero].tolist(), strict=True
-        ):
-            yield (*cell, count)
-
 
 class EntropyAnalysis(Analysis):
     """``binglide entropy``."""
 
     name = "entropy"
     summary = "an entropy profile along the file (bits per byte)"
-    columns = ("index", "start", "stop", "entropy")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -378,31 +344,7 @@ class EntropyAnalysis(Analysis):
 
     def spans(self, report: Report) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
         """Return the first and last-plus-one offsets of the bytes behind each value."""
-        meta = report.meta
-        start, stop, points = int(meta["start"]), int(meta["stop"]), len(report.array)
-        if meta["mode"] == "block":
-            block = int(meta["block"])
-            lo = start + np.arange(points, dtype=np.int64) * block
-            return lo, np.minimum(lo + block, stop)
-        edges = point_edges(start, stop, points)
-        if meta["mode"] == "sliding":
-            # The window around the middle of each point, as the kernel takes it.
-            window = int(meta["window"])
-            centre = edges[:-1] + (edges[1:] - edges[:-1]) // 2
-            lo = np.clip(centre - window // 2, start, stop)
-            return lo, np.clip(centre - window // 2 + window, start, stop)
-        return edges[:-1], edges[1:]
-
-    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
-        lo, hi = self.spans(report)
-        return {"data": report.array, "start": lo, "stop": hi}
-
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        lo, hi = self.spans(report)
-        for i, (a, b, v) in enumerate(
-            zip(lo.tolist(), hi.tolist(), report.array.tolist(), strict=True)
-        ):
-            yield i, a, b, repr(v)
+        return value_spans(report.meta, len(report.array))
 
 
 class DiffAnalysis(Analysis):
@@ -411,7 +353,6 @@ class DiffAnalysis(Analysis):
     name = "diff"
     summary = "where and how much two files differ"
     sources = 2
-    columns = ("index", "start", "stop", "differing")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -457,22 +398,12 @@ class DiffAnalysis(Analysis):
         )
         return _png(figure, title)
 
-    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
-        edges = self.edges(report)
-        return {"data": report.array, "start": edges[:-1], "stop": edges[1:]}
-
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        edges = self.edges(report).tolist()
-        for i, v in enumerate(report.array.tolist()):
-            yield i, edges[i], edges[i + 1], v
-
 
 class DataAnalysis(Analysis):
     """``binglide data``."""
 
     name = "data"
     summary = "a hex dump of the bytes, or of evenly spread runs of them (--size)"
-    columns = ("offset", "byte")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
@@ -510,12 +441,6 @@ class DataAnalysis(Analysis):
         start = int(report.meta.get("start", 0))
         return f"{len(report.array):,} bytes from {start:#x}: {shown}{more}"
 
-    def offsets(self, report: Report) -> NDArray[np.int64]:
-        """Return the file offset of every byte of the view."""
-        runs = report.meta.get("runs", [])
-        parts = [np.arange(a, a + n, dtype=np.int64) for a, n in runs]
-        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
-
     def text(self, report: Report, args: argparse.Namespace) -> str:
         meta = report.meta
         runs = meta.get("runs", [])
@@ -539,19 +464,12 @@ class DataAnalysis(Analysis):
         )
         return _png(pictures.byte_class_picture(report.array, note=note, title=title), title)
 
-    def arrays(self, report: Report, args: argparse.Namespace) -> dict[str, Array]:
-        return {"data": report.array, "offset": self.offsets(report)}
-
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        return zip(self.offsets(report).tolist(), report.array.tolist(), strict=True)
-
 
 class StatsAnalysis(Analysis):
     """``binglide stats``."""
 
     name = "stats"
     summary = "the statistics Fourmilab's ent prints (entropy, chi square, mean, pi, ...)"
-    columns = ("byte", "count")
 
     def brief(self, report: Report) -> str:
         meta = report.meta
@@ -579,9 +497,6 @@ class StatsAnalysis(Analysis):
 
         title = _title(args, report.meta)
         return _png(pictures.stats_picture(report.array, report.meta, title=title), title)
-
-    def csv(self, report: Report, args: argparse.Namespace) -> Iterator[Sequence[Any]]:
-        return _byte_rows(report)
 
 
 #: Every analysis sub-command, by name, in the order ``--help`` lists them.

@@ -23,11 +23,20 @@ import numpy as np
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+    from numpy.typing import NDArray
+
+    from binglide import Report
+
 
 __all__ = (
+    "Tables",
+    "data_offsets",
     "document",
     "is_special",
+    "point_edges",
+    "tables",
     "to_jsonable",
+    "value_spans",
     "write_csv",
     "write_json",
     "write_npz",
@@ -55,6 +64,109 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def point_edges(start: int, stop: int, points: int) -> NDArray[np.int64]:
+    """Return the ``points + 1`` edges of the points of ``[start, stop)``.
+
+    The same split as the profile services use: point ``i`` covers
+    ``[start + floor(i*L/R), start + floor((i+1)*L/R))``.
+    """
+    length = stop - start
+    i = np.arange(points + 1, dtype=np.int64)
+    q, r = divmod(length, max(points, 1))
+    return start + i * q + (i * r) // max(points, 1)
+
+
+def value_spans(
+    meta: Mapping[str, Any], points: int
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Return the first and last-plus-one offsets of the bytes behind each entropy value."""
+    start, stop = int(meta["start"]), int(meta["stop"])
+    if meta["mode"] == "block":
+        block = int(meta["block"])
+        lo = start + np.arange(points, dtype=np.int64) * block
+        return lo, np.minimum(lo + block, stop)
+    edges = point_edges(start, stop, points)
+    if meta["mode"] == "sliding":
+        # The window around the middle of each point, as the kernel takes it.
+        window = int(meta["window"])
+        centre = edges[:-1] + (edges[1:] - edges[:-1]) // 2
+        lo = np.clip(centre - window // 2, start, stop)
+        return lo, np.clip(centre - window // 2 + window, start, stop)
+    return edges[:-1], edges[1:]
+
+
+def data_offsets(meta: Mapping[str, Any]) -> NDArray[np.int64]:
+    """Return the file offset of every byte of a ``data`` view, from its runs."""
+    parts = [np.arange(a, a + n, dtype=np.int64) for a, n in meta.get("runs", [])]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+class Tables:
+    """What an analysis's result exports as: named arrays, and CSV rows under a header.
+
+    Attributes:
+        arrays: ``data`` and the coordinates that go with it (JSON, NPZ).
+        header: the CSV header.
+        rows: the CSV rows (an iterator: read once).
+    """
+
+    def __init__(
+        self, arrays: dict[str, Array], header: tuple[str, ...], rows: Iterable[Sequence[Any]]
+    ) -> None:
+        self.arrays = arrays
+        self.header = header
+        self.rows = rows
+
+
+def _ngram_rows(table: Array) -> Iterator[Sequence[Any]]:
+    # Only the cells that occur: a trigram table has millions of zeros.
+    nonzero = np.nonzero(table)
+    for *cell, count in zip(*(a.tolist() for a in nonzero), table[nonzero].tolist(), strict=True):
+        yield (*cell, count)
+
+
+def tables(service: str, report: Report) -> Tables:
+    """Return how the final report of `service` exports (the command's and the viewer's).
+
+    Raises:
+        ValueError: `service` is not one of the analyses.
+    """
+    data = report.array
+    meta = report.meta
+    if service in ("histogram", "stats"):
+        return Tables({"data": data}, ("byte", "count"), enumerate(data.tolist()))
+    if service == "ngrams":
+        header = (*("first", "second", "third")[: data.ndim], "count")
+        return Tables({"data": data}, header, _ngram_rows(data))
+    if service == "entropy":
+        lo, hi = value_spans(meta, len(data))
+        rows = (
+            (i, a, b, repr(v))
+            for i, (a, b, v) in enumerate(
+                zip(lo.tolist(), hi.tolist(), data.tolist(), strict=True)
+            )
+        )
+        return Tables(
+            {"data": data, "start": lo, "stop": hi}, ("index", "start", "stop", "entropy"), rows
+        )
+    if service == "diff":
+        edges = point_edges(int(meta["start"]), int(meta["stop"]), len(data))
+        listed = edges.tolist()
+        return Tables(
+            {"data": data, "start": edges[:-1], "stop": edges[1:]},
+            ("index", "start", "stop", "differing"),
+            ((i, listed[i], listed[i + 1], v) for i, v in enumerate(data.tolist())),
+        )
+    if service == "data":
+        offsets = data_offsets(meta)
+        return Tables(
+            {"data": data, "offset": offsets},
+            ("offset", "byte"),
+            zip(offsets.tolist(), data.tolist(), strict=True),
+        )
+    raise ValueError(f"{service!r} has no export layout")
 
 
 def document(

@@ -9,7 +9,6 @@ command's own writers with the exact arrays of the final report.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import os
 import tempfile
@@ -448,8 +447,8 @@ class Views:
         The request runs to its exact answer (from the cache when it can);
         the file is what ``binglide OP ... --json/--npz/--csv`` writes.
         """
-        from binglide.cli import export as writers
-        from binglide.cli.commands import ANALYSES
+        # The command's own writers and layout: the same files as --json/--npz/--csv.
+        import binglide.cli.export as writers
 
         op = str(request["op"])
         final: binglide.Report | None = None
@@ -488,11 +487,10 @@ class Views:
             final = await call
         finally:
             call.cancel()
-        analysis = ANALYSES[op]
-        args = argparse.Namespace(files=[f.path for f in files], range=(start, stop), **kwargs)
+        sources = [f.path for f in files]
         doc = writers.document(
             service=op,
-            sources=args.files,
+            sources=sources,
             options={"range": [start, stop], **kwargs},
             meta=final.meta,
             completion=final.completion,
@@ -502,14 +500,16 @@ class Views:
         name = f"{base}.{op}.{start:#x}-{(stop or 0):#x}.{fmt}"
 
         def write() -> bytes:
+            assert final is not None
+            layout = writers.tables(op, final)
             with tempfile.TemporaryDirectory(prefix="binglide-view-") as directory:
                 path = os.path.join(directory, "export")
                 if fmt == "csv":
-                    writers.write_csv(path, analysis.header(final), analysis.csv(final, args))
+                    writers.write_csv(path, layout.header, layout.rows)
                 elif fmt == "json":
-                    writers.write_json(path, doc, analysis.arrays(final, args))
+                    writers.write_json(path, doc, layout.arrays)
                 else:
-                    writers.write_npz(path, doc, analysis.arrays(final, args))
+                    writers.write_npz(path, doc, layout.arrays)
                 with open(path, "rb") as stream:
                     return stream.read()
 
