@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -370,3 +371,36 @@ async def test_two_files_diff_and_next_and_previous_difference(tmp_path: Path) -
                         else (before[-1] if before else None)
                     )
                     assert header["meta"]["offset"] == want, (offset, direction)
+
+
+async def test_a_preview_is_a_sampled_bigram_that_starts_no_chunk(
+    sample: Path, tmp_path: Path
+) -> None:
+    data = sample.read_bytes()
+    BlockingChunk.reset()
+    with anyio.fail_after(60):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
+            aiohttp.ClientSession() as s,
+            page_socket(s, viewer) as ws,
+        ):
+            # A small range is read whole: the preview is exact.
+            header, arrays = await ask(
+                ws, {"id": 1, "op": "ngrams", "file": 0, "start": 100, "stop": 4196, "preview": 1}
+            )
+            part = np.frombuffer(data[100:4196], dtype=np.uint8).astype(np.int64)
+            exact = np.bincount(part[:-1] * 256 + part[1:], minlength=65536).reshape(256, 256)
+            np.testing.assert_array_equal(arrays["counts"], exact)
+            assert header["precision"] == 1.0
+            assert header["meta"]["preview"] is True
+            # A large one is sampled: scaled to the range, its precision says how much.
+            header, arrays = await ask(
+                ws, {"id": 2, "op": "ngrams", "file": 0, "start": 0, "stop": BLOCK, "preview": 1}
+            )
+            assert header["final"]
+            assert 0 < header["precision"] < 0.1
+            assert arrays["counts"].sum() == pytest.approx(BLOCK - 1, rel=1e-3)
+            text = {(a, b) for a, b in itertools.pairwise(data)}
+            lit = {(int(a), int(b)) for a, b in zip(*np.nonzero(arrays["counts"]), strict=True)}
+            assert lit <= text
+            assert not BlockingChunk.started  # no exact work was started

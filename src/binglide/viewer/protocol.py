@@ -91,7 +91,7 @@ OPS: dict[str, Spec] = {
     },
     "histogram": _RANGE,
     "stats": _RANGE,
-    "ngrams": {**_RANGE, "n": (_INT, False, 2, 2, 3)},
+    "ngrams": {**_RANGE, "n": (_INT, False, 2, 2, 3), "preview": (_INT, False, 0, 0, 1)},
     "entropy": {**_RANGE, "resolution": (_INT, False, 1024, 1, 1 << 16)},
     "data": {
         "file": (_INT, True, None, 0, 1 << 16),

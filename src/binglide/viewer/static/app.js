@@ -504,22 +504,33 @@ function onKey(e) {
 // -- updating --------------------------------------------------------------------------
 
 let lastSel = null;
+/** Whether the last change was a drag's move (its views get previews). */
+let previewing = false;
 let lastRegion = null;
 
 /** Show the state; commit: true pushes a history entry, false replaces it, null neither. */
+/**
+ * Show the state. `commit`: true pushes a history entry, false replaces the
+ * current one, null neither; "start" and "end" are a drag's first move (a
+ * push) and its last (a replace). While a drag moves (false, "start"), the
+ * views get a preview from a small sample, which starts no exact work; a
+ * committed change (true, "end") gets the full, progressive answers.
+ */
 function update(commit) {
-  if (commit !== null) remember(commit === true);
+  if (commit !== null) remember(commit === true || commit === "start");
+  const dragging = commit === false || commit === "start";
+  previewing = dragging;
   // The views' requests go at once (the maps and the hex dump redraw at the
-  // next frame): "end" (a drag's last move) does not wait for the last answer.
-  requestViewsIfChanged(commit === true || commit === "end");
+  // next frame); a drag's moves wait for the last answer.
+  requestViewsIfChanged(!dragging, dragging);
   render();
 }
 
-function requestViewsIfChanged(now) {
-  const selKey = `${state.file}:${state.sel}`;
+function requestViewsIfChanged(now, preview = false) {
+  const selKey = `${state.file}:${state.sel}:${preview ? "preview" : "full"}`;
   if (selKey !== lastSel && mapsFirst() && (now || viewsReady())) {
     lastSel = selKey;
-    requestViews();
+    requestViews(preview);
   }
 }
 
@@ -530,7 +541,7 @@ const render = perFrame(() => {
   maps[1].show({ file, size: n, lo: state.region[0], hi: state.region[1], child: state.sel, cursor: state.cursor, mode: state.mode, layout: state.layout });
   status.cursor.textContent = `cursor ${hex(state.cursor)}`;
   status.sel.textContent = `selection ${hex(state.sel[0])} – ${hex(state.sel[1])} (${human(state.sel[1] - state.sel[0])})`;
-  requestViewsIfChanged(false);
+  requestViewsIfChanged(false, previewing);
   const regionKey = `${state.region}`;
   if (views.diff && regionKey !== lastRegion) {
     lastRegion = regionKey;
@@ -594,7 +605,7 @@ function endOf(view) {
   };
 }
 
-function requestViews() {
+function requestViews(preview = false) {
   const [start, stop] = state.sel;
   const file = state.file;
   if (!size()) {
@@ -612,26 +623,29 @@ function requestViews() {
   // look at (on a huge range they share the cores from then on).
   let others = false;
   const rest = () => {
-    if (others || lastSel !== `${file}:${state.sel}`) return;
+    if (others || lastSel !== `${file}:${state.sel}:full`) return;
     others = true;
     requestOthers(range);
   };
-  wire.request("ngrams", { ...range, n: 2 }, {
+  const exact = (h) => h.final && !h.meta.preview;
+  wire.request("ngrams", { ...range, n: 2, ...(preview ? { preview: 1 } : {}) }, {
     slot: "bigram",
     onReport: (h, a) => {
-      window.binglide.bigramPending = { final: h.final, cached: !!h.cached, start, stop };
+      window.binglide.bigramPending = { final: exact(h), cached: !!h.cached, start, stop };
       views.bigram.update(h, a);
-      if (h.final) rest();
-      else setTimeout(rest, 1000);
+      if (!preview) {
+        if (h.final) rest();
+        else setTimeout(rest, 1000);
+      }
       viewsAnswered();
     },
     onEnd: (h) => {
       endOf(views.bigram)(h);
-      rest();
+      if (!preview) rest();
       viewsAnswered();
     },
   });
-  setTimeout(rest, 1000);
+  if (!preview) setTimeout(rest, 1000);
 }
 
 function requestOthers(range) {

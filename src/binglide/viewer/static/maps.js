@@ -161,7 +161,7 @@ export class OverviewMap {
       // A drag is one history entry: its first move pushes, the rest replace it.
       const first = !moved && b !== anchor;
       if (b !== anchor) moved = true;
-      if (moved) this.onSelect(...this.span(anchor, b), first);
+      if (moved) this.onSelect(...this.span(anchor, b), first ? "start" : false);
     });
     window.addEventListener("mouseup", (e) => {
       if (anchor === null) return;
