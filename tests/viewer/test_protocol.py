@@ -22,7 +22,8 @@ from binglide.viewer.protocol import (
 
 def test_a_request_is_parsed_with_its_defaults() -> None:
     message = parse(json.dumps({"id": 3, "op": "ngrams", "file": 0, "start": 16, "slot": "b"}))
-    assert message == Request(3, "ngrams", {"file": 0, "start": 16, "stop": None, "n": 2}, "b")
+    expected = {"file": 0, "start": 16, "stop": None, "n": 2, "preview": 0}
+    assert message == Request(3, "ngrams", expected, "b")
 
 
 def test_a_cancel_is_parsed() -> None:
