@@ -32,6 +32,8 @@ def test_importing_binglide_does_not_load_aiohttp() -> None:
         (["view", "FILE", "FILE", "FILE"], "one file, or compares two"),
         (["view", "FILE", "--connect", "tcp://127.0.0.1:1", "--workers", "2"], "--connect"),
         (["view", "FILE", "--root", "/no/such/dir"], "not a directory"),
+        (["view", "FILE", "--root", "/usr"], "outside --root"),
+        (["view", "FILE", "--curve-dir", "/tmp"], "--curve-dir is for --connect"),
     ],
 )
 def test_bad_input_is_one_line_and_status_2(

@@ -26,7 +26,7 @@ from binglide.connect import load_client_keys
 
 if TYPE_CHECKING:
     import argparse
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Iterable
 
 __all__ = (
     "DEFAULT_CONNECT_TIMEOUT",
@@ -149,7 +149,10 @@ def check_connection(args: argparse.Namespace) -> None:
 
 @asynccontextmanager
 async def open_client(
-    args: argparse.Namespace, *, config: binglide.BrokerConfig | None = None
+    args: argparse.Namespace,
+    *,
+    config: binglide.BrokerConfig | None = None,
+    services: Iterable[type[binglide.Service]] = (),
 ) -> AsyncIterator[binglide.Client]:
     """Open the client `args` describe: on ``--connect``'s broker, or the embedded default.
 
@@ -161,6 +164,8 @@ async def open_client(
             default's options, `add_embedded_arguments`).
         config: the embedded broker's settings (default: requests wait as
             long as it takes for a free worker, as a command is happy to).
+        services: more `binglide.Service` classes for the embedded default
+            (with ``--connect``, the broker's workers must serve them).
 
     Raises:
         binglide.TransportBroken: no broker answered at ``--connect``.
@@ -179,6 +184,7 @@ async def open_client(
     # queue deadline is 10 s).
     config = config or binglide.BrokerConfig(service_timeout=math.inf)
     async with binglide.connect(
+        services=services,
         workers=getattr(args, "workers", None),
         cache_dir=getattr(args, "cache_dir", None),
         cache_max_size=getattr(args, "cache_max_size", None),

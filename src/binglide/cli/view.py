@@ -1,8 +1,10 @@
 """``binglide view FILE [FILE2]``: the viewer's sub-command.
 
-Starts the embedded default (or connects to a broker), serves the page with
+Opens the client as every command does (the embedded default, or
+``--connect`` with the CURVE key options), serves the page with
 `binglide.viewer.serve`, prints its URL and opens it in the browser, then
-serves until Ctrl-C. aiohttp is imported only here, when the command runs.
+serves until Ctrl-C. The viewer (and aiohttp) is imported only when the
+command runs.
 """
 
 from __future__ import annotations
@@ -17,6 +19,13 @@ from typing import TYPE_CHECKING
 import anyio
 
 import binglide
+from binglide.cli.connection import (
+    add_connection_arguments,
+    add_embedded_arguments,
+    check_connection,
+    open_client,
+)
+from binglide.cli.usage import UsageError
 
 if TYPE_CHECKING:
     import argparse
@@ -36,18 +45,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _count(text: str) -> int:
-    import argparse
-
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid count {text!r}: expected an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the options of ``binglide view`` to its parser."""
     parser.add_argument(
@@ -63,67 +60,50 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     web.add_argument(
         "--no-browser", action="store_true", help="print the URL but do not open a browser"
     )
-    web.add_argument(
-        "--root",
-        metavar="DIR",
-        help="let the page open the files under DIR too (paths the server checks)",
-    )
-    run = parser.add_argument_group("where it runs")
-    run.add_argument(
-        "--connect",
-        metavar="ADDRESS",
-        help="use the broker at ADDRESS (tcp://host:port, ipc:///path); its workers need"
-        " the classes service for the byte-class map: binglide worker ADDRESS"
+    add_connection_arguments(
+        parser,
+        connect_help="use the broker at ADDRESS (tcp://host:port, ipc:///path); its workers"
+        " need the classes service for the byte-class map: binglide worker ADDRESS"
         " binglide.viewer:ClassesService",
     )
-    run.add_argument(
-        "--workers",
-        type=_count,
-        metavar="N",
-        help="workers per service in this process (default: one per core)",
-    )
-    run.add_argument(
-        "--cache-dir",
-        metavar="DIR",
-        help="the chunk cache (default: $BINGLIDE_CACHE_DIR or the user cache directory)",
-    )
+    add_embedded_arguments(parser)
 
 
-def _problem(args: argparse.Namespace) -> str | None:
+def _check(args: argparse.Namespace) -> None:
+    """Refuse what cannot work, before anything starts.
+
+    Raises:
+        UsageError: too many files, an unreadable one, a bad root, bad connection options.
+    """
     if len(args.files) > 2:
-        return "binglide view shows one file, or compares two"
+        raise UsageError("binglide view shows one file, or compares two")
     for path in args.files:
         if not os.path.isfile(path):
-            return f"cannot read {path}: no such file"
+            raise UsageError(f"cannot read {path}: no such file")
         if not os.access(path, os.R_OK):
-            return f"cannot read {path}: permission denied"
-    if args.root is not None and not os.path.isdir(args.root):
-        return f"--root {args.root} is not a directory"
-    if args.connect and (args.workers is not None or args.cache_dir is not None):
-        return (
-            "--workers and --cache-dir set up workers in this process; with --connect the"
-            " broker's workers have their own"
-        )
-    return None
+            raise UsageError(f"cannot read {path}: permission denied")
+    for root in args.root or ():
+        if not os.path.isdir(root):
+            raise UsageError(f"--root {root} is not a directory")
+    if args.root:
+        real_roots = [os.path.realpath(r) for r in args.root]
+        for path in args.files:
+            real = os.path.realpath(path)
+            if not any(real.startswith(r.rstrip(os.sep) + os.sep) for r in real_roots):
+                raise UsageError(f"{path} is outside --root: the workers may read only there")
+    check_connection(args)
 
 
 async def _serve(args: argparse.Namespace) -> None:
     from binglide.viewer import ClassesService, serve
 
-    if args.connect:
-        connecting = binglide.connect(args.connect)
-    else:
-        # A viewer waits for its answers as long as the page wants them.
-        config = binglide.BrokerConfig(heartbeat_interval=math.inf, service_timeout=math.inf)
-        connecting = binglide.connect(
-            services=[ClassesService],
-            workers=args.workers,
-            cache_dir=args.cache_dir,
-            config=config,
-        )
+    # A viewer waits for its answers as long as the page wants them.
+    config = binglide.BrokerConfig(service_timeout=math.inf)
+    # The page may browse the first --root (the workers read only under the roots).
+    root = args.root[0] if args.root else None
     async with (
-        connecting as client,
-        serve(client, args.files, host=args.host, port=args.port, root=args.root) as viewer,
+        open_client(args, config=config, services=[ClassesService]) as client,
+        serve(client, args.files, host=args.host, port=args.port, root=root) as viewer,
     ):
         print(f"binglide view: {viewer.url}", flush=True)
         print("  Ctrl-C stops it.", flush=True)
@@ -135,15 +115,15 @@ async def _serve(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``binglide view``; return the exit status."""
-    problem = _problem(args)
-    if problem:
-        print(f"binglide: error: {problem}", file=sys.stderr)
-        return 2
+    """Run ``binglide view``; return the exit status.
+
+    Raises:
+        UsageError: bad input (one line, status 2).
+    """
+    _check(args)
     try:
         anyio.run(_serve, args, backend="asyncio")
     except OSError as exc:
-        print(f"binglide: error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
     print("binglide view: stopped", file=sys.stderr)
     return 0
