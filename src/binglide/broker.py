@@ -12,7 +12,8 @@ the machine says. They differ only in how they wait and send:
   broker`` runs, in a process of its own.
 
 Malformed frames from a peer are logged and dropped: one rogue peer never
-stops the broker serving everyone else.
+stops the broker serving everyone else. An internal error of the machine (a
+bug) stops the broker: the machine refuses to go on from an unknown state.
 """
 
 from __future__ import annotations
@@ -87,9 +88,14 @@ def networked_machine(config: BrokerConfig | None = None) -> BrokerMachine:
 def feed(machine: BrokerMachine, peer: str, frames: Sequence[Frame], now: float) -> None:
     """Decode `frames` from `peer` and feed them to `machine`; log and drop what is bad.
 
-    A malformed message is dropped with a warning; an internal error is
-    logged loudly and the broker serves on (the machine's state is left as
-    it was): one rogue peer never stops the broker serving everyone else.
+    A malformed or illegal message is dropped with a warning (the machine
+    changed nothing): one rogue peer never stops the broker serving everyone
+    else.
+
+    Raises:
+        Exception: an internal error of the machine (a bug), logged here; the
+            machine is broken from then on (`binglide.core.broker`), so the
+            broker stops rather than serve on from an unknown state.
     """
     try:
         protocol, msg = decode(frames, from_broker=False)
@@ -97,7 +103,8 @@ def feed(machine: BrokerMachine, peer: str, frames: Sequence[Frame], now: float)
     except RemoteProtocolError as exc:
         log.warning("dropped a message from peer %r: %s", peer, exc)
     except Exception:
-        log.exception("internal error while handling a message from peer %r", peer)
+        log.critical("internal error while handling a message from peer %r", peer, exc_info=True)
+        raise
 
 
 def turn(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 import pytest
 
@@ -25,7 +26,7 @@ from binglide.core import (
     request_digest,
 )
 from binglide.core.broker import Outgoing
-from binglide.errors import RemoteProtocolError
+from binglide.errors import LocalProtocolError, RemoteProtocolError
 
 from ..helpers import BrokerDriver, to
 
@@ -431,7 +432,12 @@ ILLEGAL = [
     ("client", "x", Request(1, "s", (), "", (), 100)),  # parent not held by x
     ("client", "w", Request(1, "s", (), "9:otherjob1", (), 100)),  # wrong job for parent
     ("client", "c", Waiting(100, True)),  # a worker message on the client hop
+    ("client", "c", Ready("s")),
+    ("client", "c", Partial(1)),
+    ("client", "c", Final(1)),
+    ("client", "c", Failure(1, "failed", "x")),
     ("worker", "w", Request(5, "s")),  # a client message on the worker hop
+    ("worker", "w", Cancel("1:c1", 0)),
     ("worker", "new", Ready("")),
 ]
 
@@ -446,6 +452,77 @@ def test_illegal_messages_raise_and_change_nothing(hop: str, peer: str, msg: obj
         getattr(d, hop)(peer, msg)
     assert d.machine.statistics() == before
     assert d.machine.outgoing() == []
+
+
+@pytest.mark.parametrize(("hop", "peer", "msg"), ILLEGAL)
+def test_illegal_messages_are_no_sign_of_life(hop: str, peer: str, msg: object) -> None:
+    # The sender's liveness, the timers and what follows are as if the
+    # message never came: it changed nothing that statistics() does not show.
+    d = make(heartbeat_interval=1.0, liveness=3)
+    d.worker("w", Ready("s"))
+    d.client("c", Heartbeat())
+    d.client("c", Request(1, "s"))
+    d.client("x", Heartbeat())
+    deadline = d.machine.next_deadline()
+    d.now = 2.0
+    with pytest.raises(RemoteProtocolError):
+        getattr(d, hop)(peer, msg)
+    assert d.machine.next_deadline() == deadline
+    d.tick(3.0)  # everyone silent since 0 expires, the illegal sender too
+    stats = d.machine.statistics()
+    assert (stats.workers, stats.clients, stats.jobs, stats.cancelled) == (0, 0, 0, 1)
+
+
+def test_an_illegal_first_message_starts_no_timer() -> None:
+    d = make(heartbeat_interval=1.0)
+    with pytest.raises(RemoteProtocolError):
+        d.worker("w", Ready(""))
+    assert d.machine.next_deadline() is None
+    d.now = 5.0
+    d.worker("w", Ready("s"))
+    assert d.machine.next_deadline() == 6.0  # the first heartbeat: from the first valid message
+
+
+class BrokenIds(IdSource):
+    """An id source that fails: an internal error in the middle of handling a request."""
+
+    def __call__(self) -> int:
+        raise RuntimeError("the id source broke")
+
+
+def test_an_internal_error_poisons_the_machine() -> None:
+    d = BrokerDriver(BrokerMachine(BrokerConfig(heartbeat_interval=1.0), ids=BrokenIds()))
+    d.worker("w", Ready("s"))
+    with pytest.raises(RuntimeError, match="the id source broke"):
+        d.client("c", Request(1, "s"))
+    # Every later call refuses, naming the first error, rather than serve on
+    # from a state nobody planned for.
+    calls: list[Callable[[], object]] = [
+        lambda: d.client("c", Request(2, "s")),
+        lambda: d.worker("w", Heartbeat()),
+        lambda: d.worker("w2", Ready("s")),
+        lambda: d.tick(5.0),
+        d.machine.next_deadline,
+        d.machine.outgoing,
+        d.machine.statistics,
+        lambda: d.machine.jobs_of_worker(PeerId("w")),
+        lambda: d.machine.workers_of_job(job_id_for("c", 1)),
+    ]
+    for call in calls:
+        with pytest.raises(
+            LocalProtocolError, match="broken by an earlier internal error"
+        ) as info:
+            call()
+        assert isinstance(info.value.__cause__, RuntimeError)
+
+
+def test_a_remote_protocol_error_does_not_poison_the_machine() -> None:
+    d = make()
+    with pytest.raises(RemoteProtocolError):
+        d.worker("w", Ready(""))
+    d.worker("w", Ready("s"))
+    d.client("c", Request(1, "s"))
+    assert d.machine.statistics().dispatched == 1
 
 
 def test_queued_requests_wait_for_busy_workers_but_not_for_absent_ones() -> None:

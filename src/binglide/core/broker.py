@@ -15,9 +15,22 @@ peer id when it issues sub-requests: the two roles are tracked separately.
 
 Tasks. Every request accepted becomes a task with a broker task id (``tid``).
 A task is PENDING in its service's queue, then DISPATCHED to a worker, then
-gone (its FINAL or failure was forwarded, or it was cancelled). Tasks record
-their job id, their ancestry (for loop detection), their parent task (for
-sub-requests) and their children (for the cancel cascade).
+ends COMPLETED, FAILED or CANCELLED and leaves the tables (`binglide.core.tasks`
+holds the states and the only function that moves a task between them). Tasks
+record their job id, their ancestry (for loop detection), their parent task
+(for sub-requests) and their children (for the cancel cascade).
+
+Rules. What the broker decides lives in one place each, the "rules" section
+of `BrokerMachine`:
+
+- *validation* (``_check_client``, ``_check_worker``): whether a message is
+  allowed at all; an illegal one raises `RemoteProtocolError` before anything
+  changes;
+- *admission* (``_refusal``, its rules in order): whether a valid request
+  becomes a task or is answered at once with a failure; the first rule that
+  refuses it answers;
+- *dispatch* (``_rank``): which worker of a service takes its
+  next task (table below).
 
 Fair dispatch. Each service queues its pending tasks per *origin*: the real
 client that started the job (recovered from the job id), served round-robin,
@@ -66,7 +79,29 @@ the sub-requests it had issued are cancelled. A dead or disconnected client's
 requests are cancelled. A pending task past its queue deadline fails with
 ``unavailable``.
 
-Errors. An illegal message raises `RemoteProtocolError` and changes nothing.
+Dispatch rules, for one worker of the service:
+
+====================  ==========================================  ===========
+worker                holds                                       verdict
+====================  ==========================================  ===========
+plain MDP/0.2         no task                                     available
+plain MDP/0.2         a task                                      busy
+extended              fewer than the prefetch depth computing,    available
+                      fewer than ``stack_bound`` waiting
+extended              none computing, ``stack_bound`` waiting     blocked
+extended              anything else                               busy
+====================  ==========================================  ===========
+
+The available worker with the fewest computing tasks, then the fewest tasks,
+then the least recently used, takes the task. When none is available and
+every worker is blocked, the least loaded takes it anyway (an overflow).
+
+Errors. An illegal message raises `RemoteProtocolError` and changes nothing:
+every check runs before the first change. Any other exception is a bug of
+the broker: it *poisons* the machine (as h11 does), which then refuses every
+later call with `LocalProtocolError` rather than serve on from a state
+nobody planned for; the runtime stops, and clients and workers carry on
+with a restarted broker (they re-issue and re-register).
 """
 
 from __future__ import annotations
@@ -78,7 +113,7 @@ from collections import OrderedDict, deque
 
 import attrs
 
-from ..errors import RemoteProtocolError
+from ..errors import LocalProtocolError, RemoteProtocolError
 from .frames import Protocol
 from .ids import IdSource, JobId, PeerId, job_id_for, origin_of
 from .messages import (
@@ -94,6 +129,7 @@ from .messages import (
     Request,
     Waiting,
 )
+from .tasks import Task, TaskState, advance
 
 __all__ = (
     "BrokerConfig",
@@ -105,13 +141,6 @@ __all__ = (
     "TaskState",
     "request_digest",
 )
-
-
-class TaskState(enum.Enum):
-    """Where a task is in its life."""
-
-    PENDING = "pending"  # queued at its service
-    DISPATCHED = "dispatched"  # held by a worker
 
 
 class CancelMode(enum.Enum):
@@ -246,26 +275,6 @@ def request_digest(service: str, payload: tuple[Frame, ...]) -> str:
 
 
 @attrs.define(eq=False)
-class _Task:
-    tid: int
-    client: PeerId
-    rid: int
-    client_extended: bool
-    service: str
-    job: JobId
-    ancestry: tuple[str, ...]
-    payload: tuple[Frame, ...]
-    parent: int
-    deadline: float
-    timeout: float | None = None  # the request's own, if it gave one
-    enqueued: float = 0.0
-    dispatched: float = 0.0
-    state: TaskState = TaskState.PENDING
-    worker: PeerId | None = None
-    children: set[int] = attrs.Factory(set)
-
-
-@attrs.define(eq=False)
 class _Worker:
     peer: PeerId
     service: str
@@ -294,6 +303,47 @@ class _Service:
     task_time: float | None = None  # smoothed service time, seconds
 
 
+@attrs.frozen
+class _Refusal:
+    """An admission rule's answer: the request fails at once with this."""
+
+    kind: str
+    message: str
+    cycle: tuple[str, ...] = ()
+
+
+#: Dispatch verdicts of `_rank` besides a rank: the worker may take nothing now...
+_BUSY = -1
+#: ...or it computes nothing and waits at its stack bound (an overflow may go to it).
+_BLOCKED = -2
+#: Ranks order by computing tasks first, then by tasks held.
+_PER_COMPUTING = 1 << 32
+
+
+def _rank(worker: _Worker, prefetch: int, bound: int) -> int:
+    """Dispatch rule: `worker`'s rank if it may take a task now (lowest first).
+
+    Returns a rank (>= 0: computing tasks, then tasks held: the least
+    computing, then the least loaded, worker takes the next task), `_BUSY` or
+    `_BLOCKED` (the module docstring's table).
+    """
+    held = len(worker.tasks)
+    if not worker.extended:
+        return 0 if not held else _BUSY  # plain MDP/0.2: one task at a time
+    waiting = len(worker.waiting)
+    computing = held - waiting
+    # The stack bound is for waiting tasks, the prefetch depth for computing
+    # ones (with a depth of 1: while none computes).
+    if computing < prefetch and waiting < bound:
+        return computing * _PER_COMPUTING + held
+    return _BLOCKED if not computing else _BUSY
+
+
+#: What each hop may carry to the broker besides REQUEST (client) and READY (worker).
+_CLIENT_COMMANDS = frozenset({Cancel, Heartbeat, Disconnect})
+_WORKER_COMMANDS = frozenset({Heartbeat, Disconnect, Partial, Final, Failure, Waiting})
+
+
 class BrokerMachine:
     """The broker's state machine (see the module docstring)."""
 
@@ -310,16 +360,20 @@ class BrokerMachine:
         # (the runtime draws it at random; the core has no randomness).
         self._instance = instance
         self._out: list[Outgoing] = []
-        self._tasks: dict[int, _Task] = {}
+        self._tasks: dict[int, Task] = {}
         self._jobs: dict[JobId, set[int]] = {}
         self._workers: dict[PeerId, _Worker] = {}
         self._clients: dict[PeerId, _Client] = {}
         self._services: dict[str, _Service] = {}
         self._deadlines: list[tuple[float, int]] = []  # (deadline, tid) of pending tasks, lazy
         self._next_heartbeat: float | None = None
-        self._completed = self._failed = self._cancelled = 0
+        self._ended = dict.fromkeys(
+            (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED), 0
+        )
         self._requeued = self._overflows = 0
-        self._now = 0.0  # the time of the input being handled
+        self._silence = self.config.heartbeat_interval * self.config.liveness
+        # The internal error that broke the machine, if one did (module docstring).
+        self._error: BaseException | None = None
 
     # -- inputs ---------------------------------------------------------------
 
@@ -328,46 +382,47 @@ class BrokerMachine:
 
         Raises:
             RemoteProtocolError: the message is not allowed now; nothing changed.
+            LocalProtocolError: an earlier internal error broke the machine.
         """
-        self._now = now
-        if self._next_heartbeat is None:
-            self._next_heartbeat = now + self.config.heartbeat_interval
+        if self._error is not None:
+            self._check_usable()
         if protocol is Protocol.WORKER:
-            self._receive_worker(peer, msg, now)
+            self._check_worker(peer, msg)
+            parent = None
         else:
-            self._receive_client(peer, msg, now)
+            parent = self._check_client(peer, msg)
+        # Valid: from here on, an exception is a bug of the broker.
+        try:
+            if self._next_heartbeat is None:
+                self._next_heartbeat = now + self.config.heartbeat_interval
+            if protocol is Protocol.WORKER:
+                self._receive_worker(peer, msg, now)
+            else:
+                self._receive_client(peer, msg, parent, now)
+        except BaseException as exc:
+            self._poison(exc)
+            raise
 
     def handle_timer(self, now: float) -> None:
-        """Do what is due at `now`: expire peers and queued tasks, send heartbeats."""
-        self._now = now
-        cfg = self.config
-        for peer in [p for p, w in self._workers.items() if w.expiry <= now]:
-            self._drop_worker(peer, now)
-        for peer in [
-            p for p, c in self._clients.items() if c.expiry is not None and c.expiry <= now
-        ]:
-            self._drop_client(peer)
-        while self._deadlines and self._deadlines[0][0] <= now:
-            _, tid = heapq.heappop(self._deadlines)
-            task = self._tasks.get(tid)
-            if task is not None and task.state is TaskState.PENDING and task.deadline <= now:
-                if self._expires(task, now):
-                    self._expire(task)
-                else:
-                    # Its service has workers, busy ones: look again later.
-                    task.deadline = now + self.config.service_timeout
-                    heapq.heappush(self._deadlines, (task.deadline, task.tid))
-        if self._next_heartbeat is not None and self._next_heartbeat <= now:
-            self._next_heartbeat = now + cfg.heartbeat_interval
-            for worker in self._workers.values():
-                self._send(worker.peer, Protocol.WORKER, Heartbeat(), worker.extended)
-            for client in self._clients.values():
-                if client.expiry is not None:
-                    beat = Heartbeat(self._instance)
-                    self._send(client.peer, Protocol.CLIENT, beat, client.extended)
+        """Do what is due at `now`: expire peers and queued tasks, send heartbeats.
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        self._check_usable()
+        try:
+            self._handle_timer(now)
+        except BaseException as exc:
+            self._poison(exc)
+            raise
 
     def next_deadline(self) -> float | None:
-        """Return when `handle_timer` should next be called (None: nothing to time)."""
+        """Return when `handle_timer` should next be called (None: nothing to time).
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        self._check_usable()
         candidates = [w.expiry for w in self._workers.values()]
         candidates += [c.expiry for c in self._clients.values() if c.expiry is not None]
         while self._deadlines and self._deadlines[0][1] not in self._tasks:
@@ -379,14 +434,35 @@ class BrokerMachine:
         return min(candidates, default=None)
 
     def outgoing(self) -> list[Outgoing]:
-        """Return and forget the messages to send, in order."""
+        """Return and forget the messages to send, in order.
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        if self._error is not None:
+            self._check_usable()
         out, self._out = self._out, []
         return out
+
+    def _check_usable(self) -> None:
+        if self._error is not None:
+            raise LocalProtocolError(
+                "the broker machine is broken by an earlier internal error "
+                f"({type(self._error).__name__}: {self._error}); start a new one"
+            ) from self._error
+
+    def _poison(self, exc: BaseException) -> None:
+        self._error = exc
 
     # -- inspection -------------------------------------------------------------
 
     def statistics(self) -> BrokerStatistics:
-        """Return a snapshot of queues, tasks, jobs and counters."""
+        """Return a snapshot of queues, tasks, jobs and counters.
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        self._check_usable()
         per_service = []
         for name in sorted(self._services):
             svc = self._services[name]
@@ -407,28 +483,149 @@ class BrokerMachine:
             pending=sum(s.pending for s in per_service),
             dispatched=sum(s.dispatched for s in per_service),
             jobs=len(self._jobs),
-            completed=self._completed,
-            failed=self._failed,
-            cancelled=self._cancelled,
+            completed=self._ended[TaskState.COMPLETED],
+            failed=self._ended[TaskState.FAILED],
+            cancelled=self._ended[TaskState.CANCELLED],
             requeued=self._requeued,
             overflows=self._overflows,
             services=tuple(per_service),
         )
 
     def jobs_of_worker(self, peer: PeerId) -> set[JobId]:
-        """Return the jobs whose tasks `peer` holds (which worker works on which job)."""
+        """Return the jobs whose tasks `peer` holds (which worker works on which job).
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        self._check_usable()
         worker = self._workers.get(peer)
         if worker is None:
             return set()
         return {self._tasks[tid].job for tid in worker.tasks}
 
     def workers_of_job(self, job: JobId) -> set[PeerId]:
-        """Return the workers holding tasks of `job`."""
+        """Return the workers holding tasks of `job`.
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        self._check_usable()
         return {
             t.worker
             for tid in self._jobs.get(job, ())
             if (t := self._tasks[tid]).worker is not None
         }
+
+    # -- rules: validation ------------------------------------------------------------
+    # Each check raises RemoteProtocolError for a message that is not allowed
+    # now, and changes nothing: it runs before the message is handled.
+
+    def _check_client(self, peer: PeerId, msg: Message) -> Task | None:
+        """Validate a message on the client hop; return a sub-request's parent task."""
+        kind = type(msg)  # messages are final classes: their type says what they are
+        if kind is not Request:
+            if kind not in _CLIENT_COMMANDS:
+                raise RemoteProtocolError(f"a client may not send {kind.__name__} to the broker")
+            return None
+        assert isinstance(msg, Request)
+        known = self._clients.get(peer)
+        if known is not None and msg.rid != 0 and msg.rid in known.requests:
+            raise RemoteProtocolError(f"request id {msg.rid} is already in use by this client")
+        if not msg.service:
+            raise RemoteProtocolError("a request must name a service")
+        if not msg.parent:
+            return None
+        parent = self._tasks.get(msg.parent)
+        if parent is not None and parent.worker != peer:
+            raise RemoteProtocolError(
+                f"task {msg.parent} is not held by this peer; it cannot be a parent"
+            )
+        if parent is not None and msg.job and msg.job != parent.job:
+            raise RemoteProtocolError("a sub-request must carry its parent's job id")
+        return parent
+
+    def _check_worker(self, peer: PeerId, msg: Message) -> None:
+        """Validate a message on the worker hop."""
+        kind = type(msg)
+        if kind is Ready:
+            assert isinstance(msg, Ready)
+            if peer in self._workers:
+                raise RemoteProtocolError("READY from a worker that is already registered")
+            if not msg.service:
+                raise RemoteProtocolError("READY must name a service")
+        elif kind not in _WORKER_COMMANDS:
+            raise RemoteProtocolError(f"a worker may not send {kind.__name__}")
+
+    # -- rules: admission ---------------------------------------------------------------
+
+    def _refusal(self, msg: Request, parent: Task | None, entry: str) -> _Refusal | None:
+        """Admission: why a valid request is refused at once, or None to accept it.
+
+        The rules, in order; the first that a request breaks answers it.
+        `entry` is the request's own ancestry entry (`request_digest`).
+        """
+        # 1. Its parent is gone: cancelled or finished while this was in flight.
+        if msg.parent and parent is None:
+            return _Refusal("cancelled", "the parent task is gone")
+        # 2. It repeats one of its ancestors: a loop.
+        if entry in msg.ancestry:
+            cycle = (*msg.ancestry[msg.ancestry.index(entry) :], entry)
+            return _Refusal(
+                "loop", "the request repeats one of its ancestors: " + " -> ".join(cycle), cycle
+            )
+        # 3. Its tree is too deep.
+        if len(msg.ancestry) >= self.config.max_depth:
+            return _Refusal(
+                "loop",
+                f"the request tree is deeper than {self.config.max_depth} levels",
+                (*msg.ancestry, entry),
+            )
+        # 4. Its service's queue is full.
+        svc = self._services.get(msg.service)
+        if svc is not None and svc.pending >= self.config.max_queued:
+            return _Refusal(
+                "unavailable",
+                f"service {msg.service!r} is overloaded ({svc.pending} requests queued); "
+                "retry later or start more workers",
+            )
+        return None
+
+    # -- rules: dispatch ------------------------------------------------------------------
+
+    def _prefetch(self, svc: _Service) -> int:
+        """The computing tasks one worker of `svc` may hold (module docstring)."""
+        cfg = self.config
+        if cfg.prefetch_window is None:
+            return cfg.prefetch
+        if svc.task_time is None:
+            return 1
+        if svc.task_time * cfg.prefetch >= cfg.prefetch_window:
+            return max(1, int(cfg.prefetch_window / svc.task_time))
+        return cfg.prefetch
+
+    def _pick_worker(self, svc: _Service) -> _Worker | None:
+        """The worker of `svc` that takes its next task, if any may (`_rank`)."""
+        prefetch = self._prefetch(svc)
+        bound = self.config.stack_bound
+        best: _Worker | None = None
+        best_rank = 0
+        blocked = 0
+        for peer in svc.workers:  # least recently used first: it wins ties
+            worker = self._workers[peer]
+            rank = _rank(worker, prefetch, bound)
+            if rank >= 0:
+                if best is None or rank < best_rank:
+                    best, best_rank = worker, rank
+            elif rank == _BLOCKED:
+                blocked += 1
+        if best is not None:
+            return best
+        if svc.workers and blocked == len(svc.workers):
+            # Every worker waits at its bound and none computes: without one
+            # more task somewhere the tree could never finish (module docstring).
+            self._overflows += 1
+            return min((self._workers[p] for p in svc.workers), key=lambda w: len(w.tasks))
+        return None
 
     # -- client protocol ----------------------------------------------------------
 
@@ -438,42 +635,24 @@ class BrokerMachine:
             client = self._clients[peer] = _Client(peer, extended)
         return client
 
-    def _receive_client(self, peer: PeerId, msg: Message, now: float) -> None:
+    def _receive_client(self, peer: PeerId, msg: Message, parent: Task | None, now: float) -> None:
         client = self._clients.get(peer)
         if client is not None and client.expiry is not None:
-            client.expiry = now + self.config.heartbeat_interval * self.config.liveness
+            client.expiry = now + self._silence
         match msg:
             case Request():
-                self._on_request(peer, msg, now)
+                self._on_request(peer, msg, parent, now)
             case Cancel():
-                self._on_cancel(peer, msg)
+                self._on_cancel(peer, msg, now)
             case Heartbeat():
                 client = self._client(peer, extended=True)
-                client.expiry = now + self.config.heartbeat_interval * self.config.liveness
+                client.expiry = now + self._silence
             case Disconnect():
                 if client is not None:
-                    self._drop_client(peer)
-            case _:
-                raise RemoteProtocolError(
-                    f"a client may not send {type(msg).__name__} to the broker"
-                )
+                    self._drop_client(peer, now)
 
-    def _on_request(self, peer: PeerId, msg: Request, now: float) -> None:
+    def _on_request(self, peer: PeerId, msg: Request, parent: Task | None, now: float) -> None:
         extended = msg.rid != 0
-        known = self._clients.get(peer)
-        if known is not None and extended and msg.rid in known.requests:
-            raise RemoteProtocolError(f"request id {msg.rid} is already in use by this client")
-        if not msg.service:
-            raise RemoteProtocolError("a request must name a service")
-        parent: _Task | None = None
-        if msg.parent:
-            parent = self._tasks.get(msg.parent)
-            if parent is not None and parent.worker != peer:
-                raise RemoteProtocolError(
-                    f"task {msg.parent} is not held by this peer; it cannot be a parent"
-                )
-            if parent is not None and msg.job and msg.job != parent.job:
-                raise RemoteProtocolError("a sub-request must carry its parent's job id")
         client = self._client(peer, extended=extended)
         if not extended:
             # A plain MDP/0.2 client has no request ids: number its requests
@@ -482,52 +661,21 @@ class BrokerMachine:
             rid = client.plain_ids
         else:
             rid = msg.rid
-        job = JobId(msg.job) if msg.job else job_id_for(peer, rid)
-        if msg.parent and parent is None:
-            # The parent task was cancelled or finished while this was in flight.
-            self._reply_failure(client, rid, msg.service, "cancelled", "the parent task is gone")
-            return
         entry = request_digest(msg.service, msg.payload)
-        if entry in msg.ancestry:
-            cycle = (*msg.ancestry[msg.ancestry.index(entry) :], entry)
+        refusal = self._refusal(msg, parent, entry)
+        if refusal is not None:
             self._reply_failure(
-                client,
-                rid,
-                msg.service,
-                "loop",
-                "the request repeats one of its ancestors: " + " -> ".join(cycle),
-                cycle=cycle,
-            )
-            return
-        if len(msg.ancestry) >= self.config.max_depth:
-            self._reply_failure(
-                client,
-                rid,
-                msg.service,
-                "loop",
-                f"the request tree is deeper than {self.config.max_depth} levels",
-                cycle=(*msg.ancestry, entry),
-            )
-            return
-        svc = self._services.get(msg.service)
-        if svc is not None and svc.pending >= self.config.max_queued:
-            self._reply_failure(
-                client,
-                rid,
-                msg.service,
-                "unavailable",
-                f"service {msg.service!r} is overloaded ({svc.pending} requests queued); "
-                "retry later or start more workers",
+                client, rid, msg.service, refusal.kind, refusal.message, cycle=refusal.cycle
             )
             return
         timeout = msg.timeout if msg.timeout is not None else self.config.service_timeout
-        task = _Task(
+        task = Task(
             tid=self._ids(),
             client=peer,
             rid=rid,
             client_extended=extended,
             service=msg.service,
-            job=job,
+            job=JobId(msg.job) if msg.job else job_id_for(peer, rid),
             ancestry=(*msg.ancestry, entry),
             payload=msg.payload,
             parent=parent.tid if parent is not None else 0,
@@ -536,14 +684,14 @@ class BrokerMachine:
             enqueued=now,
         )
         self._tasks[task.tid] = task
-        self._jobs.setdefault(job, set()).add(task.tid)
+        self._jobs.setdefault(task.job, set()).add(task.tid)
         client.requests[rid] = task.tid
         if parent is not None:
             parent.children.add(task.tid)
         self._enqueue(task, front=False)
-        self._dispatch(task.service)
+        self._dispatch(task.service, now)
 
-    def _on_cancel(self, peer: PeerId, msg: Cancel) -> None:
+    def _on_cancel(self, peer: PeerId, msg: Cancel, now: float) -> None:
         client = self._clients.get(peer)
         if client is None:
             return  # nothing of this peer's is alive: cancelling is idempotent
@@ -553,9 +701,9 @@ class BrokerMachine:
                 return  # already finished
             task = self._tasks[tid]
             if task.parent:
-                self._cancel_subtree(task, notify_requester=True)
+                self._cancel_subtree(task, now, notify_requester=True)
             else:
-                self._cancel_job(task.job, root=task)
+                self._cancel_job(task.job, now, root=task)
         elif msg.job:
             job = JobId(msg.job)
             roots = [
@@ -563,17 +711,13 @@ class BrokerMachine:
             ]
             if origin_of(job) != peer or not roots:
                 return  # only the client that started a job may cancel it by id
-            self._cancel_job(job, root=next((t for t in roots if not t.parent), roots[0]))
+            self._cancel_job(job, now, root=next((t for t in roots if not t.parent), roots[0]))
 
     # -- worker protocol ------------------------------------------------------------
 
     def _receive_worker(self, peer: PeerId, msg: Message, now: float) -> None:
         worker = self._workers.get(peer)
         if isinstance(msg, Ready):
-            if worker is not None:
-                raise RemoteProtocolError("READY from a worker that is already registered")
-            if not msg.service:
-                raise RemoteProtocolError("READY must name a service")
             self._register_worker(peer, msg, now)
             return
         if worker is None:
@@ -581,34 +725,29 @@ class BrokerMachine:
             if not isinstance(msg, Disconnect):
                 self._send(peer, Protocol.WORKER, Disconnect(), True)
             return
-        worker.expiry = now + self.config.heartbeat_interval * self.config.liveness
+        worker.expiry = now + self._silence
         match msg:
-            case Heartbeat():
-                pass
             case Disconnect():
                 self._drop_worker(peer, now)
             case Partial() | Final() | Failure():
-                self._on_report(worker, msg)
+                self._on_report(worker, msg, now)
             case Waiting():
                 if msg.rid in worker.tasks:
                     if msg.waiting:
                         worker.waiting.add(msg.rid)
                     else:
                         worker.waiting.discard(msg.rid)
-                    self._dispatch(worker.service)
-            case _:
-                raise RemoteProtocolError(f"a worker may not send {type(msg).__name__}")
+                    self._dispatch(worker.service, now)
 
     def _register_worker(self, peer: PeerId, msg: Ready, now: float) -> None:
-        expiry = now + self.config.heartbeat_interval * self.config.liveness
-        self._workers[peer] = _Worker(peer, msg.service, msg.extended, expiry)
+        self._workers[peer] = _Worker(peer, msg.service, msg.extended, now + self._silence)
         svc = self._services.get(msg.service)
         if svc is None:
             svc = self._services[msg.service] = _Service(msg.service)
         svc.workers[peer] = None
-        self._dispatch(msg.service)
+        self._dispatch(msg.service, now)
 
-    def _on_report(self, worker: _Worker, msg: Partial | Final | Failure) -> None:
+    def _on_report(self, worker: _Worker, msg: Partial | Final | Failure, now: float) -> None:
         task = self._tasks.get(msg.rid)
         if task is None or task.worker != worker.peer:
             return  # a late report of a cancelled or re-issued task: drop it
@@ -618,28 +757,27 @@ class BrokerMachine:
                 reply = Partial(task.rid, msg.payload, task.service)
                 self._send(task.client, Protocol.CLIENT, reply, task.client_extended)
             return
-        self._time_task(worker, task)
+        self._time_task(worker, task, now)
         if isinstance(msg, Final):
             reply_msg: Message = Final(task.rid, msg.payload, task.service)
-            self._completed += 1
+            end = TaskState.COMPLETED
         else:
             reply_msg = Failure(
                 task.rid, msg.kind, msg.message, msg.remote_type, msg.cycle, task.service
             )
-            self._failed += 1
+            end = TaskState.FAILED
         # Sub-requests the handler left behind are of no use to anyone now.
         for child in [self._tasks[c] for c in task.children if c in self._tasks]:
-            self._cancel_subtree(child, notify_requester=False)
-        self._forget(task)
+            self._cancel_subtree(child, now, notify_requester=False)
+        self._end(task, end)
         if client is not None:
             self._send(task.client, Protocol.CLIENT, reply_msg, task.client_extended)
-        self._dispatch(worker.service)
+        self._dispatch(worker.service, now)
 
-    def _time_task(self, worker: _Worker, task: _Task) -> None:
+    def _time_task(self, worker: _Worker, task: Task, now: float) -> None:
         # The service time: from dispatch, or from the end of the worker's
         # previous task if that came later (a prefetched task waits its turn
         # on the worker; that wait is not its own time).
-        now = self._now
         sample = max(0.0, now - max(task.dispatched, worker.last_done))
         worker.last_done = now
         svc = self._services[task.service]
@@ -653,7 +791,7 @@ class BrokerMachine:
 
     # -- dispatch -----------------------------------------------------------------
 
-    def _enqueue(self, task: _Task, *, front: bool) -> None:
+    def _enqueue(self, task: Task, *, front: bool) -> None:
         svc = self._services.get(task.service)
         if svc is None:
             svc = self._services[task.service] = _Service(task.service)
@@ -667,10 +805,9 @@ class BrokerMachine:
         else:
             queue.append(task.tid)
         svc.pending += 1
-        task.state, task.worker = TaskState.PENDING, None
         heapq.heappush(self._deadlines, (task.deadline, task.tid))
 
-    def _pop(self, svc: _Service) -> _Task | None:
+    def _pop(self, svc: _Service) -> Task | None:
         while svc.queues:
             origin, queue = next(iter(svc.queues.items()))
             while queue:
@@ -686,50 +823,7 @@ class BrokerMachine:
             del svc.queues[origin]
         return None
 
-    def _prefetch(self, svc: _Service) -> int:
-        """The computing tasks one worker of `svc` may hold (module docstring)."""
-        cfg = self.config
-        if cfg.prefetch_window is None:
-            return cfg.prefetch
-        if svc.task_time is None:
-            return 1
-        if svc.task_time * cfg.prefetch >= cfg.prefetch_window:
-            return max(1, int(cfg.prefetch_window / svc.task_time))
-        return cfg.prefetch
-
-    def _pick_worker(self, svc: _Service) -> _Worker | None:
-        prefetch = self._prefetch(svc)
-        bound = self.config.stack_bound
-        best: _Worker | None = None
-        best_key = (0, 0)
-        blocked = 0
-        for peer in svc.workers:  # least recently used first
-            w = self._workers[peer]
-            held = len(w.tasks)
-            waiting = len(w.waiting)
-            computing = held - waiting
-            if w.extended:
-                # The stack bound is for waiting tasks, the prefetch depth for
-                # computing ones (with a depth of 1: none computes).
-                if computing < prefetch and waiting < bound:
-                    # The least computing, then the least loaded, wins; the
-                    # least recently used among equals (the first seen).
-                    if best is None or (computing, held) < best_key:
-                        best, best_key = w, (computing, held)
-                elif computing == 0:
-                    blocked += 1
-            elif not held and (best is None or best_key > (0, 0)):
-                best, best_key = w, (0, 0)
-        if best is not None:
-            return best
-        if svc.workers and blocked == len(svc.workers):
-            # Every worker waits at its bound and none computes: without one
-            # more task somewhere the tree could never finish (module docstring).
-            self._overflows += 1
-            return min((self._workers[p] for p in svc.workers), key=lambda w: len(w.tasks))
-        return None
-
-    def _dispatch(self, service: str) -> None:
+    def _dispatch(self, service: str, now: float) -> None:
         svc = self._services.get(service)
         if svc is None:
             return
@@ -743,15 +837,19 @@ class BrokerMachine:
             # Least recently used first next time.
             del svc.workers[worker.peer]
             svc.workers[worker.peer] = None
-            task.state, task.worker = TaskState.DISPATCHED, worker.peer
-            task.dispatched = self._now
+            advance(task, TaskState.DISPATCHED)
+            task.worker = worker.peer
+            task.dispatched = now
             worker.tasks.add(task.tid)
             msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
             self._send(worker.peer, Protocol.WORKER, msg, worker.extended)
 
     # -- endings ----------------------------------------------------------------------
 
-    def _forget(self, task: _Task) -> None:
+    def _end(self, task: Task, state: TaskState) -> None:
+        """End `task` in `state` and forget it everywhere."""
+        was = advance(task, state)
+        self._ended[state] += 1
         self._tasks.pop(task.tid, None)
         tids = self._jobs.get(task.job)
         if tids is not None:
@@ -764,7 +862,7 @@ class BrokerMachine:
         parent = self._tasks.get(task.parent)
         if parent is not None:
             parent.children.discard(task.tid)
-        if task.state is TaskState.PENDING:
+        if was is TaskState.PENDING:
             svc = self._services[task.service]
             svc.pending -= 1  # its tid stays in the deque and is skipped at pop
         elif task.worker is not None:
@@ -774,7 +872,7 @@ class BrokerMachine:
                 worker.waiting.discard(task.tid)
         task.worker = None
 
-    def _subtree(self, task: _Task) -> list[_Task]:
+    def _subtree(self, task: Task) -> list[Task]:
         found, stack = [], [task]
         while stack:
             t = stack.pop()
@@ -782,7 +880,7 @@ class BrokerMachine:
             stack.extend(self._tasks[c] for c in t.children if c in self._tasks)
         return found
 
-    def _cancel_subtree(self, task: _Task, *, notify_requester: bool) -> None:
+    def _cancel_subtree(self, task: Task, now: float, *, notify_requester: bool) -> None:
         services = set()
         for t in self._subtree(task):
             if t.state is TaskState.DISPATCHED and t.worker is not None:
@@ -790,20 +888,18 @@ class BrokerMachine:
                 if worker is not None:
                     self._send(t.worker, Protocol.WORKER, Cancel(t.job, t.tid), worker.extended)
                     services.add(worker.service)
-            self._forget(t)
-            self._cancelled += 1
+            self._end(t, TaskState.CANCELLED)
         if notify_requester:
             self._notify_cancelled(task)
         for service in services:
-            self._dispatch(service)
+            self._dispatch(service, now)
 
-    def _cancel_job(self, job: JobId, *, root: _Task) -> None:
+    def _cancel_job(self, job: JobId, now: float, *, root: Task) -> None:
         tasks = [self._tasks[tid] for tid in self._jobs.get(job, ())]
         holders = {t.worker for t in tasks if t.worker is not None}
         services = {self._workers[p].service for p in holders if p in self._workers}
         for t in tasks:
-            self._forget(t)
-            self._cancelled += 1
+            self._end(t, TaskState.CANCELLED)
         if self.config.cancel_mode is CancelMode.BROADCAST:
             targets = list(self._workers.values())
         else:
@@ -812,16 +908,44 @@ class BrokerMachine:
             self._send(worker.peer, Protocol.WORKER, Cancel(job, 0), worker.extended)
         self._notify_cancelled(root)
         for service in services:
-            self._dispatch(service)
+            self._dispatch(service, now)
 
-    def _notify_cancelled(self, task: _Task) -> None:
+    def _notify_cancelled(self, task: Task) -> None:
         client = self._clients.get(task.client)
         if client is not None:
             self._reply_failure(
                 client, task.rid, task.service, "cancelled", "the job was cancelled"
             )
 
-    def _expires(self, task: _Task, now: float) -> bool:
+    # -- timers -------------------------------------------------------------------------
+
+    def _handle_timer(self, now: float) -> None:
+        for peer in [p for p, w in self._workers.items() if w.expiry <= now]:
+            self._drop_worker(peer, now)
+        for peer in [
+            p for p, c in self._clients.items() if c.expiry is not None and c.expiry <= now
+        ]:
+            self._drop_client(peer, now)
+        while self._deadlines and self._deadlines[0][0] <= now:
+            _, tid = heapq.heappop(self._deadlines)
+            task = self._tasks.get(tid)
+            if task is not None and task.state is TaskState.PENDING and task.deadline <= now:
+                if self._expires(task, now):
+                    self._expire(task)
+                else:
+                    # Its service has workers, busy ones: look again later.
+                    task.deadline = now + self.config.service_timeout
+                    heapq.heappush(self._deadlines, (task.deadline, task.tid))
+        if self._next_heartbeat is not None and self._next_heartbeat <= now:
+            self._next_heartbeat = now + self.config.heartbeat_interval
+            for worker in self._workers.values():
+                self._send(worker.peer, Protocol.WORKER, Heartbeat(), worker.extended)
+            for client in self._clients.values():
+                if client.expiry is not None:
+                    beat = Heartbeat(self._instance)
+                    self._send(client.peer, Protocol.CLIENT, beat, client.extended)
+
+    def _expires(self, task: Task, now: float) -> bool:
         """Whether a pending task past its deadline fails now (see BrokerConfig)."""
         svc = self._services.get(task.service)
         if task.timeout is not None or svc is None or not svc.workers:
@@ -829,7 +953,7 @@ class BrokerMachine:
         limit = self.config.queue_timeout
         return not task.parent and limit is not None and now >= task.enqueued + limit
 
-    def _expire(self, task: _Task) -> None:
+    def _expire(self, task: Task) -> None:
         svc = self._services.get(task.service)
         if svc is None or not svc.workers:
             why = (
@@ -842,8 +966,7 @@ class BrokerMachine:
                 "the service is overloaded: retry later, give a longer timeout or add workers"
             )
         client = self._clients.get(task.client)
-        self._forget(task)
-        self._failed += 1
+        self._end(task, TaskState.FAILED)
         if client is not None:
             self._reply_failure(client, task.rid, task.service, "unavailable", why)
 
@@ -856,26 +979,27 @@ class BrokerMachine:
         for tid in sorted(worker.tasks, reverse=True):
             task = self._tasks[tid]
             for child in [self._tasks[c] for c in task.children if c in self._tasks]:
-                self._cancel_subtree(child, notify_requester=False)
-            task.state, task.worker = TaskState.PENDING, None
+                self._cancel_subtree(child, now, notify_requester=False)
+            advance(task, TaskState.PENDING)
+            task.worker = None
             task.deadline = max(task.deadline, now + self.config.service_timeout)
             task.enqueued = now
             self._enqueue(task, front=True)
             self._requeued += 1
         if peer in self._clients:
-            self._drop_client(peer)
-        self._dispatch(worker.service)
+            self._drop_client(peer, now)
+        self._dispatch(worker.service, now)
 
-    def _drop_client(self, peer: PeerId) -> None:
+    def _drop_client(self, peer: PeerId, now: float) -> None:
         client = self._clients.pop(peer)
         for tid in list(client.requests.values()):
             task = self._tasks.get(tid)
             if task is None:
                 continue
             if task.parent:
-                self._cancel_subtree(task, notify_requester=False)
+                self._cancel_subtree(task, now, notify_requester=False)
             else:
-                self._cancel_job(task.job, root=task)
+                self._cancel_job(task.job, now, root=task)
 
     # -- output --------------------------------------------------------------------------
 

@@ -1,0 +1,203 @@
+"""The broker machine's own cost per request, no sockets: binglide.core.BrokerMachine alone.
+
+`bench/broker.py` times whole round trips over ZeroMQ, where the machine is a
+fraction of the broker process's CPU and the machine's noise drowns small
+changes. This bench feeds the machine messages directly (as the broker loops
+do, without decoding) and times what it costs per request, in µs:
+
+- ``sequential``: one extended client, two extended workers; a request, its
+  dispatch, its FINAL, one at a time;
+- ``pipelined``: 128 requests in flight, tasks of 0.1 ms (so workers prefetch);
+- ``plain``: a plain MDP/0.2 client and worker, one at a time;
+- ``sub-request``: each task issues a sub-request to another service and
+  ends when it is answered (two tasks per request).
+
+With ``--baseline-src DIR`` it also runs another copy of binglide's source
+(``git archive`` of a commit) in child processes, interleaved round by round
+with the current one, and prints the ratios (current / baseline; under 1 is
+faster). Each figure is the best of ``--repeat`` rounds (the noise of a
+shared machine only ever adds time; the median is printed too). Run::
+
+    git archive COMMIT src | tar -x -C /tmp/base
+    python bench/broker_machine.py --baseline-src /tmp/base/src --repeat 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+
+
+def scenarios(requests: int) -> dict[str, Callable[[], float]]:
+    """Return the scenarios: each runs `requests` requests and returns µs per request."""
+    from binglide.core import (
+        BrokerConfig,
+        BrokerMachine,
+        Final,
+        IdSource,
+        PeerId,
+        Protocol,
+        Ready,
+        Request,
+    )
+
+    client_hop, worker_hop = Protocol.CLIENT, Protocol.WORKER
+    inf = float("inf")
+
+    def machine(**config: object) -> BrokerMachine:
+        cfg = BrokerConfig(heartbeat_interval=inf, **config)  # type: ignore[arg-type]
+        return BrokerMachine(cfg, ids=IdSource(1))
+
+    def dispatched(out: list) -> list[tuple[PeerId, int]]:  # type: ignore[type-arg]
+        return [(o.peer, o.message.rid) for o in out if isinstance(o.message, Request)]
+
+    def sequential() -> float:
+        m = machine()
+        w1, w2, c = PeerId("w1"), PeerId("w2"), PeerId("c")
+        m.receive(w1, worker_hop, Ready("s"), 0.0)
+        m.receive(w2, worker_hop, Ready("s"), 0.0)
+        m.outgoing()
+        payload = (b'{"v":1}',)
+        start = time.perf_counter()
+        for rid in range(1, requests + 1):
+            m.receive(c, client_hop, Request(rid, "s", payload), 0.0)
+            [(worker, tid)] = dispatched(m.outgoing())
+            m.receive(worker, worker_hop, Final(tid, payload), 0.0)
+            m.outgoing()
+        return (time.perf_counter() - start) / requests * 1e6
+
+    def pipelined() -> float:
+        m = machine()
+        workers = [PeerId("w1"), PeerId("w2")]
+        c = PeerId("c")
+        for w in workers:
+            m.receive(w, worker_hop, Ready("s"), 0.0)
+        m.outgoing()
+        held: dict[PeerId, list[int]] = {w: [] for w in workers}
+        now = 0.0
+        sent = 0
+        done = 0
+        start = time.perf_counter()
+        while done < requests:
+            while sent < requests and sent - done < 128:
+                sent += 1
+                m.receive(c, client_hop, Request(sent, "s"), now)
+                for w, tid in dispatched(m.outgoing()):
+                    held[w].append(tid)
+            for w in workers:
+                if held[w]:
+                    now += 0.0001  # a 0.1 ms task: short, prefetched
+                    m.receive(w, worker_hop, Final(held[w].pop(0)), now)
+                    done += 1
+                    for w2, tid in dispatched(m.outgoing()):
+                        held[w2].append(tid)
+        return (time.perf_counter() - start) / requests * 1e6
+
+    def plain() -> float:
+        m = machine()
+        w, c = PeerId("pw"), PeerId("pc")
+        m.receive(w, worker_hop, Ready("s", extended=False), 0.0)
+        m.outgoing()
+        start = time.perf_counter()
+        for _ in range(requests):
+            m.receive(c, client_hop, Request(0, "s", (b"body",)), 0.0)
+            [(worker, tid)] = dispatched(m.outgoing())
+            m.receive(worker, worker_hop, Final(tid, (b"reply",)), 0.0)
+            m.outgoing()
+        return (time.perf_counter() - start) / requests * 1e6
+
+    def sub_request() -> float:
+        m = machine()
+        top, leaf, c = PeerId("top"), PeerId("leaf"), PeerId("c")
+        m.receive(top, worker_hop, Ready("top"), 0.0)
+        m.receive(leaf, worker_hop, Ready("leaf"), 0.0)
+        m.outgoing()
+        start = time.perf_counter()
+        for rid in range(1, requests + 1):
+            m.receive(c, client_hop, Request(rid, "top", (b"%d" % rid,)), 0.0)
+            [(_, tid)] = dispatched(m.outgoing())
+            out = [o.message for o in m.outgoing()]
+            assert not out
+            m.receive(top, client_hop, Request(1, "leaf", (b"x",), "", (), tid), 0.0)
+            [(_, leaf_tid)] = dispatched(m.outgoing())
+            m.receive(leaf, worker_hop, Final(leaf_tid), 0.0)
+            m.outgoing()
+            m.receive(top, worker_hop, Final(tid), 0.0)
+            m.outgoing()
+        return (time.perf_counter() - start) / requests * 1e6
+
+    return {
+        "sequential": sequential,
+        "pipelined": pipelined,
+        "plain": plain,
+        "sub-request": sub_request,
+    }
+
+
+def run_once(requests: int) -> dict[str, float]:
+    """Run every scenario once in this process; return µs per request by name."""
+    return {name: fn() for name, fn in scenarios(requests).items()}
+
+
+def run_child(src: str, requests: int) -> dict[str, float]:
+    """Run every scenario once in a child process on the source tree `src`."""
+    env = dict(os.environ, PYTHONPATH=src)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--requests", str(requests)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(out)  # type: ignore[no-any-return]
+
+
+def main() -> None:
+    """Run the bench and print the figures."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--baseline-src", help="another binglide src/ to compare with")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(run_once(args.requests)))
+        return
+    trees = {"current": str(SRC)}
+    if args.baseline_src:
+        trees["baseline"] = args.baseline_src
+    rounds: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
+    for _ in range(args.repeat):
+        for name, src in trees.items():  # interleaved: the machine's load hits both
+            rounds[name].append(run_child(src, args.requests))
+    names = list(rounds["current"][0])
+    header = f"{'µs per request':<16}" + "".join(f"{n + ' best/median':>24}" for n in trees)
+    if args.baseline_src:
+        header += f"{'ratio of best':>15}"
+    print(f"{args.requests} requests per round, {args.repeat} rounds")
+    print(header)
+    for scenario in names:
+        best = {t: min(r[scenario] for r in rounds[t]) for t in trees}
+        median = {t: statistics.median(r[scenario] for r in rounds[t]) for t in trees}
+        line = f"{scenario:<16}" + "".join(
+            f"{f'{best[t]:.2f} / {median[t]:.2f}':>24}" for t in trees
+        )
+        if args.baseline_src:
+            line += f"{best['current'] / best['baseline']:>14.2f}x"
+        print(line)
+
+
+if __name__ == "__main__":
+    main()
