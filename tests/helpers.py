@@ -35,6 +35,11 @@ class BrokerDriver:
         self.machine.receive(PeerId(peer), Protocol.WORKER, msg, self.now)
         return self.machine.outgoing()
 
+    def receive(self, peer: str, protocol: Protocol, msg: Message) -> list[Outgoing]:
+        """Feed `msg` from `peer` on `protocol` (any sub-protocol and version)."""
+        self.machine.receive(PeerId(peer), protocol, msg, self.now)
+        return self.machine.outgoing()
+
     def tick(self, now: float) -> list[Outgoing]:
         self.now = now
         self.machine.handle_timer(now)

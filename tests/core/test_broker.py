@@ -381,8 +381,8 @@ def test_prefetch_must_be_positive() -> None:
 def test_plain_worker_takes_one_task_at_a_time_and_plain_client_gets_plain_replies() -> None:
     d = make()
     d.worker("pw", Ready("s", extended=False))
-    d.client("pc", Request(0, "s", (b"a",)))
-    d.client("pc", Request(0, "s", (b"b",)))
+    d.client("pc", Request(0, "s", (b"a",), extended=False))
+    d.client("pc", Request(0, "s", (b"b",), extended=False))
     assert d.machine.statistics().pending == 1
     out = d.worker("pw", Final(100, (b"A",)))
     [reply] = [o for o in out if o.peer == "pc"]
@@ -426,7 +426,6 @@ def test_unknown_worker_gets_disconnect() -> None:
 
 
 ILLEGAL = [
-    ("worker", "w", Ready("s")),  # already registered
     ("client", "c", Request(1, "s")),  # rid 1 already open
     ("client", "c", Request(2, "")),  # no service
     ("client", "x", Request(1, "s", (), "", (), 100)),  # parent not held by x

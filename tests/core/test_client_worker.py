@@ -6,6 +6,7 @@ import pytest
 
 from binglide.core import (
     BrokerLost,
+    BrokerPlain,
     Cancel,
     ClientMachine,
     Disconnect,
@@ -137,3 +138,91 @@ def test_client_reissues_open_requests_when_the_broker_instance_changes() -> Non
     assert lost.reissued
     assert m.outgoing() == [Request(rid, "s", (b"x",))]
     assert m.receive(Heartbeat("second")) is None
+
+
+# -- through a plain MDP/0.2 broker ---------------------------------------------------------
+
+
+def plain_final(service: str, *body: bytes) -> Final:
+    """A FINAL as a plain MDP/0.2 broker sends it: no request id."""
+    return Final(0, body, service)
+
+
+def requests(m: ClientMachine) -> list[object]:
+    """What `m` sends, heartbeats left out."""
+    return [msg for msg in m.outgoing() if not isinstance(msg, Heartbeat)]
+
+
+def fallen_back() -> tuple[ClientMachine, list[int]]:
+    m = ClientMachine(heartbeat_interval=1.0, plain_fallback=True)
+    rids = [m.request("a", (b"1",)), m.request("b", (b"2",), timeout=5.0)]
+    m.handle_timer(0.0)
+    m.outgoing()  # the XREQUESTs and a HEARTBEAT, which a plain broker drops
+    outcome = m.handle_timer(3.0)
+    assert isinstance(outcome, BrokerPlain)
+    assert "plain MDP/0.2" in outcome.reason
+    assert "cancellation does not reach workers" in outcome.unavailable[0]
+    assert m.plain_broker
+    return m, rids
+
+
+def test_a_silent_broker_is_taken_for_plain_and_requests_go_one_at_a_time() -> None:
+    m, (a, b) = fallen_back()
+    assert requests(m) == [Request(0, "a", (b"1",), extended=False)]
+    assert m.receive(Partial(0, (b"p",), "a")) == Reply(a, Partial(a, (b"p",), "a"))
+    assert m.receive(plain_final("a", b"f")) == Reply(a, Final(a, (b"f",), "a"))
+    # Only now the next one goes.
+    assert requests(m) == [Request(0, "b", (b"2",), extended=False)]
+    c = m.request("c")
+    assert requests(m) == []  # behind b
+    assert m.receive(plain_final("b")) == Reply(b, Final(b, (), "b"))
+    assert requests(m) == [Request(0, "c", extended=False)]
+    assert m.open_requests == (c,)
+    # A plain broker never heartbeats: its silence is no loss.
+    assert m.handle_timer(100.0) is None
+
+
+def test_through_a_plain_broker_a_cancel_stays_local() -> None:
+    m, (a, b) = fallen_back()
+    m.outgoing()
+    c = m.request("c")
+    assert m.cancel(c)  # not sent yet: dropped
+    assert m.cancel(a)  # in flight: nothing to send, its replies are dropped
+    assert requests(m) == []
+    assert m.receive(Partial(0, (b"p",), "a")) is None
+    assert m.receive(plain_final("a")) is None
+    assert requests(m) == [Request(0, "b", (b"2",), extended=False)]
+    assert m.open_requests == (b,)
+
+
+def test_through_a_plain_broker_a_marked_final_is_a_failure() -> None:
+    m, (a, _) = fallen_back()
+    body = b'{"kind":"unavailable","message":"no worker","remote_type":"","cycle":[]}'
+    outcome = m.receive(plain_final("a", b"binglide-error", body))
+    assert outcome == Reply(a, Failure(a, "unavailable", "no worker", "", (), "a"))
+
+
+def test_a_plain_reply_for_another_service_is_refused() -> None:
+    m, _ = fallen_back()
+    with pytest.raises(RemoteProtocolError, match="for service 'other'"):
+        m.receive(plain_final("other"))
+
+
+def test_a_binglide_broker_heard_at_last_switches_back_and_reissues() -> None:
+    m, (a, b) = fallen_back()
+    m.outgoing()
+    lost = m.receive(Heartbeat("abc"))
+    assert isinstance(lost, BrokerLost)
+    assert lost.reissued
+    assert not m.plain_broker
+    assert requests(m) == [Request(a, "a", (b"1",)), Request(b, "b", (b"2",), timeout=5.0)]
+    assert m.cancel(a)
+    assert requests(m) == [Cancel(rid=a)]
+
+
+def test_a_broker_that_answered_once_is_lost_not_plain() -> None:
+    m = ClientMachine(heartbeat_interval=1.0, plain_fallback=True)
+    m.handle_timer(0.0)
+    m.receive(Heartbeat("abc"), 0.5)
+    assert isinstance(m.handle_timer(3.5), BrokerLost)
+    assert not m.plain_broker

@@ -63,7 +63,7 @@ def test_plain_mdp_layouts_follow_rfc18() -> None:
     # Client REQUEST: "MDPC02", 0x01, service, body... (MDP/0.2 has no empty delimiter)
     assert decode([b"MDPC02", b"\x01", b"echo", b"hi"], from_broker=False) == (
         Protocol.CLIENT,
-        Request(0, "echo", (b"hi",)),
+        Request(0, "echo", (b"hi",), extended=False),
     )
     # Broker -> plain client FINAL: "MDPC02", 0x03, service, body...
     frames = encode(
@@ -86,8 +86,70 @@ def test_plain_mdp_layouts_follow_rfc18() -> None:
     assert decode([b"", b"MDPW02", b"\x01", b"echo"], from_broker=False)[1] == Ready("echo", False)
 
 
+def test_mdp01_layouts_follow_rfc7() -> None:
+    # Every MDP/0.1 command starts with an empty frame (a REQ socket adds and
+    # strips it on the client side); the client protocol has no command frame.
+    assert decode([b"", b"MDPC01", b"echo", b"hi", b"there"], from_broker=False) == (
+        Protocol.CLIENT_01,
+        Request(0, "echo", (b"hi", b"there"), extended=False),
+    )
+    frames = encode(Final(-3, (b"ho",), "echo"), protocol=Protocol.CLIENT_01, from_broker=True)
+    assert frames == [b"", b"MDPC01", b"echo", b"ho"]
+    failure = Failure(-3, "unavailable", "no worker", "", (), "echo")
+    frames = encode(failure, protocol=Protocol.CLIENT_01, from_broker=True)
+    assert frames[:4] == [b"", b"MDPC01", b"echo", b"binglide-error"]
+    # Worker: READY 0x01, REQUEST 0x02, REPLY 0x03, HEARTBEAT 0x04, DISCONNECT 0x05.
+    assert decode([b"", b"MDPW01", b"\x01", b"echo"], from_broker=False) == (
+        Protocol.WORKER_01,
+        Ready("echo", extended=False),
+    )
+    frames = encode(Request(9, "echo", (b"hi",)), protocol=Protocol.WORKER_01, from_broker=True)
+    assert frames == [b"", b"MDPW01", b"\x02", b"9", b"", b"hi"]
+    assert decode([b"", b"MDPW01", b"\x03", b"9", b"", b"ho"], from_broker=False) == (
+        Protocol.WORKER_01,
+        Final(9, (b"ho",)),
+    )
+    for msg, command in ((Heartbeat(), b"\x04"), (Disconnect(), b"\x05")):
+        for from_broker in (True, False):
+            frames = encode(msg, protocol=Protocol.WORKER_01, from_broker=from_broker)
+            assert frames == [b"", b"MDPW01", command]
+            assert decode(frames, from_broker=from_broker) == (Protocol.WORKER_01, msg)
+    # The binglide extension frame means nothing to MDP/0.1.
+    ready = decode([b"", b"MDPW01", b"\x01", b"echo", b"binglide/1"], from_broker=False)
+    assert ready[1] == Ready("echo", extended=False)
+
+
+def test_mdp01_has_no_partial_failure_or_extensions() -> None:
+    for msg, protocol, from_broker in [
+        (Partial(1, (b"p",), "s"), Protocol.CLIENT_01, True),
+        (Waiting(1, True), Protocol.WORKER_01, False),
+        (Failure(1, "failed", "x"), Protocol.WORKER_01, False),
+        (Partial(1, (b"p",)), Protocol.WORKER_01, False),
+        (Cancel("1:c1", 0), Protocol.WORKER_01, True),
+    ]:
+        with pytest.raises(LocalProtocolError, match=r"MDP/0\.1"):
+            encode(msg, protocol=protocol, from_broker=from_broker)  # type: ignore[arg-type]
+
+
+def test_an_extended_request_numbered_zero_decodes_as_extended() -> None:
+    # The broker refuses it at once (core.broker); the codec says what it is.
+    frames = [b"MDPC02", b"\x11", b"svc", b"0", b"{}"]
+    assert decode(frames, from_broker=False)[1] == Request(0, "svc", ())
+    plain = encode(
+        Request(0, "svc", (b"x",), extended=False), protocol=Protocol.CLIENT, from_broker=False
+    )
+    assert plain == [b"MDPC02", b"\x01", b"svc", b"x"]
+
+
 MALFORMED = [
     [],
+    [b"", b"MDPC01"],
+    [b"", b"MDPC01", b"\xff\xfe"],
+    [b"", b"MDPW01", b"\x06"],  # MDP/0.2's DISCONNECT byte: not an MDP/0.1 command
+    [b"", b"MDPW01", b"\x03", b"1", b"not-empty"],
+    [b"", b"MDPW01", b"\x03", b"x", b""],
+    [b"", b"MDPW01", b"\x02", b"1", b"", b"x"],  # a REQUEST never goes to the broker
+    [b"", b"MDPW01", b"\x01"],
     [b"", b"MDPC02"],
     [b"x", b"MDPC02", b"\x01", b"svc"],
     [b"", b"HTTP/1", b"\x01", b"svc"],

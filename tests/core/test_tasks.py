@@ -6,13 +6,13 @@ import itertools
 
 import pytest
 
-from binglide.core import JobId, PeerId, TaskState
+from binglide.core import JobId, PeerId, Protocol, TaskState
 from binglide.core.tasks import ENDED, TRANSITIONS, Task, advance
 from binglide.errors import LocalProtocolError
 
 
 def task(state: TaskState) -> Task:
-    t = Task(7, PeerId("c"), 1, True, "s", JobId("1:c1"), (), (), 0, 10.0)
+    t = Task(7, PeerId("c"), 1, Protocol.CLIENT, True, "s", JobId("1:c1"), (), (), 0, 10.0)
     t.state = state
     return t
 

@@ -33,6 +33,7 @@ from .broker import (
     request_digest as request_digest,
 )
 from .client import BrokerLost as BrokerLost
+from .client import BrokerPlain as BrokerPlain
 from .client import ClientMachine as ClientMachine
 from .client import Reply as Reply
 from .frames import (
@@ -116,6 +117,7 @@ __all__ = (
     "BrokerConfig",
     "BrokerLost",
     "BrokerMachine",
+    "BrokerPlain",
     "BrokerStatistics",
     "Cancel",
     "CancelMode",

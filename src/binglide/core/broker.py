@@ -109,12 +109,13 @@ from __future__ import annotations
 import enum
 import hashlib
 import heapq
+import json
 from collections import OrderedDict, deque
 
 import attrs
 
 from ..errors import LocalProtocolError, RemoteProtocolError
-from .frames import Protocol
+from .frames import WORKER_PROTOCOLS, Protocol
 from .ids import IdSource, JobId, PeerId, job_id_for, origin_of
 from .messages import (
     Cancel,
@@ -155,8 +156,17 @@ class BrokerConfig:
     """The broker's knobs.
 
     Attributes:
-        heartbeat_interval: seconds between heartbeats to each peer.
+        heartbeat_interval: seconds between heartbeats to each peer, and
+            between the heartbeats the broker expects from binglide's own
+            peers (extended workers, heartbeating clients).
         liveness: heartbeat intervals of silence after which a peer is dead.
+        plain_heartbeat_interval: seconds between the heartbeats the broker
+            expects from plain MDP workers (MDP/0.1 and MDP/0.2, without
+            binglide's extensions): they are dead after `liveness` times the
+            longer of this and `heartbeat_interval`. The default, 2.5 s, is
+            the interval of the ZeroMQ guide's Majordomo examples, which many
+            MDP peers keep; binglide's own peers are still declared dead after
+            `liveness` times `heartbeat_interval` (3 s by default).
         service_timeout: seconds a request waits for a service that has no
             worker (unknown, or every worker gone) before it fails.
         queue_timeout: seconds a client's request (without its own timeout)
@@ -187,6 +197,7 @@ class BrokerConfig:
 
     heartbeat_interval: float = 1.0
     liveness: int = 3
+    plain_heartbeat_interval: float = 2.5
     service_timeout: float = 10.0
     queue_timeout: float | None = None
     max_depth: int = 32
@@ -245,6 +256,9 @@ class BrokerStatistics:
         requeued: tasks re-issued after their worker died.
         overflows: tasks given to a worker past its stack bound.
         services: per-service snapshots, sorted by name.
+        disconnected: workers the broker disconnected for a command it did
+            not expect (a second READY, a reserved ``mmi.*`` service, a
+            binglide command from a plain worker; RFC 7/18 and 8).
     """
 
     workers: int
@@ -258,6 +272,7 @@ class BrokerStatistics:
     requeued: int
     overflows: int
     services: tuple[ServiceStatistics, ...]
+    disconnected: int = 0
 
 
 def request_digest(service: str, payload: tuple[Frame, ...]) -> str:
@@ -278,7 +293,9 @@ def request_digest(service: str, payload: tuple[Frame, ...]) -> str:
 class _Worker:
     peer: PeerId
     service: str
+    protocol: Protocol
     extended: bool
+    silence: float  # seconds of silence after which it is dead
     expiry: float
     tasks: set[int] = attrs.Factory(set)
     waiting: set[int] = attrs.Factory(set)
@@ -288,10 +305,10 @@ class _Worker:
 @attrs.define(eq=False)
 class _Client:
     peer: PeerId
-    extended: bool
-    expiry: float | None = None  # None: does not heartbeat, never expires
+    # None: does not heartbeat, and is forgotten as soon as it has no request
+    # in flight (plain MDP clients never say goodbye).
+    expiry: float | None = None
     requests: dict[int, int] = attrs.Factory(dict)  # client rid -> tid
-    plain_ids: int = 0
 
 
 @attrs.define(eq=False)
@@ -342,6 +359,10 @@ def _rank(worker: _Worker, prefetch: int, bound: int) -> int:
 #: What each hop may carry to the broker besides REQUEST (client) and READY (worker).
 _CLIENT_COMMANDS = frozenset({Cancel, Heartbeat, Disconnect})
 _WORKER_COMMANDS = frozenset({Heartbeat, Disconnect, Partial, Final, Failure, Waiting})
+#: Worker commands that only binglide's extended workers send.
+_EXTENDED_WORKER_COMMANDS = frozenset({Failure, Waiting})
+#: The names that 8/MMI reserves for the broker's own services.
+MMI_PREFIX = "mmi."
 
 
 class BrokerMachine:
@@ -365,13 +386,30 @@ class BrokerMachine:
         self._workers: dict[PeerId, _Worker] = {}
         self._clients: dict[PeerId, _Client] = {}
         self._services: dict[str, _Service] = {}
-        self._deadlines: list[tuple[float, int]] = []  # (deadline, tid) of pending tasks, lazy
+        # (deadline, tid) of pending tasks, lazy: an entry stays when its task
+        # leaves the queue, and is dropped when it comes up, or when the stale
+        # ones outnumber the live ones (`_enqueue`), which bounds the heap.
+        self._deadlines: list[tuple[float, int]] = []
+        self._queued = 0  # tasks PENDING, every service
         self._next_heartbeat: float | None = None
         self._ended = dict.fromkeys(
             (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED), 0
         )
-        self._requeued = self._overflows = 0
-        self._silence = self.config.heartbeat_interval * self.config.liveness
+        self._requeued = self._overflows = self._disconnected = 0
+        cfg = self.config
+        # Per-peer liveness: binglide's own peers beat every heartbeat_interval,
+        # plain MDP peers maybe only every plain_heartbeat_interval.
+        self._silence = cfg.heartbeat_interval * cfg.liveness
+        self._plain_silence = max(cfg.heartbeat_interval, cfg.plain_heartbeat_interval) * (
+            cfg.liveness
+        )
+        # Plain clients have no request ids: the broker numbers their requests
+        # (negative, so they never clash with real ones; never reused, so a
+        # forgotten client's job ids stay unique).
+        self._plain_rids = 0
+        # What peers did wrong that was handled rather than refused (a
+        # DISCONNECT sent): for the runtime's log, which the core has none of.
+        self._notices: list[tuple[PeerId, str]] = []
         # The internal error that broke the machine, if one did (module docstring).
         self._error: BaseException | None = None
 
@@ -386,8 +424,9 @@ class BrokerMachine:
         """
         if self._error is not None:
             self._check_usable()
-        if protocol is Protocol.WORKER:
-            self._check_worker(peer, msg)
+        worker_hop = protocol in WORKER_PROTOCOLS
+        if worker_hop:
+            self._check_worker(msg)
             parent = None
         else:
             parent = self._check_client(peer, msg)
@@ -395,10 +434,10 @@ class BrokerMachine:
         try:
             if self._next_heartbeat is None:
                 self._next_heartbeat = now + self.config.heartbeat_interval
-            if protocol is Protocol.WORKER:
-                self._receive_worker(peer, msg, now)
+            if worker_hop:
+                self._receive_worker(peer, protocol, msg, now)
             else:
-                self._receive_client(peer, msg, parent, now)
+                self._receive_client(peer, protocol, msg, parent, now)
         except BaseException as exc:
             self._poison(exc)
             raise
@@ -443,6 +482,21 @@ class BrokerMachine:
             self._check_usable()
         out, self._out = self._out, []
         return out
+
+    def notices(self) -> list[tuple[PeerId, str]]:
+        """Return and forget what peers did wrong that the machine handled, for a log.
+
+        Each entry is a peer and what happened, for a person: a worker
+        disconnected for an unexpected command, say. (Messages refused with
+        `RemoteProtocolError` are not here: the caller saw those raise.)
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        if self._error is not None:
+            self._check_usable()
+        notices, self._notices = self._notices, []
+        return notices
 
     def _check_usable(self) -> None:
         if self._error is not None:
@@ -489,6 +543,7 @@ class BrokerMachine:
             requeued=self._requeued,
             overflows=self._overflows,
             services=tuple(per_service),
+            disconnected=self._disconnected,
         )
 
     def jobs_of_worker(self, peer: PeerId) -> set[JobId]:
@@ -529,7 +584,7 @@ class BrokerMachine:
             return None
         assert isinstance(msg, Request)
         known = self._clients.get(peer)
-        if known is not None and msg.rid != 0 and msg.rid in known.requests:
+        if known is not None and msg.extended and msg.rid in known.requests:
             raise RemoteProtocolError(f"request id {msg.rid} is already in use by this client")
         if not msg.service:
             raise RemoteProtocolError("a request must name a service")
@@ -544,17 +599,42 @@ class BrokerMachine:
             raise RemoteProtocolError("a sub-request must carry its parent's job id")
         return parent
 
-    def _check_worker(self, peer: PeerId, msg: Message) -> None:
-        """Validate a message on the worker hop."""
+    def _check_worker(self, msg: Message) -> None:
+        """Validate a message on the worker hop.
+
+        A valid command the broker does not expect from this worker now (a
+        second READY, say) is not invalid: RFC 7 and 18 answer it with
+        DISCONNECT (``_unexpected``).
+        """
         kind = type(msg)
         if kind is Ready:
             assert isinstance(msg, Ready)
-            if peer in self._workers:
-                raise RemoteProtocolError("READY from a worker that is already registered")
             if not msg.service:
                 raise RemoteProtocolError("READY must name a service")
         elif kind not in _WORKER_COMMANDS:
             raise RemoteProtocolError(f"a worker may not send {kind.__name__}")
+
+    def _unexpected(self, worker: _Worker | None, protocol: Protocol, msg: Message) -> str | None:
+        """Why a valid worker command is unexpected now, or None (RFC 7/18: DISCONNECT).
+
+        `worker` is the sender's registration, if it has one.
+        """
+        if isinstance(msg, Ready):
+            if worker is not None:
+                return "a second READY (a worker serves one service, registered once)"
+            if msg.service.startswith(MMI_PREFIX):
+                return f"READY for {msg.service!r}: mmi.* names are the broker's own (RFC 8)"
+            return None
+        if worker is None:
+            # Nothing is expected from a worker that is not registered, but its
+            # DISCONNECT (RFC 18: "at any time, including before READY").
+            return None if isinstance(msg, Disconnect) else "a command before READY"
+        if protocol is not worker.protocol:
+            said, registered = protocol.value.decode(), worker.protocol.value.decode()
+            return f"a {said} command from a worker registered with {registered}"
+        if not worker.extended and type(msg) in _EXTENDED_WORKER_COMMANDS:
+            return f"{type(msg).__name__}, a binglide command, from a plain MDP worker"
+        return None
 
     # -- rules: admission ---------------------------------------------------------------
 
@@ -563,7 +643,16 @@ class BrokerMachine:
 
         The rules, in order; the first that a request breaks answers it.
         `entry` is the request's own ancestry entry (`request_digest`).
+        (``mmi.*`` requests never get here: the broker answers them itself.)
         """
+        # 0. An extended request numbered 0: the number means "none" (a CANCEL
+        #    of rid 0 names a job), so nothing could ever refer to it.
+        if msg.extended and msg.rid == 0:
+            return _Refusal(
+                "request",
+                "request id 0 is reserved (a CANCEL with rid 0 names a job): "
+                "number requests from 1",
+            )
         # 1. Its parent is gone: cancelled or finished while this was in flight.
         if msg.parent and parent is None:
             return _Refusal("cancelled", "the parent task is gone")
@@ -589,6 +678,22 @@ class BrokerMachine:
                 "retry later or start more workers",
             )
         return None
+
+    # -- rules: the broker's own services (8/MMI) ----------------------------------------
+
+    def _mmi(self, msg: Request) -> tuple[Frame, ...]:
+        """Answer a request for an ``mmi.*`` service (RFC 8, and binglide's mmi.services)."""
+        if msg.service == "mmi.service":
+            # The body names a service: "200" if a worker serves it, else "404".
+            name = _name(msg.payload[0]) if msg.payload else None
+            svc = self._services.get(name) if name else None
+            return (b"200",) if svc is not None and svc.workers else (b"404",)
+        if msg.service == "mmi.services":
+            # binglide's extension: every service a worker serves, with its
+            # count of workers, as one canonical JSON object.
+            counts = {n: len(svc.workers) for n, svc in self._services.items() if svc.workers}
+            return (json.dumps(counts, sort_keys=True, separators=(",", ":")).encode(),)
+        return (b"501",)  # RFC 8: any other mmi.* service is not implemented
 
     # -- rules: dispatch ------------------------------------------------------------------
 
@@ -629,50 +734,61 @@ class BrokerMachine:
 
     # -- client protocol ----------------------------------------------------------
 
-    def _client(self, peer: PeerId, *, extended: bool) -> _Client:
-        client = self._clients.get(peer)
-        if client is None:
-            client = self._clients[peer] = _Client(peer, extended)
-        return client
-
-    def _receive_client(self, peer: PeerId, msg: Message, parent: Task | None, now: float) -> None:
+    def _receive_client(
+        self, peer: PeerId, protocol: Protocol, msg: Message, parent: Task | None, now: float
+    ) -> None:
         client = self._clients.get(peer)
         if client is not None and client.expiry is not None:
             client.expiry = now + self._silence
         match msg:
             case Request():
-                self._on_request(peer, msg, parent, now)
+                self._on_request(peer, protocol, msg, parent, now)
             case Cancel():
                 self._on_cancel(peer, msg, now)
             case Heartbeat():
-                client = self._client(peer, extended=True)
+                # A heartbeating client (binglide's extension): heard from
+                # until it falls silent, whether or not it has requests.
+                if client is None:
+                    client = self._clients[peer] = _Client(peer)
+                if client.expiry is None:
+                    # Its first: answered at once, so that it knows without
+                    # waiting that this broker speaks binglide's protocol
+                    # (and which instance it is).
+                    self._send(peer, Protocol.CLIENT, Heartbeat(self._instance), True)
                 client.expiry = now + self._silence
             case Disconnect():
                 if client is not None:
                     self._drop_client(peer, now)
 
-    def _on_request(self, peer: PeerId, msg: Request, parent: Task | None, now: float) -> None:
-        extended = msg.rid != 0
-        client = self._client(peer, extended=extended)
-        if not extended:
-            # A plain MDP/0.2 client has no request ids: number its requests
-            # privately (negative, so they never clash with real ones).
-            client.plain_ids -= 1
-            rid = client.plain_ids
-        else:
+    def _on_request(
+        self, peer: PeerId, protocol: Protocol, msg: Request, parent: Task | None, now: float
+    ) -> None:
+        extended = msg.extended
+        if extended:
             rid = msg.rid
-        entry = request_digest(msg.service, msg.payload)
-        refusal = self._refusal(msg, parent, entry)
-        if refusal is not None:
-            self._reply_failure(
-                client, rid, msg.service, refusal.kind, refusal.message, cycle=refusal.cycle
-            )
+        else:
+            self._plain_rids -= 1
+            rid = self._plain_rids
+        answer: Message | None = None
+        if msg.service.startswith(MMI_PREFIX):
+            answer = Final(rid, self._mmi(msg), msg.service)
+        else:
+            entry = request_digest(msg.service, msg.payload)
+            refusal = self._refusal(msg, parent, entry)
+            if refusal is not None:
+                answer = Failure(
+                    rid, refusal.kind, refusal.message, "", refusal.cycle, msg.service
+                )
+        if answer is not None:
+            # Answered at once: no task, no record of the client.
+            self._send(peer, protocol, answer, extended)
             return
         timeout = msg.timeout if msg.timeout is not None else self.config.service_timeout
         task = Task(
             tid=self._ids(),
             client=peer,
             rid=rid,
+            client_protocol=protocol,
             client_extended=extended,
             service=msg.service,
             job=JobId(msg.job) if msg.job else job_id_for(peer, rid),
@@ -683,6 +799,9 @@ class BrokerMachine:
             timeout=msg.timeout,
             enqueued=now,
         )
+        client = self._clients.get(peer)
+        if client is None:
+            client = self._clients[peer] = _Client(peer)
         self._tasks[task.tid] = task
         self._jobs.setdefault(task.job, set()).add(task.tid)
         client.requests[rid] = task.tid
@@ -715,17 +834,32 @@ class BrokerMachine:
 
     # -- worker protocol ------------------------------------------------------------
 
-    def _receive_worker(self, peer: PeerId, msg: Message, now: float) -> None:
+    def _receive_worker(self, peer: PeerId, protocol: Protocol, msg: Message, now: float) -> None:
         worker = self._workers.get(peer)
-        if isinstance(msg, Ready):
-            self._register_worker(peer, msg, now)
-            return
-        if worker is None:
-            # MDP/0.2: a command from an unknown worker gets DISCONNECT.
-            if not isinstance(msg, Disconnect):
-                self._send(peer, Protocol.WORKER, Disconnect(), True)
-            return
-        worker.expiry = now + self._silence
+        kind = type(msg)
+        if (
+            worker is None
+            or kind is Ready
+            or protocol is not worker.protocol
+            or (not worker.extended and kind in _EXTENDED_WORKER_COMMANDS)
+        ):
+            # Not the usual command from a registered worker: the rule decides.
+            why = self._unexpected(worker, protocol, msg)
+            if why is not None:
+                # RFC 7 and 18: a valid but unexpected command gets DISCONNECT,
+                # and then nothing more (its tasks go to other workers).
+                self._send(peer, protocol, Disconnect(), True)
+                if worker is not None:
+                    self._drop_worker(peer, now)
+                self._disconnected += 1
+                self._notices.append((peer, f"{why}; the worker is told DISCONNECT"))
+                return
+            if isinstance(msg, Ready):
+                self._register_worker(peer, protocol, msg, now)
+                return
+            if worker is None:
+                return  # a DISCONNECT from a worker that is not registered
+        worker.expiry = now + worker.silence
         match msg:
             case Disconnect():
                 self._drop_worker(peer, now)
@@ -739,8 +873,12 @@ class BrokerMachine:
                         worker.waiting.discard(msg.rid)
                     self._dispatch(worker.service, now)
 
-    def _register_worker(self, peer: PeerId, msg: Ready, now: float) -> None:
-        self._workers[peer] = _Worker(peer, msg.service, msg.extended, now + self._silence)
+    def _register_worker(self, peer: PeerId, protocol: Protocol, msg: Ready, now: float) -> None:
+        # An MDP/0.1 worker is plain whatever it sends: RFC 7 has no extensions.
+        extended = msg.extended and protocol is Protocol.WORKER
+        silence = self._silence if extended else self._plain_silence
+        worker = _Worker(peer, msg.service, protocol, extended, silence, now + silence)
+        self._workers[peer] = worker
         svc = self._services.get(msg.service)
         if svc is None:
             svc = self._services[msg.service] = _Service(msg.service)
@@ -751,11 +889,11 @@ class BrokerMachine:
         task = self._tasks.get(msg.rid)
         if task is None or task.worker != worker.peer:
             return  # a late report of a cancelled or re-issued task: drop it
-        client = self._clients.get(task.client)
+        known = task.client in self._clients
         if isinstance(msg, Partial):
-            if client is not None:
+            if known:
                 reply = Partial(task.rid, msg.payload, task.service)
-                self._send(task.client, Protocol.CLIENT, reply, task.client_extended)
+                self._send(task.client, task.client_protocol, reply, task.client_extended)
             return
         self._time_task(worker, task, now)
         if isinstance(msg, Final):
@@ -770,8 +908,8 @@ class BrokerMachine:
         for child in [self._tasks[c] for c in task.children if c in self._tasks]:
             self._cancel_subtree(child, now, notify_requester=False)
         self._end(task, end)
-        if client is not None:
-            self._send(task.client, Protocol.CLIENT, reply_msg, task.client_extended)
+        if known:
+            self._send(task.client, task.client_protocol, reply_msg, task.client_extended)
         self._dispatch(worker.service, now)
 
     def _time_task(self, worker: _Worker, task: Task, now: float) -> None:
@@ -805,7 +943,18 @@ class BrokerMachine:
         else:
             queue.append(task.tid)
         svc.pending += 1
-        heapq.heappush(self._deadlines, (task.deadline, task.tid))
+        self._queued += 1
+        deadlines = self._deadlines
+        heapq.heappush(deadlines, (task.deadline, task.tid))
+        if len(deadlines) > 64 + 2 * self._queued:
+            # Mostly stale: keep the live entries (amortised O(1) a task).
+            tasks = self._tasks
+            self._deadlines = deadlines = [
+                (d, tid)
+                for d, tid in deadlines
+                if (t := tasks.get(tid)) is not None and t.state is TaskState.PENDING
+            ]
+            heapq.heapify(deadlines)
 
     def _pop(self, svc: _Service) -> Task | None:
         while svc.queues:
@@ -814,6 +963,7 @@ class BrokerMachine:
                 task = self._tasks.get(queue.popleft())
                 if task is not None and task.state is TaskState.PENDING:
                     svc.pending -= 1
+                    self._queued -= 1
                     # Round-robin: this origin goes to the back of the line.
                     if queue:
                         svc.queues.move_to_end(origin)
@@ -842,12 +992,18 @@ class BrokerMachine:
             task.dispatched = now
             worker.tasks.add(task.tid)
             msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
-            self._send(worker.peer, Protocol.WORKER, msg, worker.extended)
+            self._send(worker.peer, worker.protocol, msg, worker.extended)
 
     # -- endings ----------------------------------------------------------------------
 
     def _end(self, task: Task, state: TaskState) -> None:
-        """End `task` in `state` and forget it everywhere."""
+        """End `task` in `state` and forget it everywhere.
+
+        A requester that does not heartbeat is forgotten with its last task in
+        flight, and a service with its last queued task if no worker serves
+        it: the broker's state is bounded by what is alive, whatever the churn
+        of client identities and service names.
+        """
         was = advance(task, state)
         self._ended[state] += 1
         self._tasks.pop(task.tid, None)
@@ -859,18 +1015,26 @@ class BrokerMachine:
         client = self._clients.get(task.client)
         if client is not None and client.requests.get(task.rid) == task.tid:
             del client.requests[task.rid]
+            if not client.requests and client.expiry is None:
+                del self._clients[task.client]
         parent = self._tasks.get(task.parent)
         if parent is not None:
             parent.children.discard(task.tid)
         if was is TaskState.PENDING:
             svc = self._services[task.service]
             svc.pending -= 1  # its tid stays in the deque and is skipped at pop
+            self._queued -= 1
+            self._forget_if_idle(svc)
         elif task.worker is not None:
             worker = self._workers.get(task.worker)
             if worker is not None:
                 worker.tasks.discard(task.tid)
                 worker.waiting.discard(task.tid)
         task.worker = None
+
+    def _forget_if_idle(self, svc: _Service) -> None:
+        if not svc.pending and not svc.workers:
+            del self._services[svc.name]
 
     def _subtree(self, task: Task) -> list[Task]:
         found, stack = [], [task]
@@ -881,20 +1045,24 @@ class BrokerMachine:
         return found
 
     def _cancel_subtree(self, task: Task, now: float, *, notify_requester: bool) -> None:
+        # Whether the requester is there to hear it: decided before the
+        # endings, which may forget it.
+        notify = notify_requester and task.client in self._clients
         services = set()
         for t in self._subtree(task):
             if t.state is TaskState.DISPATCHED and t.worker is not None:
                 worker = self._workers.get(t.worker)
                 if worker is not None:
-                    self._send(t.worker, Protocol.WORKER, Cancel(t.job, t.tid), worker.extended)
+                    self._send(t.worker, worker.protocol, Cancel(t.job, t.tid), worker.extended)
                     services.add(worker.service)
             self._end(t, TaskState.CANCELLED)
-        if notify_requester:
-            self._notify_cancelled(task)
+        if notify:
+            self._reply(task, _cancelled(task))
         for service in services:
             self._dispatch(service, now)
 
     def _cancel_job(self, job: JobId, now: float, *, root: Task) -> None:
+        notify = root.client in self._clients
         tasks = [self._tasks[tid] for tid in self._jobs.get(job, ())]
         holders = {t.worker for t in tasks if t.worker is not None}
         services = {self._workers[p].service for p in holders if p in self._workers}
@@ -905,17 +1073,11 @@ class BrokerMachine:
         else:
             targets = [self._workers[p] for p in holders if p in self._workers]
         for worker in targets:
-            self._send(worker.peer, Protocol.WORKER, Cancel(job, 0), worker.extended)
-        self._notify_cancelled(root)
+            self._send(worker.peer, worker.protocol, Cancel(job, 0), worker.extended)
+        if notify:
+            self._reply(root, _cancelled(root))
         for service in services:
             self._dispatch(service, now)
-
-    def _notify_cancelled(self, task: Task) -> None:
-        client = self._clients.get(task.client)
-        if client is not None:
-            self._reply_failure(
-                client, task.rid, task.service, "cancelled", "the job was cancelled"
-            )
 
     # -- timers -------------------------------------------------------------------------
 
@@ -939,11 +1101,11 @@ class BrokerMachine:
         if self._next_heartbeat is not None and self._next_heartbeat <= now:
             self._next_heartbeat = now + self.config.heartbeat_interval
             for worker in self._workers.values():
-                self._send(worker.peer, Protocol.WORKER, Heartbeat(), worker.extended)
+                self._send(worker.peer, worker.protocol, Heartbeat(), worker.extended)
+            beat = Heartbeat(self._instance)
             for client in self._clients.values():
                 if client.expiry is not None:
-                    beat = Heartbeat(self._instance)
-                    self._send(client.peer, Protocol.CLIENT, beat, client.extended)
+                    self._send(client.peer, Protocol.CLIENT, beat, True)
 
     def _expires(self, task: Task, now: float) -> bool:
         """Whether a pending task past its deadline fails now (see BrokerConfig)."""
@@ -965,10 +1127,10 @@ class BrokerMachine:
                 f"no worker of service {task.service!r} became free before the deadline; "
                 "the service is overloaded: retry later, give a longer timeout or add workers"
             )
-        client = self._clients.get(task.client)
+        known = task.client in self._clients
         self._end(task, TaskState.FAILED)
-        if client is not None:
-            self._reply_failure(client, task.rid, task.service, "unavailable", why)
+        if known:
+            self._reply(task, Failure(task.rid, "unavailable", why, "", (), task.service))
 
     def _drop_worker(self, peer: PeerId, now: float) -> None:
         worker = self._workers.pop(peer)
@@ -989,6 +1151,7 @@ class BrokerMachine:
         if peer in self._clients:
             self._drop_client(peer, now)
         self._dispatch(worker.service, now)
+        self._forget_if_idle(svc)
 
     def _drop_client(self, peer: PeerId, now: float) -> None:
         client = self._clients.pop(peer)
@@ -1004,23 +1167,27 @@ class BrokerMachine:
     # -- output --------------------------------------------------------------------------
 
     def _send(self, peer: PeerId, protocol: Protocol, msg: Message, extended: bool) -> None:
-        if isinstance(msg, Cancel) and not extended:
-            # A plain MDP/0.2 worker knows no CANCEL (RFC 18 has none): it
-            # finishes the task, and its late reply is dropped.
-            return
+        if not extended:
+            if type(msg) is Cancel:
+                # A plain MDP worker knows no CANCEL (RFC 7 and 18 have none):
+                # it finishes the task, and its late reply is dropped.
+                return
+            if type(msg) is Partial and protocol is Protocol.CLIENT_01:
+                return  # an MDP/0.1 client gets one REPLY: the FINAL
         self._out.append(Outgoing(peer, protocol, msg, extended))
 
-    def _reply_failure(
-        self,
-        client: _Client,
-        rid: int,
-        service: str,
-        kind: str,
-        message: str,
-        *,
-        cycle: tuple[str, ...] = (),
-    ) -> None:
-        if client.peer not in self._clients:
-            return
-        failure = Failure(rid, kind, message, "", cycle, service)
-        self._send(client.peer, Protocol.CLIENT, failure, client.extended)
+    def _reply(self, task: Task, msg: Message) -> None:
+        """Send `msg` to the requester of `task`, in the form it asked in."""
+        self._send(task.client, task.client_protocol, msg, task.client_extended)
+
+
+def _cancelled(task: Task) -> Failure:
+    return Failure(task.rid, "cancelled", "the job was cancelled", "", (), task.service)
+
+
+def _name(frame: Frame) -> str | None:
+    """The text of a frame naming a service, or None if it is not UTF-8."""
+    try:
+        return bytes(frame).decode()
+    except UnicodeDecodeError:
+        return None

@@ -1,5 +1,8 @@
 """The messages peers exchange, named after the MDP/0.2 commands.
 
+The same messages stand for MDP/0.1 (7/MDP) commands: its REPLY is a `Final`
+(an MDP/0.1 worker answers each request exactly once).
+
 These are plain values: no logic, no encoding. `binglide.core.frames` turns
 them into ZeroMQ frames and back, and the machines consume and produce them.
 
@@ -66,6 +69,9 @@ class Request:
             it (so cancelling that task reaches this one); 0 for none.
         timeout: seconds the request may wait in the broker's queue before it
             fails with `ServiceUnavailable`; None for the broker's default.
+        extended: whether it travels in binglide's extended form (XREQUEST,
+            with a request id) rather than as a plain MDP REQUEST, whose
+            sender has no request ids (`rid` is then 0).
     """
 
     rid: int
@@ -75,6 +81,7 @@ class Request:
     ancestry: tuple[str, ...] = ()
     parent: int = 0
     timeout: float | None = None
+    extended: bool = True
 
 
 @attrs.frozen

@@ -31,6 +31,7 @@ from ..errors import LocalProtocolError
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from .frames import Protocol
     from .ids import JobId, PeerId
     from .messages import Frame
 
@@ -76,6 +77,8 @@ class Task:
         client: the requester's peer id.
         rid: the requester's number for the request (negative for a plain
             client's, which has none: the broker numbers them).
+        client_protocol: the sub-protocol the request came in on, with its
+            version (replies go back on it).
         client_extended: whether the requester speaks binglide's extensions.
         service: the service asked.
         job: the job id.
@@ -94,6 +97,7 @@ class Task:
     tid: int
     client: PeerId
     rid: int
+    client_protocol: Protocol
     client_extended: bool
     service: str
     job: JobId
