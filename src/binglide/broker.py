@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_MAX_MESSAGE_SIZE",
     "Broker",
+    "DropLog",
     "RunningBroker",
     "encode_outgoing",
     "feed",
@@ -85,12 +86,62 @@ def networked_machine(config: BrokerConfig | None = None) -> BrokerMachine:
     )
 
 
-def feed(machine: BrokerMachine, peer: str, frames: Sequence[Frame], now: float) -> None:
+class DropLog:
+    """Log dropped messages at most once per `interval` seconds, with counts of the rest.
+
+    A peer that sends garbage in a loop would otherwise write a line per
+    message (tens of thousands a second). The first drop in a quiet period is
+    logged at once, with its reason; the next ones are counted, and the
+    count (with how many peers sent them) is logged when the period ends.
+    Time comes from the caller (the loop's clock), like everything here.
+    """
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        #: Messages dropped in all, since the broker started.
+        self.total = 0
+        self._until = float("-inf")  # the end of the current period
+        self._counted = 0
+        self._peers: set[str] = set()
+
+    def dropped(self, peer: str, reason: object, now: float) -> None:
+        """Note that a message from `peer` was dropped for `reason` at `now`."""
+        self.total += 1
+        self.flush(now)
+        if now < self._until:
+            self._counted += 1
+            if len(self._peers) < 1000:  # enough to say "many"
+                self._peers.add(peer)
+            return
+        log.warning("dropped a message from peer %r: %s", peer, reason)
+        self._until = now + self.interval
+
+    def flush(self, now: float) -> None:
+        """Log the count of the drops not logged, once their period is over."""
+        if self._counted and now >= self._until:
+            log.warning(
+                "dropped %d more messages from %s%d peers in %g s (only one a period is logged)",
+                self._counted,
+                "at least " if len(self._peers) >= 1000 else "",
+                len(self._peers),
+                self.interval,
+            )
+            self._counted = 0
+            self._peers.clear()
+
+
+def feed(
+    machine: BrokerMachine,
+    peer: str,
+    frames: Sequence[Frame],
+    now: float,
+    drops: DropLog | None = None,
+) -> None:
     """Decode `frames` from `peer` and feed them to `machine`; log and drop what is bad.
 
     A malformed or illegal message is dropped with a warning (the machine
-    changed nothing): one rogue peer never stops the broker serving everyone
-    else.
+    changed nothing; with `drops`, the warnings are rate-limited): one rogue
+    peer never stops the broker serving everyone else.
 
     Raises:
         Exception: an internal error of the machine (a bug), logged here; the
@@ -101,23 +152,38 @@ def feed(machine: BrokerMachine, peer: str, frames: Sequence[Frame], now: float)
         protocol, msg = decode(frames, from_broker=False)
         machine.receive(PeerId(peer), protocol, msg, now)
     except RemoteProtocolError as exc:
-        log.warning("dropped a message from peer %r: %s", peer, exc)
+        if drops is None:
+            log.warning("dropped a message from peer %r: %s", peer, exc)
+        else:
+            drops.dropped(peer, exc, now)
     except Exception:
         log.critical("internal error while handling a message from peer %r", peer, exc_info=True)
         raise
 
 
 def turn(
-    machine: BrokerMachine, received: Iterable[tuple[str, Sequence[Frame]]], now: float
+    machine: BrokerMachine,
+    received: Iterable[tuple[str, Sequence[Frame]]],
+    now: float,
+    drops: DropLog | None = None,
 ) -> list[Outgoing]:
     """Take one turn of a broker loop; return what the machine says to send.
 
     Feeds every received ``(peer, frames)`` to `machine`, runs its timers if
     they are due at `now`, and collects its outgoing messages. Both drivers
-    call this once per batch, so they cannot disagree on a rule.
+    call this once per batch, so they cannot disagree on a rule. With
+    `drops`, dropped messages are logged through it (rate-limited).
     """
     for peer, frames in received:
-        feed(machine, peer, frames, now)
+        feed(machine, peer, frames, now, drops)
+    for peer, what in machine.notices():
+        # Handled (a DISCONNECT sent), but a peer misbehaved: said as a drop is.
+        if drops is None:
+            log.warning("peer %r: %s", peer, what)
+        else:
+            drops.dropped(peer, what, now)
+    if drops is not None:
+        drops.flush(now)
     deadline = machine.next_deadline()
     if deadline is not None and deadline <= now:
         machine.handle_timer(now)
@@ -154,6 +220,8 @@ class Broker:
         if machine is None:
             machine = BrokerMachine(config, instance=os.urandom(8).hex())
         self.machine = machine
+        #: The dropped messages (rate-limited warnings, and their count).
+        self.drops = DropLog()
 
     def statistics(self) -> BrokerStatistics:
         """Return a snapshot of the broker's queues, tasks and counters."""
@@ -167,6 +235,7 @@ class Broker:
         # costs more than handling a message); await only when nothing is.
         receive_nowait = getattr(transport, "receive_nowait", None)
         drained = 0
+        drops = self.drops
         task_status.started()
         try:
             while True:
@@ -191,7 +260,9 @@ class Broker:
                         if timeout > 0:
                             with anyio.move_on_after(timeout):
                                 received = await transport.receive()
-                outgoing = turn(machine, () if received is None else (received,), loop_time())
+                outgoing = turn(
+                    machine, () if received is None else (received,), loop_time(), drops
+                )
                 await self._send(outgoing)
         except TransportClosed:
             return
@@ -298,6 +369,7 @@ def run_broker_blocking(
     )
 
     machine = networked_machine(config)
+    drops = DropLog()
     ctx: zmq.Context[zmq.Socket[bytes]] = new_context(zmq.Context)
     try:
         sock, authenticator, bound = bind_router(
@@ -349,7 +421,7 @@ def run_broker_blocking(
             # message. The turn reads the clock after the batch, so that its
             # timers see the time they run at.
             batch = list(ready()) if poller.poll(timeout) else []
-            send(turn(machine, batch, clock()))
+            send(turn(machine, batch, clock(), drops))
     finally:
         sock.close(linger=0)
         if authenticator is not None:

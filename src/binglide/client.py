@@ -22,6 +22,7 @@ from ._clock import loop_time
 from .analyses import AnalysisMethods
 from .core import (
     BrokerLost,
+    BrokerPlain,
     ClientMachine,
     Disconnect,
     Failure,
@@ -285,7 +286,11 @@ class Requester(AnalysisMethods):
 
     def __init__(self, identity: PeerId, *, heartbeat_interval: float | None = None) -> None:
         self._identity = identity
-        self._client_machine = ClientMachine(heartbeat_interval=heartbeat_interval)
+        # A heartbeating client can tell a plain MDP/0.2 broker (silent to
+        # binglide's extensions) and falls back to plain MDP (core.client).
+        self._client_machine = ClientMachine(
+            heartbeat_interval=heartbeat_interval, plain_fallback=bool(heartbeat_interval)
+        )
         self._broker_lost = False
         self._calls: dict[int, Call] = {}
         send, receive = anyio.create_memory_object_stream[list[Frame]](math.inf)
@@ -435,6 +440,8 @@ class Client(Requester):
         #: The embedded broker, when `binglide.connect` started one (for its statistics).
         self.broker: Broker | None = None
         self._heard = anyio.Event()
+        self._plain = anyio.Event()
+        self._missing: tuple[str, ...] = ()
 
     async def __aenter__(self) -> Client:
         self._tg = await anyio.create_task_group().__aenter__()
@@ -479,6 +486,23 @@ class Client(Requester):
         """
         await self._heard.wait()
 
+    @property
+    def missing_features(self) -> tuple[str, ...]:
+        """What the broker does not offer, for a person; empty while it speaks binglide's protocol.
+
+        A client with heartbeats that hears nothing from its broker for its
+        liveness bound takes it for a plain MDP/0.2 broker (RFC 18), goes on
+        in plain MDP (one request at a time), and lists here what is then
+        unavailable (cancellation reaching workers, the progress guarantee,
+        ...); it also logs them once as a warning. A binglide broker heard
+        later empties the list again.
+        """
+        return self._missing
+
+    async def wait_plain_broker(self) -> None:
+        """Wait until the client has taken its broker for a plain MDP/0.2 one."""
+        await self._plain.wait()
+
     async def _receive_loop(self) -> None:
         try:
             while True:
@@ -497,11 +521,14 @@ class Client(Requester):
                         self._client_machine.resend_open()
                         self._flush_client()
                     lost = self._on_client_message(msg)
+                    if self._client_machine.plain_broker:
+                        self._flush_client()  # a FINAL lets the next plain request go
                 except RemoteProtocolError as exc:
                     log.warning("dropped a malformed message from the broker: %s", exc)
                     continue
                 if lost is not None:
                     if lost.reissued:
+                        self._missing = ()  # a binglide broker after all (core.client)
                         self._flush_client()
                     else:
                         self._broker_lost = True
@@ -519,7 +546,11 @@ class Client(Requester):
         machine = self._client_machine
         while True:
             lost = machine.handle_timer(loop_time())
-            if lost is not None:
+            if isinstance(lost, BrokerPlain):
+                self._missing = lost.unavailable
+                self._plain.set()
+                log.warning("%s; unavailable then: %s", lost.reason, "; ".join(lost.unavailable))
+            elif lost is not None:
                 self._broker_lost = True
                 log.warning("%s; open requests are re-issued when it answers", lost.reason)
             self._flush_client()

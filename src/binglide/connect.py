@@ -35,7 +35,15 @@ from .transports import InprocNetwork
 from .worker import DEFAULT_HEARTBEAT_INTERVAL, Worker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Iterable,
+        Iterator,
+        Mapping,
+        Sequence,
+    )
 
     import zmq.asyncio
 
@@ -174,7 +182,10 @@ async def connect(
             CURVE, as every broker reachable from other machines does.
         curve_name: the name of the key pair in `curve_dir`.
         connect_timeout: with an address, how long to wait for the broker to
-            answer before giving up.
+            answer before giving up. A plain MDP/0.2 broker never answers
+            binglide's extensions: the client takes it for one after its
+            liveness bound (3 s) if a ZeroMQ peer listens at `address`, and
+            says what is then unavailable (`Client.missing_features`).
 
     Raises:
         ValueError: `workers` is not a positive count or names unknown
@@ -329,13 +340,31 @@ async def _remote_client(
         raise
     async with Client(peer, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL) as client:
         with anyio.move_on_after(max(0.0, deadline - loop_time())) as scope:
-            await client.wait_connected()
+            await _served(client)
         if scope.cancelled_caught:
             raise TransportBroken(
                 f"{address} completed the ZeroMQ handshake but no binglide broker answered"
                 f" within {connect_timeout:g} s; is it a binglide broker?"
             )
         yield client
+
+
+async def _served(client: Client) -> None:
+    """Wait until a binglide broker answers `client`, or it takes its broker for plain MDP.
+
+    The handshake went through: something speaks ZeroMQ there. A plain
+    MDP/0.2 broker never answers binglide's extensions; the client falls back
+    to plain MDP after its liveness bound (core.client) and says what is then
+    unavailable.
+    """
+    async with anyio.create_task_group() as tg:
+
+        async def first(wait: Callable[[], Awaitable[None]]) -> None:
+            await wait()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(first, client.wait_connected)
+        tg.start_soon(first, client.wait_plain_broker)
 
 
 async def wait_handshake(peer: ZmqPeer, *, with_keys: bool) -> None:

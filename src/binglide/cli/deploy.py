@@ -108,6 +108,16 @@ def add_broker_arguments(parser: argparse.ArgumentParser) -> None:
         f" {d.liveness})",
     )
     limits.add_argument(
+        "--plain-heartbeat-interval",
+        type=seconds,
+        default=d.plain_heartbeat_interval,
+        metavar="SECONDS",
+        help="seconds between the heartbeats of plain MDP workers (MDP/0.1 or 0.2, not"
+        " binglide's), which count as gone after --liveness times the longer of this and"
+        f" --heartbeat-interval (default: {d.plain_heartbeat_interval:g}, the ZeroMQ guide's"
+        " Majordomo interval)",
+    )
+    limits.add_argument(
         "--service-timeout",
         type=seconds,
         default=d.service_timeout,
@@ -177,6 +187,7 @@ def _broker_config(args: argparse.Namespace) -> BrokerConfig:
     return BrokerConfig(
         heartbeat_interval=args.heartbeat_interval,
         liveness=args.liveness,
+        plain_heartbeat_interval=args.plain_heartbeat_interval,
         service_timeout=args.service_timeout,
         max_depth=args.max_depth,
         stack_bound=args.stack_bound,
