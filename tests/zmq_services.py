@@ -69,3 +69,19 @@ class Block(Service):
         finally:
             mark(task.body["dir"], "cancelled")
         yield Report(None)  # pragma: no cover - never reached
+
+
+class Upper(Service):
+    """The text of the request in capitals, as tests/mdp_peers.py's workers answer it.
+
+    A partial report first (half done), then the final one: meta ``text``, and
+    the text's bytes as a uint8 array.
+    """
+
+    name = "upper"
+
+    async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+        text = str(task.body.get("text", "")).upper()
+        data = np.frombuffer(text.encode(), dtype=np.uint8)
+        yield Report(data, completion=0.5, meta={"text": text})
+        yield Report(data, meta={"text": text})
