@@ -12,6 +12,12 @@ do, without decoding) and times what it costs per request, in µs:
 - ``sub-request``: each task issues a sub-request to another service and
   ends when it is answered (two tasks per request).
 
+``--churn`` measures memory instead (tracemalloc, bytes still allocated
+after the churn, and the peak during it): 10^5 requests to unique service
+names nobody serves (one a millisecond, each waiting its 1 s service
+timeout), and 10^5 plain client identities with one request each, answered
+at once.
+
 With ``--baseline-src DIR`` it also runs another copy of binglide's source
 (``git archive`` of a commit) in child processes, interleaved round by round
 with the current one, and prints the ratios (current / baseline; under 1 is
@@ -55,6 +61,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
 
     client_hop, worker_hop = Protocol.CLIENT, Protocol.WORKER
     inf = float("inf")
+    plain_request = _plain_request_factory()
 
     def machine(**config: object) -> BrokerMachine:
         cfg = BrokerConfig(heartbeat_interval=inf, **config)  # type: ignore[arg-type]
@@ -112,7 +119,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
         m.outgoing()
         start = time.perf_counter()
         for _ in range(requests):
-            m.receive(c, client_hop, Request(0, "s", (b"body",)), 0.0)
+            m.receive(c, client_hop, plain_request("s", (b"body",)), 0.0)
             [(worker, tid)] = dispatched(m.outgoing())
             m.receive(worker, worker_hop, Final(tid, (b"reply",)), 0.0)
             m.outgoing()
@@ -146,16 +153,68 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
     }
 
 
+def _plain_request_factory() -> Callable[[str, tuple[bytes, ...]], object]:
+    """A plain MDP/0.2 REQUEST, as this tree's core spells it (rid 0, or extended=False)."""
+    from binglide.core import Request
+
+    try:
+        Request(0, "s", (), extended=False)  # type: ignore[call-arg, unused-ignore]
+    except TypeError:  # before Request.extended: rid 0 meant plain
+        return lambda service, body: Request(0, service, body)
+    return lambda service, body: Request(0, service, body, extended=False)  # type: ignore[call-arg, unused-ignore]
+
+
+def churn(count: int) -> dict[str, float]:
+    """Memory under churn of service names and client identities (see the module docstring)."""
+    import tracemalloc
+
+    from binglide.core import BrokerConfig, BrokerMachine, Final, PeerId, Protocol, Ready, Request
+
+    plain_request = _plain_request_factory()
+    results: dict[str, float] = {}
+    for what in ("names", "identities"):
+        cfg = BrokerConfig(service_timeout=1.0, heartbeat_interval=float("inf"))
+        m = BrokerMachine(cfg)
+        w = PeerId("w")
+        m.receive(w, Protocol.WORKER, Ready("echo", extended=False), 0.0)
+        tracemalloc.start()
+        before, _ = tracemalloc.get_traced_memory()
+        now = 0.0
+        for i in range(count):
+            now = i / 1000
+            if what == "names":
+                m.receive(PeerId(f"client-{i}"), Protocol.CLIENT, Request(1, f"svc-{i}"), now)
+                if i % 100 == 0:
+                    m.handle_timer(now)
+            else:
+                peer = PeerId(f"plain-{i}")
+                m.receive(peer, Protocol.CLIENT, plain_request("echo", (b"x",)), now)  # type: ignore[arg-type]
+                [tid] = [o.message.rid for o in m.outgoing() if isinstance(o.message, Request)]
+                m.receive(w, Protocol.WORKER, Final(tid, (b"y",)), now)
+            m.outgoing()
+        m.handle_timer(now + 2.0)
+        m.outgoing()
+        after, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        stats = m.statistics()
+        results[f"{what} retained MB"] = (after - before) / 1e6
+        results[f"{what} peak MB"] = (peak - before) / 1e6
+        results[f"{what} services left"] = len(stats.services)
+        results[f"{what} clients left"] = stats.clients
+    return results
+
+
 def run_once(requests: int) -> dict[str, float]:
     """Run every scenario once in this process; return µs per request by name."""
     return {name: fn() for name, fn in scenarios(requests).items()}
 
 
-def run_child(src: str, requests: int) -> dict[str, float]:
-    """Run every scenario once in a child process on the source tree `src`."""
+def run_child(src: str, requests: int, *, churn: bool = False) -> dict[str, float]:
+    """Run every scenario (or the churn) once in a child process on the source tree `src`."""
     env = dict(os.environ, PYTHONPATH=src)
+    flags = ["--churn"] if churn else []
     out = subprocess.run(
-        [sys.executable, __file__, "--child", "--requests", str(requests)],
+        [sys.executable, __file__, "--child", "--requests", str(requests), *flags],
         env=env,
         check=True,
         capture_output=True,
@@ -170,14 +229,23 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--baseline-src", help="another binglide src/ to compare with")
+    parser.add_argument("--churn", action="store_true", help="memory under churn instead")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(run_once(args.requests)))
+        print(json.dumps(churn(args.requests) if args.churn else run_once(args.requests)))
         return
     trees = {"current": str(SRC)}
     if args.baseline_src:
         trees["baseline"] = args.baseline_src
+    if args.churn:
+        count = 100_000 if args.requests == 20_000 else args.requests
+        print(f"churn: {count} unique service names, then {count} plain client identities")
+        results = {name: run_child(src, count, churn=True) for name, src in trees.items()}
+        print(f"{'':<28}" + "".join(f"{name:>14}" for name in trees))
+        for key in results["current"]:
+            print(f"{key:<28}" + "".join(f"{results[t][key]:>14.2f}" for t in trees))
+        return
     rounds: dict[str, list[dict[str, float]]] = {name: [] for name in trees}
     for _ in range(args.repeat):
         for name, src in trees.items():  # interleaved: the machine's load hits both
