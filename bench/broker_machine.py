@@ -13,10 +13,10 @@ do, without decoding) and times what it costs per request, in µs:
   ends when it is answered (two tasks per request).
 
 ``--churn`` measures memory instead (tracemalloc, bytes still allocated
-after the churn, and the peak during it): 10^5 requests to unique service
-names nobody serves (one a millisecond, each waiting its 1 s service
-timeout), and 10^5 plain client identities with one request each, answered
-at once.
+after the churn, and the peak during it): 10^5 requests from one client to
+unique service names nobody serves (one a millisecond, each waiting its 1 s
+service timeout), and 10^5 plain client identities with one request each,
+answered at once.
 
 With ``--baseline-src DIR`` it also runs another copy of binglide's source
 (``git archive`` of a commit) in child processes, interleaved round by round
@@ -183,7 +183,7 @@ def churn(count: int) -> dict[str, float]:
         for i in range(count):
             now = i / 1000
             if what == "names":
-                m.receive(PeerId(f"client-{i}"), Protocol.CLIENT, Request(1, f"svc-{i}"), now)
+                m.receive(PeerId("client"), Protocol.CLIENT, Request(i + 1, f"svc-{i}"), now)
                 if i % 100 == 0:
                     m.handle_timer(now)
             else:

@@ -8,10 +8,22 @@ Theory of operation
 `handle_timer(now)`, and sends whatever `outgoing()` returns. It never reads a
 clock, never sleeps, never touches a socket.
 
-Peers. A peer speaking the client protocol (``MDPC02``) is a *client*; one
-speaking the worker protocol (``MDPW02``) that sent READY is a *worker* of
-exactly one service. A worker process also acts as a client over the same
-peer id when it issues sub-requests: the two roles are tracked separately.
+Peers. A peer speaking a client protocol (``MDPC02``, or MDP/0.1's
+``MDPC01``) is a *client*; one speaking a worker protocol (``MDPW02`` or
+``MDPW01``) that sent READY is a *worker* of exactly one service. A worker
+process also acts as a client over the same peer id when it issues
+sub-requests: the two roles are tracked separately. Every peer is answered in
+the protocol version it spoke, and any client reaches any worker (bodies pass
+untouched): an MDP/0.1 client gets only the FINAL (RFC 7 has one reply), an
+MDP/0.1 worker's REPLY is the FINAL. A peer is *extended* if it speaks
+binglide's additions (an XREQUEST, a READY tagged ``binglide/1``), else
+*plain*. Services named ``mmi.*`` are the broker's own (8/MMI): it answers
+them at once, and disconnects a worker that would register one.
+
+What the broker keeps is bounded by what is alive: a service is forgotten
+when it has no worker and no queued task, a plain client when it has no
+request in flight (plain MDP clients never say goodbye; binglide's clients
+say DISCONNECT, or heartbeat and expire when they fall silent).
 
 Tasks. Every request accepted becomes a task with a broker task id (``tid``).
 A task is PENDING in its service's queue, then DISPATCHED to a worker, then
@@ -72,8 +84,11 @@ of the job do. The requester of the cancelled request gets a ``cancelled``
 failure; nothing else of the job reaches anyone afterwards (late reports of
 removed tasks are dropped).
 
-Liveness. Workers and heartbeating clients expire after ``liveness``
-heartbeat intervals of silence. A dead worker's tasks are re-queued at the
+Liveness. Extended workers and heartbeating clients expire after ``liveness``
+heartbeat intervals of silence; plain workers after ``liveness`` times the
+longer of the interval and ``plain_heartbeat_interval`` (they cannot be told
+the broker's interval, and many beat every 2.5 s as the guide's examples
+do). A client's first HEARTBEAT is answered at once. A dead worker's tasks are re-queued at the
 front (results are pure functions of their inputs, so a re-run is safe) and
 the sub-requests it had issued are cancelled. A dead or disconnected client's
 requests are cancelled. A pending task past its queue deadline fails with
@@ -84,8 +99,8 @@ Dispatch rules, for one worker of the service:
 ====================  ==========================================  ===========
 worker                holds                                       verdict
 ====================  ==========================================  ===========
-plain MDP/0.2         no task                                     available
-plain MDP/0.2         a task                                      busy
+plain MDP             no task                                     available
+plain MDP             a task                                      busy
 extended              fewer than the prefetch depth computing,    available
                       fewer than ``stack_bound`` waiting
 extended              none computing, ``stack_bound`` waiting     blocked
@@ -246,7 +261,8 @@ class BrokerStatistics:
 
     Attributes:
         workers: registered workers.
-        clients: known clients.
+        clients: known clients (a plain one only while it has a request in
+            flight: plain clients never say goodbye).
         pending: tasks queued, all services.
         dispatched: tasks held by workers, all services.
         jobs: jobs with at least one task alive.
@@ -305,10 +321,12 @@ class _Worker:
 @attrs.define(eq=False)
 class _Client:
     peer: PeerId
-    # None: does not heartbeat, and is forgotten as soon as it has no request
-    # in flight (plain MDP clients never say goodbye).
-    expiry: float | None = None
-    requests: dict[int, int] = attrs.Factory(dict)  # client rid -> tid
+    requests: dict[int, int]  # client rid -> tid
+    # Plain: only plain REQUESTs seen, so forgotten as soon as it has no
+    # request in flight (plain MDP clients never say goodbye; binglide's say
+    # DISCONNECT, or heartbeat and expire).
+    plain: bool
+    expiry: float | None = None  # None: does not heartbeat
 
 
 @attrs.define(eq=False)
@@ -346,7 +364,7 @@ def _rank(worker: _Worker, prefetch: int, bound: int) -> int:
     """
     held = len(worker.tasks)
     if not worker.extended:
-        return 0 if not held else _BUSY  # plain MDP/0.2: one task at a time
+        return 0 if not held else _BUSY  # plain MDP: one task at a time
     waiting = len(worker.waiting)
     computing = held - waiting
     # The stack bound is for waiting tasks, the prefetch depth for computing
@@ -749,7 +767,8 @@ class BrokerMachine:
                 # A heartbeating client (binglide's extension): heard from
                 # until it falls silent, whether or not it has requests.
                 if client is None:
-                    client = self._clients[peer] = _Client(peer)
+                    client = self._clients[peer] = _Client(peer, {}, plain=False)
+                client.plain = False
                 if client.expiry is None:
                     # Its first: answered at once, so that it knows without
                     # waiting that this broker speaks binglide's protocol
@@ -801,7 +820,9 @@ class BrokerMachine:
         )
         client = self._clients.get(peer)
         if client is None:
-            client = self._clients[peer] = _Client(peer)
+            client = self._clients[peer] = _Client(peer, {}, plain=not extended)
+        elif extended:
+            client.plain = False
         self._tasks[task.tid] = task
         self._jobs.setdefault(task.job, set()).add(task.tid)
         client.requests[rid] = task.tid
@@ -999,10 +1020,10 @@ class BrokerMachine:
     def _end(self, task: Task, state: TaskState) -> None:
         """End `task` in `state` and forget it everywhere.
 
-        A requester that does not heartbeat is forgotten with its last task in
-        flight, and a service with its last queued task if no worker serves
-        it: the broker's state is bounded by what is alive, whatever the churn
-        of client identities and service names.
+        A plain requester is forgotten with its last task in flight, and a
+        service with its last queued task if no worker serves it: the
+        broker's state is bounded by what is alive, whatever the churn of
+        client identities and service names.
         """
         was = advance(task, state)
         self._ended[state] += 1
@@ -1015,7 +1036,7 @@ class BrokerMachine:
         client = self._clients.get(task.client)
         if client is not None and client.requests.get(task.rid) == task.tid:
             del client.requests[task.rid]
-            if not client.requests and client.expiry is None:
+            if client.plain and not client.requests:
                 del self._clients[task.client]
         parent = self._tasks.get(task.parent)
         if parent is not None:
