@@ -3,7 +3,9 @@
 `bench/broker.py` times whole round trips over ZeroMQ, where the machine is a
 fraction of the broker process's CPU and the machine's noise drowns small
 changes. This bench feeds the machine messages directly (as the broker loops
-do, without decoding) and times what it costs per request, in µs:
+do, without decoding) and times what it costs per request, in µs of this
+process's CPU time (so that other processes on a shared machine add no
+time, only cache misses):
 
 - ``sequential``: one extended client, two extended workers; a request, its
   dispatch, its FINAL, one at a time;
@@ -17,6 +19,10 @@ after the churn, and the peak during it): 10^5 requests from one client to
 unique service names nobody serves (one a millisecond, each waiting its 1 s
 service timeout), and 10^5 plain client identities with one request each,
 answered at once.
+
+``--callgrind`` counts instructions instead, under valgrind's callgrind
+(deterministic: the load of a shared machine changes nothing): per request,
+a run of ``--requests`` requests less a run of none, for each scenario.
 
 With ``--baseline-src DIR`` it also runs another copy of binglide's source
 (``git archive`` of a commit) in child processes, interleaved round by round
@@ -77,13 +83,13 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
         m.receive(w2, worker_hop, Ready("s"), 0.0)
         m.outgoing()
         payload = (b'{"v":1}',)
-        start = time.perf_counter()
+        start = time.process_time()
         for rid in range(1, requests + 1):
             m.receive(c, client_hop, Request(rid, "s", payload), 0.0)
             [(worker, tid)] = dispatched(m.outgoing())
             m.receive(worker, worker_hop, Final(tid, payload), 0.0)
             m.outgoing()
-        return (time.perf_counter() - start) / requests * 1e6
+        return (time.process_time() - start) / requests * 1e6
 
     def pipelined() -> float:
         m = machine()
@@ -96,7 +102,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
         now = 0.0
         sent = 0
         done = 0
-        start = time.perf_counter()
+        start = time.process_time()
         while done < requests:
             while sent < requests and sent - done < 128:
                 sent += 1
@@ -110,20 +116,20 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
                     done += 1
                     for w2, tid in dispatched(m.outgoing()):
                         held[w2].append(tid)
-        return (time.perf_counter() - start) / requests * 1e6
+        return (time.process_time() - start) / requests * 1e6
 
     def plain() -> float:
         m = machine()
         w, c = PeerId("pw"), PeerId("pc")
         m.receive(w, worker_hop, Ready("s", extended=False), 0.0)
         m.outgoing()
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(requests):
             m.receive(c, client_hop, plain_request("s", (b"body",)), 0.0)
             [(worker, tid)] = dispatched(m.outgoing())
             m.receive(worker, worker_hop, Final(tid, (b"reply",)), 0.0)
             m.outgoing()
-        return (time.perf_counter() - start) / requests * 1e6
+        return (time.process_time() - start) / requests * 1e6
 
     def sub_request() -> float:
         m = machine()
@@ -131,7 +137,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
         m.receive(top, worker_hop, Ready("top"), 0.0)
         m.receive(leaf, worker_hop, Ready("leaf"), 0.0)
         m.outgoing()
-        start = time.perf_counter()
+        start = time.process_time()
         for rid in range(1, requests + 1):
             m.receive(c, client_hop, Request(rid, "top", (b"%d" % rid,)), 0.0)
             [(_, tid)] = dispatched(m.outgoing())
@@ -143,7 +149,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
             m.outgoing()
             m.receive(top, worker_hop, Final(tid), 0.0)
             m.outgoing()
-        return (time.perf_counter() - start) / requests * 1e6
+        return (time.process_time() - start) / requests * 1e6
 
     return {
         "sequential": sequential,
@@ -204,9 +210,39 @@ def churn(count: int) -> dict[str, float]:
     return results
 
 
-def run_once(requests: int) -> dict[str, float]:
-    """Run every scenario once in this process; return µs per request by name."""
-    return {name: fn() for name, fn in scenarios(requests).items()}
+def run_once(requests: int, only: str | None = None) -> dict[str, float]:
+    """Run every scenario (or `only` one) once in this process; return µs per request by name."""
+    return {name: fn() for name, fn in scenarios(requests).items() if only in (None, name)}
+
+
+def instructions(src: str, requests: int) -> dict[str, float]:
+    """Instructions per request of each scenario, counted by callgrind, on the tree `src`."""
+
+    def count(scenario: str, n: int) -> int:
+        out = subprocess.run(
+            [
+                "valgrind",
+                "--tool=callgrind",
+                "--callgrind-out-file=/dev/null",
+                sys.executable,
+                __file__,
+                "--child",
+                "--requests",
+                str(n),
+                "--only",
+                scenario,
+            ],
+            env=dict(os.environ, PYTHONPATH=src),
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stderr
+        [line] = [x for x in out.splitlines() if "Collected" in x]
+        return int(line.split()[-1])
+
+    names = ["sequential", "pipelined", "plain", "sub-request"]
+    empty = count(names[0], 0)  # start-up and imports
+    return {name: (count(name, requests) - empty) / requests for name in names}
 
 
 def run_child(src: str, requests: int, *, churn: bool = False) -> dict[str, float]:
@@ -230,14 +266,30 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--baseline-src", help="another binglide src/ to compare with")
     parser.add_argument("--churn", action="store_true", help="memory under churn instead")
+    parser.add_argument("--callgrind", action="store_true", help="instructions (valgrind)")
+    parser.add_argument("--only", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(churn(args.requests) if args.churn else run_once(args.requests)))
+        if args.churn:
+            print(json.dumps(churn(args.requests)))
+        else:
+            print(json.dumps(run_once(args.requests, args.only)))
         return
     trees = {"current": str(SRC)}
     if args.baseline_src:
         trees["baseline"] = args.baseline_src
+    if args.callgrind:
+        count = 5000 if args.requests == 20_000 else args.requests
+        print(f"instructions per request (callgrind, {count} requests less none)")
+        counted = {name: instructions(src, count) for name, src in trees.items()}
+        print(f"{'':<16}" + "".join(f"{name:>14}" for name in trees) + "     ratio")
+        for key in counted["current"]:
+            line = f"{key:<16}" + "".join(f"{counted[t][key]:>14.0f}" for t in trees)
+            if args.baseline_src:
+                line += f"{counted['current'][key] / counted['baseline'][key]:>9.3f}x"
+            print(line)
+        return
     if args.churn:
         count = 100_000 if args.requests == 20_000 else args.requests
         print(f"churn: {count} unique service names, then {count} plain client identities")
