@@ -320,6 +320,12 @@ class _Worker:
     tasks: set[int] = attrs.Factory(set)
     waiting: set[int] = attrs.Factory(set)
     last_done: float = float("-inf")  # when its last task ended
+    # Dispatch bookkeeping (`BrokerMachine._refresh`): its `_rank` verdict for
+    # the state it is in, the state's version, and when it was last given a
+    # task (or registered), in its service's order.
+    verdict: int = -1
+    version: int = 0
+    lru: int = 0
 
 
 @attrs.define(eq=False)
@@ -341,6 +347,12 @@ class _Service:
     queues: OrderedDict[str, deque[int]] = attrs.Factory(OrderedDict)
     pending: int = 0
     task_time: float | None = None  # smoothed service time, seconds
+    # The available workers as (rank, lru, version, peer), lazy: an entry
+    # whose version is not its worker's any more is dropped when it comes up,
+    # so the next worker is found without looking at every worker.
+    ready: list[tuple[int, int, int, PeerId]] = attrs.Factory(list)
+    blocked: int = 0  # workers whose verdict is _BLOCKED
+    clock: int = 0  # counts dispatches and registrations: the workers' lru
 
 
 @attrs.frozen
@@ -409,6 +421,11 @@ class BrokerMachine:
         self._workers: dict[PeerId, _Worker] = {}
         self._clients: dict[PeerId, _Client] = {}
         self._services: dict[str, _Service] = {}
+        # The peers that heartbeat, oldest news first: per length of silence
+        # allowed, the order they were last heard in is the order they expire
+        # in (time only moves on), so the next expiry is the first of each.
+        self._worker_expiry: dict[float, OrderedDict[PeerId, None]] = {}
+        self._client_expiry: OrderedDict[PeerId, None] = OrderedDict()
         # (deadline, tid) of pending tasks, lazy: an entry stays when its task
         # leaves the queue, and is dropped when it comes up, or when the stale
         # ones outnumber the live ones (`_enqueue`), which bounds the heap.
@@ -485,8 +502,13 @@ class BrokerMachine:
             LocalProtocolError: an earlier internal error broke the machine.
         """
         self._check_usable()
-        candidates = [w.expiry for w in self._workers.values()]
-        candidates += [c.expiry for c in self._clients.values() if c.expiry is not None]
+        candidates = [
+            self._workers[next(iter(q))].expiry for q in self._worker_expiry.values() if q
+        ]
+        if self._client_expiry:
+            expiry = self._clients[next(iter(self._client_expiry))].expiry
+            assert expiry is not None
+            candidates.append(expiry)
         while self._deadlines and self._deadlines[0][1] not in self._tasks:
             heapq.heappop(self._deadlines)
         if self._deadlines:
@@ -742,28 +764,56 @@ class BrokerMachine:
         return svc
 
     def _pick_worker(self, svc: _Service) -> _Worker | None:
-        """The worker of `svc` that takes its next task, if any may (`_rank`)."""
-        prefetch = svc.depth
-        bound = self.config.stack_bound
-        best: _Worker | None = None
-        best_rank = 0
-        blocked = 0
-        for peer in svc.workers:  # least recently used first: it wins ties
-            worker = self._workers[peer]
-            rank = _rank(worker, prefetch, bound)
-            if rank >= 0:
-                if best is None or rank < best_rank:
-                    best, best_rank = worker, rank
-            elif rank == _BLOCKED:
-                blocked += 1
-        if best is not None:
-            return best
-        if svc.workers and blocked == len(svc.workers):
+        """The worker of `svc` that takes its next task, if any may (`_rank`).
+
+        The available worker of the lowest rank, then the least recently
+        used, is the top of `svc.ready` once the stale entries are gone.
+        """
+        ready = svc.ready
+        workers = self._workers
+        while ready:
+            _, _, version, peer = ready[0]
+            worker = workers.get(peer)
+            if worker is not None and worker.version == version:
+                return worker
+            heapq.heappop(ready)
+        if svc.workers and svc.blocked == len(svc.workers):
             # Every worker waits at its bound and none computes: without one
             # more task somewhere the tree could never finish (module docstring).
             self._overflows += 1
-            return min((self._workers[p] for p in svc.workers), key=lambda w: len(w.tasks))
+            return min((workers[p] for p in svc.workers), key=lambda w: len(w.tasks))
         return None
+
+    def _refresh(self, worker: _Worker) -> None:
+        """Take note of `worker`'s new state: its verdict, and its place among the ready."""
+        svc = self._services[worker.service]
+        verdict = _rank(worker, svc.depth, self.config.stack_bound)
+        svc.blocked += (verdict == _BLOCKED) - (worker.verdict == _BLOCKED)
+        worker.verdict = verdict
+        worker.version += 1
+        if verdict >= 0:
+            ready = svc.ready
+            heapq.heappush(ready, (verdict, worker.lru, worker.version, worker.peer))
+            if len(ready) > 64 + 4 * len(svc.workers):
+                # Mostly stale: keep the current entries (amortised O(1) a change).
+                workers = self._workers
+                svc.ready = ready = [
+                    e for e in ready if (w := workers.get(e[3])) is not None and w.version == e[2]
+                ]
+                heapq.heapify(ready)
+
+    def _heard_worker(self, worker: _Worker, now: float) -> None:
+        worker.expiry = now + worker.silence
+        queue = self._worker_expiry.get(worker.silence)
+        if queue is None:
+            queue = self._worker_expiry[worker.silence] = OrderedDict()
+        queue[worker.peer] = None
+        queue.move_to_end(worker.peer)
+
+    def _heard_client(self, client: _Client, now: float) -> None:
+        client.expiry = now + self._silence
+        self._client_expiry[client.peer] = None
+        self._client_expiry.move_to_end(client.peer)
 
     # -- client protocol ----------------------------------------------------------
 
@@ -772,7 +822,7 @@ class BrokerMachine:
     ) -> None:
         client = self._clients.get(peer)
         if client is not None and client.expiry is not None:
-            client.expiry = now + self._silence
+            self._heard_client(client, now)
         match msg:
             case Request():
                 self._on_request(peer, protocol, msg, parent, now)
@@ -789,7 +839,7 @@ class BrokerMachine:
                     # waiting that this broker speaks binglide's protocol
                     # (and which instance it is).
                     self._send(peer, Protocol.CLIENT, Heartbeat(self._instance), True)
-                client.expiry = now + self._silence
+                self._heard_client(client, now)
             case Disconnect():
                 if client is not None:
                     self._drop_client(peer, now)
@@ -895,7 +945,7 @@ class BrokerMachine:
                 return
             if worker is None:
                 return  # a DISCONNECT from a worker that is not registered
-        worker.expiry = now + worker.silence
+        self._heard_worker(worker, now)
         match msg:
             case Disconnect():
                 self._drop_worker(peer, now)
@@ -907,6 +957,7 @@ class BrokerMachine:
                         worker.waiting.add(msg.rid)
                     else:
                         worker.waiting.discard(msg.rid)
+                    self._refresh(worker)
                     self._dispatch(worker.service, now)
 
     def _register_worker(self, peer: PeerId, protocol: Protocol, msg: Ready, now: float) -> None:
@@ -915,8 +966,12 @@ class BrokerMachine:
         silence = self._silence if extended else self._plain_silence
         worker = _Worker(peer, msg.service, protocol, extended, silence, now + silence)
         self._workers[peer] = worker
+        self._heard_worker(worker, now)
         svc = self._service(msg.service)
         svc.workers[peer] = None
+        svc.clock += 1
+        worker.lru = svc.clock
+        self._refresh(worker)
         self._dispatch(msg.service, now)
 
     def _on_report(self, worker: _Worker, msg: Partial | Final | Failure, now: float) -> None:
@@ -960,7 +1015,11 @@ class BrokerMachine:
             # long task cuts the depth at once (it lifts the average), a few
             # short ones restore it.
             svc.task_time += (sample - svc.task_time) / 4
-        svc.depth = self._prefetch(svc.task_time)
+        depth = self._prefetch(svc.task_time)
+        if depth != svc.depth:
+            svc.depth = depth
+            for peer in svc.workers:  # their verdicts depend on it
+                self._refresh(self._workers[peer])
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -1020,10 +1079,13 @@ class BrokerMachine:
             # Least recently used first next time.
             del svc.workers[worker.peer]
             svc.workers[worker.peer] = None
+            svc.clock += 1
+            worker.lru = svc.clock
             advance(task, TaskState.DISPATCHED)
             task.worker = worker.peer
             task.dispatched = now
             worker.tasks.add(task.tid)
+            self._refresh(worker)
             msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
             self._send(worker.peer, worker.protocol, msg, worker.extended)
 
@@ -1063,6 +1125,7 @@ class BrokerMachine:
             if worker is not None:
                 worker.tasks.discard(task.tid)
                 worker.waiting.discard(task.tid)
+                self._refresh(worker)
         task.worker = None
 
     def _forget_if_idle(self, svc: _Service) -> None:
@@ -1115,11 +1178,14 @@ class BrokerMachine:
     # -- timers -------------------------------------------------------------------------
 
     def _handle_timer(self, now: float) -> None:
-        for peer in [p for p, w in self._workers.items() if w.expiry <= now]:
-            self._drop_worker(peer, now)
-        for peer in [
-            p for p, c in self._clients.items() if c.expiry is not None and c.expiry <= now
-        ]:
+        for queue in list(self._worker_expiry.values()):
+            while queue and self._workers[peer := next(iter(queue))].expiry <= now:
+                self._drop_worker(peer, now)
+        queue = self._client_expiry
+        while queue:
+            expiry = self._clients[peer := next(iter(queue))].expiry
+            if expiry is None or expiry > now:
+                break
             self._drop_client(peer, now)
         while self._deadlines and self._deadlines[0][0] <= now:
             _, tid = heapq.heappop(self._deadlines)
@@ -1169,6 +1235,8 @@ class BrokerMachine:
         worker = self._workers.pop(peer)
         svc = self._services[worker.service]
         del svc.workers[peer]
+        svc.blocked -= worker.verdict == _BLOCKED
+        self._worker_expiry[worker.silence].pop(peer, None)
         # Its tasks go back to the front of their queues; the sub-requests it
         # issued for them die with it (the re-run issues them again).
         for tid in sorted(worker.tasks, reverse=True):
@@ -1188,6 +1256,7 @@ class BrokerMachine:
 
     def _drop_client(self, peer: PeerId, now: float) -> None:
         client = self._clients.pop(peer)
+        self._client_expiry.pop(peer, None)
         for tid in list(client.requests.values()):
             task = self._tasks.get(tid)
             if task is None:
