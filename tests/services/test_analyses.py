@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import binglide
-from binglide.services.chunked import MIN_CHUNK
+from binglide.services.engine import MIN_CHUNK
 
 from . import references as ref
 

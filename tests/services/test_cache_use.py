@@ -172,8 +172,8 @@ def test_coarse_blocks_are_stored_once_their_parts_are_all_in(
     tmp_path: Path, resource: resources.Resource
 ) -> None:
     from binglide.cachefs import ChunkKey, ChunkStore
-    from binglide.services.chunked import _Accumulator
     from binglide.services.common import Opened
+    from binglide.services.engine import _Accumulator
     from binglide.services.sources import open_source
 
     path = tmp_path / "f.bin"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .chunk import ChunkService
+from .chunk_service import ChunkService
 from .counting import HistogramService, NGramsService, StatsService
 from .data import DataService
 from .profiles import DiffService, EntropyService

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 from ..report import Report
 from ..service import Service
 from . import kernels
-from .chunked import progress_report, run_chunked
 from .common import opened, option_int, parse_body
+from .engine import progress_report, run_chunked
 from .resources import EntResource, Histogram, NGrams
 
 if TYPE_CHECKING:

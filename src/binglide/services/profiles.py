@@ -17,7 +17,6 @@ from ..errors import RequestError
 from ..report import Report
 from ..service import Service
 from . import kernels
-from .chunked import chunk_size_for, sample_budget
 from .common import (
     Opened,
     Parsed,
@@ -28,6 +27,7 @@ from .common import (
     parse_body,
     run_kernel,
 )
+from .engine import chunk_size_for, sample_budget
 from .segments import point_edges, split_runs
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from binglide.services.chunks import plan_chunks, sample_runs
+from binglide.services.planning import plan_chunks, sample_runs
 
 MiB = 1 << 20
 

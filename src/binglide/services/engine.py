@@ -27,8 +27,8 @@ import numpy as np
 
 from ..cachefs import ChunkKey, aligned_blocks, commit_levels, find_cover
 from ..report import Report
-from .chunks import plan_chunks, sample_runs
 from .common import Opened, Parsed, RateLimit, run_kernel
+from .planning import plan_chunks, sample_runs
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

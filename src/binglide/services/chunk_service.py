@@ -1,6 +1,6 @@
 """The ``chunk`` service: one chunk of one resource, from the cache or computed.
 
-Analyses fan their ranges out to it (see `binglide.services.chunked`). A chunk
+Analyses fan their ranges out to it (see `binglide.services.engine`). A chunk
 worker answers from the cache when the chunk is there; otherwise it computes
 the chunk in a thread, in pieces of the finest cache level asked, stores
 every aligned block of every level asked that lies inside the chunk, and
