@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from binglide.services import kernels
-from binglide.services.sources import open_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -94,23 +93,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bench.bin"
         make_file(path, args.size_mib << 20)
-        with open_source(path) as source:
-            buf = source.view(0, source.size)
-            bincount_hist(buf)  # page it in
-            cases = [
-                ("histogram", bincount_hist, kernels.byte_histogram),
-                ("bigram", bincount_bigram, lambda b: kernels.ngram_histogram(b, 2, 8)),
-            ]
-            for name, baseline, kernel in cases:
-                base = median_gbps(baseline, buf, args.runs)
-                one = median_gbps(kernel, buf, args.runs)
-                two = median_gbps(two_threads(kernel), buf, args.runs)
-                print(
-                    f"{name:9}  np.bincount {base:5.2f} GB/s | kernel 1 thread {one:5.2f} GB/s"
-                    f" ({one / base:4.1f}x) | 2 threads {two:5.2f} GB/s"
-                    f" ({two / base:4.1f}x bincount, {two / one:4.2f}x 1 thread)"
-                )
-            del buf
+        # The kernels alone, on the page-cached bytes mapped (as the baseline reads them).
+        buf = np.memmap(path, dtype=np.uint8, mode="r")
+        bincount_hist(buf)  # page it in
+        cases = [
+            ("histogram", bincount_hist, kernels.byte_histogram),
+            ("bigram", bincount_bigram, lambda b: kernels.ngram_histogram(b, 2, 8)),
+        ]
+        for name, baseline, kernel in cases:
+            base = median_gbps(baseline, buf, args.runs)
+            one = median_gbps(kernel, buf, args.runs)
+            two = median_gbps(two_threads(kernel), buf, args.runs)
+            print(
+                f"{name:9}  np.bincount {base:5.2f} GB/s | kernel 1 thread {one:5.2f} GB/s"
+                f" ({one / base:4.1f}x) | 2 threads {two:5.2f} GB/s"
+                f" ({two / base:4.1f}x bincount, {two / one:4.2f}x 1 thread)"
+            )
+        del buf
 
 
 if __name__ == "__main__":

@@ -188,6 +188,44 @@ async def test_sliding_entropy_matches_its_definition(
         )
 
 
+async def test_sliding_entropy_is_progressive_split_and_the_same_bits_as_one_run(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from binglide.services import segments, sliding
+
+    runs: list[int] = []
+    original = segments.sliding_windows
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs.append(len(args[1]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(segments, "sliding_windows", counted)
+    path = files[f"mixed-{5 * MIN_CHUNK + 7}"]
+    data = _load(path)
+    async with connected(tmp_path) as client:
+        with anyio.fail_after(30):
+            reports = [
+                r async for r in client.entropy(path, mode="sliding", resolution=5000, window=4096)
+            ]
+    first, last = reports[0], reports[-1]
+    assert not first.final
+    assert first.completion == 0.0
+    assert 0 < first.precision < 1  # a sample of the windows first
+    assert last.final
+    assert (last.completion, last.precision) == (1.0, 1.0)
+    assert [r.completion for r in reports] == sorted(r.completion for r in reports)
+    assert len(runs) > 1  # fanned out in runs of windows
+    assert sum(runs) == 5000
+    length = len(data)
+    centres = np.array([(i * length // 5000 + (i + 1) * length // 5000) // 2 for i in range(5000)])
+    np.testing.assert_allclose(
+        last.array[::50], ref.sliding_entropy(data, 4096, centres[::50]), atol=1e-9
+    )
+    # Cut into runs or not, the same floating-point results.
+    assert np.array_equal(last.array, sliding.sliding_entropy(data, 4096, centres))
+
+
 async def test_diff_counts_and_length_difference(tmp_path: Path) -> None:
     async with connected(tmp_path) as client:
         rng = np.random.default_rng(1)

@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from binglide.services import kernels
+from binglide.services import kernels, sliding
 from tests.services import references as ref
 
 SAMPLES = Path(
@@ -68,7 +68,7 @@ def impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str
         monkeypatch.setattr(kernels, "_use_numba", False)
         monkeypatch.setattr(kernels, "_BLOCK", 64)
         monkeypatch.setattr(kernels, "_MAX_SEGMENTS_PER_BLOCK", 3)
-        monkeypatch.setattr(kernels, "_WINDOWS_PER_BATCH", 5)
+        monkeypatch.setattr(sliding, "_NP_WINDOWS", 5)
     return str(request.param)
 
 
@@ -192,7 +192,7 @@ def test_ngram_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="count"):
         kernels.ngram_histogram(data, 2, 8, -1)
     with pytest.raises(ValueError, match="out"):
-        kernels.ngram_histogram(data, 2, 8, out=np.zeros((256, 256), np.uint32))
+        kernels.ngram_histogram(data, 2, 8, out=np.zeros((256, 256), np.int64))
     with pytest.raises(ValueError, match="out"):
         kernels.ngram_histogram(data, 2, 4, out=np.zeros((256, 256), np.uint64))
 
@@ -272,66 +272,145 @@ def test_sliding_entropy_dense_and_sparse(impl: str, kind: str, window: int) -> 
         rng.integers(-50, 3050, 60),  # unsorted, repeated
         np.array([], np.int64),
     ):
-        result = kernels.sliding_entropy(data, window, positions)
+        result = sliding.sliding_entropy(data, window, positions)
         assert result.shape == positions.shape
         np.testing.assert_allclose(
             result, ref.sliding_entropy(data, window, positions), rtol=0, atol=1e-9
         )
 
 
-def test_sliding_entropy_without_log_table(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Windows larger than the c*log2(c) table compute the logarithms on the fly.
-    if not kernels.NUMBA_AVAILABLE:
-        pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
-    monkeypatch.setattr(kernels, "_MAX_FLOG_TABLE", 16)
+def test_sliding_entropy_counts_beyond_the_log_table(
+    impl: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Counts past the c*log2(c) table compute the logarithms on the fly.
+    monkeypatch.setattr(sliding, "_FLOG", sliding._FLOG[:16])
+    monkeypatch.setattr(sliding, "_UP", sliding._UP[:15])
     data = make("mixed", 2000)
     positions = np.arange(0, 2000, 3)
     np.testing.assert_allclose(
-        kernels.sliding_entropy(data, 500, positions),
+        sliding.sliding_entropy(data, 500, positions),
         ref.sliding_entropy(data, 500, positions),
         rtol=0,
         atol=1e-9,
     )
 
 
-def test_sliding_entropy_long_run_stays_exact(impl: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sliding_entropy_long_run_stays_exact(impl: str) -> None:
     # Many incremental steps: the periodic exact recomputation bounds drift.
-    # (The fallback gets its real batch sizes: tiny ones would take minutes.)
-    monkeypatch.setattr(kernels, "_BLOCK", 1 << 20)
-    monkeypatch.setattr(kernels, "_WINDOWS_PER_BATCH", 2048)
     data = make("mixed", 200_000)
     positions = np.arange(0, 200_000, 1)
-    result = kernels.sliding_entropy(data, 4096, positions)
+    result = sliding.sliding_entropy(data, 4096, positions)
     check = np.arange(0, 200_000, 9973)
     np.testing.assert_allclose(
         result[check], ref.sliding_entropy(data, 4096, check), rtol=0, atol=1e-9
     )
 
 
-def test_sliding_entropy_loop_stays_in_bounds() -> None:
+def _reader(data: np.ndarray, reads: list[tuple[int, int]] | None = None):
+    def read(runs: np.ndarray, slot: int) -> np.ndarray:
+        if reads is not None:
+            reads.extend((int(a), int(b)) for a, b in runs)
+        return np.concatenate([data[a:b] for a, b in runs.tolist()])
+
+    return read
+
+
+@pytest.mark.parametrize(
+    ("window", "step"),
+    [
+        (300_000, 1000),  # windows larger than a piece, moving a little (two streams)
+        (300_000, 200_000),  # larger than a piece, moving far: read piece by piece
+        (50, 400_000),  # small and far apart: only their own bytes are read
+        (4096, 1),  # dense
+    ],
+)
+def test_sliding_windows_read_in_pieces_match_the_reference(
+    impl: str, window: int, step: int
+) -> None:
+    data = make("mixed", 1_500_000)
+    positions = np.arange(0, len(data), step)[:600]
+    lo, hi = sliding.windows_around(positions, window, len(data))
+    reads: list[tuple[int, int]] = []
+    piece = 1 << 17
+    got = sliding.sliding_entropies(_reader(data, reads), lo, hi, piece=piece)
+    check = np.arange(0, len(positions), max(1, len(positions) // 40))
+    np.testing.assert_allclose(
+        got[check], ref.sliding_entropy(data, window, positions[check]), rtol=0, atol=1e-9
+    )
+    # Bounded reads (a piece, or a piece and the gaps read through); and no
+    # byte read twice by one stream more than the windows need.
+    assert max(b - a for a, b in reads) <= piece + (16 << 10)
+    if step > window:
+        assert sum(b - a for a, b in reads) <= len(positions) * window + len(reads) * (16 << 10)
+
+
+@pytest.mark.parametrize("window", [3, 300, 5000, 200_000])
+def test_sliding_runs_cut_at_fresh_multiples_give_the_same_bits(window: int) -> None:
+    # One run, or runs cut at multiples of FRESH_EVERY (one per worker): the
+    # same floating-point results, whatever the cut.
+    data = make("mixed", 400_000)
+    positions = np.sort(np.random.default_rng(window).integers(0, len(data), 3000))
+    lo, hi = sliding.windows_around(positions, window, len(data))
+    read = _reader(data)
+    whole = sliding.sliding_entropies(read, lo, hi)
+    every = sliding.FRESH_EVERY
+    for cuts in ([0, every, 3000], [0, 7 * every, 20 * every, 3000], list(range(0, 3000, every))):
+        bounds = sorted({*cuts, 3000})
+        parts = [
+            sliding.sliding_entropies(read, lo[a:b], hi[a:b], base=a)
+            for a, b in itertools.pairwise(bounds)
+        ]
+        assert np.array_equal(np.concatenate(parts), whole)
+
+
+def test_sliding_loop_stays_in_bounds() -> None:
     # The compiled loop does no bounds checks; its plain-Python form does.
     if not kernels.NUMBA_AVAILABLE:
         pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
     data = make("mixed", 700)
     positions = np.sort(np.random.default_rng(5).integers(-50, 750, 120))
     for window in (1, 8, 64):
-        lo = np.clip(positions - window // 2, 0, len(data))
-        hi = np.clip(positions - window // 2 + window, 0, len(data))
-        c = np.arange(window + 2, dtype=np.float64)
-        flog = c * np.log2(np.where(c > 0, c, 1.0))
-        for table in (flog, np.zeros(0)):
-            out = np.zeros(len(positions))
-            kernels._nb_sliding_entropy.py_func(data, lo, hi, table, out)  # type: ignore[attr-defined]
-            np.testing.assert_allclose(
-                out, ref.sliding_entropy(data, window, positions), rtol=0, atol=1e-9
-            )
+        lo, hi = sliding.windows_around(positions, window, len(data))
+        w = sliding._Windows(_reader(data), lo, hi, 0, 1 << 17)
+        w._plan(0, len(lo))
+        lead_runs = sliding._runs(w.lead_lo, w.hi)
+        keep = w.trail_hi > w.trail_lo
+        trail_runs = sliding._runs(w.trail_lo[keep], w.trail_hi[keep])
+        lead = np.concatenate([data[a:b] for a, b, _ in lead_runs.tolist()] or [data[:0]])
+        trail = np.concatenate([data[a:b] for a, b, _ in trail_runs.tolist()] or [data[:0]])
+        out = np.zeros(len(positions))
+        sliding._nb_windows.py_func(  # type: ignore[attr-defined]
+            lo,
+            hi,
+            0,
+            len(lo),
+            0,
+            lead,
+            lead_runs,
+            trail,
+            trail_runs,
+            np.zeros(256, np.int64),
+            np.zeros(3, np.int64),
+            np.zeros(1),
+            sliding._FLOG,
+            sliding._UP,
+            out,
+        )
+        np.testing.assert_allclose(
+            out, ref.sliding_entropy(data, window, positions), rtol=0, atol=1e-9
+        )
 
 
 def test_sliding_entropy_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="window"):
-        kernels.sliding_entropy(make("random", 10), 0, [1])
+        sliding.sliding_entropy(make("random", 10), 0, [1])
     with pytest.raises(ValueError, match="positions"):
-        kernels.sliding_entropy(make("random", 10), 4, [[1]])
+        sliding.sliding_entropy(make("random", 10), 4, [[1]])
+    read = _reader(make("random", 10))
+    with pytest.raises(ValueError, match="sorted"):
+        sliding.sliding_entropies(read, [3, 2], [5, 6])
+    with pytest.raises(ValueError, match="piece"):
+        sliding.sliding_entropies(read, [0], [5], piece=1024)
 
 
 # --------------------------------------------------------------------------
@@ -480,6 +559,39 @@ def test_ent_partial_pack_round_trip() -> None:
         assert kernels.EntPartial.from_array(packed) == partial
     with pytest.raises(ValueError, match="276"):
         kernels.EntPartial.from_array(np.zeros(5, np.uint64))
+
+
+@hypothesis_settings
+@given(data=st.binary(max_size=300), piece=st.integers(1, 40))
+def test_ent_accumulator_over_pieces_with_look_ahead(impl: str, data: bytes, piece: int) -> None:
+    # Pieces given with the 5 bytes after them (as sources read them): the
+    # same partial as the whole run at once, each byte counted once.
+    acc = kernels.EntAccumulator()
+    buf = np.frombuffer(data, np.uint8)
+    for lo in range(0, len(buf), piece):
+        hi = min(len(buf), lo + piece)
+        acc.add(buf[lo : min(len(buf), hi + 5)], hi - lo)
+    assert acc.partial() == kernels.ent_partial(buf)
+    with pytest.raises(ValueError, match="count"):
+        acc.add(buf[:3], 4)
+
+
+def test_byte_histogram_adds_into_out(impl: str) -> None:
+    data = make("mixed", 10_000)
+    out = kernels.byte_histogram(data[:4000])
+    assert kernels.byte_histogram(data[4000:], out=out) is out
+    np.testing.assert_array_equal(out, ref.byte_histogram(data))
+    with pytest.raises(ValueError, match="out"):
+        kernels.byte_histogram(data, out=np.zeros(255, np.uint64))
+
+
+@pytest.mark.parametrize(("n", "bits"), [(2, 8), (3, 7)])
+def test_ngrams_count_into_a_uint32_table(impl: str, n: int, bits: int) -> None:
+    data = make("mixed", 20_000)
+    table = np.zeros((1 << bits,) * n, np.uint32)
+    kernels.ngram_histogram(data[: 10_000 + n - 1], n, bits, 10_000, out=table)
+    kernels.ngram_histogram(data[10_000:], n, bits, out=table)
+    np.testing.assert_array_equal(table, ref.ngram_histogram(data, n, bits))
 
 
 ENT = shutil.which("ent")

@@ -1,4 +1,4 @@
-"""Opening sources: checks, maps, ranges and file ids."""
+"""Opening sources: checks, reads, ranges and file ids."""
 
 from __future__ import annotations
 
@@ -24,33 +24,85 @@ def data_file(tmp_path: Path) -> Path:
     return path
 
 
-def test_open_and_view(data_file: Path) -> None:
+def test_open_and_read(data_file: Path) -> None:
     content = data_file.read_bytes()
     with open_source(data_file) as source:
         assert isinstance(source, Source)
         assert source.size == len(content)
         assert source.path == os.path.realpath(data_file)
-        view = source.view(3, 1001)
-        assert view.dtype == np.uint8
-        assert view.tobytes() == content[3:1001]
-        assert not view.flags.writeable
-        # zero-copy: two views of the same bytes share memory
-        assert np.shares_memory(view, source.view(500, 600))
-        assert source.view(len(content), len(content)).size == 0
+        data = source.read(3, 1001)
+        assert data.dtype == np.uint8
+        assert data.tobytes() == content[3:1001]
+        buf = np.zeros(2000, np.uint8)
+        into = source.read(10, 20, buf)
+        assert into.tobytes() == content[10:20]
+        assert np.shares_memory(into, buf)
+        assert source.read(len(content), len(content)).size == 0
         with pytest.raises(ValueError, match="not within"):
-            source.view(0, len(content) + 1)
+            source.read(0, len(content) + 1)
         with pytest.raises(ValueError, match="not within"):
-            source.view(5, 4)
+            source.read(5, 4)
+        with pytest.raises(ValueError, match="fewer"):
+            source.read(0, 100, np.zeros(10, np.uint8))
     with pytest.raises(ValueError, match="closed"):
-        source.view(0, 1)
-
-
-def test_views_outlive_close(data_file: Path) -> None:
-    source = open_source(data_file)
-    view = source.view(0, 10)
-    source.close()
+        source.read(0, 1)
     source.close()  # idempotent
-    assert view.tobytes() == data_file.read_bytes()[:10]
+
+
+@pytest.mark.parametrize(("piece", "after"), [(1, 0), (7, 2), (1000, 5), (1 << 20, 0)])
+def test_pieces_cover_the_range_with_look_ahead(data_file: Path, piece: int, after: int) -> None:
+    content = data_file.read_bytes()
+    with open_source(data_file) as source:
+        start, stop = 5, len(content) - 3
+        got = [
+            (lo, hi, data.tobytes())
+            for lo, hi, data in source.pieces(start, stop, piece=piece, after=after)
+        ]
+    assert [lo for lo, _, _ in got] == list(range(start, stop, piece))
+    assert got[-1][1] == stop
+    for lo, hi, data in got:
+        # Each piece with the bytes after it, within the file (past the range too).
+        assert data == content[lo : min(hi + after, len(content))]
+
+
+def test_a_file_truncated_between_reads_is_a_request_error(tmp_path: Path) -> None:
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(bytes(range(256)) * 4096)  # 1 MiB
+    with open_source(path) as source:
+        assert source.read(0, 10).tobytes() == bytes(range(10))
+        source.check_unchanged()
+        os.truncate(path, 1000)
+        with pytest.raises(RequestError, match="changed while it was read"):
+            source.read(0, 2000)
+        with pytest.raises(RequestError, match="changed while it was read"):
+            source.gather([(10, 20), (5000, 6000)])
+        with pytest.raises(RequestError, match="changed while it was read"):
+            list(source.pieces(0, source.size, piece=4096))
+        # Bytes still there read fine, but the file is not the one opened.
+        assert source.read(0, 10).tobytes() == bytes(range(10))
+        with pytest.raises(RequestError, match="changed while it was read"):
+            source.check_unchanged()
+
+
+def test_a_file_rewritten_in_place_fails_the_check(tmp_path: Path) -> None:
+    path = tmp_path / "rewritten.bin"
+    path.write_bytes(b"a" * 5000)
+    with open_source(path) as source:
+        st = path.stat()
+        with open(path, "r+b") as f:  # same size, new bytes, a later mtime
+            f.write(b"b" * 100)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+        with pytest.raises(RequestError, match="changed while it was read"):
+            source.check_unchanged()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs Linux's /proc")
+def test_sources_are_never_memory_mapped(data_file: Path) -> None:
+    # A mapped file truncated under a reader kills the process with SIGBUS.
+    with open_source(data_file) as source:
+        source.read(0, 100)
+        with open("/proc/self/maps") as maps:
+            assert source.path not in maps.read()
 
 
 def test_empty_file(tmp_path: Path) -> None:
@@ -58,8 +110,8 @@ def test_empty_file(tmp_path: Path) -> None:
     path.write_bytes(b"")
     with open_source(path) as source:
         assert source.size == 0
-        assert source.view(0, 0).size == 0
-        assert source.view(0, 0).dtype == np.uint8
+        assert source.read(0, 0).size == 0
+        assert source.read(0, 0).dtype == np.uint8
 
 
 def test_missing_file(tmp_path: Path) -> None:

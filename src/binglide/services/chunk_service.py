@@ -18,9 +18,10 @@ from ..cachefs import ChunkKey, aligned_blocks
 from ..errors import RequestError
 from ..report import Report
 from ..service import Service
-from .common import run_kernel, source_id
+from .common import source_id
 from .resources import Resource, resource_from_name
-from .sources import Source, open_source
+from .sources import Source, changed_error, open_source
+from .threads import run_kernel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -43,16 +44,23 @@ def compute_chunk(
     levels: Sequence[int],
     store: ChunkStore | None,
 ) -> Array:
-    """Compute ``[start, stop)``, storing the aligned blocks of `levels` inside it (blocking)."""
+    """Compute ``[start, stop)``, storing the aligned blocks of `levels` inside it (blocking).
+
+    Raises:
+        RequestError: the file changed while it was read (nothing is stored then).
+    """
     # A level larger than the chunk still has a block here when the chunk is
     # the file's cut last block (aligned_blocks finds it).
     levels = sorted(set(levels))
-    source.prefetch(start, stop)
     if not levels or store is None:
-        return resource.compute(source, start, stop)
+        result = resource.compute(source, start, stop)
+        source.check_unchanged()
+        return result
     finest = levels[0]
     edges = sorted({start, stop, *range(-(-start // finest) * finest, stop, finest)})
     pieces = {a: (b, resource.compute(source, a, b)) for a, b in itertools.pairwise(edges)}
+    # Nothing read from a file that changed meanwhile may be stored.
+    source.check_unchanged()
     for level in levels:
         for a, b in aligned_blocks(start, stop, level, end=source.size):
             inside = [pieces[s][1] for s in edges[:-1] if a <= s < b]
@@ -88,13 +96,13 @@ class ChunkService(Service):
                 yield Report(cached, meta={"cached": True})
                 return
         with open_source(path, roots=ctx.settings.roots) as source:
+            if await run_kernel(source_id, source) != fid:
+                # Never mix two versions of a file in one answer, or in the cache.
+                raise changed_error(path)
             if not 0 <= start <= stop <= source.size:
                 raise RequestError(
                     f"chunk [{start}, {stop}) is outside {path} ({source.size} bytes)"
                 )
-            if source_id(source.path) != fid:
-                # Never mix two versions of a file in one answer, or in the cache.
-                raise RequestError(f"{path} changed while it was being analysed; ask again")
             result = await run_kernel(
                 compute_chunk, resource, source, fid, start, stop, levels, store
             )

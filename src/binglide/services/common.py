@@ -13,16 +13,15 @@ Every malformed part is a `RequestError` that says what was expected.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import anyio
-import anyio.to_thread
 import attrs
 
 from ..errors import RequestError
-from .sources import Source, file_identity, open_source, resolve_range
+from .sources import Source, open_source, resolve_range
 
 __all__ = (
     "CachePolicy",
@@ -34,11 +33,8 @@ __all__ = (
     "option_choice",
     "option_int",
     "parse_body",
-    "run_kernel",
     "source_id",
 )
-
-T = TypeVar("T")
 
 
 @attrs.frozen
@@ -201,8 +197,7 @@ def opened(item: Input, *, roots: tuple[str, ...] | None) -> Iterator[Opened]:
     source = open_source(item.source, roots=roots)
     try:
         start, stop = resolve_range(source.size, item.start, item.stop)
-        fid = source_id(source.path)
-        yield Opened(source, start, stop, fid)
+        yield Opened(source, start, stop, source_id(source))
     finally:
         source.close()
 
@@ -210,30 +205,25 @@ def opened(item: Input, *, roots: tuple[str, ...] | None) -> Iterator[Opened]:
 _content_ids: dict[tuple[str, int, int, int, int], str] = {}
 
 
-def source_id(path: str) -> str:
-    """Return the file id naming `path`'s cache entries.
+def source_id(source: Source) -> str:
+    """Return the file id naming the cache entries of the version `source` opened.
 
-    rsync-style: the stat quick check by default; with ``BINGLIDE_FILE_ID=content``
-    a hash of the bytes (computed once per file version and process), so that
-    identical files share entries across paths and machines.
+    rsync-style: the stat quick check by default (of the open file, so that it
+    names the bytes read, whatever the path names by now); with
+    ``BINGLIDE_FILE_ID=content`` a hash of the bytes (computed once per file
+    version and process), so that identical files share entries across paths
+    and machines.
+
+    Raises:
+        RequestError: the file changed while it was hashed.
     """
     if os.environ.get("BINGLIDE_FILE_ID") != "content":
-        return file_identity(path)
-    st = os.stat(path)
-    version = (path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        return source.version.stat_id()
+    version = (source.path, *source.version)
     fid = _content_ids.get(version)
     if fid is None:
-        fid = _content_ids[version] = file_identity(path, mode="content")
+        fid = _content_ids[version] = source.content_id()
     return fid
-
-
-async def run_kernel(fn: Callable[..., T], *args: Any) -> T:
-    """Run a kernel in a worker thread; the kernels release the GIL, so threads use every core.
-
-    On cancellation the caller returns at once; the thread finishes its chunk
-    and its result is dropped.
-    """
-    return await anyio.to_thread.run_sync(fn, *args, abandon_on_cancel=True)
 
 
 class RateLimit:

@@ -27,8 +27,9 @@ import numpy as np
 
 from ..cachefs import ChunkKey, aligned_blocks, commit_levels, find_cover
 from ..report import Report
-from .common import Opened, Parsed, RateLimit, run_kernel
+from .common import Opened, Parsed, RateLimit
 from .planning import plan_chunks, sample_runs
+from .threads import run_kernel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -102,6 +103,7 @@ def _sample(resource: Resource, op: Opened, gaps: Sequence[tuple[int, int]]) -> 
             else:
                 total = resource.compute_into(total, op.source, lo, hi)
             read += hi - lo
+    op.source.check_unchanged()  # an estimate of one version, or none
     return (total if total is not None else resource.merge([])), read
 
 
@@ -211,11 +213,17 @@ async def run_chunked(
         acc.add(a, b, array, cached=True)
     covered = acc.bytes
 
-    async def exact() -> Progress:
-        await run_kernel(acc.commit_ordered)
+    def finish() -> Array:
         merged = acc.merged()
-        data = await run_kernel(resource.finish, op.source, op.start, op.stop, merged)
-        return Progress(data, 1.0, 1.0)
+        data = resource.finish(op.source, op.start, op.stop, merged)
+        # Every part is of the version `op.fid` names (chunk workers check
+        # theirs); the bytes read here too, before anything is committed.
+        op.source.check_unchanged()
+        acc.commit_ordered()
+        return data
+
+    async def exact() -> Progress:
+        return Progress(await run_kernel(finish), 1.0, 1.0)
 
     if not gaps:
         yield await exact()

@@ -1,8 +1,9 @@
 """Compute kernels over byte arrays: histograms, n-grams, entropy, diffs, ``ent``.
 
-Every kernel takes a 1-D ``uint8`` array (usually a zero-copy slice of a
-memory-mapped file, see `binglide.services.sources`) and returns a small numpy
-result. They are pure functions of their inputs, so a chunk's result can be
+Every kernel takes a 1-D ``uint8`` array (usually a piece of a file read into
+a reused buffer, see `binglide.services.sources`) and returns a small numpy
+result, or adds into one given (``out=``), so that a range is counted piece
+by piece. They are pure functions of their inputs, so a chunk's result can be
 cached and re-computed anywhere.
 
 Two implementations of each loop live here:
@@ -33,8 +34,10 @@ import numpy.typing as npt
 __all__ = (
     "NUMBA_AVAILABLE",
     "UNDEFINED_CORRELATION",
+    "EntAccumulator",
     "EntPartial",
     "EntStats",
+    "as_bytes",
     "byte_histogram",
     "decimate",
     "diff_counts",
@@ -42,14 +45,15 @@ __all__ = (
     "ent_merge",
     "ent_partial",
     "entropy_of_counts",
+    "jit",
     "ngram_histogram",
     "segment_entropies",
     "segment_histograms",
-    "sliding_entropy",
 )
 
 U8Array = npt.NDArray[np.uint8]
 U64Array = npt.NDArray[np.uint64]
+UIntArray = npt.NDArray[np.unsignedinteger[Any]]
 I64Array = npt.NDArray[np.int64]
 F64Array = npt.NDArray[np.float64]
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -76,6 +80,10 @@ except ImportError:
 
     NUMBA_AVAILABLE = False  # type: ignore[misc]  # one of two import-time branches
 
+#: Compile a kernel loop with numba (``njit(nogil=True, cache=True)``), or
+#: leave it plain Python when numba is missing or disabled.
+jit = _jit
+
 # Read at call time, so that tests can run both paths in one process.
 _use_numba: bool = NUMBA_AVAILABLE
 
@@ -84,14 +92,13 @@ _use_numba: bool = NUMBA_AVAILABLE
 #: last-level cache and never amount to a copy of a large input.
 _BLOCK: Final = 1 << 20
 
-_ONE: Final = np.uint64(1)
 #: ent's Monte Carlo circle: two 24-bit coordinates, inside when
 #: x*x + y*y <= (2**24 - 1) ** 2 (ent's ``incirc``).
 _MONTE_BYTES: Final = 6
 _INCIRC: Final = ((1 << 24) - 1) ** 2
 
 
-def _as_bytes(buf: Any, name: str = "buf") -> U8Array:
+def as_bytes(buf: Any, name: str = "buf") -> U8Array:
     """Return ``buf`` as a 1-D uint8 ndarray without copying it."""
     if isinstance(buf, np.ndarray):
         if buf.dtype != np.uint8 or buf.ndim != 1:
@@ -156,25 +163,34 @@ def _np_hist_into(buf: U8Array, out: I64Array) -> None:
         out += np.bincount(buf[s : s + _BLOCK], minlength=256)
 
 
-def byte_histogram(buf: Any) -> U64Array:
+def byte_histogram(buf: Any, *, out: U64Array | None = None) -> U64Array:
     """Count the occurrences of each byte value.
 
     Args:
         buf: a 1-D uint8 array (or any bytes-like object).
+        out: a ``(256,)`` uint64 array to add the counts into (to count a
+            range piece by piece); default a new zeroed one.
 
     Returns:
-        A ``(256,)`` uint64 array: entry ``v`` is the number of bytes equal to ``v``.
+        A ``(256,)`` uint64 array: entry ``v`` is the number of bytes equal to
+        ``v`` (plus what `out` held).
 
     Raises:
-        ValueError: ``buf`` is an array of another dtype or shape.
+        ValueError: ``buf`` is an array of another dtype or shape, or ``out``
+            is not a ``(256,)`` uint64 array.
     """
-    data = _as_bytes(buf)
-    out = np.zeros(256, np.int64)
+    data = as_bytes(buf)
+    if out is None:
+        out = np.zeros(256, np.uint64)
+    elif out.dtype != np.uint64 or out.shape != (256,) or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a (256,) uint64 array, not {out.dtype} {out.shape}")
+    # The counts never come near 2**63: the same bits as int64 counters.
+    counts = out.view(np.int64)
     if _use_numba:
-        _nb_hist_into(data, 0, data.shape[0], out)
+        _nb_hist_into(data, 0, data.shape[0], counts)
     else:
-        _np_hist_into(data, out)
-    return out.view(np.uint64)
+        _np_hist_into(data, counts)
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -200,7 +216,7 @@ _NGRAM_SLICE: Final = 1 << 31
 
 
 @_jit
-def _nb_ngrams(buf: U8Array, n: int, bits: int, count: int, out: U64Array) -> None:
+def _nb_ngrams(buf: U8Array, n: int, bits: int, count: int, out: UIntArray) -> None:
     size = out.shape[0]
     if size > 1 << 16 and count < 4 * size:
         # Clearing and flushing a big scratch table would cost more than the
@@ -219,7 +235,7 @@ def _nb_ngrams(buf: U8Array, n: int, bits: int, count: int, out: U64Array) -> No
             out[j] += np.uint64(scratch[j])
 
 
-def _np_ngrams(buf: U8Array, n: int, bits: int, count: int, out: U64Array) -> None:
+def _np_ngrams(buf: U8Array, n: int, bits: int, count: int, out: Any) -> None:
     shift = 8 - bits
     small = out.shape[0] <= 1 << 16
     for s in range(0, count, _BLOCK):
@@ -229,11 +245,11 @@ def _np_ngrams(buf: U8Array, n: int, bits: int, count: int, out: U64Array) -> No
             idx <<= bits
             idx |= buf[s + k : s + k + m] >> shift
         if small:
-            out += np.bincount(idx, minlength=out.shape[0]).astype(np.uint64)
+            out += np.bincount(idx, minlength=out.shape[0]).astype(out.dtype)
         else:
             # A bincount of a 2**24 table per block would allocate 128 MiB a
             # time; numpy >= 1.25 made ufunc.at fast enough for a fallback.
-            np.add.at(out, idx, _ONE)
+            np.add.at(out, idx, out.dtype.type(1))
 
 
 def ngram_histogram(
@@ -242,8 +258,8 @@ def ngram_histogram(
     bits: int,
     count: int | None = None,
     *,
-    out: U64Array | None = None,
-) -> U64Array:
+    out: UIntArray | None = None,
+) -> UIntArray:
     """Count the n-grams of ``buf``, each byte reduced to its top ``bits`` bits.
 
     The n-gram starting at offset ``i`` is ``(buf[i] >> (8-bits), ...,
@@ -259,9 +275,12 @@ def ngram_histogram(
         bits: how many top bits of each byte to keep, 1 to 8.
         count: how many n-grams to count, those starting at offsets
             ``0 .. count-1``; default all of them, ``max(0, len(buf) - n + 1)``.
-        out: a C-contiguous uint64 table of shape ``(2**bits,) * n`` to add the
+        out: a C-contiguous table of shape ``(2**bits,) * n`` to add the
             counts into (so a worker accumulates many chunks in one table);
-            default a new zeroed table.
+            default a new zeroed uint64 table. A uint32 table is counted
+            into straight (the caller keeps its counts below ``2**32``): it
+            halves the cache footprint of large tables (trigrams), which is
+            what bounds this loop, when many pieces are counted into one.
 
     Returns:
         The table, of shape ``(2**bits,) * n``: ``out`` itself when given.
@@ -270,7 +289,7 @@ def ngram_histogram(
         ValueError: ``n``, ``bits``, ``count`` or ``out`` are out of range, or
             ``buf`` is not a 1-D uint8 array.
     """
-    data = _as_bytes(buf)
+    data = as_bytes(buf)
     if n not in (2, 3):
         raise ValueError(f"n must be 2 or 3, not {n!r}")
     if not 1 <= bits <= 8:
@@ -286,14 +305,18 @@ def ngram_histogram(
     shape = (1 << bits,) * n
     if out is None:
         out = np.zeros(shape, np.uint64)
-    elif out.dtype != np.uint64 or out.shape != shape or not out.flags.c_contiguous:
+    elif (
+        out.dtype not in (np.uint64, np.uint32) or out.shape != shape or not out.flags.c_contiguous
+    ):
         raise ValueError(
-            f"out must be a C-contiguous uint64 array of shape {shape},"
+            f"out must be a C-contiguous uint64 or uint32 array of shape {shape},"
             f" not {out.dtype} {out.shape}"
         )
     flat = out.reshape(-1)
     if count:
-        if _use_numba:
+        if _use_numba and flat.dtype == np.uint32:
+            _nb_ngram_loop(data, n, bits, 0, count, flat)
+        elif _use_numba:
             _nb_ngrams(data, n, bits, count, flat)
         else:
             _np_ngrams(data, n, bits, count, flat)
@@ -350,7 +373,7 @@ def segment_histograms(buf: Any, edges: Any) -> U64Array:
         ValueError: ``edges`` are unsorted or out of range, or ``buf`` is not a
             1-D uint8 array.
     """
-    data = _as_bytes(buf)
+    data = as_bytes(buf)
     e = _as_edges(edges, data.shape[0])
     out = np.zeros((e.shape[0] - 1, 256), np.int64)
     if out.shape[0]:
@@ -404,7 +427,7 @@ def segment_entropies(buf: Any, edges: Any) -> F64Array:
     Raises:
         ValueError: ``edges`` are unsorted or out of range, or ``buf`` is not bytes.
     """
-    data = _as_bytes(buf)
+    data = as_bytes(buf)
     e = _as_edges(edges, data.shape[0])
     out = np.zeros(e.shape[0] - 1, np.float64)
     if not out.shape[0]:
@@ -450,139 +473,6 @@ def entropy_of_counts(counts: Any) -> F64Array:
         p = np.where(total > 0, c / total, 0.0)
         terms = np.where(p > 0, -p * np.log2(np.where(p > 0, p, 1.0)), 0.0)
     result: F64Array = terms.sum(axis=-1)
-    return result
-
-
-@_jit
-def _nb_sliding_entropy(
-    buf: U8Array, lo: I64Array, hi: I64Array, flog: F64Array, out: F64Array
-) -> None:
-    # S = sum(c * log2(c)) over the bins of the current window; the entropy of
-    # N bytes is log2(N) - S/N. Moving the window updates S by the few bins
-    # that change, and S is recomputed from the counts every so often so that
-    # rounding errors cannot pile up.
-    use_table = flog.shape[0] > 0
-    counts = np.zeros(256, np.int64)
-    cur_lo = 0
-    cur_hi = 0
-    s = 0.0
-    updates = 0
-    for k in range(lo.shape[0]):
-        a = lo[k]
-        b = hi[k]
-        if a >= cur_hi or (a - cur_lo) + (b - cur_hi) > b - a:
-            counts[:] = 0
-            _nb_hist_into(buf, a, b, counts)
-            updates = 1 << 30  # force the exact recomputation below
-        else:
-            # Remove before adding: a count then never exceeds the window, the
-            # length of the c*log2(c) table (a >= cur_hi was recounted above).
-            for i in range(cur_lo, a):
-                c = counts[buf[i]]
-                if use_table:
-                    s += flog[c - 1] - flog[c]
-                else:
-                    s += ((c - 1) * math.log2(c - 1) if c > 1 else 0.0) - c * math.log2(c)
-                counts[buf[i]] = c - 1
-            for i in range(cur_hi, b):
-                c = counts[buf[i]]
-                if use_table:
-                    s += flog[c + 1] - flog[c]
-                else:
-                    s += (c + 1) * math.log2(c + 1) - (c * math.log2(c) if c else 0.0)
-                counts[buf[i]] = c + 1
-            updates += (b - cur_hi) + (a - cur_lo)
-        if updates > 1 << 16:
-            s = 0.0
-            for v in range(256):
-                c = counts[v]
-                if c > 1:
-                    s += flog[c] if use_table else c * math.log2(c)
-            updates = 0
-        cur_lo = a
-        cur_hi = b
-        width = b - a
-        if width > 0:
-            h = math.log2(width) - s / width
-            out[k] = min(8.0, max(0.0, h))
-        else:
-            out[k] = 0.0
-
-
-#: Windows per batch in the numpy fallback of sliding_entropy (bounds its
-#: (windows, 256) count tables).
-_WINDOWS_PER_BATCH: Final = 2048
-#: The numba path tabulates c*log2(c) up to the window size when it is at most this.
-_MAX_FLOG_TABLE: Final = 1 << 22
-
-
-def _np_sliding_entropy(buf: U8Array, lo: I64Array, hi: I64Array, out: F64Array) -> None:
-    # Windows are sorted; group them into runs whose union is contiguous, and
-    # count each run once as the histograms of the segments between all of its
-    # window edges, so that every byte is read about once, never per window.
-    m = lo.shape[0]
-    breaks = np.flatnonzero(lo[1:] > hi[:-1]) + 1
-    bounds = [0, *breaks.tolist(), m]
-    for g in range(len(bounds) - 1):
-        for s in range(bounds[g], bounds[g + 1], _WINDOWS_PER_BATCH):
-            e = min(s + _WINDOWS_PER_BATCH, bounds[g + 1])
-            pts = np.unique(np.concatenate([lo[s:e], hi[s:e]]))
-            seg = np.zeros((pts.shape[0] - 1, 256), np.int64)
-            if seg.shape[0]:
-                _np_segment_hists(buf, pts, seg)
-            prefix = np.zeros((pts.shape[0], 256), np.int64)
-            np.cumsum(seg, axis=0, out=prefix[1:])
-            counts = prefix[np.searchsorted(pts, hi[s:e])] - prefix[np.searchsorted(pts, lo[s:e])]
-            out[s:e] = entropy_of_counts(counts)
-
-
-def sliding_entropy(buf: Any, window: int, positions: Any) -> F64Array:
-    """Return the entropy of the window around each position, in bits per byte.
-
-    The window of position ``p`` is ``[p - window//2, p - window//2 + window)``
-    clipped to ``[0, len(buf))``; an empty window has entropy 0. Nearby
-    windows share their counts (each step only adds and removes the bytes that
-    differ), so dense positions cost about one pass over the bytes.
-
-    Args:
-        buf: a 1-D uint8 array (or any bytes-like object).
-        window: the window length in bytes, at least 1.
-        positions: the window centres, int64 offsets in any order (they may lie
-            outside the buffer).
-
-    Returns:
-        A float64 array, one entropy (0 to 8) per position, in the given order.
-
-    Raises:
-        ValueError: ``window`` is less than 1, ``positions`` is not 1-D, or
-            ``buf`` is not a 1-D uint8 array.
-    """
-    data = _as_bytes(buf)
-    if window < 1:
-        raise ValueError(f"window must be at least 1 byte, not {window}")
-    pos = np.asarray(positions, dtype=np.int64)
-    if pos.ndim != 1:
-        raise ValueError("positions must be a 1-D sequence of offsets")
-    result = np.zeros(pos.shape[0], np.float64)
-    if pos.shape[0] == 0:
-        return result
-    order = np.argsort(pos, kind="stable")
-    sorted_pos = pos[order]
-    size = data.shape[0]
-    lo = np.clip(sorted_pos - window // 2, 0, size)
-    hi = np.clip(sorted_pos - window // 2 + window, 0, size)
-    out = np.zeros(pos.shape[0], np.float64)
-    if _use_numba:
-        longest = min(window, size)
-        if longest <= _MAX_FLOG_TABLE:
-            c = np.arange(longest + 2, dtype=np.float64)
-            flog = c * np.log2(np.where(c > 0, c, 1.0))
-        else:
-            flog = np.zeros(0, np.float64)
-        _nb_sliding_entropy(data, lo, hi, flog, out)
-    else:
-        _np_sliding_entropy(data, lo, hi, out)
-    result[order] = out
     return result
 
 
@@ -644,8 +534,8 @@ def diff_counts(a: Any, b: Any, edges: Any) -> I64Array:
         ValueError: the lengths differ, ``edges`` are unsorted or out of range,
             or an input is not a 1-D uint8 array.
     """
-    x = _as_bytes(a, "a")
-    y = _as_bytes(b, "b")
+    x = as_bytes(a, "a")
+    y = as_bytes(b, "b")
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"a and b must have the same length, not {x.shape[0]} and {y.shape[0]}")
     e = _as_edges(edges, x.shape[0])
@@ -714,15 +604,16 @@ def _nb_hit(buf: U8Array, t: int) -> int:
 
 
 @_jit
-def _nb_ent_scan(buf: U8Array, inside: I64Array) -> int:
+def _nb_ent_scan(buf: U8Array, count: int, phase: int, inside: I64Array) -> int:
     # The sum of adjacent products, and for every offset t the 6-byte Monte
-    # Carlo group starting there, tallied by t mod 6 (a partial does not know
-    # where in the stream it lies).
+    # Carlo group starting there, tallied by (phase + t) mod 6 (a partial
+    # does not know where in the stream it lies), for t < count: the bytes
+    # from count on are look-ahead (the next piece's first bytes).
     n = buf.shape[0]
     pairs = 0
-    for i in range(n - 1):
+    for i in range(min(count, n - 1)):
         pairs += int(buf[i]) * int(buf[i + 1])
-    starts = n - _MONTE_BYTES + 1
+    starts = min(count, n - _MONTE_BYTES + 1)
     # Six starts per iteration, one register counter per residue: a counter
     # indexed by t % 6 in memory, or a branch on the (random) hit, runs
     # several times slower.
@@ -736,34 +627,34 @@ def _nb_ent_scan(buf: U8Array, inside: I64Array) -> int:
         a4 += _nb_hit(buf, t + 4)
         a5 += _nb_hit(buf, t + 5)
         t += 6
-    inside[0] += a0
-    inside[1] += a1
-    inside[2] += a2
-    inside[3] += a3
-    inside[4] += a4
-    inside[5] += a5
+    inside[phase % 6] += a0
+    inside[(phase + 1) % 6] += a1
+    inside[(phase + 2) % 6] += a2
+    inside[(phase + 3) % 6] += a3
+    inside[(phase + 4) % 6] += a4
+    inside[(phase + 5) % 6] += a5
     while t < starts:
-        inside[t % 6] += _nb_hit(buf, t)
+        inside[(phase + t) % 6] += _nb_hit(buf, t)
         t += 1
     return pairs
 
 
-def _np_ent_scan(buf: U8Array, inside: I64Array) -> int:
+def _np_ent_scan(buf: U8Array, count: int, phase: int, inside: I64Array) -> int:
     n = buf.shape[0]
     pairs = 0
-    for s in range(0, n, _BLOCK):
-        e = min(s + _BLOCK, n)
+    for s in range(0, count, _BLOCK):
+        e = min(s + _BLOCK, count)
         a = buf[s : min(e + _MONTE_BYTES - 1, n)].astype(np.int64)
-        if e - s > 1 or a.shape[0] > 1:
-            m = min(e - s, a.shape[0] - 1)
+        m = min(e - s, a.shape[0] - 1)  # pairs starting in [s, s + m)
+        if m > 0:
             pairs += int(np.dot(a[:m], a[1 : m + 1]))
-        groups = a.shape[0] - _MONTE_BYTES + 1  # groups starting in [s, s+groups)
+        groups = min(e - s, a.shape[0] - _MONTE_BYTES + 1)  # groups starting in [s, s+groups)
         if groups > 0:
             x = (a[:groups] << 16) | (a[1 : groups + 1] << 8) | a[2 : groups + 2]
             y = (a[3 : groups + 3] << 16) | (a[4 : groups + 4] << 8) | a[5 : groups + 5]
             hit = x * x + y * y <= _INCIRC
             for p in range(_MONTE_BYTES):
-                first = (p - s) % _MONTE_BYTES
+                first = (p - phase - s) % _MONTE_BYTES
                 inside[p] += int(np.count_nonzero(hit[first::_MONTE_BYTES]))
     return pairs
 
@@ -845,6 +736,62 @@ class EntPartial:
         )
 
 
+class EntAccumulator:
+    """Build the `EntPartial` of a run of bytes given piece by piece, in order.
+
+    The partial is the same as `ent_partial` of the whole run, with each byte
+    read once (no merge per piece).
+    """
+
+    def __init__(self) -> None:
+        self._size = 0
+        self._counts = np.zeros(256, np.uint64)
+        self._pairs = 0
+        self._inside = np.zeros(_MONTE_BYTES, np.int64)
+        self._head = b""
+        self._tail = b""
+
+    def add(self, buf: Any, count: int | None = None) -> None:
+        """Add the first `count` bytes of `buf` (default all) to the run.
+
+        The bytes of `buf` after the first `count` are look-ahead: the next
+        bytes of the run (up to 5 are used), given again in the next piece.
+        Without them the pairs and Monte Carlo groups across the boundary
+        are lost, so pass them unless the run ends here.
+
+        Raises:
+            ValueError: ``count`` is not within ``[0, len(buf)]``, or ``buf`` is not bytes.
+        """
+        data = as_bytes(buf)
+        if count is None:
+            count = data.shape[0]
+        elif not 0 <= count <= data.shape[0]:
+            raise ValueError(f"count must be within [0, {data.shape[0]}], not {count}")
+        if not count:
+            return
+        data = data[: count + _MONTE_BYTES - 1]
+        piece = data[:count]
+        byte_histogram(piece, out=self._counts)
+        phase = self._size % _MONTE_BYTES
+        scan = _nb_ent_scan if _use_numba else _np_ent_scan
+        self._pairs += int(scan(data, count, phase, self._inside))
+        if len(self._head) < 5:
+            self._head += piece[: 5 - len(self._head)].tobytes()
+        self._tail = (self._tail + piece[-5:].tobytes())[-5:]
+        self._size += count
+
+    def partial(self) -> EntPartial:
+        """Return the partial of the bytes added so far."""
+        return EntPartial(
+            size=self._size,
+            counts=tuple(int(v) for v in self._counts.tolist()),
+            pair_sum=self._pairs,
+            head=self._head,
+            tail=self._tail,
+            inside=tuple(int(v) for v in self._inside.tolist()),
+        )
+
+
 def ent_partial(buf: Any) -> EntPartial:
     """Compute the mergeable ``ent`` statistics of a run of bytes.
 
@@ -858,18 +805,9 @@ def ent_partial(buf: Any) -> EntPartial:
     Raises:
         ValueError: ``buf`` is an array of another dtype or shape.
     """
-    data = _as_bytes(buf)
-    counts = byte_histogram(data)
-    inside = np.zeros(_MONTE_BYTES, np.int64)
-    pairs = _nb_ent_scan(data, inside) if _use_numba else _np_ent_scan(data, inside)
-    return EntPartial(
-        size=int(data.shape[0]),
-        counts=tuple(int(v) for v in counts.tolist()),
-        pair_sum=int(pairs),
-        head=data[:5].tobytes(),
-        tail=data[max(0, data.shape[0] - 5) :].tobytes(),
-        inside=tuple(int(v) for v in inside.tolist()),
-    )
+    acc = EntAccumulator()
+    acc.add(buf)
+    return acc.partial()
 
 
 def ent_merge(left: EntPartial, right: EntPartial) -> EntPartial:

@@ -1,14 +1,16 @@
 """``entropy`` and ``diff``: profiles along a range, progressive.
 
-Both cut the range into points, answer first from a small sample of every
-point, then fan runs of points out to the ``segments`` service and refine the
-answer as runs finish; the last answer is exact.
+Both place points along the range (segments of it, or a window around the
+middle of each segment for sliding entropy), answer first from a small
+sample of the points, then fan runs of points out to the ``segments``
+service and refine the answer as runs finish; the last answer is exact.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import anyio
 import numpy as np
@@ -25,10 +27,11 @@ from .common import (
     option_choice,
     option_int,
     parse_body,
-    run_kernel,
 )
 from .engine import chunk_size_for, sample_budget
 from .segments import point_edges, split_runs
+from .sliding import FRESH_EVERY, windows_around
+from .threads import run_kernel
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -42,22 +45,22 @@ __all__ = ("DiffService", "EntropyService")
 Array = np.ndarray[Any, Any]
 
 #: The most points a profile may have (a float64 each).
-MAX_POINTS = 1 << 24
+MAX_POINTS: Final = 1 << 24
 #: Above this many points, the first estimate samples every k-th point only.
-_SAMPLED_POINTS = 1 << 10
+_SAMPLED_POINTS: Final = 1 << 10
 
 
-def _sample_points(edges: Array, budget: int) -> list[tuple[int, int, int]]:
-    """Return ``(point, lo, hi)``: a run from the middle of (at most ~1024 of) the points."""
-    points = len(edges) - 1
+def _sample_points(lo: Array, hi: Array, budget: int) -> list[tuple[int, int, int]]:
+    """Return ``(point, a, b)``: a run from the middle of (at most ~1024 of) the points' spans."""
+    points = len(lo)
     step = max(1, points // _SAMPLED_POINTS)
     per_point = max(64, budget // max(1, points // step))
     runs = []
     for i in range(0, points, step):
-        a, b = int(edges[i]), int(edges[i + 1])
+        a, b = int(lo[i]), int(hi[i])
         take = min(b - a, per_point)
-        lo = a + (b - a - take) // 2
-        runs.append((i, lo, lo + take))
+        first = a + (b - a - take) // 2
+        runs.append((i, first, first + take))
     return runs
 
 
@@ -73,41 +76,76 @@ def _fill(values: Array, sampled: list[int]) -> Array:
 
 async def _fan_out(
     ctx: Context,
-    op: str,
-    sources: Sequence[Opened],
-    edges: Array,
+    runs: Sequence[tuple[int, int, int, dict[str, Any], Array]],
     values: Array,
-    done: Array,
     parsed: Parsed,
     report: Callable[[float], Report],
 ) -> AsyncIterator[Report]:
-    """Compute every point by runs of segments; yield refined reports as runs finish."""
-    length = int(edges[-1] - edges[0])
-    target = chunk_size_for(length, ctx.settings.parallelism)
-    runs = split_runs(edges, target)
-    send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
-    body = {
-        "op": op,
-        "sources": [s.source.path for s in sources],
-        "fids": [s.fid for s in sources],
-    }
-    calls = [(i, j, ctx.request("segments", body, edges[i : j + 1].copy())) for i, j in runs]
+    """Compute every run of points; yield refined reports as runs finish.
 
-    async def collect(i: int, j: int, call: Any) -> None:
-        await send.send((i, j, (await call).array))
+    Each run is ``(first, stop, weight, body, array)``: a ``segments``
+    sub-request computing points ``first .. stop-1``, worth `weight` of the
+    progress.
+    """
+    total = sum(w for _, _, w, _, _ in runs)
+    send, receive = anyio.create_memory_object_stream[tuple[int, int, int, Array]](math.inf)
+    calls = [(i, j, w, ctx.request("segments", body, array)) for i, j, w, body, array in runs]
+
+    async def collect(i: int, j: int, w: int, call: Any) -> None:
+        await send.send((i, j, w, (await call).array))
 
     limit = RateLimit(ctx.settings.report_interval)
-    bytes_done = 0
+    done = 0
     async with anyio.create_task_group() as tg, send, receive:
-        for i, j, call in calls:
-            tg.start_soon(collect, i, j, call)
+        for i, j, w, call in calls:
+            tg.start_soon(collect, i, j, w, call)
         for _ in range(len(calls)):
-            i, j, result = await receive.receive()
+            i, j, w, result = await receive.receive()
             values[i:j] = result
-            done[i:j] = True
-            bytes_done += int(edges[j] - edges[i])
-            if parsed.reports.progress and bytes_done < length and limit.ready():
-                yield report(bytes_done / max(1, length))
+            done += w
+            if parsed.reports.progress and done < total and limit.ready():
+                yield report(done / max(1, total))
+
+
+def _segment_runs(
+    op_name: str, ops: Sequence[Opened], edges: Array, target: int
+) -> list[tuple[int, int, int, dict[str, Any], Array]]:
+    body = {
+        "op": op_name,
+        "sources": [s.source.path for s in ops],
+        "fids": [s.fid for s in ops],
+    }
+    return [
+        (i, j, int(edges[j] - edges[i]), body, edges[i : j + 1].copy())
+        for i, j in split_runs(edges, target)
+    ]
+
+
+def _sliding_runs(
+    op: Opened, centres: Array, lo: Array, hi: Array, window: int, target: int
+) -> list[tuple[int, int, int, dict[str, Any], Array]]:
+    """Cut the windows into runs of about `target` bytes of work, at multiples of FRESH_EVERY."""
+    # A window costs the bytes it adds and removes, or its own when counted afresh.
+    moved = np.diff(lo, prepend=0) + np.diff(hi, prepend=0)
+    cost = np.minimum(moved, hi - lo)
+    cum = np.concatenate([[0], np.cumsum(cost)])
+    cuts = {0, len(lo)}
+    for _, j in split_runs(cum, target):
+        cuts.add(min(len(lo), round(j / FRESH_EVERY) * FRESH_EVERY))
+    bounds = sorted(cuts)
+    body = {
+        "op": "sliding",
+        "sources": [op.source.path],
+        "fids": [op.fid],
+        "window": window,
+        "start": op.start,
+        "stop": op.stop,
+    }
+    return [
+        (i, j, int(cum[j] - cum[i]) or 1, {**body, "base": i}, centres[i:j].copy())
+        for i, j in itertools.pairwise(bounds)
+        if j > i
+    ]
 
 
 class EntropyService(Service):
@@ -123,15 +161,15 @@ class EntropyService(Service):
         window = option_int(opts, "window", 128, 1, 1 << 30)
         block = option_int(opts, "block", None if mode == "block" else 1024, 1, 1 << 40)
         with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
-            meta = {"mode": mode, "start": op.start, "stop": op.stop}
+            meta: dict[str, Any] = {"mode": mode, "start": op.start, "stop": op.stop}
             if mode == "sliding":
                 # Each window is centred on its point.
                 points = point_edges(0, op.length, resolution)
-                positions = (points[:-1] + points[1:]) // 2
-                values = await run_kernel(
-                    kernels.sliding_entropy, op.source.view(op.start, op.stop), window, positions
-                )
-                yield Report(values, meta={**meta, "window": window, "resolution": resolution})
+                centres = (points[:-1] + points[1:]) // 2
+                lo, hi = windows_around(centres, window, op.length)
+                meta.update(window=window, resolution=resolution)
+                async for report in _sliding(ctx, op, centres, lo, hi, window, parsed, meta):
+                    yield report
                 return
             if mode == "block":
                 count = -(-op.length // block)
@@ -160,6 +198,7 @@ def _gather(source: Source, runs: list[tuple[int, int, int]]) -> tuple[Array, Ar
     """
     lengths = np.array([hi - lo for _, lo, hi in runs], dtype=np.int64)
     gathered = source.gather([(lo, hi) for _, lo, hi in runs])
+    source.check_unchanged()
     return gathered, np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
 
 
@@ -184,6 +223,56 @@ def _diff_sample(
     return int(edges[-1])
 
 
+async def _estimate(
+    sources: Sequence[Source],
+    lo: Array,
+    hi: Array,
+    sampler: Callable[[Sequence[Source], list[tuple[int, int, int]], Array], int],
+) -> tuple[Array, int]:
+    """Return the first estimate of every point (sampled ones, the rest filled), and bytes read."""
+    runs = _sample_points(lo, hi, sample_budget(int(np.sum(hi - lo))))
+    estimate = np.zeros(len(lo), dtype=np.float64)
+    read = await run_kernel(sampler, sources, runs, estimate)
+    return _fill(estimate, [i for i, _, _ in runs]), read
+
+
+async def _sliding(
+    ctx: Context,
+    op: Opened,
+    centres: Array,
+    lo: Array,
+    hi: Array,
+    window: int,
+    parsed: Parsed,
+    meta: dict[str, Any],
+) -> AsyncIterator[Report]:
+    """Sliding-window entropy: an estimate, runs of windows fanned out, the exact last."""
+    values = np.zeros(len(centres), np.float64)
+
+    def report(completion: float, precision: float | None = None) -> Report:
+        return Report(
+            values.copy(),
+            completion=completion,
+            precision=completion if precision is None else precision,
+            meta=dict(meta),
+        )
+
+    covered = int(hi[-1] - lo[0]) if len(lo) else 0
+    if covered and parsed.reports.estimate:
+        estimate, read = await _estimate(
+            [op.source], lo + op.start, hi + op.start, _entropy_sample
+        )
+        values[:] = estimate
+        yield report(0.0, min(1.0, read / covered))
+    if covered:
+        runs = _sliding_runs(
+            op, centres, lo, hi, window, chunk_size_for(covered, ctx.settings.parallelism)
+        )
+        async for progress in _fan_out(ctx, runs, values, parsed, report):
+            yield progress
+    yield report(1.0, 1.0)
+
+
 async def _profile(
     ctx: Context,
     op_name: str,
@@ -193,18 +282,17 @@ async def _profile(
     meta: dict[str, Any],
     sampler: Callable[[Sequence[Source], list[tuple[int, int, int]], Array], int],
     *,
-    finish: Callable[[Array, Array], Array] | None = None,
+    finish: Callable[[Array], Array] | None = None,
     extra: Callable[[Array], dict[str, Any]] | None = None,
 ) -> AsyncIterator[Report]:
     points = len(edges) - 1
     length = int(edges[-1] - edges[0]) if points else 0
     dtype = np.float64 if op_name == "entropy" else np.int64
     values = np.zeros(points, dtype=dtype)
-    done = np.zeros(points, dtype=bool)
-    finish = finish or (lambda v, d: v)
+    finish = finish or (lambda v: v)
 
     def report(completion: float, precision: float | None = None) -> Report:
-        data = finish(values, done).copy()
+        data = finish(values).copy()
         return Report(
             data,
             completion=completion,
@@ -213,16 +301,15 @@ async def _profile(
         )
 
     if points and length and parsed.reports.estimate:
-        runs = _sample_points(edges, sample_budget(length))
-        estimate = np.zeros(points, dtype=np.float64)
-        read = await run_kernel(sampler, [o.source for o in ops], runs, estimate)
-        estimate = _fill(estimate, [i for i, _, _ in runs])
+        estimate, read = await _estimate([o.source for o in ops], edges[:-1], edges[1:], sampler)
         if op_name == "diff":
             estimate = np.rint(estimate * np.diff(edges)).astype(np.int64)
         values[:] = estimate
         yield report(0.0, read / length)
     if points and length:
-        async for progress in _fan_out(ctx, op_name, ops, edges, values, done, parsed, report):
+        target = chunk_size_for(length, ctx.settings.parallelism)
+        runs = _segment_runs(op_name, ops, edges, target)
+        async for progress in _fan_out(ctx, runs, values, parsed, report):
             yield progress
     yield report(1.0, 1.0)
 
@@ -273,7 +360,7 @@ class DiffService(Service):
                 Opened(b.source, start, common_stop, b.fid),
             ]
 
-            def finish(values: Array, done: Array) -> Array:
+            def finish(values: Array) -> Array:
                 total: Array = values + beyond
                 return total
 
@@ -303,10 +390,13 @@ def _first_offsets(a: Source, b: Source, edges: Array, counts: Array, limit: int
     found: list[int] = []
     for i in np.flatnonzero(counts):
         lo, hi = int(edges[i]), int(edges[i + 1])
-        for block in range(lo, hi, 1 << 20):
-            end = min(hi, block + (1 << 20))
-            where = np.flatnonzero(a.view(block, end) != b.view(block, end))
-            found.extend(int(block + w) for w in where[: limit - len(found)])
+        for (at, _, x), (_, _, y) in zip(a.pieces(lo, hi), b.pieces(lo, hi), strict=True):
+            where = np.flatnonzero(x != y)
+            found.extend(int(at + w) for w in where[: limit - len(found)])
             if len(found) >= limit:
-                return found
+                break
+        if len(found) >= limit:
+            break
+    a.check_unchanged()
+    b.check_unchanged()
     return found

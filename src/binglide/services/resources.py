@@ -82,13 +82,21 @@ class Histogram(Resource):
     name = "HIST"
 
     def compute(self, source: Source, start: int, stop: int) -> Array:
-        return kernels.byte_histogram(source.view(start, stop))
+        total = np.zeros(256, dtype=np.uint64)
+        for _, _, data in source.pieces(start, stop):
+            kernels.byte_histogram(data, out=total)
+        return total
 
     def merge(self, parts: Sequence[Array]) -> Array:
         total = np.zeros(256, dtype=np.uint64)
         for part in parts:
             total += part
         return total
+
+
+#: N-grams counted into one uint32 scratch table before it is flushed (its
+#: counters cannot overflow).
+_NGRAM_FLUSH = 1 << 31
 
 
 class NGrams(Resource):
@@ -101,9 +109,7 @@ class NGrams(Resource):
         self.min_block = max(1 << 20, 64 << (bits * n))
 
     def compute(self, source: Source, start: int, stop: int) -> Array:
-        end = min(stop + self.n - 1, source.size)
-        count = max(0, min(stop, source.size - self.n + 1) - start)
-        return kernels.ngram_histogram(source.view(start, end), self.n, self.bits, count)
+        return self.compute_into(self.merge([]), source, start, stop)
 
     def merge(self, parts: Sequence[Array]) -> Array:
         total = np.zeros((1 << self.bits,) * self.n, dtype=np.uint64)
@@ -112,10 +118,27 @@ class NGrams(Resource):
         return total
 
     def compute_into(self, total: Array, source: Source, start: int, stop: int) -> Array:
-        # Count straight into the table: no 16 MiB temporary per run.
-        end = min(stop + self.n - 1, source.size)
-        count = max(0, min(stop, source.size - self.n + 1) - start)
-        kernels.ngram_histogram(source.view(start, end), self.n, self.bits, count, out=total)
+        # Count the n-grams starting in [start, stop) and lying in the file,
+        # piece by piece: each piece comes with the n - 1 bytes after it.
+        starts = max(0, min(stop, source.size - self.n + 1) - start)
+        cells = 1 << (self.n * self.bits)
+        # Many n-grams into a large table: count them into uint32 counters,
+        # half the cache footprint of the uint64 table (what bounds this loop),
+        # flushed at the end; a few into the table straight (clearing and
+        # flushing a scratch table would cost more than counting them).
+        scratch = np.zeros_like(total, np.uint32) if starts >= 4 * cells else None
+        table = total if scratch is None else scratch
+        counted = 0
+        for lo, hi, data in source.pieces(start, stop, after=self.n - 1):
+            count = max(0, min(hi, source.size - self.n + 1) - lo)
+            if scratch is not None and counted + count > _NGRAM_FLUSH:
+                total += scratch
+                scratch[...] = 0
+                counted = 0
+            kernels.ngram_histogram(data, self.n, self.bits, count, out=table)
+            counted += count
+        if scratch is not None:
+            total += scratch
         return total
 
     def finish(self, source: Source, start: int, stop: int, merged: Array) -> Array:
@@ -132,7 +155,11 @@ class EntResource(Resource):
     ordered = True
 
     def compute(self, source: Source, start: int, stop: int) -> Array:
-        return kernels.ent_partial(source.view(start, stop)).to_array()
+        acc = kernels.EntAccumulator()
+        for lo, hi, data in source.pieces(start, stop, after=5):
+            # The look-ahead stops at the range's end: the stream ends there.
+            acc.add(data[: min(hi + 5, stop) - lo], hi - lo)
+        return acc.partial().to_array()
 
     def merge(self, parts: Sequence[Array]) -> Array:
         partial = kernels.ent_partial(np.zeros(0, dtype=np.uint8))

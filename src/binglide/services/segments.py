@@ -1,10 +1,14 @@
-"""Profiles along a range: per-segment entropy and per-segment diff counts.
+"""Profiles along a range: per-segment entropy and diff counts, sliding windows.
 
 A profile cuts its range into consecutive segments (the points of an entropy
-or diff profile). The ``segments`` helper service computes one run of
-consecutive segments; the profile services group segments into runs of about
-a chunk each, all in flight at once, so that no segment straddles two runs and
-every run's answer is final for its segments.
+or diff profile), or places a window around each point (sliding entropy).
+The ``segments`` helper service computes one run of consecutive points; the
+profile services group points into runs of about a chunk each, all in
+flight at once, so that every run's answer is final for its points.
+
+Segments are read piece by piece (`binglide.services.sources`): runs of
+whole segments of a piece or less together, each larger segment alone with
+its counts added up piece by piece.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ from ..errors import RequestError
 from ..report import Report
 from ..service import Service
 from . import kernels
-from .common import run_kernel, source_id
-from .sources import Source, open_source
+from .common import source_id
+from .sliding import sliding_entropies, windows_around
+from .sources import PIECE, Source, changed_error, open_source, scratch
+from .threads import checkpoint, run_kernel
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Iterator, Sequence
 
     from ..report import Task
     from ..service import Context
@@ -31,6 +37,7 @@ __all__ = (
     "diff_segments",
     "entropy_segments",
     "point_edges",
+    "sliding_windows",
     "split_runs",
 )
 
@@ -62,19 +69,84 @@ def split_runs(edges: Array, target: int) -> list[tuple[int, int]]:
     return runs
 
 
-def entropy_segments(source: Source, edges: Array) -> Array:
-    """Return the entropy of each segment between consecutive `edges` (blocking)."""
-    lo, hi = int(edges[0]), int(edges[-1])
-    source.prefetch(lo, hi)
-    return kernels.segment_entropies(source.view(lo, hi), edges - lo)
+def _groups(edges: Array, piece: int) -> Iterator[tuple[int, int]]:
+    """Index pairs ``(i, j)``: segments ``i .. j-1`` of at most `piece` bytes together, or one."""
+    count = len(edges) - 1
+    i = 0
+    while i < count:
+        j = int(np.searchsorted(edges, edges[i] + piece, side="right")) - 1
+        j = min(count, max(i + 1, j))
+        yield i, j
+        i = j
 
 
-def diff_segments(a: Source, b: Source, edges: Array) -> Array:
-    """Return the differing bytes of `a` and `b` per segment (within both files; blocking)."""
-    lo, hi = int(edges[0]), int(edges[-1])
-    a.prefetch(lo, hi)
-    b.prefetch(lo, hi)
-    return kernels.diff_counts(a.view(lo, hi), b.view(lo, hi), edges - lo)
+def entropy_segments(source: Source, edges: Array, *, piece: int = PIECE) -> Array:
+    """Return the entropy of each segment between consecutive `edges` (blocking).
+
+    Raises:
+        RequestError: the file changed while it was read.
+    """
+    out = np.zeros(len(edges) - 1, np.float64)
+    with scratch(piece) as buf:
+        for i, j in _groups(edges, piece):
+            lo, hi = int(edges[i]), int(edges[j])
+            if hi - lo <= piece:
+                checkpoint()
+                data = source.read(lo, hi, buf)
+                out[i:j] = kernels.segment_entropies(data, edges[i : j + 1] - lo)
+                continue
+            counts = np.zeros(256, np.uint64)
+            for _, _, data in source.pieces(lo, hi, piece=piece):
+                kernels.byte_histogram(data, out=counts)
+            out[i] = kernels.entropy_of_counts(counts)
+    source.check_unchanged()
+    return out
+
+
+def diff_segments(a: Source, b: Source, edges: Array, *, piece: int = PIECE) -> Array:
+    """Return the differing bytes of `a` and `b` per segment (within both files; blocking).
+
+    Raises:
+        RequestError: a file changed while it was read.
+    """
+    out = np.zeros(len(edges) - 1, np.int64)
+    with scratch(piece) as buf_a, scratch(piece) as buf_b:
+        for i, j in _groups(edges, piece):
+            lo, hi = int(edges[i]), int(edges[j])
+            if hi - lo <= piece:
+                checkpoint()
+                x, y = a.read(lo, hi, buf_a), b.read(lo, hi, buf_b)
+                out[i:j] = kernels.diff_counts(x, y, edges[i : j + 1] - lo)
+                continue
+            parts = zip(a.pieces(lo, hi, piece=piece), b.pieces(lo, hi, piece=piece), strict=True)
+            out[i] = sum(int(np.count_nonzero(x != y)) for (_, _, x), (_, _, y) in parts)
+    a.check_unchanged()
+    b.check_unchanged()
+    return out
+
+
+def sliding_windows(source: Source, lo: Array, hi: Array, *, base: int = 0) -> Array:
+    """Return the entropy of each window ``[lo[k], hi[k])`` of `source` (sorted; blocking).
+
+    `base` is the index of the first window in the whole profile (see
+    `binglide.services.sliding.FRESH_EVERY`).
+
+    Raises:
+        RequestError: the file changed while it was read.
+    """
+    with scratch() as lead, scratch() as trail:
+        buffers = [lead, trail]
+
+        def read(runs: Array, slot: int) -> Array:
+            checkpoint()
+            need = int((runs[:, 1] - runs[:, 0]).sum())
+            if buffers[slot].shape[0] < need:
+                buffers[slot] = np.empty(need, np.uint8)
+            return source.gather(runs.tolist(), buffers[slot])
+
+        values = sliding_entropies(read, lo, hi, base=base, piece=PIECE)
+    source.check_unchanged()
+    return values
 
 
 class SegmentsService(Service):
@@ -88,29 +160,42 @@ class SegmentsService(Service):
             op = str(body["op"])
             paths: Sequence[str] = [str(p) for p in body["sources"]]
             fids: Sequence[str] = [str(f) for f in body["fids"]]
-            (edges,) = task.arrays
-            edges = np.ascontiguousarray(edges, dtype=np.int64)
+            (points,) = task.arrays
+            points = np.ascontiguousarray(points, dtype=np.int64)
+            if op == "sliding":
+                window, base = int(body["window"]), int(body["base"])
+                start, stop = int(body["start"]), int(body["stop"])
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(
-                f"a segments request needs op, sources, fids and edges: {exc}"
+                f"a segments request needs op, sources, fids and an array: {exc}"
             ) from exc
-        if op not in ("entropy", "diff") or len(paths) != (1 if op == "entropy" else 2):
+        if op not in ("entropy", "diff", "sliding") or len(paths) != (2 if op == "diff" else 1):
             raise RequestError(f"unknown segments op {op!r} for {len(paths)} source(s)")
-        if len(edges) < 2 or np.any(np.diff(edges) < 0) or edges[0] < 0:
-            raise RequestError("segment edges must be at least two sorted offsets")
+        if op == "sliding":
+            # The array holds the windows' centres, relative to the range start.
+            if points.ndim != 1 or np.any(np.diff(points) < 0) or window < 1 or start > stop:
+                raise RequestError("sliding windows need sorted centres and a window of 1 or more")
+            lo, hi = windows_around(points, window, stop - start)
+            limit = stop
+        else:
+            if len(points) < 2 or np.any(np.diff(points) < 0) or points[0] < 0:
+                raise RequestError("segment edges must be at least two sorted offsets")
+            limit = int(points[-1])
         sources = [open_source(p, roots=ctx.settings.roots) for p in paths]
         try:
             for source, fid in zip(sources, fids, strict=True):
-                if source_id(source.path) != fid:
-                    raise RequestError(
-                        f"{source.path} changed while it was being analysed; ask again"
-                    )
-                if edges[-1] > source.size:
+                if await run_kernel(source_id, source) != fid:
+                    raise changed_error(source.path)
+                if limit > source.size or limit < 0:
                     raise RequestError(f"segments end past the end of {source.path}")
             if op == "entropy":
-                result = await run_kernel(entropy_segments, sources[0], edges)
+                result = await run_kernel(entropy_segments, sources[0], points)
+            elif op == "diff":
+                result = await run_kernel(diff_segments, sources[0], sources[1], points)
             else:
-                result = await run_kernel(diff_segments, sources[0], sources[1], edges)
+                result = await run_kernel(
+                    lambda: sliding_windows(sources[0], lo + start, hi + start, base=base)
+                )
         finally:
             for source in sources:
                 source.close()

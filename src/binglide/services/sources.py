@@ -1,166 +1,317 @@
-"""Opening the files users name: checks, read-only memory maps, ranges, file ids.
+"""Opening the files users name: checks, reads that cannot fault, ranges, file ids.
 
 This is the one module that touches user files. Every path is resolved with
 `os.path.realpath` before it is checked, so ``..`` components and symbolic
-links cannot lead outside the allowed roots; then the file is memory-mapped
-read-only, and kernels read zero-copy slices of the map (reading a page-cached
-file runs several times faster than any kernel, so the map, not a read loop).
+links cannot lead outside the allowed roots.
+
+Files are read with ``preadv`` into buffers, never memory-mapped: a mapped
+file truncated while a kernel reads it kills the whole process with SIGBUS,
+and nothing in Python can catch that. A read past a new end is only short,
+so a file that changes while it is read (truncated, grown, rewritten) is a
+`RequestError` saying so, never a crash and never an answer mixing two
+versions: a `Source` remembers the file's identity when it was opened
+(device, inode, size, modification time) and `Source.check_unchanged`
+compares it again after the reads, before anything is cached. Kernels read
+large ranges as `Source.pieces` of about a MiB into reused buffers, which
+stay in the CPU caches (reading a page-cached file runs several times faster
+than any kernel, so the copy costs little), and between pieces a kernel
+thread stops if its task was cancelled (`binglide.services.threads`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import mmap
 import os
 import stat
-import sys
-from typing import TYPE_CHECKING, Final, Literal, Protocol, Self
+import threading
+from typing import TYPE_CHECKING, Final, Literal, NamedTuple, Protocol, Self
 
 import numpy as np
 import numpy.typing as npt
 
 from binglide.errors import RequestError
 
+from .threads import checkpoint
+
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Iterator, Sequence
     from types import TracebackType
 
-__all__ = ("Source", "file_identity", "open_source", "resolve_range")
+__all__ = (
+    "PIECE",
+    "FileVersion",
+    "Source",
+    "changed_error",
+    "file_identity",
+    "open_source",
+    "resolve_range",
+    "scratch",
+)
 
 StrPath = str | os.PathLike[str]
+U8Array = npt.NDArray[np.uint8]
 
 #: Hex digits in every file id after its one-letter prefix.
 _ID_HEX: Final = 32
-#: Linux's MADV_POPULATE_READ (not in the mmap module of Python 3.11).
-_MADV_POPULATE_READ: Final = 22 if sys.platform.startswith("linux") else None
-#: Bytes hashed per step for content ids (the map is read in blocks so that a
-#: huge file never needs its own size in memory).
+#: Bytes per piece kernels read at a time: small enough to stay in the CPU's
+#: caches between the read and the kernel, and to bound the time between two
+#: cancellation checks (about a millisecond of the slowest kernel); large
+#: enough that the per-piece costs (a system call, a kernel call) vanish.
+PIECE: Final = 1 << 20
+#: Bytes per read call at most: a longer read checks for a cancellation
+#: between parts (and Linux returns at most 2 GiB - 4 KiB a call).
+_LARGE_READ: Final = 64 << 20
+#: Bytes hashed per step for content ids.
 _HASH_BLOCK: Final = 8 << 20
+#: Spare piece buffers kept per thread (a diff reads two files at once).
+_SPARE_BUFFERS: Final = 2
+
+
+class FileVersion(NamedTuple):
+    """What identifies one version of a file: `os.stat`'s quick check, as rsync's."""
+
+    device: int
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileVersion:
+        """Return the version of a file from its `os.stat` result."""
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def stat_id(self) -> str:
+        """Return the ``s``-prefixed file id of this version (see `file_identity`)."""
+        key = repr(tuple(self)).encode()
+        return "s" + hashlib.blake2b(key, digest_size=_ID_HEX // 2).hexdigest()
+
+
+def changed_error(shown: str) -> RequestError:
+    """Return the error of a request whose file changed while it was read."""
+    return RequestError(
+        f"{shown} changed while it was read (truncated, grown, replaced or rewritten);"
+        " ask again once it has stopped changing"
+    )
+
+
+if hasattr(os, "preadv"):
+
+    def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+        return os.preadv(fd, [view], offset)
+
+else:  # Windows: no positional reads; seek and read under one lock per process
+    _seek_lock = threading.Lock()
+
+    def _pread_into(fd: int, view: memoryview, offset: int) -> int:
+        with _seek_lock, open(fd, "rb", buffering=0, closefd=False) as f:
+            f.seek(offset)
+            return f.readinto(view) or 0
+
+
+_spares = threading.local()
+
+
+def _take_buffer(size: int) -> U8Array:
+    spares: list[U8Array] = getattr(_spares, "buffers", [])
+    for i, buf in enumerate(spares):
+        if buf.shape[0] >= size:
+            return spares.pop(i)
+    return np.empty(max(size, PIECE), np.uint8)
+
+
+def _give_buffer(buf: U8Array) -> None:
+    spares: list[U8Array] | None = getattr(_spares, "buffers", None)
+    if spares is None:
+        spares = _spares.buffers = []
+    if len(spares) < _SPARE_BUFFERS and buf.shape[0] <= 4 * PIECE:
+        spares.append(buf)
+
+
+@contextlib.contextmanager
+def scratch(size: int = PIECE) -> Iterator[U8Array]:
+    """Lend a uint8 buffer of at least `size` bytes to read into, reused by this thread.
+
+    Allocating a fresh piece buffer per read costs its page faults every
+    time; each thread keeps a couple of buffers for its next reads.
+    """
+    buf = _take_buffer(size)
+    try:
+        yield buf
+    finally:
+        _give_buffer(buf)
 
 
 class Source:
-    """A user file, memory-mapped read-only.
+    """A user file open for reading.
 
     Make one with `open_source`; use it as a context manager or call `close`.
+    Reads are ``preadv`` calls into numpy buffers: a file truncated meanwhile
+    makes them short, which is `changed_error`, not a crash.
 
     Attributes:
         path: the resolved (real) path of the file.
         size: its size in bytes when it was opened.
+        version: its identity when it was opened.
     """
 
-    def __init__(
-        self, path: str, size: int, mapping: mmap.mmap | None, fd: int | None = None
-    ) -> None:
+    def __init__(self, path: str, fd: int, version: FileVersion) -> None:
         self.path = path
-        self.size = size
-        self._mapping = mapping
-        self._array: npt.NDArray[np.uint8] | None = (
-            np.frombuffer(mapping, dtype=np.uint8) if mapping is not None else None
-        )
-        self._closed = False
-        self._fd = fd
+        self.size = version.size
+        self.version = version
+        self._fd: int | None = fd
 
-    def gather(self, runs: Sequence[tuple[int, int]]) -> npt.NDArray[np.uint8]:
-        """Return the bytes of every run ``(start, stop)``, one after the other, as a copy.
-
-        For many small scattered runs (a sample): reading them with pread is
-        about 15x faster here than touching them through the map, where each
-        run costs a page fault.
-
-        Raises:
-            ValueError: a run is not within ``[0, size]``, or the source is closed.
-        """
-        if self._closed:
+    def _descriptor(self) -> int:
+        if self._fd is None:
             raise ValueError(f"{self.path}: the source is closed")
-        total = 0
-        for start, stop in runs:
-            if not 0 <= start <= stop <= self.size:
-                raise ValueError(
-                    f"{self.path}: run [{start}, {stop}) is not within [0, {self.size}]"
-                )
-            total += stop - start
-        out = np.empty(total, np.uint8)
-        if self._fd is None or not hasattr(os, "preadv"):
-            pos = 0
-            for start, stop in runs:
-                out[pos : pos + stop - start] = self.view(start, stop)
-                pos += stop - start
-            return out
-        view = memoryview(out.data)
-        pos = 0
-        for start, stop in runs:
-            want = stop - start
-            got = os.preadv(self._fd, [view[pos : pos + want]], start) if want else 0
-            if got != want:  # the file shrank under us: the map still holds the old bytes
-                out[pos : pos + want] = self.view(start, stop)
-            pos += want
-        return out
+        return self._fd
 
-    def view(self, start: int, stop: int) -> npt.NDArray[np.uint8]:
-        """Return the bytes ``[start, stop)`` as a read-only uint8 array, without copying.
-
-        Args:
-            start: the first offset, ``0 <= start <= stop``.
-            stop: the end offset, ``stop <= size``.
-
-        Returns:
-            A read-only view of the map (an empty array for an empty range).
-
-        Raises:
-            ValueError: the range is not within ``[0, size]`` (a caller bug: check
-                user ranges with `resolve_range`), or the source is closed.
-        """
-        if self._closed:
-            raise ValueError(f"{self.path}: the source is closed")
+    def _check(self, start: int, stop: int) -> None:
         if not 0 <= start <= stop <= self.size:
             raise ValueError(
                 f"{self.path}: range [{start}, {stop}) is not within [0, {self.size}]"
             )
-        if self._array is None:
-            return np.zeros(0, np.uint8)
-        return self._array[start:stop]
 
-    def prefetch(self, start: int, stop: int) -> None:
-        """Map in the pages of ``[start, stop)`` at once, before a kernel reads them.
-
-        Faulting a mapped file in page by page costs a trap per 4 KiB, which
-        two threads pay on one memory map's lock; MADV_POPULATE_READ (Linux
-        5.14+) maps the whole range in one call. Elsewhere it is a hint
-        (MADV_WILLNEED) or nothing: it only ever changes speed.
-        """
-        mapping = self._mapping
-        if mapping is None or start >= stop:
-            return
-        lo = start - start % mmap.ALLOCATIONGRANULARITY
-        for advice in (_MADV_POPULATE_READ, getattr(mmap, "MADV_WILLNEED", None)):
-            if advice is None:
-                continue
+    def _read_into(self, fd: int, view: memoryview, offset: int) -> None:
+        """Fill `view` with the bytes at `offset`; a short read means the file shrank."""
+        done, want = 0, len(view)
+        while done < want:
+            if done:
+                checkpoint()  # a long read stops for a cancellation too
+            part = view[done : done + _LARGE_READ]
             try:
-                mapping.madvise(advice, lo, min(stop, self.size) - lo)
-                return
-            except (OSError, ValueError, AttributeError):
-                continue
+                got = _pread_into(fd, part, offset + done)
+            except OSError as exc:
+                raise _access_error(self.path, exc, "read") from exc
+            if got <= 0:
+                raise changed_error(self.path)
+            done += got
+
+    def read(self, start: int, stop: int, out: U8Array | None = None) -> U8Array:
+        """Return the bytes ``[start, stop)``, read into `out` (or a new array).
+
+        Args:
+            start: the first offset, ``0 <= start <= stop``.
+            stop: the end offset, ``stop <= size``.
+            out: a uint8 array of at least ``stop - start`` bytes to read into.
+
+        Returns:
+            The bytes: the first ``stop - start`` bytes of `out` when given.
+
+        Raises:
+            RequestError: the file is shorter than when it was opened (it
+                changed while it was read).
+            ValueError: the range is not within ``[0, size]`` (a caller bug:
+                check user ranges with `resolve_range`), `out` is too small, or
+                the source is closed.
+        """
+        return self.gather(((start, stop),), out)
+
+    def pieces(
+        self, start: int, stop: int, *, piece: int = PIECE, after: int = 0
+    ) -> Iterator[tuple[int, int, U8Array]]:
+        """Read ``[start, stop)`` piece by piece, into one reused buffer.
+
+        Each piece ``[lo, hi)`` comes with up to `after` more bytes past ``hi``
+        (the next piece's first bytes, or the bytes past `stop` within the
+        file), for kernels that look ahead (n-grams, ``ent``'s Monte Carlo
+        groups). Before each piece the kernel thread stops if its task was
+        cancelled (`binglide.services.threads.checkpoint`).
+
+        Args:
+            start: the first offset.
+            stop: the end offset, ``start <= stop <= size``.
+            piece: the bytes per piece, at least 1.
+            after: the bytes of look-ahead per piece.
+
+        Yields:
+            ``(lo, hi, data)``: ``data`` holds the bytes ``[lo, min(hi + after,
+            size))``. It is overwritten by the next piece: use it before asking
+            for the next one.
+
+        Raises:
+            RequestError: the file shrank (see `read`).
+            ValueError: as for `read`.
+        """
+        self._check(start, stop)
+        if piece < 1:
+            raise ValueError(f"piece must be at least 1 byte, not {piece}")
+        with scratch(min(piece, stop - start) + after) as buf:
+            for lo in range(start, stop, piece):
+                checkpoint()
+                hi = min(stop, lo + piece)
+                yield lo, hi, self.read(lo, min(hi + after, self.size), buf)
+
+    def gather(self, runs: Sequence[Sequence[int]], out: U8Array | None = None) -> U8Array:
+        """Return the bytes of every run ``(start, stop)``, one after the other.
+
+        For many small scattered runs (a sample): one ``preadv`` each.
+
+        Args:
+            runs: the ``(start, stop)`` runs, each within ``[0, size]``.
+            out: a uint8 array to read into, at least as long as the runs together.
+
+        Returns:
+            The bytes: the first bytes of `out` when given.
+
+        Raises:
+            RequestError: the file shrank (see `read`).
+            ValueError: a run is not within ``[0, size]``, `out` is too small,
+                or the source is closed.
+        """
+        fd = self._descriptor()
+        total = 0
+        for start, stop in runs:
+            self._check(start, stop)
+            total += stop - start
+        if out is None:
+            out = np.empty(total, np.uint8)
+        elif out.shape[0] < total:
+            raise ValueError(f"out has {out.shape[0]} bytes, fewer than the {total} to read")
+        out = out[:total]
+        view = memoryview(out.data)
+        pos = 0
+        for start, stop in runs:
+            self._read_into(fd, view[pos : pos + stop - start], start)
+            pos += stop - start
+        return out
+
+    def check_unchanged(self) -> None:
+        """Check that the file is still the version that was opened.
+
+        Call it after reading and before using or caching what was read: a file
+        rewritten in place keeps its size, so short reads alone do not show it.
+        Like rsync's quick check, it compares the size and the modification
+        time (in nanoseconds, as precise as the file system keeps them).
+
+        Raises:
+            RequestError: the file changed since it was opened.
+            ValueError: the source is closed.
+        """
+        try:
+            now = FileVersion.of(os.fstat(self._descriptor()))
+        except OSError as exc:
+            raise changed_error(self.path) from exc
+        if now != self.version:
+            raise changed_error(self.path)
+
+    def content_id(self) -> str:
+        """Return the content id of the file (see `file_identity`), read through this source.
+
+        Raises:
+            RequestError: the file changed while it was hashed.
+        """
+        prefix, hasher = _content_hasher()
+        for _, _, block in self.pieces(0, self.size, piece=_HASH_BLOCK):
+            hasher.update(block.data)
+        self.check_unchanged()
+        return prefix + hasher.hexdigest()
 
     def close(self) -> None:
-        """Release the map.
-
-        Views handed out earlier stay valid: the map is unmapped when the last
-        of them is garbage-collected (closing it under a live view would make
-        that view point at unmapped memory, so mmap refuses, and we let it).
-        """
-        if self._closed:
-            return
-        self._closed = True
-        self._array = None
-        mapping, self._mapping = self._mapping, None
+        """Close the file (idempotent)."""
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
-        if mapping is not None:
-            # BufferError: views are still alive; the map goes when they do.
-            with contextlib.suppress(BufferError):
-                mapping.close()
 
     def __enter__(self) -> Self:
         return self
@@ -174,7 +325,7 @@ class Source:
         self.close()
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
+        state = "closed" if self._fd is None else "open"
         return f"<Source {self.path!r} size={self.size} {state}>"
 
 
@@ -212,7 +363,7 @@ def _stat_regular(shown: str, real: str) -> os.stat_result:
     if stat.S_ISDIR(st.st_mode):
         raise RequestError(f"{shown}: is a directory; name a regular file inside it")
     if not stat.S_ISREG(st.st_mode):
-        # Devices, FIFOs and sockets have no fixed size to map (and a FIFO
+        # Devices, FIFOs and sockets have no fixed size to read (and a FIFO
         # would block the open).
         raise RequestError(
             f"{shown}: not a regular file (a device, FIFO or socket); copy the data to a file"
@@ -221,7 +372,7 @@ def _stat_regular(shown: str, real: str) -> os.stat_result:
 
 
 def open_source(path: StrPath, *, roots: Sequence[StrPath] | None = None) -> Source:
-    """Open a user file for reading, memory-mapped.
+    """Open a user file for reading.
 
     Args:
         path: the file, absolute or relative to the working directory.
@@ -253,15 +404,13 @@ def open_source(path: StrPath, *, roots: Sequence[StrPath] | None = None) -> Sou
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise RequestError(f"{shown}: not a regular file; name a regular file")
-        mapping = mmap.mmap(fd, 0, access=mmap.ACCESS_READ) if st.st_size else None
     except OSError as exc:
         os.close(fd)
-        raise RequestError(f"{shown}: cannot map it ({exc.strerror}); check the file") from exc
+        raise _access_error(shown, exc, "access") from exc
     except BaseException:
         os.close(fd)
         raise
-    # The descriptor stays open for `gather` (scattered small reads).
-    return Source(real, st.st_size, mapping, fd)
+    return Source(real, fd, FileVersion.of(st))
 
 
 def _as_offset(name: str, value: object) -> int:
@@ -355,15 +504,8 @@ def file_identity(
         real = os.path.realpath(shown)
         if roots is not None:
             _check_roots(shown, real, roots)
-        st = _stat_regular(shown, real)
-        key = repr((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)).encode()
-        return "s" + hashlib.blake2b(key, digest_size=_ID_HEX // 2).hexdigest()
+        return FileVersion.of(_stat_regular(shown, real)).stat_id()
     if mode == "content":
-        prefix, hasher = _content_hasher()
         with open_source(path, roots=roots) as source:
-            for start in range(0, source.size, _HASH_BLOCK):
-                block = source.view(start, min(source.size, start + _HASH_BLOCK))
-                hasher.update(block.data)
-                del block  # let close() unmap at once
-        return prefix + hasher.hexdigest()
+            return source.content_id()
     raise RequestError(f"unknown file identity mode {mode!r}; use 'stat' or 'content'")
