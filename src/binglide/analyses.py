@@ -94,15 +94,22 @@ class AnalysisMethods:
         range: Range | None = None,
         *,
         mode: Literal["resolution", "block", "sliding"] = "resolution",
-        resolution: int = 1024,
+        resolution: int | None = None,
         block: int | None = None,
-        window: int = 128,
+        window: int | None = None,
         **extra: Any,
     ) -> Call:
-        """Compute an entropy profile (bits per byte) of `source`."""
-        options: dict[str, Any] = {"mode": mode, "resolution": resolution, "window": window}
-        if block is not None:
-            options["block"] = block
+        """Compute an entropy profile (bits per byte) of `source`.
+
+        Unset options take the service's defaults: 1024 points, but none of
+        fewer than 256 bytes (a small range gets fewer points), and windows
+        of 256 bytes. Points asked for explicitly are honoured even when they
+        cover fewer bytes; the report's meta marks them (``biased_points``).
+        """
+        options: dict[str, Any] = {"mode": mode}
+        for name, value in (("resolution", resolution), ("block", block), ("window", window)):
+            if value is not None:
+                options[name] = value
         return self.request("entropy", make_body([source], range, options, **extra))
 
     def diff(

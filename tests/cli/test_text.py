@@ -110,6 +110,15 @@ def test_entropy_profile_text():
         entropy_profile_text([1.0], start=5, stop=0)
 
 
+def test_entropy_profile_text_says_when_points_are_too_small():
+    values = np.full(64, 3.9)
+    small = entropy_profile_text(values, start=0, stop=1024, point_bytes=16).splitlines()
+    assert "only 16 B per point: biased low, at most 4.0 bits" in small[0]
+    assert len(small) == 2
+    enough = entropy_profile_text(values, start=0, stop=1 << 16, point_bytes=1024)
+    assert "biased" not in enough
+
+
 def ent_meta(data: bytes) -> dict[str, float]:
     """Compute what ``ent`` computes, the way it does (ent.c, randtest.c)."""
     b = np.frombuffer(data, dtype=np.uint8)

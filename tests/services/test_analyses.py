@@ -188,6 +188,73 @@ async def test_sliding_entropy_matches_its_definition(
         )
 
 
+def _biased_ranges(spans: np.ndarray[Any, Any]) -> list[list[int]]:
+    """The [first, stop] index ranges of points of fewer than 256 bytes (plain Python)."""
+    ranges: list[list[int]] = []
+    for i, span in enumerate(spans.tolist()):
+        if span < 256:
+            if ranges and ranges[-1][1] == i:
+                ranges[-1][1] = i + 1
+            else:
+                ranges.append([i, i + 1])
+    return ranges
+
+
+async def test_entropy_points_of_a_small_file_cover_256_bytes_by_default(tmp_path: Path) -> None:
+    # 16 KiB of random bytes drew at 4 bits per byte: 1024 points of 16 bytes.
+    path = tmp_path / "small.bin"
+    data = np.random.default_rng(16).integers(0, 256, 16 << 10, dtype=np.uint8)
+    path.write_bytes(data.tobytes())
+    async with connected(tmp_path) as client:
+        with anyio.fail_after(30):
+            reports = [r async for r in client.entropy(path)]
+            asked = await client.entropy(path, resolution=1024)
+    for report in reports:  # every report says it, the estimate too
+        assert report.meta["point_bytes"] == 256
+        assert report.meta["biased_points"] == []
+        assert report.meta["resolution"] == 64
+    final = reports[-1].array
+    assert final.shape == (64,)
+    expected = [ref.entropy(ref.byte_histogram(data[i * 256 : (i + 1) * 256])) for i in range(64)]
+    np.testing.assert_allclose(final, expected, atol=1e-9)
+    assert final.min() > 6.8  # random bytes, 256 a point: about 7.3, not 4
+    # Asked for explicitly, 1024 points are honoured, and marked.
+    assert asked.array.shape == (1024,)
+    assert asked.array.max() <= 4.0
+    assert asked.meta["point_bytes"] == 16
+    assert asked.meta["biased_points"] == [[0, 1024]]
+
+
+async def test_entropy_meta_marks_the_short_points_of_every_mode(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    size = (16 << 10) + 100
+    data = np.random.default_rng(1).integers(0, 256, size, dtype=np.uint8)
+    path.write_bytes(data.tobytes())
+    tiny = tmp_path / "tiny.bin"
+    tiny.write_bytes(data[:100].tobytes())
+    async with connected(tmp_path) as client:
+        with anyio.fail_after(30):
+            block = await client.entropy(path, mode="block", block=4096)
+            sliding = await client.entropy(path, mode="sliding", resolution=300)
+            small = await client.entropy(tiny)
+    # Blocks: 4096 bytes a point, but the last has 100.
+    assert block.meta["point_bytes"] == 4096
+    assert block.meta["biased_points"] == [[4, 5]]
+    # Sliding: 256-byte windows by default, cut short at the range's ends.
+    assert sliding.meta["window"] == 256
+    assert sliding.meta["point_bytes"] == 256
+    centres = np.array([(i * size // 300 + (i + 1) * size // 300) // 2 for i in range(300)])
+    spans = np.minimum(centres + 128, size) - np.maximum(centres - 128, 0)
+    assert sliding.meta["biased_points"] == _biased_ranges(spans)
+    assert sliding.meta["biased_points"][0][0] == 0
+    assert sliding.meta["biased_points"][-1][1] == 300
+    np.testing.assert_allclose(sliding.array, ref.sliding_entropy(data, 256, centres), atol=1e-9)
+    # A file under 256 bytes: one point, and it says so.
+    assert small.array.shape == (1,)
+    assert small.meta["point_bytes"] == 100
+    assert small.meta["biased_points"] == [[0, 1]]
+
+
 async def test_sliding_entropy_is_progressive_split_and_the_same_bits_as_one_run(
     tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

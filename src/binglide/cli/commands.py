@@ -264,11 +264,15 @@ class EntropyAnalysis(Analysis):
             " per --block bytes; sliding: a --window around each of --resolution points",
         )
         parser.add_argument(
-            "--resolution", type=_positive_int, default=1024, help="points (default 1024)"
+            "--resolution",
+            type=_positive_int,
+            help="points (default 1024, fewer on a small range: at least 256 bytes each)",
         )
         parser.add_argument("--block", type=_positive_int, help="block size, for --mode block")
         parser.add_argument(
-            "--window", type=_positive_int, default=128, help="window, for --mode sliding"
+            "--window",
+            type=_positive_int,
+            help="window in bytes, for --mode sliding (default 256)",
         )
         parser.add_argument(
             "--hilbert",
@@ -282,10 +286,10 @@ class EntropyAnalysis(Analysis):
             help="--hilbert: the map's side in points, a power of two (default 128)",
         )
 
-    def _resolution(self, args: argparse.Namespace) -> int:
+    def _resolution(self, args: argparse.Namespace) -> int | None:
         if args.hilbert and args.png:
             return int(args.side * args.side)
-        return int(args.resolution)
+        return None if args.resolution is None else int(args.resolution)
 
     def check(self, args: argparse.Namespace) -> str | None:
         if args.mode == "block" and args.block is None:
@@ -308,7 +312,12 @@ class EntropyAnalysis(Analysis):
 
     def text(self, report: Report, args: argparse.Namespace) -> str:
         meta = report.meta
-        return entropy_profile_text(report.array, start=meta["start"], stop=meta["stop"])
+        return entropy_profile_text(
+            report.array,
+            start=meta["start"],
+            stop=meta["stop"],
+            point_bytes=meta.get("point_bytes"),
+        )
 
     def brief(self, report: Report) -> str:
         values = report.array

@@ -164,6 +164,7 @@ def entropy_profile_text(
     stop: int,
     width: int = 64,
     lines: int = 8,
+    point_bytes: int | None = None,
 ) -> str:
     """Draw an entropy profile as rows of sparklines, with the offset of each row.
 
@@ -177,6 +178,9 @@ def entropy_profile_text(
         stop: The offset just past the last value's block.
         width: The characters per row.
         lines: The most rows to draw.
+        point_bytes: The bytes each value covers (the report's
+            ``meta["point_bytes"]``); below 256 the header says so, since
+            fewer bytes cannot show more than ``log2(point_bytes)`` bits.
 
     Returns:
         The profile, lines joined by ``"\\n"``, without a final newline.
@@ -199,6 +203,9 @@ def entropy_profile_text(
         f"entropy, bits per byte: ▁ 0 .. █ 8"
         f"   ({human_bytes(per_char)} per character, {human_bytes(stop - start)} in all)"
     )
+    if point_bytes is not None and point_bytes < 256:
+        top = math.log2(point_bytes) if point_bytes > 0 else 0.0
+        header += f"; only {point_bytes} B per point: biased low, at most {top:.1f} bits"
     out = [header]
     for row in range(rows):
         chunk = cells[row * width : (row + 1) * width]

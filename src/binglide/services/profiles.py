@@ -4,6 +4,13 @@ Both place points along the range (segments of it, or a window around the
 middle of each segment for sliding entropy), answer first from a small
 sample of the points, then fan runs of points out to the ``segments``
 service and refine the answer as runs finish; the last answer is exact.
+
+The entropy of ``n`` bytes is at most ``log2(n)`` bits per byte: 16 random
+bytes show 4, not 8. So by default an entropy point covers at least
+`MIN_POINT_BYTES` bytes (a small range gets fewer points than asked), and
+every report's meta says how many bytes a point covers (``point_bytes``)
+and which points cover fewer than `MIN_POINT_BYTES` (``biased_points``),
+when a caller asked for those points explicitly.
 """
 
 from __future__ import annotations
@@ -40,12 +47,19 @@ if TYPE_CHECKING:
     from ..service import Context
     from .sources import Source
 
-__all__ = ("DiffService", "EntropyService")
+__all__ = ("MIN_POINT_BYTES", "DiffService", "EntropyService")
 
 Array = np.ndarray[Any, Any]
 
 #: The most points a profile may have (a float64 each).
 MAX_POINTS: Final = 1 << 24
+#: The points of an entropy profile when the request does not say.
+DEFAULT_RESOLUTION: Final = 1024
+#: The fewest bytes an entropy point covers by default: fewer cannot show
+#: the entropy of random data (at most log2(bytes) bits per byte), and the
+#: estimate is biased low. A request that asks for more points than that
+#: allows gets them, with the points marked in ``meta["biased_points"]``.
+MIN_POINT_BYTES: Final = 256
 #: Above this many points, the first estimate samples every k-th point only.
 _SAMPLED_POINTS: Final = 1 << 10
 
@@ -72,6 +86,21 @@ def _fill(values: Array, sampled: list[int]) -> Array:
     idx[sampled] = sampled
     np.maximum.accumulate(idx, out=idx)
     return values[idx]
+
+
+def _index_ranges(mask: Array) -> list[list[int]]:
+    """Return the ``[first, stop]`` index ranges where `mask` is true."""
+    padded = np.concatenate([[False], mask, [False]]).astype(np.int8)
+    changes = np.flatnonzero(np.diff(padded))
+    return [[int(a), int(b)] for a, b in zip(changes[0::2], changes[1::2], strict=True)]
+
+
+def _point_meta(point_bytes: int, spans: Array) -> dict[str, Any]:
+    """Return the meta saying how many bytes the points cover and which are biased."""
+    return {
+        "point_bytes": point_bytes,
+        "biased_points": _index_ranges(spans < MIN_POINT_BYTES),
+    }
 
 
 async def _fan_out(
@@ -157,8 +186,9 @@ class EntropyService(Service):
         parsed = parse_body(task.body, sources=1)
         opts = parsed.options
         mode = option_choice(opts, "mode", "resolution", ("resolution", "block", "sliding"))
-        resolution = option_int(opts, "resolution", 1024, 1, MAX_POINTS)
-        window = option_int(opts, "window", 128, 1, 1 << 30)
+        asked = opts.get("resolution") is not None
+        resolution = option_int(opts, "resolution", DEFAULT_RESOLUTION, 1, MAX_POINTS)
+        window = option_int(opts, "window", MIN_POINT_BYTES, 1, 1 << 30)
         block = option_int(opts, "block", None if mode == "block" else 1024, 1, 1 << 40)
         with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
             meta: dict[str, Any] = {"mode": mode, "start": op.start, "stop": op.stop}
@@ -168,6 +198,7 @@ class EntropyService(Service):
                 centres = (points[:-1] + points[1:]) // 2
                 lo, hi = windows_around(centres, window, op.length)
                 meta.update(window=window, resolution=resolution)
+                meta.update(_point_meta(min(window, op.length), hi - lo))
                 async for report in _sliding(ctx, op, centres, lo, hi, window, parsed, meta):
                     yield report
                 return
@@ -182,9 +213,15 @@ class EntropyService(Service):
                     op.start + np.arange(count + 1, dtype=np.int64) * block, op.stop
                 )
                 meta["block"] = block
+                point_bytes = min(block, op.length)
             else:
+                if not asked:
+                    # Fewer points rather than points too small to mean anything.
+                    resolution = max(1, min(resolution, op.length // MIN_POINT_BYTES))
                 edges = point_edges(op.start, op.stop, resolution)
                 meta["resolution"] = resolution
+                point_bytes = op.length // resolution
+            meta.update(_point_meta(point_bytes, np.diff(edges)))
             async for report in _profile(
                 ctx, "entropy", [op], edges, parsed, meta, _entropy_sample
             ):
