@@ -196,11 +196,22 @@ def test_new_context_runs_its_io_threads_without_wakeup_preemption() -> None:
     before = _io_threads()
     ctx = new_context(zmq.Context)
     try:
-        sock = ctx.socket(zmq.DEALER)  # the context starts its I/O thread here
+        # The setting binglide makes, as the context holds it.
+        assert ctx.get(zmq.THREAD_SCHED_POLICY) == os.SCHED_BATCH
+        # The I/O thread applies it (and its name) when it starts running,
+        # after the first socket returns: wait for a message to go through
+        # it (TCP is carried by the I/O thread), then it has surely started.
+        server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
         try:
+            port = server.bind_to_random_port("tcp://127.0.0.1")
+            client.connect(f"tcp://127.0.0.1:{port}")
+            client.send(b"ping")
+            assert server.poll(10_000), "no message through the I/O thread in 10 s"
+            assert server.recv() == b"ping"
             new = {tid: policy for tid, policy in _io_threads().items() if tid not in before}
         finally:
-            sock.close(linger=0)
+            server.close(linger=0)
+            client.close(linger=0)
     finally:
         ctx.term()
     assert new, "the context started no I/O thread"
