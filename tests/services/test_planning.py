@@ -8,7 +8,12 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from binglide.services.planning import plan_chunks, sample_runs
+from binglide.services.planning import (
+    floor_power_of_two,
+    is_power_of_two,
+    plan_chunks,
+    sample_runs,
+)
 
 MiB = 1 << 20
 
@@ -134,3 +139,12 @@ def test_sample_runs_properties(start: int, length: int, budget: int, run: int) 
     assert total == min(length, budget) or (length > budget and budget - run < total <= budget)
     assert all(start <= lo < hi <= stop for lo, hi in runs)
     assert all(a[1] <= b[0] for a, b in itertools.pairwise(runs))
+
+
+def test_power_of_two_helpers() -> None:
+    assert [is_power_of_two(v) for v in (-4, 0, 1, 2, 3, 4, 6, 1 << 40)] == [
+        False, False, True, True, False, True, False, True,
+    ]  # fmt: skip
+    assert [floor_power_of_two(v) for v in (0, 1, 2, 3, 4, 5, 1023, 1024, (1 << 40) + 1)] == [
+        1, 1, 2, 2, 4, 4, 512, 1024, 1 << 40,
+    ]  # fmt: skip

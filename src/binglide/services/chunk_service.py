@@ -18,7 +18,7 @@ from ..cachefs import ChunkKey, aligned_blocks
 from ..errors import RequestError
 from ..report import Report
 from ..service import Service
-from .common import source_id
+from .common import source_id, usable_cache
 from .resources import Resource, resource_from_name
 from .sources import Source, changed_error, open_source
 from .threads import run_kernel
@@ -86,9 +86,7 @@ class ChunkService(Service):
             raise RequestError(
                 f"a chunk request needs resource, source, fid, start, stop: {exc}"
             ) from exc
-        store = ctx.settings.cache
-        if store is not None and not store.enabled:
-            store = None
+        store = usable_cache(ctx)
         key = ChunkKey(resource.name, (fid,), start, stop)
         if store is not None and lookup:
             cached = await run_kernel(store.get, key)

@@ -15,13 +15,17 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import attrs
 
 from ..errors import RequestError
 from .sources import Source, open_source, resolve_range
+
+if TYPE_CHECKING:
+    from ..cachefs import ChunkStore
+    from ..service import Context
 
 __all__ = (
     "CachePolicy",
@@ -34,6 +38,7 @@ __all__ = (
     "option_int",
     "parse_body",
     "source_id",
+    "usable_cache",
 )
 
 
@@ -224,6 +229,12 @@ def source_id(source: Source) -> str:
     if fid is None:
         fid = _content_ids[version] = source.content_id()
     return fid
+
+
+def usable_cache(ctx: Context) -> ChunkStore | None:
+    """Return the deployment's chunk cache, or None when there is none or it is off."""
+    store = ctx.settings.cache
+    return store if store is not None and store.enabled else None
 
 
 class RateLimit:

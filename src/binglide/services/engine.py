@@ -27,8 +27,8 @@ import numpy as np
 
 from ..cachefs import ChunkKey, aligned_blocks, commit_levels, find_cover
 from ..report import Report
-from .common import Opened, Parsed, RateLimit
-from .planning import plan_chunks, sample_runs
+from .common import Opened, Parsed, RateLimit, usable_cache
+from .planning import floor_power_of_two, plan_chunks, sample_runs
 from .threads import run_kernel
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ class Progress:
 def chunk_size_for(length: int, parallelism: int) -> int:
     """Return the power-of-two chunk size for a range of `length` bytes."""
     share = max(1, length // max(1, 4 * parallelism))
-    return min(MAX_CHUNK, max(MIN_CHUNK, 1 << (share.bit_length() - 1)))
+    return min(MAX_CHUNK, max(MIN_CHUNK, floor_power_of_two(share)))
 
 
 def sample_budget(length: int) -> int:
@@ -185,9 +185,7 @@ async def run_chunked(
 ) -> AsyncIterator[Progress]:
     """Compute `resource` over `op`'s range, yielding answers coarse to exact."""
     length = op.length
-    store = ctx.settings.cache
-    if store is not None and not store.enabled:
-        store = None
+    store = usable_cache(ctx)
     if length == 0:
         merged = resource.merge([])
         yield Progress(resource.finish(op.source, op.start, op.stop, merged), 1.0, 1.0)
@@ -198,7 +196,7 @@ async def run_chunked(
     if store is not None and parsed.cache.commit:
         # The recommended levels, and the request's own size: asked again
         # (a viewer redrawing), an aligned request is then one entry to read.
-        whole = 1 << (length.bit_length() - 1)
+        whole = floor_power_of_two(length)
         recommended = commit_levels(length, min_block=resource.min_block, chunk=chunk)
         levels = sorted(
             {

@@ -8,7 +8,7 @@ asks for many such ranges).
 
 from __future__ import annotations
 
-__all__ = ("plan_chunks", "sample_runs")
+__all__ = ("floor_power_of_two", "is_power_of_two", "plan_chunks", "sample_runs")
 
 
 def _check_range(start: int, stop: int) -> None:
@@ -16,8 +16,14 @@ def _check_range(start: int, stop: int) -> None:
         raise ValueError(f"range [{start}, {stop}) must satisfy 0 <= start <= stop")
 
 
-def _is_power_of_two(value: int) -> bool:
+def is_power_of_two(value: int) -> bool:
+    """Return whether `value` is a positive power of two."""
     return value > 0 and value & (value - 1) == 0
+
+
+def floor_power_of_two(value: int) -> int:
+    """Return the largest power of two at most `value` (1 for values below 2)."""
+    return 1 << max(0, value.bit_length() - 1)
 
 
 def plan_chunks(
@@ -54,7 +60,7 @@ def plan_chunks(
     _check_range(start, stop)
     if workers < 1:
         raise ValueError(f"workers must be at least 1, not {workers}")
-    if not (_is_power_of_two(min_chunk) and _is_power_of_two(max_chunk)) or min_chunk > max_chunk:
+    if not (is_power_of_two(min_chunk) and is_power_of_two(max_chunk)) or min_chunk > max_chunk:
         raise ValueError(
             f"min_chunk ({min_chunk}) and max_chunk ({max_chunk}) must be powers of two,"
             " min_chunk <= max_chunk"
@@ -63,7 +69,7 @@ def plan_chunks(
     if length == 0:
         return []
     share = max(1, length // workers)
-    size = min(max_chunk, max(min_chunk, 1 << (share.bit_length() - 1)))
+    size = min(max_chunk, max(min_chunk, floor_power_of_two(share)))
     chunks = []
     lo = start
     boundary = (start // size + 1) * size  # the first aligned boundary after start
