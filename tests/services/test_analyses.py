@@ -237,6 +237,7 @@ async def test_entropy_meta_marks_the_short_points_of_every_mode(tmp_path: Path)
             block = await client.entropy(path, mode="block", block=4096)
             sliding = await client.entropy(path, mode="sliding", resolution=300)
             small = await client.entropy(tiny)
+            mixed = await client.entropy(path, (0, 64 * 255 + 10), resolution=64)
     # Blocks: 4096 bytes a point, but the last has 100.
     assert block.meta["point_bytes"] == 4096
     assert block.meta["biased_points"] == [[4, 5]]
@@ -249,6 +250,9 @@ async def test_entropy_meta_marks_the_short_points_of_every_mode(tmp_path: Path)
     assert sliding.meta["biased_points"][0][0] == 0
     assert sliding.meta["biased_points"][-1][1] == 300
     np.testing.assert_allclose(sliding.array, ref.sliding_entropy(data, 256, centres), atol=1e-9)
+    # Points of 255 or 256 bytes: all alike, all marked.
+    assert mixed.meta["point_bytes"] == 255
+    assert mixed.meta["biased_points"] == [[0, 64]]
     # A file under 256 bytes: one point, and it says so.
     assert small.array.shape == (1,)
     assert small.meta["point_bytes"] == 100

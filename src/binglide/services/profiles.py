@@ -96,10 +96,16 @@ def _index_ranges(mask: Array) -> list[list[int]]:
 
 
 def _point_meta(point_bytes: int, spans: Array) -> dict[str, Any]:
-    """Return the meta saying how many bytes the points cover and which are biased."""
+    """Return the meta saying how many bytes the points cover and which are biased.
+
+    Every point is when a point has fewer than `MIN_POINT_BYTES` (some points
+    of a resolution have a byte more: alike, all marked); else the points
+    whose `spans` are cut short.
+    """
+    short = spans < MIN_POINT_BYTES
     return {
         "point_bytes": point_bytes,
-        "biased_points": _index_ranges(spans < MIN_POINT_BYTES),
+        "biased_points": _index_ranges(short | (point_bytes < MIN_POINT_BYTES)),
     }
 
 
