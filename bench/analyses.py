@@ -3,7 +3,7 @@
 Usage::
 
     python bench/analyses.py [--size-mib 1024] [--big-mib 4096] [--repeat 3]
-                             [--only histogram,ngrams2,...] [--results bench/RESULTS.md]
+                             [--only histogram,ngrams2,...] [--skip-memory] [--out FILE]
 
 Generates (once, under ``bench/data/``, git-ignored) a deterministic file of
 mixed content (zeros, text, random, code-like, structured records), a
@@ -496,6 +496,8 @@ async def run(args: argparse.Namespace) -> str:
             ("histogram", lambda c, p, **kw: c.histogram(p, **kw)),
             ("ngrams n=3 bits=7", lambda c, p, **kw: c.ngrams(p, n=3, bits=7, **kw)),
         ]
+        if args.skip_memory:
+            mem_cases = []
         for label, fn in mem_cases:
             for p in (path, big):
                 peaks, absolute, times = [], [], []
@@ -554,14 +556,25 @@ async def run(args: argparse.Namespace) -> str:
         " peak anon = RssAnon peak above its value before the request (absolute in parentheses).",
         "",
         f"Load average at the end: {load_average()}",
-        "",
-        "Peak anonymous memory (RssAnon above its value before the request) vs file size:",
-        "",
-        table(
-            ["request", "runs", "median peak added", "max added", "max abs", "exact s", "GB/s"],
-            mem_rows,
-        ),
     ]
+    if mem_rows:
+        lines += [
+            "",
+            "Peak anonymous memory (RssAnon above its value before the request) vs file size:",
+            "",
+            table(
+                [
+                    "request",
+                    "runs",
+                    "median peak added",
+                    "max added",
+                    "max abs",
+                    "exact s",
+                    "GB/s",
+                ],
+                mem_rows,
+            ),
+        ]
     return "\n".join(lines)
 
 
@@ -572,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--only", default="", help="comma-separated analysis names")
+    parser.add_argument(
+        "--skip-memory", action="store_true", help="leave out the memory-vs-file-size runs"
+    )
     parser.add_argument("--out", default="", help="also write the figures to this file")
     args = parser.parse_args(argv)
     publish(anyio.run(run, args), args.out)
