@@ -436,6 +436,16 @@ def test_diff_counts(impl: str, size: int) -> None:
     assert kernels.diff_counts(a, a, [0, size]).tolist() == [0]
 
 
+def test_diff_counts_every_differing_byte_value_at_every_word_position(impl: str) -> None:
+    # The compiled path counts 8 bytes at a time from their XOR: every
+    # nonzero XOR value, in every byte of a word and in the unaligned tail.
+    a = make("random", 256 * 9 + 3)
+    b = a.copy()
+    b[np.arange(255) * 9 + np.arange(255) % 9] ^= np.arange(1, 256, dtype=np.uint8)
+    for edges in ([0, len(a)], [1, 700, 701, len(a) - 1], list(range(0, len(a), 13))):
+        assert kernels.diff_counts(a, b, edges).tolist() == ref.diff_counts(a, b, edges)
+
+
 def test_diff_counts_rejects_bad_arguments() -> None:
     with pytest.raises(ValueError, match="same length"):
         kernels.diff_counts(make("random", 3), make("random", 4), [0, 3])

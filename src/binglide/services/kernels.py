@@ -480,25 +480,35 @@ def entropy_of_counts(counts: Any) -> F64Array:
 # diff
 
 
+#: One in each byte of a uint64 (to gather a word's per-byte flags).
+_ONES: Final = np.uint64(0x0101010101010101)
+
+
+@_jit
+def _nb_differing(a: U8Array, b: U8Array, lo: int, hi: int) -> int:
+    # Eight bytes a step: x = a ^ b has a nonzero byte where they differ;
+    # folding each byte's bits into its lowest bit and summing the bytes (a
+    # multiply by 0x0101...) counts them. About 2x numpy's compare and
+    # count_nonzero, and no temporary array.
+    n = 0
+    stop8 = lo + ((hi - lo) & ~7)
+    wa = a[lo:stop8].view(np.uint64)
+    wb = b[lo:stop8].view(np.uint64)
+    for k in range(wa.shape[0]):
+        x = wa[k] ^ wb[k]
+        x |= x >> np.uint64(4)
+        x |= x >> np.uint64(2)
+        x |= x >> np.uint64(1)
+        n += ((x & _ONES) * _ONES) >> np.uint64(56)
+    for i in range(stop8, hi):
+        n += a[i] != b[i]
+    return n
+
+
 @_jit
 def _nb_diff_counts(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
-    # Small segments (many points): a plain loop. Large ones go to numpy's
-    # vectorised compare (`_np_diff_large`), about 5x faster per byte.
     for k in range(edges.shape[0] - 1):
-        c = np.int64(0)
-        for i in range(edges[k], edges[k + 1]):
-            c += np.int64(a[i] != b[i])
-        out[k] = c
-
-
-def _np_diff_large(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
-    for k in range(edges.shape[0] - 1):
-        lo, hi = int(edges[k]), int(edges[k + 1])
-        total = 0
-        for s in range(lo, hi, _BLOCK):
-            e = min(hi, s + _BLOCK)
-            total += int(np.count_nonzero(a[s:e] != b[s:e]))
-        out[k] = total
+        out[k] = _nb_differing(a, b, edges[k], edges[k + 1])
 
 
 def _np_diff_counts(a: U8Array, b: U8Array, edges: I64Array, out: I64Array) -> None:
@@ -541,10 +551,8 @@ def diff_counts(a: Any, b: Any, edges: Any) -> I64Array:
     e = _as_edges(edges, x.shape[0])
     out = np.zeros(e.shape[0] - 1, np.int64)
     if out.shape[0]:
-        if _use_numba and (e[-1] - e[0]) < out.shape[0] * (64 << 10):
-            _nb_diff_counts(x, y, e, out)  # small segments
-        elif _use_numba:
-            _np_diff_large(x, y, e, out)
+        if _use_numba:
+            _nb_diff_counts(x, y, e, out)
         else:
             _np_diff_counts(x, y, e, out)
     return out
