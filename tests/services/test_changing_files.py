@@ -48,7 +48,12 @@ def _content(size: int, seed: int = 7) -> bytes:
 
 
 class ChangeAt:
-    """Change a file from inside its `n`-th read by the services (any thread)."""
+    """Change a file from inside its `n`-th read by the services (any thread).
+
+    A read is a call of `Source.read` or `Source.gather` (one inside the
+    other counts once). `fired` is set as the change begins: other threads
+    may already see it, and fail, before it is complete.
+    """
 
     def __init__(
         self,
@@ -61,21 +66,27 @@ class ChangeAt:
         self.change = change
         self.n = n
         self.reads = 0
-        self.done = threading.Event()
+        self.fired = threading.Event()
         self._lock = threading.Lock()
+        self._depth = threading.local()
         for name in ("read", "gather"):
             original = getattr(Source, name)
             monkeypatch.setattr(Source, name, self._hook(original))
 
     def _hook(self, original: Any) -> Any:
         def hooked(source: Source, *args: Any, **kwargs: Any) -> Any:
-            result = original(source, *args, **kwargs)
-            if source.path == os.path.realpath(self.path):
+            depth = getattr(self._depth, "value", 0)
+            self._depth.value = depth + 1
+            try:
+                result = original(source, *args, **kwargs)
+            finally:
+                self._depth.value = depth
+            if depth == 0 and source.path == os.path.realpath(self.path):
                 with self._lock:
                     self.reads += 1
                     if self.reads == self.n:
+                        self.fired.set()
                         self.change(Path(self.path))
-                        self.done.set()
             return result
 
         return hooked
@@ -174,7 +185,7 @@ async def test_a_file_changed_mid_analysis_is_a_request_error_and_nothing_is_cac
         async with binglide.connect(workers=2, cache_dir=tmp_path / "cache") as client:
             with pytest.raises(binglide.RequestError, match=CHANGED) as info:
                 await call(client, path, reports={"estimate": False})
-            assert hook.done.is_set()
+            assert hook.fired.is_set()
             assert str(path) in str(info.value)
             # Put the same bytes back under the same id: whatever the cache
             # kept of the failed request must be of these bytes, so the
