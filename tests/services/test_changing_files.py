@@ -269,15 +269,15 @@ def _has_open(pid: int, path: Path) -> bool:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="watches the command in /proc")
 def test_the_command_says_the_file_changed_instead_of_dying(tmp_path: Path) -> None:
     # `binglide histogram v.bin &; truncate -s 1M v.bin` exited 135 (SIGBUS).
-    # A large sparse file (no disk space): the command reads it for a while;
-    # once it has opened it and read a first chunk, it is stopped, the file
-    # truncated, and the command continued.
+    # A large sparse file (no disk space) and trigrams (the slowest kernel):
+    # the command reads it for seconds; once it has opened it and read a
+    # first chunk, it is stopped, the file truncated, and the command continued.
     path = tmp_path / "v.bin"
     with open(path, "wb") as f:
         f.truncate(2 << 30)
     env = {**os.environ, "BINGLIDE_CACHE_DIR": str(tmp_path / "cache")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "binglide.cli.main", "histogram", str(path)],
+        [sys.executable, "-m", "binglide.cli.main", "ngrams", "-n", "3", str(path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
