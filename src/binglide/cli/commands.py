@@ -334,8 +334,9 @@ class EntropyAnalysis(Analysis):
         meta = report.meta
         title = _title(args, meta)
         lo, hi = self.spans(report)
-        # The bytes behind each value: the service may say; else the spans do.
-        sizes = np.asarray(meta.get("bytes_per_point", hi - lo), dtype=np.int64)
+        # The bytes behind each value, exactly (the meta's point_bytes is one
+        # number for them all).
+        sizes = np.asarray(hi - lo, dtype=np.int64)
         if args.hilbert:
             order = max(0, math.ceil(math.log2(max(len(report.array), 1)) / 2))
             figure = pictures.hilbert_entropy_picture(
