@@ -10,7 +10,8 @@ import pytest
 
 import binglide
 from binglide.broker import Broker, turn
-from binglide.core import BrokerConfig, BrokerMachine, Protocol, Ready, encode
+from binglide.core import BrokerConfig, BrokerMachine, PeerId, Protocol, Ready, Waiting, encode
+from binglide.transports.zeromq import router_incoming
 
 
 async def test_broker_drives_the_machine_it_is_given() -> None:
@@ -22,8 +23,7 @@ async def test_broker_drives_the_machine_it_is_given() -> None:
         async with anyio.create_task_group() as tg:
             await tg.start(broker.serve)
             async with network.connect("w") as worker:
-                ready = encode(Ready("echo"), protocol=Protocol.WORKER, from_broker=False)
-                await worker.send(ready)
+                await worker.send(Protocol.WORKER, Ready("echo"))
                 while machine.statistics().workers == 0:
                     await anyio.wait_all_tasks_blocked()
             tg.cancel_scope.cancel()
@@ -38,11 +38,17 @@ async def test_broker_refuses_a_machine_and_a_config() -> None:
 def test_a_turn_feeds_drops_garbage_and_runs_due_timers() -> None:
     machine = BrokerMachine(BrokerConfig(heartbeat_interval=1.0, liveness=3))
     ready = encode(Ready("echo"), protocol=Protocol.WORKER, from_broker=False)
-    out = turn(machine, [("w", ready), ("x", [b"garbage"])], now=0.0)
+    # Frames that do not decode are dropped where they are decoded.
+    received = [router_incoming([b"w", *ready]), router_incoming([b"x", b"garbage"])]
+    assert received[1] is None
+    # A message the machine refuses (a client never sends WAITING) is dropped too.
+    refused = (PeerId("y"), Protocol.CLIENT, Waiting(1, True))
+    out, deadline = turn(machine, [m for m in received if m is not None] + [refused], now=0.0)
     assert machine.statistics().workers == 1
     assert out == []
+    assert deadline == 1.0  # the first heartbeat
     # Past the worker's liveness, the same turn (with nothing received) expires it.
-    out = turn(machine, [], now=10.0)
+    out, deadline = turn(machine, [], now=10.0)
     assert machine.statistics().workers == 0
 
 

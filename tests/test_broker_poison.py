@@ -8,7 +8,7 @@ import anyio
 import pytest
 
 import binglide
-from binglide.core import BrokerMachine, IdSource, Protocol, Ready, Request, encode
+from binglide.core import BrokerMachine, IdSource, Protocol, Ready, Request, Waiting
 
 
 class BrokenIds(IdSource):
@@ -23,10 +23,11 @@ async def test_an_internal_error_stops_the_broker(caplog: pytest.LogCaptureFixtu
     network = binglide.InprocNetwork()
     broker = binglide.Broker(network.bind(), BrokerMachine(config, ids=BrokenIds()))
     async with network.connect("w") as worker, network.connect("c") as client:
-        await worker.send(encode(Ready("s"), protocol=Protocol.WORKER, from_broker=False))
-        # A malformed message first: dropped, and the broker serves on.
-        await client.send([b"MDPC02", b"\x7f"])
-        await client.send(encode(Request(1, "s"), protocol=Protocol.CLIENT, from_broker=False))
+        await worker.send(Protocol.WORKER, Ready("s"))
+        # An illegal message first (a client never sends WAITING; in one
+        # process nothing is malformed): dropped, and the broker serves on.
+        await client.send(Protocol.CLIENT, Waiting(1, True))
+        await client.send(Protocol.CLIENT, Request(1, "s"))
         with anyio.fail_after(5), pytest.raises(RuntimeError, match="the id source broke"):
             await broker.serve()
     [dropped, internal] = [r for r in caplog.records if r.name == "binglide.broker"]

@@ -7,11 +7,23 @@ import logging
 import pytest
 
 from binglide.broker import DropLog, turn
-from binglide.core import BrokerConfig, BrokerMachine
+from binglide.core import BrokerConfig, BrokerMachine, Frame, PeerId
+from binglide.transports.base import Incoming
+from binglide.transports.zeromq import router_incoming
 
 
 def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == "binglide.broker"]
+
+
+def decoded(batch: list[tuple[str, list[Frame]]], drops: DropLog, now: float) -> list[Incoming]:
+    """What the broker's ZeroMQ end makes of `batch`: what decodes; the rest told to `drops`."""
+
+    def dropped(peer: PeerId, error: Exception) -> None:
+        drops.dropped(peer, error, now)
+
+    found = (router_incoming([peer.encode(), *frames], dropped) for peer, frames in batch)
+    return [item for item in found if item is not None]
 
 
 def test_a_flood_of_garbage_logs_one_line_a_period_and_the_count(
@@ -21,8 +33,10 @@ def test_a_flood_of_garbage_logs_one_line_a_period_and_the_count(
     machine = BrokerMachine(BrokerConfig(heartbeat_interval=float("inf")))
     drops = DropLog(interval=10.0)
     # 68,000 garbage messages from 3 peers within one second.
-    batch = [(f"rogue-{n % 3}", [b"MDPC02", b"\x7f"]) for n in range(68_000)]
-    turn(machine, batch, 0.5, drops)
+    batch: list[tuple[str, list[Frame]]] = [
+        (f"rogue-{n % 3}", [b"MDPC02", b"\x7f"]) for n in range(68_000)
+    ]
+    turn(machine, decoded(batch, drops, 0.5), 0.5, drops)
     assert drops.total == 68_000
     [first] = messages(caplog)
     assert first.startswith("dropped a message from peer 'rogue-0': command")
@@ -33,19 +47,19 @@ def test_a_flood_of_garbage_logs_one_line_a_period_and_the_count(
         "dropped 67999 more messages from 3 peers in 10 s (only one a period is logged)"
     )
     # A new period: the next drop is logged at once, with its reason.
-    turn(machine, [("rogue-1", [b"junk"])], 11.0, drops)
+    turn(machine, decoded([("rogue-1", [b"junk"])], drops, 11.0), 11.0, drops)
     assert messages(caplog)[2].startswith("dropped a message from peer 'rogue-1'")
     assert len(messages(caplog)) == 3
     assert drops.total == 68_001
 
 
 def test_a_disconnected_worker_is_logged_with_the_reason(caplog: pytest.LogCaptureFixture) -> None:
-    from binglide.core import Protocol, Ready, encode
+    from binglide.core import Protocol, Ready
 
     caplog.set_level(logging.WARNING, "binglide.broker")
     machine = BrokerMachine(BrokerConfig(heartbeat_interval=float("inf")))
-    ready = encode(Ready("s"), protocol=Protocol.WORKER, from_broker=False)
-    turn(machine, [("w", ready), ("w", ready)], 0.0, DropLog())
+    ready = (PeerId("w"), Protocol.WORKER, Ready("s"))
+    turn(machine, [ready, ready], 0.0, DropLog())
     [line] = messages(caplog)
     assert line == (
         "dropped a message from peer 'w': a second READY (a worker serves one service, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Sequence
+from typing import Any
 
 import anyio
 import anyio.lowlevel
@@ -14,7 +16,17 @@ import zmq.asyncio
 
 from binglide.broker import run_broker
 from binglide.connect import connect_remote
+from binglide.core import (
+    Final,
+    Heartbeat,
+    Message,
+    Outgoing,
+    PeerId,
+    Protocol,
+    Request,
+)
 from binglide.errors import TransportClosed
+from binglide.transports.base import Incoming
 from binglide.transports.zeromq import ZmqBroker, ZmqPeer, new_context, shared_context
 
 from .zmq_helpers import (
@@ -37,66 +49,101 @@ def context():
     ctx.destroy(linger=0)
 
 
-async def test_frames_round_trip_with_routing_ids(context):
+async def _receive(end: ZmqBroker | ZmqPeer, count: int = 1) -> list[tuple[Any, ...]]:
+    """Deliver from `end` until `count` messages came; return them."""
+    got: list[tuple[Any, ...]] = []
+    async with anyio.create_task_group() as tg:
+
+        def take(*item: Any) -> None:
+            got.extend(item[0] if isinstance(end, ZmqBroker) else [item])
+            if len(got) >= count:
+                tg.cancel_scope.cancel()
+
+        tg.start_soon(end.deliver_to, take)
+    return got
+
+
+async def test_messages_round_trip_with_routing_ids(context):
     with anyio.fail_after(5):
         broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
         peer = ZmqPeer.connect(broker.address, identity="peer-a", context=context)
         big = np.arange(1 << 17, dtype=np.uint8)
-        await peer.send([b"MDPC02", b"\x05", memoryview(big.data)])
-        who, frames = await broker.receive()
+        peer.send_nowait(Protocol.CLIENT, Request(1, "echo", (memoryview(big.data),)))
+        [(who, protocol, msg)] = await _receive(broker)
         assert who == "peer-a"
-        assert frames[:2] == [b"MDPC02", b"\x05"]
-        assert bytes(frames[2]) == big.tobytes()
-        await broker.send(who, [b"MDPC02", b"\x05"])
-        assert await peer.receive() == [b"MDPC02", b"\x05"]
-        await broker.send(type(who)("nobody"), [b"lost"])  # silently dropped
+        assert protocol is Protocol.CLIENT
+        assert isinstance(msg, Request)
+        assert (msg.rid, msg.service) == (1, "echo")
+        assert bytes(msg.payload[0]) == big.tobytes()
+        await broker.send(Outgoing(who, Protocol.CLIENT, Final(1, (b"back",), "echo")))
+        assert await _receive(peer) == [(Protocol.CLIENT, Final(1, (b"back",), "echo"))]
+        broker.send_nowait(Outgoing(PeerId("nobody"), Protocol.CLIENT, Heartbeat()))  # dropped
         await peer.aclose()
         await broker.aclose()
         with pytest.raises(TransportClosed):
-            await broker.receive()
+            await broker.deliver_to(lambda batch: None)
         with pytest.raises(TransportClosed):
-            await peer.send([b"x"])
+            await peer.send(Protocol.CLIENT, Heartbeat())
 
 
-async def test_close_during_receive_is_transport_closed(context):
+async def test_malformed_frames_are_dropped_and_delivery_goes_on(context, caplog):
+    with anyio.fail_after(5):
+        broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
+        rogue = context.socket(zmq.DEALER)
+        rogue.setsockopt(zmq.LINGER, 0)
+        rogue.connect(broker.address)
+        await rogue.send_multipart([b"MDPC02", b"\x11", b"echo", b"1", b"{not json"])
+        await rogue.send_multipart([b"MDPC02", b"\x05"])
+        [(_, protocol, msg)] = await _receive(broker)
+        assert (protocol, msg) == (Protocol.CLIENT, Heartbeat())
+        assert any("JSON" in r.getMessage() for r in caplog.records)
+        rogue.close(linger=0)
+        await broker.aclose()
+
+
+async def test_close_during_delivery_is_transport_closed(context):
     with anyio.fail_after(5):
         peer = ZmqPeer.connect("tcp://127.0.0.1:1", context=context)
         async with anyio.create_task_group() as tg:
 
-            async def receive() -> None:
+            async def deliver() -> None:
                 with pytest.raises(TransportClosed):
-                    await peer.receive()
+                    await peer.deliver_to(lambda protocol, msg: None)
 
-            tg.start_soon(receive)
+            tg.start_soon(deliver)
             await anyio.wait_all_tasks_blocked()
             await peer.aclose()
 
 
-async def test_a_waiting_receive_sees_messages_while_the_peer_sends(context):
-    """The peer waits on ZeroMQ's edge-triggered fd; its own sends must not eat a wake-up."""
-    with anyio.fail_after(10):
+async def test_a_waiting_delivery_sees_messages_while_the_peer_sends(context):
+    # The peer's sends must not swallow the file descriptor's signal of a
+    # message that arrived meanwhile: delivery would wait forever.
+    with anyio.fail_after(20):
         broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
         peer = ZmqPeer.connect(broker.address, identity="peer-b", context=context)
-        received: list[list[bytes]] = []
+        received: list[int] = []
         rounds = 2000
 
-        async def peer_receives() -> None:
-            while len(received) < rounds:
-                received.append([bytes(f) for f in await peer.receive()])
-
-        async def echo() -> None:
-            for _ in range(rounds):
-                who, frames = await broker.receive()
-                await broker.send(who, frames)
+        def echo(batch: Sequence[Incoming]) -> None:
+            for who, _, msg in batch:
+                assert isinstance(msg, Request)
+                broker.send_nowait(Outgoing(who, Protocol.CLIENT, Final(msg.rid, (), "e")))
 
         async with anyio.create_task_group() as tg:
-            tg.start_soon(peer_receives)
-            tg.start_soon(echo)
-            for i in range(rounds):
-                peer.send_nowait([b"%d" % i])
+            tg.start_soon(broker.deliver_to, echo)
+
+            def take(protocol: Protocol, msg: Message) -> None:
+                assert isinstance(msg, Final)
+                received.append(msg.rid)
+                if len(received) == rounds:
+                    tg.cancel_scope.cancel()
+
+            tg.start_soon(peer.deliver_to, take)
+            for i in range(1, rounds + 1):
+                peer.send_nowait(Protocol.CLIENT, Request(i, "e"))
                 if i % 7 == 0:
                     await anyio.lowlevel.checkpoint()
-        assert received == [[b"%d" % i] for i in range(rounds)]
+        assert received == list(range(1, rounds + 1))
         await peer.aclose()
         await broker.aclose()
 
@@ -106,40 +153,42 @@ async def test_a_full_socket_makes_send_wait_in_order(context):
         router = context.socket(zmq.ROUTER)
         router.setsockopt(zmq.RCVHWM, 1)
         port = router.bind_to_random_port("tcp://127.0.0.1")
-        peer = ZmqPeer.connect(f"tcp://127.0.0.1:{port}", context=context)
-        peer._socket.setsockopt(zmq.SNDHWM, 1)
-        payload = b"x" * 100_000
+        sock = context.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.SNDHWM, 1)
+        sock.connect(f"tcp://127.0.0.1:{port}")
+        peer = ZmqPeer(sock, PeerId("full"), f"tcp://127.0.0.1:{port}")
+        payload = (b"x" * 100_000,)
         sent = 0
         with pytest.raises(anyio.WouldBlock):
-            for sent in range(10_000):
-                peer.send_nowait([b"%d" % sent, payload])
+            for sent in range(1, 10_000):
+                peer.send_nowait(Protocol.CLIENT, Request(sent, "s", payload))
         async with anyio.create_task_group() as tg:
-            tg.start_soon(peer.send, [b"late", b""])
+            tg.start_soon(peer.send, Protocol.CLIENT, Request(10_000, "s"))
             await anyio.wait_all_tasks_blocked()
-            with pytest.raises(anyio.WouldBlock):
-                peer.send_nowait([b"overtakes", b""])  # must not pass the waiting send
+            with pytest.raises(anyio.WouldBlock):  # must not pass the waiting send
+                peer.send_nowait(Protocol.CLIENT, Request(10_001, "s"))
             got = []
             while True:
                 frames = await router.recv_multipart()
-                got.append(frames[1])
-                if frames[1] == b"late":
+                got.append(int(frames[4]))  # routing id, header, command, service, rid
+                if got[-1] == 10_000:
                     break
-        assert got == [b"%d" % i for i in range(sent)] + [b"late"]
+        assert got == [*range(1, sent), 10_000]
         await peer.aclose()
         router.close(linger=0)
 
 
-async def test_a_cancelled_receive_leaves_nothing_behind(context):
+async def test_a_cancelled_delivery_loses_nothing(context):
     with anyio.fail_after(5):
         broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
         peer = ZmqPeer.connect(broker.address, identity="peer-c", context=context)
         with anyio.move_on_after(0.05):
-            await peer.receive()
-        assert peer._waiters == []
-        await peer.send([b"hello"])
-        who, _ = await broker.receive()
-        await broker.send(who, [b"back"])
-        assert await peer.receive() == [b"back"]
+            await peer.deliver_to(lambda protocol, msg: None)
+        await peer.send(Protocol.CLIENT, Heartbeat())
+        [(who, _, _)] = await _receive(broker)
+        await broker.send(Outgoing(who, Protocol.CLIENT, Heartbeat("back")))
+        assert await _receive(peer) == [(Protocol.CLIENT, Heartbeat("back"))]
         await peer.aclose()
         await broker.aclose()
 

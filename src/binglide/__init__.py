@@ -14,9 +14,9 @@ aligned chunks, cached on disk, answered progressively and cancellable::
 from __future__ import annotations
 
 from .broker import Broker as Broker
-from .client import Call as Call
+from .call import Call as Call
+from .call import Then as Then
 from .client import Client as Client
-from .client import Then as Then
 from .connect import connect as connect
 from .core import BrokerConfig as BrokerConfig
 from .core import CancelMode as CancelMode

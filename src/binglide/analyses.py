@@ -13,6 +13,7 @@ and sends it with ``request(service, body)``.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
 
     import numpy as np
 
-    from .client import Call
+    from .call import Call
 
 __all__ = ("AnalysisMethods", "Range", "Source", "make_body")
 
@@ -56,9 +57,10 @@ def make_body(
     return body
 
 
-class AnalysisMethods:
-    """Mixin: the typed helpers, on top of an abstract ``request``."""
+class AnalysisMethods(ABC):
+    """Mixin of `Client` and `Context`: the typed helpers, on top of their ``request``."""
 
+    @abstractmethod
     def request(
         self,
         service: str,
@@ -67,7 +69,6 @@ class AnalysisMethods:
         timeout: float | None = None,
     ) -> Call:
         """Send a request; see `Client.request`."""
-        raise NotImplementedError
 
     def histogram(self, source: Source, range: Range | None = None, **extra: Any) -> Call:
         """Count the bytes of `source` in `range`: 256 uint64 counts."""

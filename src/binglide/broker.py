@@ -1,56 +1,56 @@
 """The broker's drivers: the loops that run a `BrokerMachine` over sockets.
 
 The machine (`binglide.core.broker`) holds every rule; a driver only moves
-messages. Both drivers take the same `turn` per batch of messages: decode and
-feed each one, run the machine's timers when they are due, and collect what
-the machine says. They differ only in how they wait and send:
+messages. Both drivers take the same `turn` per batch of messages: feed each
+one, run the machine's timers when they are due, and collect what the
+machine says. They differ only in how they wait and send:
 
-- `Broker` is an async loop over any `BrokerTransport` (the embedded default
-  runs it in-process; `run_broker` runs it over ZeroMQ);
+- `Broker` is driven by any `BrokerTransport`, which delivers each batch as
+  it arrives (the embedded default runs it in-process, where delivery is a
+  function call; `run_broker` runs it over ZeroMQ);
 - `run_broker_blocking` is a lean blocking loop over a pyzmq ROUTER socket,
   with no coroutine, future or cancel scope per message: what ``binglide
   broker`` runs, in a process of its own.
 
-Malformed frames from a peer are logged and dropped: one rogue peer never
-stops the broker serving everyone else. An internal error of the machine (a
-bug) stops the broker: the machine refuses to go on from an unknown state.
+Malformed frames from a peer are logged and dropped (the ZeroMQ transport's
+decoding reports them), and so are messages the machine refuses, at most one
+line a period (`DropLog`): one rogue peer never stops the broker serving
+everyone else. An internal error of the machine (a bug) stops the broker:
+the machine refuses to go on from an unknown state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import anyio
-import anyio.lowlevel
 import attrs
 
-from ._clock import loop_time
+from ._aio import loop_time
 from .core import (
     BrokerConfig,
     BrokerMachine,
     BrokerStatistics,
-    Frame,
     IdSource,
     Outgoing,
     PeerId,
-    decode,
-    encode,
 )
-from .errors import RemoteProtocolError, TransportClosed, TransportError
+from .errors import LocalProtocolError, RemoteProtocolError, TransportClosed, TransportError
+from .outbox import Outbox
 from .transports.base import DEFAULT_MAX_MESSAGE_SIZE
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
 
-    import zmq.asyncio
+    import zmq
     from anyio.abc import TaskStatus
 
     from .transports import BrokerTransport
+    from .transports.base import Incoming
     from .transports.zeromq import CurveServerKeys
 
 __all__ = (
@@ -58,7 +58,6 @@ __all__ = (
     "Broker",
     "DropLog",
     "RunningBroker",
-    "encode_outgoing",
     "feed",
     "networked_machine",
     "run_broker",
@@ -68,8 +67,6 @@ __all__ = (
 
 log = logging.getLogger("binglide.broker")
 
-#: Messages an async broker handles in a row without waiting before it lets other tasks run.
-_DRAIN = 64
 #: Messages a blocking broker handles in a row before it looks at its timers.
 _DRAIN_BLOCKING = 256
 
@@ -131,26 +128,23 @@ class DropLog:
 
 
 def feed(
-    machine: BrokerMachine,
-    peer: str,
-    frames: Sequence[Frame],
-    now: float,
-    drops: DropLog | None = None,
+    machine: BrokerMachine, incoming: Incoming, now: float, drops: DropLog | None = None
 ) -> None:
-    """Decode `frames` from `peer` and feed them to `machine`; log and drop what is bad.
+    """Feed one message to `machine`; log and drop what it refuses.
 
-    A malformed or illegal message is dropped with a warning (the machine
-    changed nothing; with `drops`, the warnings are rate-limited): one rogue
-    peer never stops the broker serving everyone else.
+    A message the machine refuses (illegal now) is dropped with a warning
+    (the machine changed nothing; with `drops`, the warnings are
+    rate-limited): one rogue peer never stops the broker serving everyone
+    else.
 
     Raises:
         Exception: an internal error of the machine (a bug), logged here; the
             machine is broken from then on (`binglide.core.broker`), so the
             broker stops rather than serve on from an unknown state.
     """
+    peer, protocol, msg = incoming
     try:
-        protocol, msg = decode(frames, from_broker=False)
-        machine.receive(PeerId(peer), protocol, msg, now)
+        machine.receive(peer, protocol, msg, now)
     except RemoteProtocolError as exc:
         if drops is None:
             log.warning("dropped a message from peer %r: %s", peer, exc)
@@ -163,19 +157,23 @@ def feed(
 
 def turn(
     machine: BrokerMachine,
-    received: Iterable[tuple[str, Sequence[Frame]]],
+    received: Iterable[Incoming],
     now: float,
     drops: DropLog | None = None,
-) -> list[Outgoing]:
-    """Take one turn of a broker loop; return what the machine says to send.
+) -> tuple[list[Outgoing], float | None]:
+    """Take one turn of a broker loop; return what to send, and the next deadline.
 
-    Feeds every received ``(peer, frames)`` to `machine`, runs its timers if
-    they are due at `now`, and collects its outgoing messages. Both drivers
-    call this once per batch, so they cannot disagree on a rule. With
-    `drops`, dropped messages are logged through it (rate-limited).
+    Feeds every received message to `machine`, runs its timers if they are
+    due at `now`, and collects its outgoing messages. Both drivers call this
+    once per batch, so they cannot disagree on a rule. With `drops`, dropped
+    messages are logged through it (rate-limited).
+
+    Returns:
+        The messages to send, in order, and when the machine's timers are
+        next due (None: nothing to time).
     """
-    for peer, frames in received:
-        feed(machine, peer, frames, now, drops)
+    for incoming in received:
+        feed(machine, incoming, now, drops)
     for peer, what in machine.notices():
         # Handled (a DISCONNECT sent), but a peer misbehaved: said as a drop is.
         if drops is None:
@@ -187,19 +185,20 @@ def turn(
     deadline = machine.next_deadline()
     if deadline is not None and deadline <= now:
         machine.handle_timer(now)
-    return machine.outgoing()
-
-
-def encode_outgoing(out: Outgoing) -> list[Frame]:
-    """Return the frames of one message the machine sends."""
-    return encode(out.message, protocol=out.protocol, from_broker=True, extended=out.extended)
+        deadline = machine.next_deadline()
+    return machine.outgoing(), deadline
 
 
 class Broker:
     """Route requests to workers and reports back, over a transport (see `binglide.core.broker`).
 
+    The transport delivers each batch of messages to the broker as it
+    arrives (in-process: from the sender's own step); the broker takes a
+    `turn` and sends what it produced at once. A timer task takes the turns
+    the machine's deadlines call for.
+
     Args:
-        transport: where peers' frames come from and go to.
+        transport: where peers' messages come from and go to.
         machine: the rules (default: a new `BrokerMachine` with `config`).
         config: the settings of the default machine; give either this or `machine`.
 
@@ -222,62 +221,87 @@ class Broker:
         self.machine = machine
         #: The dropped messages (rate-limited warnings, and their count).
         self.drops = DropLog()
+        self._outbox: Outbox[Outgoing] = Outbox(self._send_nowait, self._send)
+        #: When the timer task wakes next (inf: never), and how to wake it sooner.
+        self._timer_at = math.inf
+        self._timer_changed: anyio.Event | None = None
 
     def statistics(self) -> BrokerStatistics:
         """Return a snapshot of the broker's queues, tasks and counters."""
         return self.machine.statistics()
 
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Serve until cancelled or the transport is closed."""
-        transport = self._transport
-        machine = self.machine
-        # Drain what is ready without waiting (a wait, with its cancel scope,
-        # costs more than handling a message); await only when nothing is.
-        receive_nowait = getattr(transport, "receive_nowait", None)
-        drained = 0
-        drops = self.drops
-        task_status.started()
+        """Serve until cancelled or the transport is closed.
+
+        Raises:
+            Exception: an internal error of the machine (a bug, see `feed`),
+                as itself (not in an exception group).
+        """
+        errors: list[Exception] = []
         try:
-            while True:
-                received: tuple[PeerId, list[Frame]] | None = None
-                if receive_nowait is not None and drained < _DRAIN:
-                    # Nothing ready: WouldBlock (ZeroMQ) or None (in-process).
-                    with contextlib.suppress(anyio.WouldBlock):
-                        received = receive_nowait()
-                if received is not None:
-                    drained += 1
-                else:
-                    if drained:
-                        # Others (in this loop) get their turn.
-                        drained = 0
-                        await anyio.lowlevel.checkpoint()
-                        continue
-                    deadline = machine.next_deadline()
-                    if deadline is None:
-                        received = await transport.receive()
-                    else:
-                        timeout = deadline - loop_time()
-                        if timeout > 0:
-                            with anyio.move_on_after(timeout):
-                                received = await transport.receive()
-                outgoing = turn(
-                    machine, () if received is None else (received,), loop_time(), drops
-                )
-                await self._send(outgoing)
-        except TransportClosed:
-            return
+            async with anyio.create_task_group() as tg:
+
+                async def timers() -> None:
+                    try:
+                        await self._timers()
+                    except Exception as exc:
+                        errors.append(exc)
+                        tg.cancel_scope.cancel()
+
+                tg.start_soon(self._outbox.run)
+                tg.start_soon(timers)
+                task_status.started()
+                try:
+                    await self._transport.deliver_to(self._on_batch, dropped=self._dropped)
+                except TransportClosed:
+                    pass
+                except Exception as exc:
+                    errors.append(exc)
+                tg.cancel_scope.cancel()
         finally:
             with anyio.CancelScope(shield=True):
                 await self._transport.aclose()
+        if errors:
+            # A broken machine refuses every later call with LocalProtocolError,
+            # which says nothing new: raise what broke it.
+            raise next((e for e in errors if not isinstance(e, LocalProtocolError)), errors[0])
 
-    async def _send(self, outgoing: list[Outgoing]) -> None:
+    def _dropped(self, peer: PeerId, error: RemoteProtocolError) -> None:
+        self.drops.dropped(peer, error, loop_time())
+
+    def _on_batch(self, batch: Sequence[Incoming]) -> None:
+        outgoing, deadline = turn(self.machine, batch, loop_time(), self.drops)
         for out in outgoing:
-            try:
-                await self._transport.send(out.peer, encode_outgoing(out))
-            except TransportClosed:
-                raise
-            except TransportError as exc:
-                log.warning("could not send to peer %r: %s", out.peer, exc)
+            self._outbox.post(out)
+        if deadline is not None and deadline < self._timer_at and self._timer_changed:
+            self._timer_changed.set()
+
+    async def _timers(self) -> None:
+        machine = self.machine
+        while True:
+            outgoing, deadline = turn(machine, (), loop_time(), self.drops)
+            for out in outgoing:
+                self._outbox.post(out)
+            self._timer_at = math.inf if deadline is None else deadline
+            self._timer_changed = changed = anyio.Event()
+            with anyio.move_on_after(self._timer_at - loop_time()):
+                await changed.wait()
+
+    def _send_nowait(self, out: Outgoing) -> None:
+        try:
+            self._transport.send_nowait(out)
+        except (anyio.WouldBlock, TransportClosed):
+            raise
+        except TransportError as exc:
+            log.warning("could not send to peer %r: %s", out.peer, exc)
+
+    async def _send(self, out: Outgoing) -> None:
+        try:
+            await self._transport.send(out)
+        except TransportClosed:
+            raise
+        except TransportError as exc:
+            log.warning("could not send to peer %r: %s", out.peer, exc)
 
 
 # -- over ZeroMQ -------------------------------------------------------------------------
@@ -302,7 +326,7 @@ async def run_broker(
     config: BrokerConfig | None = None,
     curve: CurveServerKeys | None = None,
     max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-    context: zmq.asyncio.Context | None = None,
+    context: zmq.Context[Any] | None = None,
     task_status: TaskStatus[RunningBroker] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Bind a broker to `address` and serve it from an async loop until cancelled.
@@ -365,6 +389,8 @@ def run_broker_blocking(
         has_message,
         new_context,
         receive_frames,
+        router_incoming,
+        router_outgoing,
         send_frames,
     )
 
@@ -381,22 +407,15 @@ def run_broker_blocking(
     clock = time.monotonic
     poller = zmq.Poller()
     poller.register(sock, zmq.POLLIN)
-    routing_ids: dict[str, bytes] = {}
 
     def send(outgoing: list[Outgoing]) -> None:
         for out in outgoing:
-            peer = out.peer
-            routing = routing_ids.get(peer)
-            if routing is None:
-                routing = routing_ids[peer] = peer.encode("latin-1")
-                if len(routing_ids) > 100_000:  # a cache, not a registry
-                    routing_ids.clear()
             try:
-                send_frames(sock, [routing, *encode_outgoing(out)])
+                send_frames(sock, router_outgoing(out))
             except zmq.ZMQError as exc:
-                log.warning("could not send to peer %r: %s", peer, exc)
+                log.warning("could not send to peer %r: %s", out.peer, exc)
 
-    def ready() -> Iterable[tuple[str, Sequence[Frame]]]:
+    def ready() -> Iterable[Incoming]:
         for _ in range(_DRAIN_BLOCKING):
             if not has_message(sock):
                 return
@@ -404,24 +423,27 @@ def run_broker_blocking(
                 frames = receive_frames(sock, zmq.DONTWAIT)
             except zmq.Again:
                 return
-            yield bytes(frames[0]).decode("latin-1"), frames[1:]
+            incoming = router_incoming(frames, dropped)
+            if incoming is not None:
+                yield incoming
+
+    def dropped(peer: PeerId, error: RemoteProtocolError) -> None:
+        drops.dropped(peer, error, clock())
 
     try:
         if on_bound is not None:
             on_bound(bound)
+        deadline = machine.next_deadline()
         while True:
-            deadline = machine.next_deadline()
-            if deadline is None:
-                timeout: int | None = None
-            else:
-                timeout = max(0, math.ceil((deadline - clock()) * 1000))
+            timeout = None if deadline is None else max(0, math.ceil((deadline - clock()) * 1000))
             # Send what the whole batch produced in one burst: a send wakes
             # ZeroMQ's I/O thread, which on a busy machine preempts this one;
             # a send per message received made a context switch pair of every
             # message. The turn reads the clock after the batch, so that its
             # timers see the time they run at.
             batch = list(ready()) if poller.poll(timeout) else []
-            send(turn(machine, batch, clock(), drops))
+            outgoing, deadline = turn(machine, batch, clock(), drops)
+            send(outgoing)
     finally:
         sock.close(linger=0)
         if authenticator is not None:

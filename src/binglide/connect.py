@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import anyio
 import attrs
 
-from ._clock import loop_time
+from ._aio import loop_time
 from .broker import Broker
 from .cachefs import ChunkStore, default_cache_dir, default_max_bytes
 from .client import Client

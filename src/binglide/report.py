@@ -29,11 +29,13 @@ def _meta(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
 
 
-@attrs.define(eq=False)
+@attrs.frozen(eq=False)
 class Report:
     """One answer to a request.
 
     A handler yields any number of them; the last one is the final answer.
+    Reports are immutable: make a changed copy with ``attrs.evolve(report,
+    ...)``.
 
     Attributes:
         data: a numpy array, a mapping of names to arrays, or None.

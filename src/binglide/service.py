@@ -11,7 +11,6 @@ of the same job (``ctx.request(...)``, ``ctx.histogram(...)``): each returns a
 from __future__ import annotations
 
 import os
-import weakref
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
@@ -19,14 +18,15 @@ import attrs
 from .analyses import AnalysisMethods
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+    from collections.abc import AsyncIterator, Iterable, Mapping
 
     import numpy as np
 
     from .cachefs import ChunkStore
-    from .client import Call, Requester
+    from .call import Call, WaitHooks
     from .core import JobId
     from .report import Report, Task
+    from .requester import Requester
 
 __all__ = ("Context", "Service", "Settings")
 
@@ -70,6 +70,8 @@ class Service:
 class Context(AnalysisMethods):
     """What a handler gets with its task: sub-requests of the same job, settings.
 
+    Sub-requests a handler leaves open when it ends are cancelled.
+
     Attributes:
         job: the job id of the request tree.
         settings: the deployment's `Settings`.
@@ -83,7 +85,7 @@ class Context(AnalysisMethods):
         job: JobId,
         ancestry: tuple[str, ...],
         settings: Settings,
-        on_wait: tuple[Callable[[], None], Callable[[], None]],
+        on_wait: WaitHooks,
     ) -> None:
         self._requester = requester
         self._tid = tid
@@ -91,10 +93,6 @@ class Context(AnalysisMethods):
         self._ancestry = ancestry
         self.settings = settings
         self._on_wait = on_wait
-        # Weak: a finished sub-request (and its possibly large result) goes
-        # as soon as the handler drops it; open ones are held by the worker.
-        # Made at the first sub-request: most tasks issue none.
-        self._calls: weakref.WeakSet[Call] | None = None
 
     def request(
         self,
@@ -108,7 +106,7 @@ class Context(AnalysisMethods):
         Raises:
             TypeError: the body is not JSON-able.
         """
-        call = self._requester._open_call(
+        return self._requester.open(
             service,
             body,
             arrays,
@@ -118,15 +116,3 @@ class Context(AnalysisMethods):
             timeout=timeout,
             on_wait=self._on_wait,
         )
-        if self._calls is None:
-            self._calls = weakref.WeakSet()
-        self._calls.add(call)
-        return call
-
-    def _close(self) -> None:
-        # Whatever the handler left running is of no use once it ended.
-        if self._calls is None:
-            return
-        for call in list(self._calls):
-            call.cancel()
-        self._calls.clear()

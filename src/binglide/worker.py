@@ -1,8 +1,8 @@
 """`Worker`: hosts one `Service`, runs its tasks, and is a client too.
 
-The worker drives a `WorkerMachine` (its tasks) and, through `Requester`, a
-`ClientMachine` (its sub-requests) over one transport. Each task runs in its
-own cancel scope; a CANCEL from the broker for the task's job cancels that
+The worker drives a `WorkerMachine` (its tasks) and has a `Requester` (its
+handlers' sub-requests) over one transport. Each task runs in a task of its
+own and in its own cancel scope; a CANCEL from the broker for the task's job cancels that
 scope, which cancels whatever the handler awaits (sub-requests included).
 While a handler awaits a sub-request, the worker tells the broker the task is
 waiting, so that it can take other tasks meanwhile (the progress guarantee).
@@ -10,8 +10,8 @@ waiting, so that it can take other tasks meanwhile (the progress guarantee).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import functools
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -19,18 +19,16 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._clock import loop_time
-from .client import Requester
+from ._aio import TaskPool, call_soon, loop_time
 from .core import (
     BrokerLost,
     Disconnect,
+    Message,
     Protocol,
     TaskCancelled,
     TaskStarted,
     WorkerLost,
     WorkerMachine,
-    decode,
-    encode,
 )
 from .errors import (
     JobError,
@@ -39,13 +37,17 @@ from .errors import (
     RemoteProtocolError,
     TransportError,
 )
+from .outbox import Outbox
 from .payload import REPEAT_LAST, decode_body, encode_report
 from .report import Report, Task
+from .requester import Requester
 from .service import Context, Service, Settings
 
 if TYPE_CHECKING:
-    import zmq.asyncio
-    from anyio.abc import TaskGroup, TaskStatus
+    from collections.abc import Callable
+
+    import zmq
+    from anyio.abc import TaskStatus
 
     from .transports import PeerTransport
     from .transports.zeromq import CurveClientKeys
@@ -80,8 +82,18 @@ class WorkerStatistics:
     cancelled: int
 
 
-class Worker(Requester):
-    """Serve one `Service` over a transport."""
+class Worker:
+    """Serve one `Service` over a transport.
+
+    Args:
+        service: the service to host (an instance).
+        transport: the worker's end of a transport to the broker.
+        settings: roots, cache and hints shared by the deployment's workers.
+        heartbeat_interval: seconds between heartbeats (None: none, in-process).
+
+    Raises:
+        ValueError: the service has no name.
+    """
 
     def __init__(
         self,
@@ -93,18 +105,18 @@ class Worker(Requester):
     ) -> None:
         if not service.name:
             raise ValueError(f"{type(service).__name__} has no name")
-        super().__init__(transport.identity)
         self.service = service
         self.settings = settings or Settings()
         self._transport = transport
-        self._use_transport(transport)
+        self._outbox: Outbox[Protocol, Message] = Outbox(transport.send_nowait, transport.send)
+        # The worker's own sub-requests: a worker is a client too.
+        self._requester = Requester(transport.identity, self._outbox.post)
         self._machine = WorkerMachine(service.name, heartbeat_interval=heartbeat_interval)
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._waits: Counter[int] = Counter()
         self._counts: Counter[str] = Counter()
-        self._held: dict[int, _HeldReport] = {}
-        self._held_changed = anyio.Event()
-        self._wake_pending = False
+        self._held = _HeldReports(self.settings.report_interval)
+        self._pool: TaskPool | None = None
         self._registered = anyio.Event()
 
     def statistics(self) -> WorkerStatistics:
@@ -129,49 +141,44 @@ class Worker(Requester):
     async def serve(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Register with the broker and serve until cancelled or the transport closes."""
         try:
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(self._send_loop, self._transport)
-                tg.start_soon(self._flush_held)
-                self._flush()
+            async with anyio.create_task_group() as tg, TaskPool() as pool:
+                self._pool = pool
+                tg.start_soon(self._outbox.run)
+                tg.start_soon(self._held.run)
                 tg.start_soon(self._timer_loop)
+                self._flush()  # READY
                 task_status.started()
-                await self._receive_loop(tg)
+                with contextlib.suppress(TransportError):
+                    await self._transport.deliver_to(self._on_message)
                 tg.cancel_scope.cancel()
         finally:
             # Say goodbye so that the broker re-issues our tasks at once and
             # cancels the sub-requests we issued (MDP/0.2 DISCONNECT).
-            self._close_outbox()
-            self._outbox_receive.close()
-            goodbye = encode(Disconnect(), protocol=Protocol.WORKER, from_broker=False)
+            self._pool = None
+            self._outbox.post(Protocol.WORKER, Disconnect())
             with anyio.move_on_after(1.0, shield=True):
                 with contextlib.suppress(TransportError):
-                    await self._transport.send(goodbye)
+                    await self._outbox.drain()
                 await self._transport.aclose()
 
-    # -- loops ------------------------------------------------------------------------
+    # -- messages and timers ---------------------------------------------------------
 
-    async def _receive_loop(self, tg: TaskGroup) -> None:
-        while True:
-            try:
-                frames = await self._transport.receive()
-            except TransportError:
+    def _on_message(self, protocol: Protocol, msg: Message) -> None:
+        if not self._registered.is_set():
+            self._registered.set()  # the broker speaks only to workers it knows
+        try:
+            if protocol is Protocol.CLIENT:
+                lost = self._requester.receive(msg, loop_time())
+                if isinstance(lost, BrokerLost):
+                    log.warning("%s", lost.reason)
                 return
-            try:
-                protocol, msg = decode(frames, from_broker=True)
-                if not self._registered.is_set():
-                    self._registered.set()
-                if protocol is Protocol.CLIENT:
-                    lost = self._on_client_message(msg)
-                    if isinstance(lost, BrokerLost):
-                        log.warning("%s", lost.reason)
-                    continue
-                events = self._machine.receive(msg, loop_time())
-            except RemoteProtocolError as exc:
-                log.warning("dropped a malformed message from the broker: %s", exc)
-                continue
-            for event in events:
-                self._on_event(event, tg)
-            self._flush()
+            events = self._machine.receive(msg, loop_time())
+        except RemoteProtocolError as exc:
+            log.warning("dropped a malformed message from the broker: %s", exc)
+            return
+        for event in events:
+            self._on_event(event)
+        self._flush()
 
     async def _timer_loop(self) -> None:
         # Tick first: the machine has no deadline until its first tick, and
@@ -179,7 +186,7 @@ class Worker(Requester):
         while True:
             lost = self._machine.handle_timer(loop_time())
             if lost is not None:
-                self._on_event(lost, None)
+                self._on_event(lost)
             self._flush()
             deadline = self._machine.next_deadline()
             if deadline is None:
@@ -187,15 +194,13 @@ class Worker(Requester):
                 return
             await anyio.sleep(max(0.0, deadline - loop_time()))
 
-    def _on_event(
-        self, event: TaskStarted | TaskCancelled | WorkerLost, tg: TaskGroup | None
-    ) -> None:
+    def _on_event(self, event: TaskStarted | TaskCancelled | WorkerLost) -> None:
         match event:
             case TaskStarted():
-                assert tg is not None
-                scope = anyio.CancelScope()
-                self._scopes[event.tid] = scope
-                tg.start_soon(self._run, event, scope)
+                if self._pool is None:
+                    return  # closing: our DISCONNECT makes the broker re-issue it
+                scope = self._scopes[event.tid] = anyio.CancelScope()
+                self._pool.start_soon(self._run, event, scope)
             case TaskCancelled():
                 running = self._scopes.get(event.tid)
                 if running is not None:
@@ -207,19 +212,22 @@ class Worker(Requester):
 
     def _flush(self) -> None:
         for msg in self._machine.outgoing():
-            self._post(encode(msg, protocol=Protocol.WORKER, from_broker=False))
+            self._outbox.post(Protocol.WORKER, msg)
 
     # -- tasks ------------------------------------------------------------------------
 
     async def _run(self, started: TaskStarted, scope: anyio.CancelScope) -> None:
         tid = started.tid
         ctx = Context(
-            self,
+            self._requester,
             tid=tid,
             job=started.job,
             ancestry=started.ancestry,
             settings=self.settings,
-            on_wait=(lambda: self._enter_wait(tid), lambda: self._leave_wait(tid)),
+            on_wait=(
+                functools.partial(self._enter_wait, tid),
+                functools.partial(self._leave_wait, tid),
+            ),
         )
         try:
             with scope:
@@ -227,7 +235,8 @@ class Worker(Requester):
             if scope.cancelled_caught:
                 self._counts["cancelled"] += 1
         finally:
-            ctx._close()
+            # Whatever the handler left running is of no use once it ended.
+            self._requester.cancel_children(tid)
             self._scopes.pop(tid, None)
             self._waits.pop(tid, None)
             # A task cancelled locally (we are shutting down) says nothing
@@ -247,7 +256,7 @@ class Worker(Requester):
         # one is held until the handler ends (then it is the FINAL) or yields
         # again, or for report_interval at most (a caller must not wait on a
         # slow handler for a report it already has; the FINAL then says so).
-        outbox = _HeldReport(self, tid)
+        reports = _TaskReports(tid, self._report, self._held)
         try:
             try:
                 async for report in self.service.handle(task, ctx):
@@ -255,13 +264,13 @@ class Worker(Requester):
                         raise TypeError(
                             f"handlers yield Report objects, not {type(report).__name__}"
                         )
-                    outbox.hold(report)
+                    reports.hold(report)
             except ExceptionGroup as group:
                 # A handler awaiting sub-requests in a task group gets their
                 # errors grouped; the caller wants the sub-request's error.
                 raise _first_job_error(group) or group from None
         except JobError as exc:
-            outbox.drop()
+            reports.drop()
             # A sub-request failed, or the handler refused its input.
             kind = exc.kind
             remote_type = exc.remote_type if isinstance(exc, JobFailed) else type(exc).__name__
@@ -269,21 +278,20 @@ class Worker(Requester):
             self._fail(tid, kind, exc.message, remote_type=remote_type, cycle=cycle)
             return
         except Exception as exc:
-            outbox.drop()
+            reports.drop()
             log.exception("the %r handler raised", self.service.name)
             name = f"{type(exc).__module__}.{type(exc).__qualname__}"
             self._fail(tid, "failed", str(exc), remote_type=name.removeprefix("builtins."))
             return
         except BaseException:
-            outbox.drop()
+            reports.drop()
             raise
-        outbox.finish()
+        reports.finish()
 
-    def _report(self, tid: int, report: Report | None, *, final: bool) -> None:
+    def _report(self, tid: int, report: Report | None, final: bool) -> None:
         if report is None:
             payload = REPEAT_LAST
         else:
-            report.final = final
             try:
                 payload = encode_report(report)
             except TypeError as exc:
@@ -297,38 +305,6 @@ class Worker(Requester):
         if self._machine.fail(tid, kind, message, **extra):
             self._counts["failed"] += 1
         self._flush()
-
-    def _hold(self, held: _HeldReport) -> None:
-        self._held[held._tid] = held
-        if not self._wake_pending:
-            # Most handlers yield one complete report and end in the same step
-            # of the event loop: look again at the next turn, and wake the
-            # flusher (a task step, a timer) only for a report still held then.
-            self._wake_pending = True
-            asyncio.get_running_loop().call_soon(self._wake_flusher)
-
-    def _wake_flusher(self) -> None:
-        self._wake_pending = False
-        if self._held:
-            self._held_changed.set()
-
-    def _release(self, tid: int) -> None:
-        self._held.pop(tid, None)
-
-    async def _flush_held(self) -> None:
-        """Send every report held longer than ``report_interval`` as a PARTIAL."""
-        interval = self.settings.report_interval
-        while True:
-            if not self._held:
-                self._held_changed = anyio.Event()
-                await self._held_changed.wait()
-                continue
-            oldest = min(h.since for h in self._held.values())
-            await anyio.sleep(max(0.0, oldest + interval - loop_time()))
-            now = loop_time()
-            for held in list(self._held.values()):
-                if now - held.since >= interval:
-                    held.send_held()
 
     def _enter_wait(self, tid: int) -> None:
         self._waits[tid] += 1
@@ -355,21 +331,79 @@ def _first_job_error(group: BaseExceptionGroup[BaseException]) -> JobError | Non
     return None
 
 
-class _HeldReport:
-    """The report a handler yielded last, held until it is known not to be final.
+class _HeldReports:
+    """The reports every task of a worker holds, and the loop that lets old ones go.
 
-    One flusher loop per worker (`Worker._flush_held`) sends the reports held
-    longer than ``report_interval`` as PARTIALs: no task or timer per report.
+    One loop per worker (`run`) sends the reports held longer than
+    ``report_interval`` as PARTIALs: no task or timer per report.
     """
 
-    def __init__(self, worker: Worker, tid: int) -> None:
-        self._worker = worker
-        self._tid = tid
+    def __init__(self, interval: float) -> None:
+        self._interval = interval
+        self._held: dict[int, _TaskReports] = {}
+        self._changed: anyio.Event | None = None
+        self._wake_pending = False
+
+    def add(self, entry: _TaskReports) -> None:
+        """Watch `entry`, which holds a report since ``entry.since``."""
+        self._held[entry.tid] = entry
+        if not self._wake_pending:
+            # Most handlers yield one complete report and end in the same step
+            # of the event loop: look again at the next turn, and wake the
+            # loop (a task step, a timer) only for a report still held then.
+            self._wake_pending = True
+            call_soon(self._wake)
+
+    def discard(self, entry: _TaskReports) -> None:
+        """Stop watching `entry` (it let its report go)."""
+        self._held.pop(entry.tid, None)
+
+    def _wake(self) -> None:
+        self._wake_pending = False
+        if self._held and self._changed is not None:
+            self._changed.set()
+
+    async def run(self) -> None:
+        """Send every report held longer than the interval as a PARTIAL, forever."""
+        interval = self._interval
+        while True:
+            if not self._held:
+                self._changed = anyio.Event()
+                await self._changed.wait()
+                continue
+            oldest = min(h.since for h in self._held.values())
+            await anyio.sleep(max(0.0, oldest + interval - loop_time()))
+            now = loop_time()
+            for held in list(self._held.values()):
+                if now - held.since >= interval:
+                    held.send_held()
+
+
+class _TaskReports:
+    """The reports of one task: the last one held until it is known not to be final.
+
+    Args:
+        tid: the task.
+        send: sends ``(tid, report, final)``; a None report is `REPEAT_LAST`.
+        held: where a held report is watched.
+    """
+
+    def __init__(
+        self,
+        tid: int,
+        send: Callable[[int, Report | None, bool], None],
+        held: _HeldReports,
+    ) -> None:
+        self.tid = tid
+        self._send = send
+        self._watch = held
         self._held: Report | None = None
+        #: When the held report was yielded.
         self.since = 0.0
         self._sent_any = False
 
     def hold(self, report: Report) -> None:
+        """Take the handler's latest report (sending the one held before it)."""
         if self._held is not None:
             self.send_held()
         self._held = report
@@ -379,27 +413,30 @@ class _HeldReport:
             self.send_held()
             return
         self.since = loop_time()
-        self._worker._hold(self)
+        self._watch.add(self)
 
     def finish(self) -> None:
-        self._worker._release(self._tid)
+        """The handler ended: send the final report."""
+        self._watch.discard(self)
         if self._held is not None:
-            self._worker._report(self._tid, self._held, final=True)
+            self._send(self.tid, self._held, True)
         elif self._sent_any:
-            self._worker._report(self._tid, None, final=True)
+            self._send(self.tid, None, True)
         else:
-            self._worker._report(self._tid, Report(None), final=True)
+            self._send(self.tid, Report(None), True)
         self._held = None
 
     def drop(self) -> None:
-        self._worker._release(self._tid)
+        """The handler failed or was cancelled: send nothing more."""
+        self._watch.discard(self)
         self._held = None
 
     def send_held(self) -> None:
-        self._worker._release(self._tid)
+        """Send the held report as a PARTIAL (it was held long enough, or a newer came)."""
+        self._watch.discard(self)
         held, self._held = self._held, None
         if held is not None:
-            self._worker._report(self._tid, held, final=False)
+            self._send(self.tid, held, False)
             self._sent_any = True
 
 
@@ -411,7 +448,7 @@ async def run_worker(
     heartbeat_interval: float | None = DEFAULT_HEARTBEAT_INTERVAL,
     curve: CurveClientKeys | None = None,
     identity: str | None = None,
-    context: zmq.asyncio.Context | None = None,
+    context: zmq.Context[Any] | None = None,
     task_status: TaskStatus[Worker] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `service_cls` to the broker at `address` over ZeroMQ until cancelled.

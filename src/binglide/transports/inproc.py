@@ -1,148 +1,232 @@
-"""The in-process transport: anyio memory streams between peers and a broker.
+"""The in-process transport: messages handed over as objects, by function call.
 
-The broker's inbox is bounded (a flood of requests waits instead of growing
-memory without end); each peer's inbox is unbounded so that the broker never
-blocks on a slow peer, which would stall every other peer (the broker's loop
-must not wait on any single peer). Frames are passed as they are: no copies.
+Within one process nothing needs bytes. A message a peer sends is handed, as
+the object it is, to the broker's handler, and what the broker sends to a
+peer, to that peer's handler, in the sender's own step: no encoding, no queue
+to wait in, no task to wake. One switchboard per network keeps the order and
+keeps handlers from being re-entered: a message sent while another is being
+delivered (a handler that answers at once) waits in a FIFO until that
+delivery returns, then goes; so every message arrives in the order it was
+sent, and a handler runs to its end before it is called again.
+
+A message for an end whose delivery has not begun (or was cancelled) waits
+for it; one for a peer that left is dropped, as a ZeroMQ ROUTER drops it. An
+exception a handler raises belongs to its end: that end's `deliver_to`
+raises it, and the sender carries on.
 """
 
 from __future__ import annotations
 
 import itertools
-import math
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ..core import Frame, PeerId
+from ..core import PeerId
 from ..errors import TransportBroken, TransportClosed
 from .base import BrokerTransport, PeerTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable
 
-    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+    from anyio.abc import TaskStatus
+
+    from ..core import Message, Outgoing, Protocol
+    from .base import BrokerHandler, Dropped, PeerHandler
 
 __all__ = ("InprocBroker", "InprocNetwork", "InprocPeer")
 
-_Envelope = tuple[PeerId, list[Frame]]
+
+class _End:
+    """Where the messages of one end go: its handler, or a backlog until it has one."""
+
+    __slots__ = ("backlog", "deliver", "ended", "error")
+
+    def __init__(self) -> None:
+        #: Calls the end's handler with one item (None: not delivering now).
+        self.deliver: Callable[[Any], None] | None = None
+        self.backlog: deque[Any] = deque()
+        self.error: BaseException | None = None
+        self.ended: anyio.Event | None = None
+
+    def end(self, error: BaseException) -> None:
+        """Stop this end for good; its `deliver_to` raises `error`."""
+        if self.error is None:
+            self.error = error
+            self.backlog.clear()
+            if self.ended is not None:
+                self.ended.set()
+
+    async def serve(self, deliver: Callable[[Any], None], board: _Switchboard) -> None:
+        """Deliver to `deliver` until the end stops, then raise why."""
+        if self.deliver is not None:
+            raise anyio.BusyResourceError("delivering from")
+        if self.ended is None:
+            self.ended = anyio.Event()
+        self.deliver = deliver
+        try:
+            board.flush_backlog(self)
+            if self.error is None:
+                await self.ended.wait()
+            assert self.error is not None
+            raise self.error
+        finally:
+            self.deliver = None
+
+
+class _Switchboard:
+    """Hands items to ends one at a time, in the order they were posted."""
+
+    def __init__(self) -> None:
+        self.broker = _End()
+        self.bound = False
+        self.peers: dict[PeerId, _End] = {}
+        self._queue: deque[tuple[_End, Any]] = deque()
+        self._busy = False
+
+    def post(self, end: _End, item: Any) -> None:
+        self._queue.append((end, item))
+        if not self._busy:
+            self._run()
+
+    def flush_backlog(self, end: _End) -> None:
+        # What waited for the end goes before anything its delivery causes.
+        self._queue.extend((end, item) for item in end.backlog)
+        end.backlog.clear()
+        if not self._busy:
+            self._run()
+
+    def _run(self) -> None:
+        self._busy = True
+        queue = self._queue
+        try:
+            while queue:
+                end, item = queue.popleft()
+                if end.error is not None:
+                    continue  # the end stopped: what comes for it is lost
+                deliver = end.deliver
+                if deliver is None:
+                    end.backlog.append(item)
+                    continue
+                try:
+                    deliver(item)
+                except Exception as exc:
+                    end.end(exc)
+        finally:
+            self._busy = False
 
 
 class InprocNetwork:
     """A broker address inside one process: `bind` once, `connect` many times."""
 
-    def __init__(self, *, broker_buffer: int = 4096) -> None:
-        self._inbox_send, self._inbox_receive = anyio.create_memory_object_stream[_Envelope](
-            broker_buffer
-        )
-        self._peers: dict[PeerId, MemoryObjectSendStream[list[Frame]]] = {}
+    def __init__(self) -> None:
+        self._board = _Switchboard()
         self._names = itertools.count(1)
-        self._bound = False
 
     def bind(self) -> InprocBroker:
-        """Return the broker's end (once)."""
-        if self._bound:
+        """Return the broker's end (once).
+
+        Raises:
+            RuntimeError: the network already has a broker.
+        """
+        if self._board.bound:
             raise RuntimeError("this in-process network already has a broker")
-        self._bound = True
-        return InprocBroker(self)
+        self._board.bound = True
+        return InprocBroker(self._board)
 
     def connect(self, identity: str | None = None) -> InprocPeer:
-        """Return a new peer's end, named `identity` or a fresh name."""
+        """Return a new peer's end, named `identity` or a fresh name.
+
+        Raises:
+            ValueError: a peer of that name is connected.
+        """
         peer = PeerId(identity or f"inproc-{next(self._names)}")
-        if peer in self._peers:
+        if peer in self._board.peers:
             raise ValueError(f"peer {peer!r} is already connected")
-        send, receive = anyio.create_memory_object_stream[list[Frame]](math.inf)
-        self._peers[peer] = send
-        return InprocPeer(self, peer, receive, self._inbox_send.clone())
-
-    def _deliver(self, peer: PeerId, frames: list[Frame]) -> None:
-        stream = self._peers.get(peer)
-        if stream is None:
-            return  # the peer left: like a ROUTER, drop what is addressed to it
-        try:
-            stream.send_nowait(frames)
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-            self._peers.pop(peer, None)
-
-    def _leave(self, peer: PeerId) -> None:
-        stream = self._peers.pop(peer, None)
-        if stream is not None:
-            stream.close()
+        end = self._board.peers[peer] = _End()
+        return InprocPeer(self._board, peer, end)
 
 
 class InprocBroker(BrokerTransport):
     """The broker's end of an `InprocNetwork`."""
 
-    def __init__(self, network: InprocNetwork) -> None:
-        self._network = network
-        self._closed = False
+    def __init__(self, board: _Switchboard) -> None:
+        self._board = board
+        self._end = board.broker
 
-    async def send(self, peer: PeerId, frames: Sequence[Frame]) -> None:
-        if self._closed:
+    def send_nowait(self, out: Outgoing) -> None:
+        if self._end.error is not None:
             raise TransportClosed("the broker's in-process transport is closed")
-        self._network._deliver(peer, list(frames))
+        end = self._board.peers.get(out.peer)
+        if end is not None:  # else the peer left: like a ROUTER, drop it
+            self._board.post(end, (out.protocol, out.message))
 
-    async def receive(self) -> tuple[PeerId, list[Frame]]:
-        try:
-            return await self._network._inbox_receive.receive()
-        except (anyio.ClosedResourceError, anyio.EndOfStream) as exc:
-            raise TransportClosed("the broker's in-process transport is closed") from exc
+    async def send(self, out: Outgoing) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.send_nowait(out)
 
-    def receive_nowait(self) -> tuple[PeerId, list[Frame]] | None:
-        """Return the next message if one is waiting, else None."""
-        try:
-            return self._network._inbox_receive.receive_nowait()
-        except anyio.WouldBlock:
-            return None
-        except (anyio.ClosedResourceError, anyio.EndOfStream) as exc:
-            raise TransportClosed("the broker's in-process transport is closed") from exc
+    async def deliver_to(
+        self,
+        handler: BrokerHandler,
+        *,
+        dropped: Dropped | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        # Objects are never malformed: nothing is dropped here.
+        task_status.started()
+
+        def deliver(item: Any) -> None:
+            handler((item,))
+
+        await self._end.serve(deliver, self._board)
 
     async def aclose(self) -> None:
-        self._closed = True
-        self._network._inbox_receive.close()
-        self._network._inbox_send.close()
-        for peer in list(self._network._peers):
-            self._network._leave(peer)
+        self._end.end(TransportClosed("the broker's in-process transport is closed"))
+        for end in self._board.peers.values():
+            end.end(TransportBroken("the in-process broker is gone"))
 
 
 class InprocPeer(PeerTransport):
     """A client's or worker's end of an `InprocNetwork`."""
 
-    def __init__(
-        self,
-        network: InprocNetwork,
-        identity: PeerId,
-        inbox: MemoryObjectReceiveStream[list[Frame]],
-        outbox: MemoryObjectSendStream[_Envelope],
-    ) -> None:
+    def __init__(self, board: _Switchboard, identity: PeerId, end: _End) -> None:
         self.identity = identity
-        self._network = network
-        self._inbox = inbox
-        self._outbox = outbox
+        self._board = board
+        self._end = end
         self._closed = False
 
-    async def send(self, frames: Sequence[Frame]) -> None:
+    def send_nowait(self, protocol: Protocol, message: Message) -> None:
         if self._closed:
             raise TransportClosed(f"peer {self.identity!r} is closed")
-        try:
-            await self._outbox.send((self.identity, list(frames)))
-        except (anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-            raise TransportBroken("the in-process broker is gone") from exc
+        broker = self._board.broker
+        if broker.error is not None:
+            raise TransportBroken("the in-process broker is gone")
+        self._board.post(broker, (self.identity, protocol, message))
 
-    async def receive(self) -> list[Frame]:
+    async def send(self, protocol: Protocol, message: Message) -> None:
+        await anyio.lowlevel.checkpoint()
+        self.send_nowait(protocol, message)
+
+    async def deliver_to(
+        self,
+        handler: PeerHandler,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         if self._closed:
             raise TransportClosed(f"peer {self.identity!r} is closed")
-        try:
-            return await self._inbox.receive()
-        except anyio.ClosedResourceError as exc:
-            raise TransportClosed(f"peer {self.identity!r} is closed") from exc
-        except anyio.EndOfStream as exc:
-            raise TransportBroken("the in-process broker is gone") from exc
+        task_status.started()
+
+        def deliver(item: tuple[Protocol, Message]) -> None:
+            handler(*item)
+
+        await self._end.serve(deliver, self._board)
 
     async def aclose(self) -> None:
         if self._closed:
             return
         self._closed = True
-        self._network._leave(self.identity)
-        self._inbox.close()
-        self._outbox.close()
+        if self._board.peers.get(self.identity) is self._end:
+            del self._board.peers[self.identity]
+        self._end.end(TransportClosed(f"peer {self.identity!r} is closed"))

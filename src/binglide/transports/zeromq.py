@@ -3,8 +3,9 @@
 MDP/0.2 (ZeroMQ RFC 18) puts the broker on a ROUTER socket and every client
 and worker on a DEALER. The ROUTER prepends the sender's routing id to what
 it receives and routes what it sends by its first frame; here that routing id
-is the `PeerId` (decoded as latin-1, so that any bytes round-trip), and the
-frames handed to the runtime start at the protocol header.
+is the `PeerId` (decoded as latin-1, so that any bytes round-trip). The
+runtime's messages become MDP/0.2 frames here (`binglide.core.frames`), and
+only here: a message that does not decode is logged and dropped.
 
 Choices, and why:
 
@@ -19,11 +20,13 @@ Choices, and why:
   pyzmq a tracker and a callback, about twice the time for a header frame);
   frames of 64 KiB and more (arrays) go out without a copy. The caller must
   not change an array after sending it.
-- ``send_nowait`` and ``receive_nowait`` never wait: the runtime drains what
-  is ready and sends what it can at once, and only awaits when it must
-  (``zmq.asyncio`` costs about as much per wait as the rest of a hop). A
-  peer (`ZmqPeer`) waits on ZeroMQ's file descriptor itself, with one reader
-  on the event loop, and never through ``zmq.asyncio``'s futures.
+- ``send_nowait`` never waits, and delivery drains every message that is
+  ready before it waits: the runtime sends what it can at once and only
+  awaits when it must. Both ends wait on ZeroMQ's file descriptor
+  themselves (`binglide._aio.EdgeWaiter`: one reader on the event loop),
+  never through ``zmq.asyncio``'s futures, which cost about as much per wait
+  as the rest of a hop. A socket of a ``zmq.asyncio`` context works as well
+  as a plain one.
 - Sockets close with ``linger=0``: a closed end has nothing more to say.
 - ``MAXMSGSIZE`` bounds every frame a broker accepts: a peer that sends a
   larger one is disconnected by ZeroMQ before the frame is buffered.
@@ -36,9 +39,9 @@ Choices, and why:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ipaddress
+import logging
 import os
 import secrets
 import socket
@@ -52,14 +55,19 @@ import zmq.asyncio
 import zmq.auth
 import zmq.backend
 
-from ..core import Frame, PeerId
-from ..errors import TransportBroken, TransportClosed
+from .._aio import EdgeWaiter
+from ..core import Frame, PeerId, decode, encode
+from ..errors import RemoteProtocolError, TransportBroken, TransportClosed
 from .base import DEFAULT_MAX_MESSAGE_SIZE, BrokerTransport, PeerTransport
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from anyio.abc import TaskStatus
     from zmq.auth.thread import ThreadAuthenticator
+
+    from ..core import Message, Outgoing, Protocol
+    from .base import BrokerHandler, Dropped, Incoming, PeerHandler
 
 __all__ = (
     "DEFAULT_MAX_MESSAGE_SIZE",
@@ -69,13 +77,18 @@ __all__ = (
     "ZmqPeer",
     "bind_router",
     "generate_keys",
-    "incoming_frames",
+    "has_message",
     "is_local_address",
+    "new_context",
     "new_identity",
-    "outgoing_frames",
     "receive_frames",
+    "router_incoming",
+    "router_outgoing",
     "send_frames",
+    "shared_context",
 )
+
+log = logging.getLogger("binglide.transports.zeromq")
 
 #: Frames at least this large are received as memoryviews of ZeroMQ's buffer
 #: (no copy); smaller ones as bytes, which is cheaper to make and to use.
@@ -259,28 +272,6 @@ class CurveClientKeys:
         return cls(public, secret, server_public)
 
 
-# -- error mapping ---------------------------------------------------------------------
-
-
-def _map_error(exc: zmq.ZMQError, closed: bool, what: str) -> TransportClosed | TransportBroken:
-    if closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
-        return TransportClosed(f"{what} is closed")
-    return TransportBroken(f"{what} failed: {exc}")
-
-
-def _closed_under_us(closed: bool) -> bool:
-    # Closing a zmq.asyncio socket cancels its pending futures: the awaiting
-    # task then sees a CancelledError that no cancel scope asked for. Only
-    # that one becomes TransportClosed; a real cancellation propagates.
-    task = asyncio.current_task()
-    return closed and task is not None and task.cancelling() == 0
-
-
-def incoming_frames(frames: list[zmq.Frame]) -> list[Frame]:
-    """Return received frames: small ones as bytes, large ones as views of ZeroMQ's buffer."""
-    return [f.bytes if len(f) < _ZERO_COPY_THRESHOLD else f.buffer for f in frames]
-
-
 # pyzmq's Python layer (``send_multipart``, ``recv_multipart``) costs about
 # 2.5 µs a frame on top of ZeroMQ's own 0.6 µs; a message has 4 to 8 frames
 # and crosses three sockets each way. The hot paths call the backend directly.
@@ -336,28 +327,6 @@ def has_message(sock: Any) -> bool:
     return bool(_raw_get(sock, _EVENTS) & _POLLIN)
 
 
-def _sends_pending(sock: Any) -> bool:
-    # zmq.asyncio sends that wait for room: a direct send must not overtake them.
-    return bool(getattr(sock, "_send_futures", None))
-
-
-def _after_direct_send(sock: Any) -> None:
-    # What zmq.asyncio does after a send it completes at once: a send may
-    # consume ZeroMQ's edge-triggered readiness, so wake pending receives
-    # that have a message waiting.
-    if getattr(sock, "_recv_futures", None):
-        sock._schedule_remaining_events()
-
-
-def outgoing_frames(frames: Sequence[Frame]) -> list[Frame | zmq.Frame]:
-    """Return `frames` ready for ``send_multipart(copy=True)``: large ones wrapped, not copied."""
-    out: list[Frame | zmq.Frame] = []
-    for f in frames:
-        size = f.nbytes if isinstance(f, memoryview) else len(f)
-        out.append(f if size < _ZERO_COPY_THRESHOLD else zmq.Frame(f, copy=False))
-    return out
-
-
 def bind_router(
     ctx: zmq.Context[zmq.Socket[bytes]] | zmq.asyncio.Context,
     address: str,
@@ -411,7 +380,134 @@ def bind_router(
     return sock, authenticator, bound
 
 
-class ZmqBroker(BrokerTransport):
+# -- error mapping, codec ------------------------------------------------------------
+
+
+def _map_error(exc: zmq.ZMQError, closed: bool, what: str) -> TransportClosed | TransportBroken:
+    if closed or exc.errno in (zmq.ENOTSOCK, zmq.ETERM):
+        return TransportClosed(f"{what} is closed")
+    return TransportBroken(f"{what} failed: {exc}")
+
+
+def router_outgoing(out: Outgoing) -> list[Frame]:
+    """Return the frames a broker's ROUTER sends for `out`: the peer's routing id first."""
+    frames = encode(out.message, protocol=out.protocol, from_broker=True, extended=out.extended)
+    frames.insert(0, out.peer.encode("latin-1"))
+    return frames
+
+
+def router_incoming(frames: Sequence[Frame], dropped: Dropped | None = None) -> Incoming | None:
+    """Decode what a broker's ROUTER received (routing id first).
+
+    A malformed message is dropped (None) and told to `dropped` (default: a
+    warning logged): one rogue peer never stops the broker serving everyone
+    else.
+    """
+    peer = PeerId(bytes(frames[0]).decode("latin-1"))
+    try:
+        protocol, message = decode(frames[1:], from_broker=False)
+    except RemoteProtocolError as exc:
+        if dropped is None:
+            log.warning("dropped a message from peer %r: %s", peer, exc)
+        else:
+            dropped(peer, exc)
+        return None
+    return peer, protocol, message
+
+
+# -- the two ends -------------------------------------------------------------------
+
+#: Messages an end delivers in a row without waiting before it lets other tasks run.
+_DRAIN = 64
+
+
+class _ZmqEnd:
+    """What both ends share: a socket, waiting on its descriptor, ordered sends."""
+
+    def __init__(self, sock: zmq.Socket[Any], what: str) -> None:
+        self._socket = sock
+        self._what = what
+        self._closed = False
+        self._waiter = EdgeWaiter(
+            cast("int", sock.getsockopt(zmq.FD)), lambda: cast("int", _raw_get(sock, _EVENTS))
+        )
+        #: Sends waiting for room: a send_nowait must not overtake them.
+        self._blocked_sends = 0
+
+    def _error(self, exc: zmq.ZMQError) -> TransportClosed | TransportBroken:
+        return _map_error(exc, self._closed, self._what)
+
+    def _send_frames_nowait(self, frames: Sequence[Frame]) -> None:
+        if self._closed:
+            raise TransportClosed(f"{self._what} is closed")
+        if self._blocked_sends:
+            raise anyio.WouldBlock  # keep the order of what waits to go
+        self._push(frames)
+
+    def _push(self, frames: Sequence[Frame]) -> None:
+        try:
+            send_frames(self._socket, frames, _DONTWAIT)
+        except zmq.Again:
+            raise anyio.WouldBlock from None
+        except zmq.ZMQError as exc:
+            if exc.errno == zmq.EHOSTUNREACH:
+                return  # a ROUTER's peer is gone: lose it silently
+            raise self._error(exc) from exc
+        # The send may have taken the descriptor's signal of a message arrived.
+        self._waiter.check()
+
+    async def _send_frames(self, frames: Sequence[Frame]) -> None:
+        if self._closed:
+            raise TransportClosed(f"{self._what} is closed")
+        if not self._blocked_sends:
+            with contextlib.suppress(anyio.WouldBlock):
+                self._push(frames)
+                return
+        # The socket is full: wait for room, in order with other waiting sends.
+        self._blocked_sends += 1
+        try:
+            while True:
+                await self._wait(_POLLOUT)
+                with contextlib.suppress(anyio.WouldBlock):
+                    self._push(frames)
+                    return
+        finally:
+            self._blocked_sends -= 1
+
+    async def _wait(self, mask: int) -> None:
+        try:
+            await self._waiter.wait(mask)
+        except zmq.ZMQError as exc:
+            raise self._error(exc) from exc
+        if self._closed:
+            raise TransportClosed(f"{self._what} is closed")
+
+    def _ready(self) -> list[list[Frame]]:
+        """Return up to `_DRAIN` messages that are ready, without waiting."""
+        sock = self._socket
+        ready: list[list[Frame]] = []
+        try:
+            while len(ready) < _DRAIN and has_message(sock):
+                ready.append(receive_frames(sock, _DONTWAIT))
+        except zmq.Again:
+            pass
+        except zmq.ZMQError as exc:
+            raise self._error(exc) from exc
+        return ready
+
+    async def _wait_ready(self, drained: int) -> None:
+        if drained >= _DRAIN:
+            await anyio.lowlevel.checkpoint()  # others (in this loop) get their turn
+        else:
+            await self._wait(_POLLIN)
+
+    def _close(self) -> None:
+        self._closed = True
+        self._waiter.close()
+        self._socket.close(linger=0)
+
+
+class ZmqBroker(_ZmqEnd, BrokerTransport):
     """The broker's end: a ROUTER socket bound to an address.
 
     Use `ZmqBroker.bind`; close with `aclose` (or ``async with``).
@@ -419,17 +515,16 @@ class ZmqBroker(BrokerTransport):
 
     def __init__(
         self,
-        sock: zmq.asyncio.Socket,
+        sock: zmq.Socket[Any],
         address: str,
         *,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         authenticator: ThreadAuthenticator | None = None,
     ) -> None:
-        self._socket = sock
+        super().__init__(sock, "the broker's ZeroMQ transport")
         self.address = address
         self._own_context = context
         self._authenticator = authenticator
-        self._closed = False
 
     @classmethod
     def bind(
@@ -438,7 +533,7 @@ class ZmqBroker(BrokerTransport):
         *,
         curve: CurveServerKeys | None = None,
         max_message_size: int | None = DEFAULT_MAX_MESSAGE_SIZE,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
     ) -> ZmqBroker:
         """Bind a ROUTER to `address` and return the broker's end.
 
@@ -458,7 +553,7 @@ class ZmqBroker(BrokerTransport):
                 was bound).
             TransportBroken: ZeroMQ could not bind (address in use, bad address).
         """
-        own_context: zmq.asyncio.Context | None = None
+        own_context: zmq.Context[Any] | None = None
         if curve is not None and context is None:
             # A ZAP authenticator serves a whole context: give this broker its own.
             own_context = context = new_context()
@@ -473,88 +568,54 @@ class ZmqBroker(BrokerTransport):
             raise
         return cls(sock, bound, context=own_context, authenticator=authenticator)
 
-    async def send(self, peer: PeerId, frames: Sequence[Frame]) -> None:
-        if self._closed:
-            raise TransportClosed("the broker's ZeroMQ transport is closed")
-        message = [peer.encode("latin-1"), *frames]
-        try:
-            if _sends_pending(self._socket):
-                await self._socket.send_multipart(outgoing_frames(message))
-                return
-            try:
-                send_frames(self._socket, message, _DONTWAIT)
-            except zmq.Again:
-                await self._socket.send_multipart(outgoing_frames(message))
-            else:
-                _after_direct_send(self._socket)
-        except zmq.ZMQError as exc:
-            if exc.errno == zmq.EHOSTUNREACH:
-                return  # the peer is gone: like a ROUTER without MANDATORY
-            raise _map_error(exc, self._closed, "the broker's ZeroMQ socket") from exc
+    def send_nowait(self, out: Outgoing) -> None:
+        self._send_frames_nowait(router_outgoing(out))
 
-    def receive_nowait(self) -> tuple[PeerId, list[Frame]]:
-        """Return the next message if one is ready.
+    async def send(self, out: Outgoing) -> None:
+        await self._send_frames(router_outgoing(out))
 
-        Raises:
-            anyio.WouldBlock: none is ready.
-            TransportClosed: this end was closed.
-        """
-        if self._closed:
-            raise TransportClosed("the broker's ZeroMQ transport is closed")
-        try:
-            frames = receive_frames(self._socket, _DONTWAIT)
-        except zmq.Again:
-            raise anyio.WouldBlock from None
-        except zmq.ZMQError as exc:
-            raise _map_error(exc, self._closed, "the broker's ZeroMQ socket") from exc
-        return PeerId(bytes(frames[0]).decode("latin-1")), frames[1:]
-
-    async def receive(self) -> tuple[PeerId, list[Frame]]:
-        with contextlib.suppress(anyio.WouldBlock):
-            return self.receive_nowait()
-        try:
-            raw = await self._socket.recv_multipart(copy=False)
-        except zmq.ZMQError as exc:
-            raise _map_error(exc, self._closed, "the broker's ZeroMQ socket") from exc
-        except asyncio.CancelledError:
-            if _closed_under_us(self._closed):
-                raise TransportClosed("the broker's ZeroMQ transport is closed") from None
-            raise
-        return PeerId(raw[0].bytes.decode("latin-1")), incoming_frames(raw[1:])
+    async def deliver_to(
+        self,
+        handler: BrokerHandler,
+        *,
+        dropped: Dropped | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        while True:
+            if self._closed:
+                raise TransportClosed(f"{self._what} is closed")
+            ready = self._ready()
+            batch = [
+                item for frames in ready if (item := router_incoming(frames, dropped)) is not None
+            ]
+            if batch:
+                handler(batch)
+            await self._wait_ready(len(ready))
 
     async def aclose(self) -> None:
         if self._closed:
             return
-        self._closed = True
-        self._socket.close(linger=0)
+        self._close()
         if self._authenticator is not None:
             self._authenticator.stop()
         if self._own_context is not None:
             self._own_context.term()
 
 
-class ZmqPeer(PeerTransport):
+class ZmqPeer(_ZmqEnd, PeerTransport):
     """A client's or worker's end: a DEALER socket connected to the broker.
 
     Use `ZmqPeer.connect`; close with `aclose` (or ``async with``).
     """
 
-    def __init__(self, sock: zmq.asyncio.Socket, identity: PeerId, address: str) -> None:
-        self._socket = sock
+    def __init__(self, sock: zmq.Socket[Any], identity: PeerId, address: str) -> None:
+        super().__init__(sock, f"peer {identity!r}")
         self.identity = identity
         self.address = address
-        self._closed = False
         #: The socket monitor's PAIR socket, when `connect` was asked for one
         #: (`binglide.transports.handshake` reads it); None after `stop_monitor`.
         self.monitor: zmq.asyncio.Socket | None = None
-        # The peer waits on ZeroMQ's file descriptor itself rather than
-        # through zmq.asyncio's futures (whose bookkeeping costs as much as
-        # the rest of a hop): one reader on the event loop, and futures of
-        # the tasks waiting for ZMQ_EVENTS bits (POLLIN or POLLOUT).
-        self._fd = cast("int", sock.getsockopt(zmq.FD))
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._blocked_sends = 0
 
     @classmethod
     def connect(
@@ -563,7 +624,7 @@ class ZmqPeer(PeerTransport):
         *,
         identity: str | None = None,
         curve: CurveClientKeys | None = None,
-        context: zmq.asyncio.Context | None = None,
+        context: zmq.Context[Any] | None = None,
         monitor: bool = False,
     ) -> ZmqPeer:
         """Connect a DEALER to the broker at `address` and return this end.
@@ -618,131 +679,33 @@ class ZmqPeer(PeerTransport):
                 self._socket.disable_monitor()
             events.close(linger=0)
 
-    # ZeroMQ's fd is edge-triggered: it signals that ZMQ_EVENTS may have
-    # changed, and reading ZMQ_EVENTS re-arms it. So a task reads ZMQ_EVENTS
-    # right before it waits (in the same step: no change can slip between),
-    # the reader callback reads it when the fd signals, and a send (which may
-    # consume the signal of a message arriving meanwhile) looks again.
+    def send_nowait(self, protocol: Protocol, message: Message) -> None:
+        self._send_frames_nowait(encode(message, protocol=protocol, from_broker=False))
 
-    def _on_fd(self) -> None:
-        if self._closed:
-            return
-        try:
-            events = _raw_get(self._socket, _EVENTS)
-        except zmq.ZMQError:
-            events = _POLLIN | _POLLOUT  # let the waiters find out
-        self._wake(events)
+    async def send(self, protocol: Protocol, message: Message) -> None:
+        await self._send_frames(encode(message, protocol=protocol, from_broker=False))
 
-    def _wake(self, events: int) -> None:
-        for mask, waiter in self._waiters:
-            if events & mask and not waiter.done():
-                waiter.set_result(None)
-
-    async def _wait_events(self, mask: int) -> None:
-        """Wait until ZMQ_EVENTS has a bit of `mask` (or this end closes)."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._fd)
-            loop.add_reader(self._fd, self._on_fd)
-            self._loop = loop
-        try:
-            if _raw_get(self._socket, _EVENTS) & mask:
-                return
-        except zmq.ZMQError as exc:
-            raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-        entry = (mask, loop.create_future())
-        self._waiters.append(entry)
-        try:
-            await entry[1]
-        finally:
-            self._waiters.remove(entry)
-        if self._closed:
-            raise TransportClosed(f"peer {self.identity!r} is closed")
-
-    async def send(self, frames: Sequence[Frame]) -> None:
-        if self._closed:
-            raise TransportClosed(f"peer {self.identity!r} is closed")
-        if not self._blocked_sends:
-            with contextlib.suppress(anyio.WouldBlock):
-                self._send_now(frames)
-                return
-        # The socket is full: wait for room, in order with other waiting sends.
-        self._blocked_sends += 1
-        try:
-            while True:
-                await self._wait_events(_POLLOUT)
-                with contextlib.suppress(anyio.WouldBlock):
-                    self._send_now(frames)
-                    return
-        finally:
-            self._blocked_sends -= 1
-
-    def send_nowait(self, frames: Sequence[Frame]) -> None:
-        """Send `frames` to the broker if that needs no wait.
-
-        Raises:
-            anyio.WouldBlock: the socket cannot take them now, or earlier
-                sends wait for room (nothing was sent).
-            TransportClosed: this end was closed.
-            TransportBroken: the socket failed.
-        """
-        if self._closed:
-            raise TransportClosed(f"peer {self.identity!r} is closed")
-        if self._blocked_sends:
-            raise anyio.WouldBlock  # keep the order of what waits to go
-        self._send_now(frames)
-
-    def _send_now(self, frames: Sequence[Frame]) -> None:
-        try:
-            send_frames(self._socket, frames, _DONTWAIT)
-        except zmq.Again:
-            raise anyio.WouldBlock from None
-        except zmq.ZMQError as exc:
-            raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-        if self._waiters:
-            # The send may have taken the fd's signal of a message arrived.
-            self._wake(_raw_get(self._socket, _EVENTS))
-
-    def receive_nowait(self) -> list[Frame]:
-        """Return the next message from the broker if one is ready.
-
-        Raises:
-            anyio.WouldBlock: none is ready.
-            TransportClosed: this end was closed.
-        """
-        if self._closed:
-            raise TransportClosed(f"peer {self.identity!r} is closed")
-        try:
-            return receive_frames(self._socket, _DONTWAIT)
-        except zmq.Again:
-            raise anyio.WouldBlock from None
-        except zmq.ZMQError as exc:
-            raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-
-    async def receive(self) -> list[Frame]:
-        sock = self._socket
+    async def deliver_to(
+        self,
+        handler: PeerHandler,
+        *,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
         while True:
             if self._closed:
-                raise TransportClosed(f"peer {self.identity!r} is closed")
-            try:
-                if has_message(sock):
-                    return receive_frames(sock, _DONTWAIT)
-            except zmq.Again:
-                pass
-            except zmq.ZMQError as exc:
-                raise _map_error(exc, self._closed, f"peer {self.identity!r}") from exc
-            await self._wait_events(_POLLIN)
+                raise TransportClosed(f"{self._what} is closed")
+            ready = self._ready()
+            for frames in ready:
+                try:
+                    protocol, message = decode(frames, from_broker=True)
+                except RemoteProtocolError as exc:
+                    log.warning("dropped a malformed message from the broker: %s", exc)
+                    continue
+                handler(protocol, message)
+            await self._wait_ready(len(ready))
 
     async def aclose(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(self._fd)
-        self._loop = None
-        for _mask, waiter in self._waiters:
-            if not waiter.done():
-                waiter.set_result(None)  # they raise TransportClosed
-        self.stop_monitor()
-        self._socket.close(linger=0)
+        if not self._closed:
+            self.stop_monitor()
+            self._close()

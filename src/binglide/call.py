@@ -1,0 +1,265 @@
+"""`Call`, the handle of one request, and `Then`, a function of its result.
+
+A `Call` reads a `CallState` that the runtime fills as the request's reports
+arrive (`binglide.requester.Requester`). The two share the state the way
+anyio's memory-stream ends share theirs: the public handle has no method
+that only the runtime may call, and the runtime never touches the handle.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections import deque
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+
+import anyio
+import attrs
+
+from .report import Report
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+
+    from .core import JobId
+    from .errors import JobError
+
+__all__ = ("Call", "CallState", "Then", "WaitHooks")
+
+T = TypeVar("T")
+U = TypeVar("U")
+
+#: Called when a task starts and stops waiting on a sub-request (the worker
+#: tells the broker, for the progress guarantee).
+WaitHooks = tuple["Callable[[], None]", "Callable[[], None]"]
+
+
+class CallState:
+    """What one request has received so far: the runtime's side of its `Call`.
+
+    Attributes:
+        rid: the request id (the requester's numbering).
+        service: the service asked.
+        job: the job id of the request tree.
+        parent: the task that issued it (a worker's sub-request), or 0.
+        iterating: someone iterates the call: keep every report, not the latest.
+    """
+
+    __slots__ = (
+        "_changed",
+        "_on_wait",
+        "error",
+        "final",
+        "iterating",
+        "job",
+        "last",
+        "parent",
+        "reports",
+        "rid",
+        "service",
+    )
+
+    def __init__(
+        self,
+        rid: int,
+        service: str,
+        job: JobId,
+        *,
+        parent: int = 0,
+        on_wait: WaitHooks | None = None,
+    ) -> None:
+        self.rid = rid
+        self.service = service
+        self.job = job
+        self.parent = parent
+        self._on_wait = on_wait
+        self.reports: deque[Report] = deque()
+        #: The final report, once it came.
+        self.final: Report | None = None
+        #: The error the request ended with, if it failed.
+        self.error: JobError | None = None
+        #: The latest report (what a FINAL that repeats it stands for).
+        self.last: Report | None = None
+        self.iterating = False
+        self._changed: anyio.Event | None = None
+
+    @property
+    def done(self) -> bool:
+        """Whether the final report or an error has arrived."""
+        return self.final is not None or self.error is not None
+
+    def deliver(self, report: Report) -> None:
+        """Take a report (the final one ends the request); ignored once done."""
+        if self.done:
+            return
+        last = self.last
+        if last is not None and report.completion < last.completion:
+            # Completion never decreases, whatever a handler reports.
+            report = attrs.evolve(report, completion=last.completion)
+        self.last = report
+        if report.final:
+            self.final = report
+        elif not self.iterating:
+            self.reports.clear()  # nobody iterates: keep no stale arrays
+        self.reports.append(report)
+        self._notify()
+
+    def repeat_last(self) -> None:
+        """End the request with the latest report as the final one (a FINAL that says so)."""
+        last = self.last
+        self.deliver(Report(None, final=True) if last is None else attrs.evolve(last, final=True))
+
+    def fail(self, error: JobError) -> None:
+        """End the request with `error`; ignored once done."""
+        if self.done:
+            return
+        self.error = error
+        self._notify()
+
+    async def wait_change(self) -> None:
+        """Wait for the next report or the end (telling the wait hooks, if any)."""
+        if self._changed is None:
+            self._changed = anyio.Event()
+        event = self._changed
+        if self._on_wait is None:
+            await event.wait()
+            return
+        enter, leave = self._on_wait
+        enter()
+        try:
+            await event.wait()
+        finally:
+            leave()
+
+    def _notify(self) -> None:
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
+
+
+class Then(Generic[T]):
+    """The awaitable that `Call.then` returns: the result of a function of a result.
+
+    It runs once, when first awaited; awaiting it again gives the same result
+    (or raises the same error). Errors of the source propagate unchanged.
+    """
+
+    def __init__(self, source: Awaitable[Any], fn: Callable[..., Any], args: tuple[Any, ...]):
+        self._source = source
+        self._fn = fn
+        self._args = args
+        self._done: anyio.Event | None = None
+        self._result: Any = None
+        self._error: BaseException | None = None
+
+    async def _run(self) -> T:
+        if self._done is None:
+            self._done = anyio.Event()
+            try:
+                value = await self._source
+                result = self._fn(value, *self._args)
+                if inspect.isawaitable(result):
+                    result = await result
+                self._result = result
+            except BaseException as exc:
+                self._error = exc
+                raise
+            finally:
+                self._done.set()
+        else:
+            await self._done.wait()
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[no-any-return]
+
+    def __await__(self) -> Generator[Any, None, T]:
+        return self._run().__await__()
+
+    @overload
+    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
+    @overload
+    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
+    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
+        """Return an awaitable of `fn` (sync or async) applied to this result."""
+        return Then(self, fn, args)
+
+
+class Call:
+    """The handle of one request.
+
+    ``await call`` gives the final `Report`; ``async for report in call``
+    gives every report in order, the final one last; ``call.then(fn)`` chains;
+    ``call.cancel()`` cancels the whole job (or, for a worker's sub-request,
+    that sub-request and everything below it).
+
+    If nobody iterates, only the latest intermediate report is kept (so a
+    caller that only awaits the final report holds no stale arrays).
+
+    Calls are made by `Client.request` and `Context.request`, not directly.
+
+    Attributes:
+        job: the job id of the request tree.
+        service: the service asked.
+    """
+
+    def __init__(self, state: CallState, cancel: Callable[[int], None]) -> None:
+        self._state = state
+        self._cancel = cancel
+        self.service = state.service
+        self.job = state.job
+
+    def __repr__(self) -> str:
+        state = "done" if self._state.done else "open"
+        return f"<Call {self.service!r} job={self.job!r} {state}>"
+
+    def done(self) -> bool:
+        """Return whether the final report or an error has arrived."""
+        return self._state.done
+
+    def cancel(self) -> None:
+        """Cancel the request and everything it caused; awaiting it raises `JobCancelled`.
+
+        Idempotent; a no-op once the call is done.
+        """
+        if not self._state.done:
+            self._cancel(self._state.rid)
+
+    @overload
+    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
+    @overload
+    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
+    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
+        """Return an awaitable of ``fn(final_report, *args)``; `fn` may be sync or async."""
+        return Then(self, fn, args)
+
+    def __await__(self) -> Generator[Any, None, Report]:
+        return self.wait().__await__()
+
+    async def wait(self) -> Report:
+        """Wait for the final report and return it.
+
+        Raises:
+            JobError: the request failed (its subclass says how).
+        """
+        state = self._state
+        while state.final is None:
+            if state.error is not None:
+                raise state.error
+            await state.wait_change()
+        return state.final
+
+    def __aiter__(self) -> AsyncIterator[Report]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Report]:
+        state = self._state
+        state.iterating = True
+        while True:
+            if state.reports:
+                report = state.reports.popleft()
+                yield report
+                if report.final:
+                    return
+                continue
+            if state.error is not None:
+                raise state.error
+            await state.wait_change()

@@ -1,0 +1,82 @@
+"""The runtime's boundaries: composition, immutable reports, asyncio in one module."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import anyio
+import attrs
+import numpy as np
+import pytest
+
+import binglide
+from binglide.analyses import AnalysisMethods
+
+from .helpers import Echo, deployment
+
+HELPERS = ("histogram", "ngrams", "entropy", "diff", "data", "stats")
+
+
+def test_typed_helpers_are_on_clients_and_contexts_only() -> None:
+    for name in HELPERS:
+        assert callable(getattr(binglide.Client, name))
+        assert callable(getattr(binglide.Context, name))
+        # A worker has a requester for its handlers' sub-requests; it is not one.
+        assert not hasattr(binglide.Worker, name)
+    assert not issubclass(binglide.Worker, AnalysisMethods)
+
+
+def test_reports_are_immutable() -> None:
+    report = binglide.Report(np.zeros(2), completion=0.5, meta={"k": 1})
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        report.final = True  # type: ignore[misc]
+    final = attrs.evolve(report, final=True)
+    assert final.final
+    assert not report.final
+    assert final.completion == 0.5
+    assert final.meta == {"k": 1}
+    with pytest.raises(ValueError, match="completion"):
+        attrs.evolve(report, completion=2.0)
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_asyncio_is_spoken_in_one_module_only() -> None:
+    root = Path(binglide.__file__).parent
+    speakers = sorted(
+        str(path.relative_to(root))
+        for path in root.rglob("*.py")
+        if any(name == "asyncio" or name.startswith("asyncio.") for name in _imports(path))
+    )
+    assert speakers == ["_aio.py"]
+
+
+async def test_an_error_in_a_client_body_escapes_as_itself() -> None:
+    with anyio.fail_after(5):
+        async with deployment([Echo]) as d:
+            with pytest.raises(LookupError, match="mine"):
+                async with d.client() as client:
+                    assert (await client.request("echo", {"x": 1, "parts": 0})).array[0] == 1
+                    raise LookupError("mine")
+            # The client said goodbye: the broker forgot it.
+            assert d.broker.statistics().clients == 0
+
+
+async def test_a_client_is_entered_once() -> None:
+    with anyio.fail_after(5):
+        async with deployment([Echo]) as d:
+            client = d.client()
+            with pytest.raises(RuntimeError, match="not open"):
+                client.request("echo", {"x": 1})
+            async with client:
+                with pytest.raises(RuntimeError, match="already been entered"):
+                    await client.__aenter__()
