@@ -9,7 +9,9 @@ Measures tiny-request latency (sequential: median and p99) and throughput
 - ``zmq prefetch 1``: the same with ``binglide broker --prefetch 1``, one task
   per worker at a time, as an MDP/0.2 broker dispatches;
 - ``inproc``: binglide's broker, worker and client in one process (100 in
-  flight);
+  flight), and in the same process a request whose handler awaits one
+  sub-request, and the round trip of an ``asyncio.Queue`` ping-pong (the
+  event loop's own cost, the in-process yardstick);
 - ``majortomo``: majortomo (PyPI), an independent MDP/0.2 Python broker and
   worker, with a bare DEALER client keeping 128 in flight: the issue's baseline;
 - ``floor``: ZeroMQ's C proxy as the broker and a bare echo worker: the same
@@ -27,7 +29,9 @@ pipelined requests, after a warm-up request). Each figure is the median of
 ``--repeat`` runs. Run::
 
     python -m pip install -e ".[bench]"  # majortomo, the baseline
-    python bench/broker.py [--requests 2000] [--repeat 3]
+    python bench/broker.py [--requests 2000] [--repeat 3] [--only inproc|zmq]
+
+The last lines compare the figures with issue 13's targets.
 """
 
 from __future__ import annotations
@@ -268,12 +272,67 @@ def binglide_zmq_client(
     return anyio.run(binglide_zmq, address, requests, in_flight, mark)
 
 
-async def binglide_inproc(requests: int, in_flight: int) -> tuple[list[float], float]:
+def caller_service() -> type:
+    """A service whose handler awaits one ``echo`` sub-request, then answers."""
+    from binglide import Report, Service
+
+    class Caller(Service):
+        name = "caller"
+
+        async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
+            echoed = await ctx.request("echo", task.body)
+            yield Report(echoed.array + 1)
+
+    return Caller
+
+
+async def queue_pingpong(requests: int) -> list[float]:
+    """Round trips of one item through two asyncio.Queues and a task: the loop's own cost."""
+    import asyncio
+
+    there: asyncio.Queue[int] = asyncio.Queue()
+    back: asyncio.Queue[int] = asyncio.Queue()
+
+    async def echo() -> None:
+        while True:
+            back.put_nowait(await there.get())
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(echo)
+        times = []
+        for i in range(requests):
+            start = time.perf_counter()
+            there.put_nowait(i)
+            await back.get()
+            times.append(time.perf_counter() - start)
+        tg.cancel_scope.cancel()
+    return times
+
+
+async def binglide_inproc(
+    requests: int, in_flight: int
+) -> tuple[list[float], float, list[float], list[float]]:
+    """The embedded default with one worker per service (one process).
+
+    Returns the sequential echo round trips, the pipelined rate, the round
+    trips of a request whose handler awaits one sub-request, and the
+    asyncio.Queue ping-pong of the same process right after.
+    """
     from binglide import connect
 
-    async with connect(services=[echo_service()], workers=1, builtins=False) as client:
-        await client.request("echo", {"n": 1})
-        return await binglide_measure(client, requests, in_flight)
+    async with connect(
+        services=[echo_service(), caller_service()], workers=1, builtins=False
+    ) as client:
+        for _ in range(20):  # warm up: every path taken once
+            await client.request("echo", {"n": 1})
+            await client.request("caller", {"n": 1})
+        times, rate = await binglide_measure(client, requests, in_flight)
+        nested = []
+        for _ in range(requests):
+            start = time.perf_counter()
+            await client.request("caller", {"n": 1})
+            nested.append(time.perf_counter() - start)
+    return times, rate, nested, await queue_pingpong(requests)
 
 
 # -- driver ---------------------------------------------------------------------------------
@@ -357,6 +416,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--prefetch", type=int, help="(binglide-broker role) its prefetch")
+    parser.add_argument(
+        "--only", choices=("all", "inproc", "zmq"), default="all", help="which deployments to run"
+    )
     args = parser.parse_args(argv)
     plain_roles: dict[str, Callable[[str], None]] = {
         "mdp-broker": mdp_broker,
@@ -382,7 +444,13 @@ def main(argv: list[str] | None = None) -> int:
 
     n = args.requests
     names = ["zmq", "prefetch", "inproc", "mdp", "majortomo", "floor"]
+    if args.only == "inproc":
+        names = ["inproc"]
+    elif args.only == "zmq":
+        names.remove("inproc")
     results: dict[str, list[Summary]] = {name: [] for name in names}
+    nested: list[float] = []  # medians (µs) of the in-process request with a sub-request
+    queue: list[float] = []  # medians (µs) of the asyncio.Queue ping-pong
     # name: (broker role and arguments, worker role, client, needs two ports)
     deployments: dict[str, tuple[list[str], str, Callable[..., Any], bool]] = {
         "mdp": (["mdp-broker"], "mdp-worker", mdp_client, False),
@@ -403,11 +471,17 @@ def main(argv: list[str] | None = None) -> int:
     }
     for _ in range(args.repeat):
         for name, (broker, worker, client, pair) in deployments.items():
+            if name not in names:
+                continue
             address = free_address(pair=pair)
             broker_args = [broker[0], address, *broker[1:]]
             measure = functools.partial(client, address, n, 128)
             results[name].append(summary(*run_processes(broker_args, [worker, address], measure)))
-        results["inproc"].append(summary(*anyio.run(binglide_inproc, n, 100)))
+        if "inproc" in names:
+            times, rate, sub, pingpong = anyio.run(binglide_inproc, n, 100)
+            results["inproc"].append(summary(times, rate))
+            nested.append(float(np.median(sub)) * 1e6)
+            queue.append(float(np.median(pingpong)) * 1e6)
 
     med = {
         name: tuple(statistics.median(r[i] for r in runs) for i in range(7))
@@ -430,6 +504,8 @@ def main(argv: list[str] | None = None) -> int:
         used = " / ".join(f"{c:.0f}" for c in cpu) if any(cpu) else "-"
         print(f"{labels[name]:32} {median:10.0f} {p99:10.0f} {seq:10.0f} {rate:10.0f}   {used}")
     for base_name in ("majortomo", "mdp"):
+        if base_name not in med:
+            continue
         base = med[base_name]
         for name in names:
             if name in ("mdp", "majortomo") or (name == "floor" and base_name == "mdp"):
@@ -440,6 +516,47 @@ def main(argv: list[str] | None = None) -> int:
                 f"(p99 x{m[1] / base[1]:.2f}), sequential throughput x{m[2] / base[2]:.2f}, "
                 f"pipelined x{m[3] / base[3]:.2f}"
             )
+    print("targets (issue 13):")
+    if "inproc" in med:
+        echo, pingpong, sub = med["inproc"][0], statistics.median(queue), statistics.median(nested)
+        targets = [
+            (
+                "in-process echo / asyncio.Queue ping-pong",
+                echo / pingpong,
+                "<= 3.5",
+                echo / pingpong <= 3.5,
+            ),
+            (
+                "in-process pipelined req/s",
+                med["inproc"][3],
+                ">= 25000",
+                med["inproc"][3] >= 25_000,
+            ),
+            ("in-process request awaiting a sub-request µs", sub, "< 150", sub < 150),
+        ]
+        print(
+            f"  (ping-pong {pingpong:.1f} µs, echo {echo:.1f} µs, with a sub-request {sub:.1f} µs)"
+        )
+    else:
+        targets = []
+    if "zmq" in med and "majortomo" in med:
+        zmq_m, mt = med["zmq"], med["majortomo"]
+        targets += [
+            (
+                "zmq sequential latency, majortomo / binglide",
+                mt[0] / zmq_m[0],
+                ">= 1.0",
+                mt[0] >= zmq_m[0],
+            ),
+            (
+                "zmq pipelined, binglide / majortomo",
+                zmq_m[3] / mt[3],
+                ">= 4.0",
+                zmq_m[3] >= 4 * mt[3],
+            ),
+        ]
+    for what, value, goal, met in targets:
+        print(f"  {what:48} {value:10.2f}  (target {goal}: {'met' if met else 'MISSED'})")
     return 0
 
 

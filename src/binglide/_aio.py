@@ -9,6 +9,10 @@ module, the runtime asks asyncio directly:
 - `loop_time`: ``anyio.current_time()`` finds the backend on every call
   (sniffio, the current task), a few microseconds per message.
 - `call_soon`: run a callback at the loop's next turn, without a task.
+- `new_event`, `new_cancel_scope`: anyio's ``Event()`` and ``CancelScope()``
+  look the backend up at every construction (sniffio, the current task),
+  about as long as the rest of what a request does with them; these make
+  the asyncio backend's own classes directly, as ``anyio`` itself would.
 - `TaskPool`: a task per request at asyncio's price. anyio's ``start_soon``
   costs about 25 µs more per task than ``asyncio.create_task`` here (wrapping,
   task state, the task group's bookkeeping), more than the rest of an
@@ -31,7 +35,14 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Coroutine
     from typing import Any
 
-__all__ = ("EdgeWaiter", "TaskPool", "call_soon", "loop_time")
+__all__ = (
+    "EdgeWaiter",
+    "TaskPool",
+    "call_soon",
+    "loop_time",
+    "new_cancel_scope",
+    "new_event",
+)
 
 Ts = TypeVarTuple("Ts")
 
@@ -44,6 +55,31 @@ def loop_time() -> float:
 def call_soon(callback: Callable[[], object]) -> None:
     """Call `callback` at the running loop's next turn (no task, no cancel scope)."""
     asyncio.get_running_loop().call_soon(callback)
+
+
+_event_class: Callable[[], anyio.Event] | None = None
+_scope_class: Callable[[], anyio.CancelScope] | None = None
+
+
+def new_event() -> anyio.Event:
+    """Return a new ``anyio.Event`` (in the running loop: the backend's class, made directly)."""
+    global _event_class
+    if _event_class is not None:
+        return _event_class()
+    event = anyio.Event()
+    if asyncio._get_running_loop() is not None:  # not the adapter made outside a loop
+        _event_class = type(event)
+    return event
+
+
+def new_cancel_scope() -> anyio.CancelScope:
+    """Return a new ``anyio.CancelScope()`` (the backend's class, made directly)."""
+    global _scope_class
+    if _scope_class is not None:
+        return _scope_class()
+    scope = anyio.CancelScope()
+    _scope_class = type(scope)
+    return scope
 
 
 class TaskPool(anyio.AsyncContextManagerMixin):

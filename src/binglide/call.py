@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 import attrs
 
+from ._aio import new_event
 from .report import Report
 
 if TYPE_CHECKING:
@@ -118,7 +119,7 @@ class CallState:
     async def wait_change(self) -> None:
         """Wait for the next report or the end (telling the wait hooks, if any)."""
         if self._changed is None:
-            self._changed = anyio.Event()
+            self._changed = new_event()
         event = self._changed
         if self._on_wait is None:
             await event.wait()

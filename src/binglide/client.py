@@ -175,7 +175,8 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
         try:
             if protocol is not Protocol.CLIENT:
                 raise RemoteProtocolError("the broker sent a worker message to a client")
-            self._heard.set()
+            if not self._heard.is_set():
+                self._heard.set()
             if self._broker_lost:
                 # The broker answers again (restarted, or back on the
                 # network): re-issue what is still open. A broker that
@@ -183,7 +184,8 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
                 # its own copy goes on (docs/protocol.md, failures).
                 self._broker_lost = False
                 self._requester.resend_open()
-            lost = self._requester.receive(msg, loop_time())
+            # The machine reads the time for liveness only: none without heartbeats.
+            lost = self._requester.receive(msg, loop_time() if self._heartbeat_interval else 0.0)
             if self._requester.plain_broker:
                 self._requester.flush()  # a FINAL lets the next plain request go
         except RemoteProtocolError as exc:

@@ -18,7 +18,7 @@ import attrs
 from .analyses import AnalysisMethods
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Mapping
+    from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 
     import numpy as np
 
@@ -85,14 +85,16 @@ class Context(AnalysisMethods):
         job: JobId,
         ancestry: tuple[str, ...],
         settings: Settings,
-        on_wait: WaitHooks,
+        wait_hooks: Callable[[int], WaitHooks],
     ) -> None:
         self._requester = requester
         self._tid = tid
         self.job = job
         self._ancestry = ancestry
         self.settings = settings
-        self._on_wait = on_wait
+        self._wait_hooks = wait_hooks
+        # Made at the first sub-request: most tasks issue none.
+        self._on_wait: WaitHooks | None = None
 
     def request(
         self,
@@ -106,6 +108,8 @@ class Context(AnalysisMethods):
         Raises:
             TypeError: the body is not JSON-able.
         """
+        if self._on_wait is None:
+            self._on_wait = self._wait_hooks(self._tid)
         return self._requester.open(
             service,
             body,

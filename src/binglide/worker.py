@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._aio import TaskPool, call_soon, loop_time
+from ._aio import TaskPool, call_soon, loop_time, new_cancel_scope
 from .core import (
     BrokerLost,
     Disconnect,
@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import zmq
     from anyio.abc import TaskStatus
 
+    from .call import WaitHooks
     from .transports import PeerTransport
     from .transports.zeromq import CurveClientKeys
 
@@ -112,6 +113,8 @@ class Worker:
         # The worker's own sub-requests: a worker is a client too.
         self._requester = Requester(transport.identity, self._outbox.post)
         self._machine = WorkerMachine(service.name, heartbeat_interval=heartbeat_interval)
+        #: Whether the machine keeps time (for liveness: heartbeats on).
+        self._timed = heartbeat_interval is not None
         self._scopes: dict[int, anyio.CancelScope] = {}
         self._waits: Counter[int] = Counter()
         self._counts: Counter[str] = Counter()
@@ -168,11 +171,12 @@ class Worker:
             self._registered.set()  # the broker speaks only to workers it knows
         try:
             if protocol is Protocol.CLIENT:
-                lost = self._requester.receive(msg, loop_time())
+                # Its requester has no heartbeats: the time means nothing to it.
+                lost = self._requester.receive(msg, 0.0)
                 if isinstance(lost, BrokerLost):
                     log.warning("%s", lost.reason)
                 return
-            events = self._machine.receive(msg, loop_time())
+            events = self._machine.receive(msg, loop_time() if self._timed else 0.0)
         except RemoteProtocolError as exc:
             log.warning("dropped a malformed message from the broker: %s", exc)
             return
@@ -199,7 +203,7 @@ class Worker:
             case TaskStarted():
                 if self._pool is None:
                     return  # closing: our DISCONNECT makes the broker re-issue it
-                scope = self._scopes[event.tid] = anyio.CancelScope()
+                scope = self._scopes[event.tid] = new_cancel_scope()
                 self._pool.start_soon(self._run, event, scope)
             case TaskCancelled():
                 running = self._scopes.get(event.tid)
@@ -224,10 +228,7 @@ class Worker:
             job=started.job,
             ancestry=started.ancestry,
             settings=self.settings,
-            on_wait=(
-                functools.partial(self._enter_wait, tid),
-                functools.partial(self._leave_wait, tid),
-            ),
+            wait_hooks=self._wait_hooks,
         )
         try:
             with scope:
@@ -305,6 +306,9 @@ class Worker:
         if self._machine.fail(tid, kind, message, **extra):
             self._counts["failed"] += 1
         self._flush()
+
+    def _wait_hooks(self, tid: int) -> WaitHooks:
+        return functools.partial(self._enter_wait, tid), functools.partial(self._leave_wait, tid)
 
     def _enter_wait(self, tid: int) -> None:
         self._waits[tid] += 1

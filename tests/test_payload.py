@@ -1,0 +1,116 @@
+"""Payload frames: canonical JSON bodies, and reports that survive the in-process shortcut."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import binglide
+from binglide.payload import (
+    ReportFrames,
+    decode_body,
+    decode_report,
+    encode_body,
+    encode_report,
+)
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda children: st.lists(children) | st.dictionaries(st.text(), children),
+    max_leaves=20,
+)
+
+
+@given(st.dictionaries(st.text(), json_values))
+def test_bodies_are_canonical_json(body: dict[str, Any]) -> None:
+    # The exact bytes json.dumps gives: loop detection compares them, and a
+    # peer in another language must be able to produce them.
+    head = encode_body(body)[0]
+    expected = json.dumps(
+        {"v": 1, "body": body, "arrays": []}, separators=(",", ":"), sort_keys=True
+    )
+    assert head == expected.encode()
+    assert decode_body([head]) == (body, ())
+
+
+def test_bodies_that_are_not_json_are_refused() -> None:
+    with pytest.raises(TypeError, match=r"not JSON-able.*set"):
+        encode_body({"x": {1, 2}})
+    with pytest.raises(TypeError, match="not JSON-able"):
+        encode_body({"x": float("nan")})
+    looped: dict[str, Any] = {}
+    looped["self"] = looped
+    with pytest.raises(TypeError, match="not JSON-able"):
+        encode_body(looped)
+
+
+def _parsed(report: binglide.Report, *, final: bool) -> binglide.Report:
+    """What a peer in another process decodes: the frames as plain frames."""
+    return decode_report(tuple(bytes(f) for f in encode_report(report)), final=final)
+
+
+def _same(a: binglide.Report, b: binglide.Report) -> None:
+    assert (a.completion, a.precision, a.meta, a.final) == (
+        b.completion,
+        b.precision,
+        b.meta,
+        b.final,
+    )
+    assert type(a.meta) is type(b.meta) is dict
+    if a.data is None or b.data is None:
+        assert a.data is b.data is None
+        return
+    if isinstance(a.data, np.ndarray) or isinstance(b.data, np.ndarray):
+        pairs = [(a.data, b.data)]
+    else:
+        assert isinstance(a.data, dict)
+        assert isinstance(b.data, dict)
+        assert list(a.data) == list(b.data)
+        pairs = [(a.data[k], b.data[k]) for k in a.data]
+    for x, y in pairs:
+        assert isinstance(x, np.ndarray)
+        assert isinstance(y, np.ndarray)
+        assert (x.dtype, x.shape) == (y.dtype, y.shape)
+        np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        binglide.Report(np.arange(6, dtype=np.uint64).reshape(2, 3), completion=0.25),
+        binglide.Report(np.arange(12, dtype=">i4").reshape(3, 4)[:, ::2], meta={"n": 1.5}),
+        binglide.Report([1, 2, 3], precision=0.5, meta={"s": "x", "z": None, "b": True}),  # type: ignore[arg-type]
+        binglide.Report({"a": np.zeros(0, np.float32), "b": [[1, 2]]}),  # type: ignore[dict-item]
+        binglide.Report(None, meta={"k": 7}),
+        binglide.Report(np.ones(3), meta={"offsets": (1, 2)}),  # JSON makes the tuple a list
+        binglide.Report(np.ones(3), meta={"nested": {"a": [1]}}),
+    ],
+)
+@pytest.mark.parametrize("final", [False, True])
+def test_a_report_decoded_in_process_is_what_parsing_gives(
+    report: binglide.Report, final: bool
+) -> None:
+    frames = encode_report(report)
+    assert isinstance(frames, ReportFrames)
+    _same(decode_report(frames, final=final), _parsed(report, final=final))
+
+
+def test_the_in_process_shortcut_is_taken_when_it_is_exact() -> None:
+    assert encode_report(binglide.Report(np.ones(2), meta={"a": 1})).decoded is not None
+    # JSON would change these: only parsing can tell what the peer sees.
+    assert encode_report(binglide.Report(np.ones(2), meta={"a": (1,)})).decoded is None
+    assert encode_report(binglide.Report({1: np.ones(2)})).decoded is None  # type: ignore[dict-item]
+    # The decoded report owns its meta: the handler's dict may change afterwards.
+    meta = {"a": 1}
+    frames = encode_report(binglide.Report(np.ones(2), meta=meta))
+    meta["a"] = 2
+    assert decode_report(frames, final=True).meta == {"a": 1}
