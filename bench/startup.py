@@ -1,0 +1,87 @@
+"""Start-up benchmark: the ``binglide`` command and ``import binglide`` as whole processes.
+
+Times, as wall time of whole processes (fork, interpreter start, imports,
+the work, exit), median of ``--repeat`` runs, interleaved so that the
+machine's load moves every figure alike:
+
+- ``binglide stats FILE`` (the command a person types; numba is not loaded
+  for a small file), beside ``ent FILE``, which prints the same statistics
+  (``/usr/bin/ent``, the yardstick);
+- ``python -c "import binglide"``;
+- ``python -c pass`` and ``python -c "import numpy"``: the floor every Python
+  program pays, and what numpy alone costs.
+
+Run::
+
+    python bench/startup.py [--repeat 20] [--file /bin/ls]
+
+The last lines compare the figures with issue 13's targets (the command at
+most 0.3 s, the import at most 0.15 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+#: The command, as installed next to this interpreter (the venv's script).
+BINGLIDE = Path(sys.executable).with_name("binglide")
+
+
+def wall(argv: list[str]) -> float:
+    """Run `argv` to its end (output discarded) and return its wall time in seconds."""
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--file", default="/bin/ls")
+    args = parser.parse_args(argv)
+    ent = shutil.which("ent")
+    commands = {
+        "binglide stats FILE": [str(BINGLIDE), "stats", args.file],
+        "ent FILE": [ent, args.file] if ent else None,
+        "python -c 'import binglide'": [sys.executable, "-c", "import binglide"],
+        "python -c pass": [sys.executable, "-c", "pass"],
+        "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+    }
+    runs: dict[str, list[float]] = {name: [] for name, cmd in commands.items() if cmd}
+    for cmd in commands.values():  # warm the page cache and numba's disk cache
+        if cmd:
+            wall(cmd)
+    for _ in range(args.repeat):
+        for name, cmd in commands.items():
+            if cmd:
+                runs[name].append(wall(cmd))
+    size = os.path.getsize(args.file)
+    print(f"whole processes, median of {args.repeat} interleaved runs ({args.file}: {size} B)")
+    print(f"{'':32} {'median s':>9} {'min s':>7} {'max s':>7}")
+    med = {}
+    for name, times in runs.items():
+        med[name] = statistics.median(times)
+        print(f"{name:32} {med[name]:9.3f} {min(times):7.3f} {max(times):7.3f}")
+    command, imported = med["binglide stats FILE"], med["python -c 'import binglide'"]
+    if "ent FILE" in med:
+        print(f"binglide stats / ent: x{command / med['ent FILE']:.1f}")
+    print("targets (issue 13):")
+    for what, value, goal in (
+        ("binglide stats FILE, s", command, 0.3),
+        ("import binglide, s", imported, 0.15),
+    ):
+        print(
+            f"  {what:32} {value:7.3f}  (target <= {goal}: {'met' if value <= goal else 'MISSED'})"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
