@@ -18,9 +18,10 @@ module, the runtime asks asyncio directly:
   task state, the task group's bookkeeping), more than the rest of an
   in-process round trip. Tasks still live in a scope: they end before the
   pool does, and an error in one cancels the pool's body and is raised.
-- `EdgeWaiter`: wait on an edge-triggered file descriptor (ZeroMQ's) through
-  one reader callback on the loop and a future per waiting task, instead of
-  pyzmq's ``zmq.asyncio`` futures, which cost as much as the rest of a hop.
+- `EdgeWatcher`: watch an edge-triggered file descriptor (ZeroMQ's) through
+  one reader callback on the loop, which delivers what arrived at once (no
+  task to wake) or wakes a waiting task's future, instead of pyzmq's
+  ``zmq.asyncio`` futures, which cost as much as the rest of a hop.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = (
-    "EdgeWaiter",
+    "EdgeWatcher",
     "TaskPool",
     "call_soon",
     "loop_time",
@@ -142,14 +143,21 @@ class TaskPool(anyio.AsyncContextManagerMixin):
             raise self._error
 
 
-class EdgeWaiter:
-    """Wait for bits of a readiness mask behind an edge-triggered file descriptor.
+class EdgeWatcher:
+    """Watch readiness bits behind an edge-triggered file descriptor.
 
     ZeroMQ's file descriptor signals that the socket's events *may* have
-    changed, and reading them re-arms it. So a waiter reads them right before
-    it waits (in the same step: no change can slip between), the loop's reader
-    callback reads them when the descriptor signals, and an operation that may
-    consume a signal (a ZeroMQ send) calls `check` afterwards.
+    changed, and reading them re-arms it. Two ways to use it:
+
+    - `wait`: a task waits for a bit (a send waiting for room). It reads the
+      events right before it waits, in the same step, so no change slips in.
+    - `deliver`: a callback drains what is ready (a receiving end). The loop
+      calls it from the descriptor's reader callback, with no task to wake:
+      a message costs one loop step, not two.
+
+    An operation that may have consumed the descriptor's signal (a ZeroMQ
+    send) calls `check` afterwards, and the callback must leave nothing
+    ready behind it (it calls `check` itself when it stops early).
 
     Args:
         fd: the descriptor to watch.
@@ -162,22 +170,57 @@ class EdgeWaiter:
         self._events = events
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._callback: tuple[int, Callable[[], None]] | None = None
+        self._scheduled = False
         self._closed = False
 
-    @property
-    def waiting(self) -> int:
-        """How many tasks wait now."""
-        return len(self._waiters)
+    def _watch(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            if self._loop is not None and not self._loop.is_closed():
+                self._loop.remove_reader(self._fd)
+            loop.add_reader(self._fd, self._signalled)
+            self._loop = loop
+        return loop
+
+    def _read(self) -> int:
+        try:
+            return self._events()
+        except Exception:
+            return -1  # every bit: let the waiters and the callback meet the error
+
+    def _signalled(self) -> None:
+        events = self._read()
+        self._wake(events)
+        callback = self._callback
+        if callback is not None and events & callback[0]:
+            callback[1]()
 
     def check(self) -> None:
-        """Read the events again and wake the waiters they satisfy."""
-        if not self._waiters:
+        """Read the events again: wake the waiters, schedule the callback, as they call for."""
+        if not self._waiters and self._callback is None:
             return
-        try:
-            events = self._events()
-        except Exception:
-            events = -1  # every bit: let the waiters meet the error themselves
+        events = self._read()
         self._wake(events)
+        callback = self._callback
+        if callback is not None and events & callback[0]:
+            self.schedule()
+
+    def schedule(self) -> None:
+        """Look at the events at the loop's next turn (once, however often asked).
+
+        The callback is called then if they have its bits, as when the
+        descriptor signals.
+        """
+        if self._scheduled or self._loop is None or self._callback is None:
+            return
+        self._scheduled = True
+        self._loop.call_soon(self._scheduled_call)
+
+    def _scheduled_call(self) -> None:
+        self._scheduled = False
+        if not self._closed:
+            self._signalled()  # as if the descriptor had signalled
 
     def _wake(self, events: int) -> None:
         for mask, waiter in self._waiters:
@@ -185,13 +228,8 @@ class EdgeWaiter:
                 waiter.set_result(None)
 
     async def wait(self, mask: int) -> None:
-        """Return once the events have a bit of `mask`, or the waiter is closed."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
-            if self._loop is not None and not self._loop.is_closed():
-                self._loop.remove_reader(self._fd)
-            loop.add_reader(self._fd, self.check)
-            self._loop = loop
+        """Return once the events have a bit of `mask`, or the watcher is closed."""
+        loop = self._watch()
         if self._closed or self._events() & mask:
             return
         entry = (mask, loop.create_future())
@@ -201,9 +239,21 @@ class EdgeWaiter:
         finally:
             self._waiters.remove(entry)
 
+    def deliver(self, mask: int, callback: Callable[[], None] | None) -> None:
+        """Call `callback` whenever the events have a bit of `mask` (None: stop).
+
+        The events are looked at the next turn too: what arrived before is
+        not signalled again.
+        """
+        self._callback = None if callback is None else (mask, callback)
+        if callback is not None:
+            self._watch()
+            self.schedule()
+
     def close(self) -> None:
-        """Stop watching the descriptor and release every waiter."""
+        """Stop watching the descriptor, release every waiter, drop the callback."""
         self._closed = True
+        self._callback = None
         if self._loop is not None and not self._loop.is_closed():
             self._loop.remove_reader(self._fd)
         self._loop = None

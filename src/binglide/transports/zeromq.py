@@ -23,7 +23,8 @@ Choices, and why:
 - ``send_nowait`` never waits, and delivery drains every message that is
   ready before it waits: the runtime sends what it can at once and only
   awaits when it must. Both ends wait on ZeroMQ's file descriptor
-  themselves (`binglide._aio.EdgeWaiter`: one reader on the event loop),
+  themselves (`binglide._aio.EdgeWatcher`: one reader on the event loop, which
+  delivers what arrived from its callback),
   never through ``zmq.asyncio``'s futures, which cost about as much per wait
   as the rest of a hop. A socket of a ``zmq.asyncio`` context works as well
   as a plain one.
@@ -55,13 +56,13 @@ import zmq.asyncio
 import zmq.auth
 import zmq.backend
 
-from .._aio import EdgeWaiter
+from .._aio import EdgeWatcher, new_event
 from ..core import Frame, PeerId, decode, encode
 from ..errors import RemoteProtocolError, TransportBroken, TransportClosed
 from .base import DEFAULT_MAX_MESSAGE_SIZE, BrokerTransport, PeerTransport
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from anyio.abc import TaskStatus
     from zmq.auth.thread import ThreadAuthenticator
@@ -422,17 +423,20 @@ _DRAIN = 64
 
 
 class _ZmqEnd:
-    """What both ends share: a socket, waiting on its descriptor, ordered sends."""
+    """What both ends share: a socket, watching its descriptor, delivery, ordered sends."""
 
     def __init__(self, sock: zmq.Socket[Any], what: str) -> None:
         self._socket = sock
         self._what = what
         self._closed = False
-        self._waiter = EdgeWaiter(
+        self._watcher = EdgeWatcher(
             cast("int", sock.getsockopt(zmq.FD)), lambda: cast("int", _raw_get(sock, _EVENTS))
         )
         #: Sends waiting for room: a send_nowait must not overtake them.
         self._blocked_sends = 0
+        #: Set when delivery must end (closed, or it failed), with why.
+        self._delivery_ended: anyio.Event | None = None
+        self._delivery_error: BaseException | None = None
 
     def _error(self, exc: zmq.ZMQError) -> TransportClosed | TransportBroken:
         return _map_error(exc, self._closed, self._what)
@@ -454,7 +458,7 @@ class _ZmqEnd:
                 return  # a ROUTER's peer is gone: lose it silently
             raise self._error(exc) from exc
         # The send may have taken the descriptor's signal of a message arrived.
-        self._waiter.check()
+        self._watcher.check()
 
     async def _send_frames(self, frames: Sequence[Frame]) -> None:
         if self._closed:
@@ -467,43 +471,77 @@ class _ZmqEnd:
         self._blocked_sends += 1
         try:
             while True:
-                await self._wait(_POLLOUT)
+                try:
+                    await self._watcher.wait(_POLLOUT)
+                except zmq.ZMQError as exc:
+                    raise self._error(exc) from exc
+                if self._closed:
+                    raise TransportClosed(f"{self._what} is closed")
                 with contextlib.suppress(anyio.WouldBlock):
                     self._push(frames)
                     return
         finally:
             self._blocked_sends -= 1
 
-    async def _wait(self, mask: int) -> None:
-        try:
-            await self._waiter.wait(mask)
-        except zmq.ZMQError as exc:
-            raise self._error(exc) from exc
+    async def _deliver(
+        self, drain: Callable[[list[list[Frame]]], None], task_status: TaskStatus[None]
+    ) -> None:
+        """Hand what arrives to `drain`, from the loop's reader callback, until this end closes."""
         if self._closed:
             raise TransportClosed(f"{self._what} is closed")
-
-    def _ready(self) -> list[list[Frame]]:
-        """Return up to `_DRAIN` messages that are ready, without waiting."""
+        if self._delivery_ended is not None:
+            raise anyio.BusyResourceError("delivering from")
+        self._delivery_ended = ended = new_event()
+        self._delivery_error = None
         sock = self._socket
-        ready: list[list[Frame]] = []
-        try:
-            while len(ready) < _DRAIN and has_message(sock):
-                ready.append(receive_frames(sock, _DONTWAIT))
-        except zmq.Again:
-            pass
-        except zmq.ZMQError as exc:
-            raise self._error(exc) from exc
-        return ready
 
-    async def _wait_ready(self, drained: int) -> None:
-        if drained >= _DRAIN:
-            await anyio.lowlevel.checkpoint()  # others (in this loop) get their turn
-        else:
-            await self._wait(_POLLIN)
+        def ready() -> None:
+            # Up to _DRAIN messages a turn: then the others in this loop get theirs.
+            # The watcher calls this when ZMQ_EVENTS said POLLIN: the first
+            # receive needs no check of its own (a getsockopt that processes
+            # ZeroMQ's commands); the check after the last one re-arms the fd.
+            messages: list[list[Frame]] = []
+            try:
+                while True:
+                    messages.append(receive_frames(sock, _DONTWAIT))
+                    if len(messages) >= _DRAIN or not has_message(sock):
+                        break
+            except zmq.Again:
+                pass
+            except zmq.ZMQError as exc:
+                self._end_delivery(self._error(exc))
+                return
+            try:
+                if messages:
+                    drain(messages)
+            except Exception as exc:  # the handler's: its end's deliver_to raises it
+                self._end_delivery(exc)
+                return
+            if len(messages) >= _DRAIN:
+                self._watcher.schedule()
+
+        self._watcher.deliver(_POLLIN, ready)
+        try:
+            task_status.started()
+            await ended.wait()
+        finally:
+            self._watcher.deliver(_POLLIN, None)
+            self._delivery_ended = None
+        raise self._why_delivery_ended()
+
+    def _why_delivery_ended(self) -> BaseException:
+        return self._delivery_error or TransportClosed(f"{self._what} is closed")
+
+    def _end_delivery(self, error: BaseException | None) -> None:
+        self._watcher.deliver(_POLLIN, None)
+        if self._delivery_ended is not None:
+            self._delivery_error = error
+            self._delivery_ended.set()
 
     def _close(self) -> None:
         self._closed = True
-        self._waiter.close()
+        self._end_delivery(None)
+        self._watcher.close()
         self._socket.close(linger=0)
 
 
@@ -581,17 +619,16 @@ class ZmqBroker(_ZmqEnd, BrokerTransport):
         dropped: Dropped | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        task_status.started()
-        while True:
-            if self._closed:
-                raise TransportClosed(f"{self._what} is closed")
-            ready = self._ready()
+        def drain(messages: list[list[Frame]]) -> None:
             batch = [
-                item for frames in ready if (item := router_incoming(frames, dropped)) is not None
+                item
+                for frames in messages
+                if (item := router_incoming(frames, dropped)) is not None
             ]
             if batch:
                 handler(batch)
-            await self._wait_ready(len(ready))
+
+        await self._deliver(drain, task_status)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -691,19 +728,16 @@ class ZmqPeer(_ZmqEnd, PeerTransport):
         *,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
-        task_status.started()
-        while True:
-            if self._closed:
-                raise TransportClosed(f"{self._what} is closed")
-            ready = self._ready()
-            for frames in ready:
+        def drain(messages: list[list[Frame]]) -> None:
+            for frames in messages:
                 try:
                     protocol, message = decode(frames, from_broker=True)
                 except RemoteProtocolError as exc:
                     log.warning("dropped a malformed message from the broker: %s", exc)
                     continue
                 handler(protocol, message)
-            await self._wait_ready(len(ready))
+
+        await self._deliver(drain, task_status)
 
     async def aclose(self) -> None:
         if not self._closed:
