@@ -7,9 +7,10 @@ services, hundreds of clients, a million tasks, with sub-requests,
 cancellations and worker deaths. The peers are the real sans-IO client and
 worker machines (`ClientMachine`, `WorkerMachine`); messages travel as real
 frames (`binglide.core.encode`/`decode`), and the broker takes them through
-`binglide.broker.turn`, the step both of its real loops take, so what is
-measured is the broker's own work per message: decoding, its rules, its
-timers and encoding what it sends.
+`binglide.broker.turn`, the step both of its real loops take, decoded and
+encoded as the ZeroMQ broker does (`router_incoming`, `router_outgoing`), so
+what is measured is the broker's own work per message: decoding, its rules,
+its timers and encoding what it sends.
 
 The model:
 
@@ -55,7 +56,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from common import command_line, machine, publish, table
 
-from binglide.broker import encode_outgoing, turn
+from binglide.broker import turn
 from binglide.core import (
     BrokerConfig,
     BrokerMachine,
@@ -72,6 +73,7 @@ from binglide.core import (
     decode,
     encode,
 )
+from binglide.transports.zeromq import router_incoming, router_outgoing
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -269,9 +271,13 @@ class Simulation:
         # The thread's CPU time, not the wall clock: other processes on the
         # machine preempting this one must not count as the broker's work.
         t0 = time.thread_time()
-        outgoing = turn(self.broker, batch, self.now)
-        sent = [(out, encode_outgoing(out)) for out in outgoing]
-        deadline = self.broker.next_deadline()
+        received = [
+            item
+            for peer, frames in batch
+            if (item := router_incoming([peer.encode("latin-1"), *frames])) is not None
+        ]
+        outgoing, deadline = turn(self.broker, received, self.now)
+        sent = [(out, router_outgoing(out)[1:]) for out in outgoing]
         self.result.broker_seconds += time.thread_time() - t0
         self.result.messages += len(batch)
         for out, frames in sent:
