@@ -22,8 +22,10 @@ to about 1e-12, since the summation orders differ.
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, Final, TypedDict, TypeVar, cast
 
@@ -47,6 +49,7 @@ __all__ = (
     "entropy_of_counts",
     "jit",
     "ngram_histogram",
+    "numba_for",
     "segment_entropies",
     "segment_histograms",
 )
@@ -63,29 +66,85 @@ def _numba_disabled() -> bool:
     return os.environ.get("BINGLIDE_NO_NUMBA", "").strip() not in ("", "0")
 
 
-try:
-    if _numba_disabled():
-        raise ImportError("disabled by BINGLIDE_NO_NUMBA")
-    import numba
+#: Whether the compiled kernels can be used: numba is installed and not disabled.
+#: It is imported only when an input needs it (`numba_for`): importing it and
+#: loading the compiled kernels takes about half a second, several times
+#: what a small input costs numpy, and a command on a small file never pays it.
+NUMBA_AVAILABLE: Final[bool] = (
+    not _numba_disabled() and importlib.util.find_spec("numba") is not None
+)
 
-    _jit = cast("Callable[[_F], _F]", numba.njit(nogil=True, cache=True))
-    #: Whether the compiled kernels are available (numba imported and not disabled).
-    NUMBA_AVAILABLE: Final[bool] = True
-except ImportError:
+#: Inputs smaller than this (bytes, or counts for `entropy_of_counts`) are
+#: counted by numpy while numba is not loaded yet; the first larger one loads it.
+_SMALL: Final = 1 << 20
 
-    def _jit(fn: _F) -> _F:
-        # Without numba the loop functions below are never called (the numpy
-        # paths are), but they must still be definable.
+
+class _Deferred:
+    """A numba kernel not compiled yet: numba replaces it in its module when it loads."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.py_func = fn
+
+    def __call__(self, *args: Any) -> Any:
+        _load_numba()
+        return self.py_func.__globals__[self.py_func.__name__](*args)
+
+
+_deferred: list[_Deferred] = []
+_numba_lock = threading.Lock()
+_numba_loaded = False
+
+
+def _jit(fn: _F) -> _F:
+    # Without numba the loop functions below are never called (the numpy
+    # paths are), but they must still be definable.
+    if not NUMBA_AVAILABLE:
         return fn
+    deferred = _Deferred(fn)
+    _deferred.append(deferred)
+    return cast("_F", deferred)
 
-    NUMBA_AVAILABLE = False  # type: ignore[misc]  # one of two import-time branches
 
-#: Compile a kernel loop with numba (``njit(nogil=True, cache=True)``), or
-#: leave it plain Python when numba is missing or disabled.
+def _load_numba() -> None:
+    """Import numba and compile (or load from its disk cache) every kernel, once."""
+    global _numba_loaded
+    with _numba_lock:
+        if _numba_loaded:
+            return
+        import numba
+
+        njit = numba.njit(nogil=True, cache=True)
+        for deferred in _deferred:
+            # In their module's namespace, so that kernels calling kernels
+            # find numba's dispatchers there when they compile.
+            fn = deferred.py_func
+            fn.__globals__[fn.__name__] = njit(fn)
+        _numba_loaded = True
+
+
+#: Compile a kernel loop with numba (``njit(nogil=True, cache=True)``) when
+#: an input first needs it (`numba_for`), or leave it plain Python when numba
+#: is missing or disabled.
 jit = _jit
 
-# Read at call time, so that tests can run both paths in one process.
-_use_numba: bool = NUMBA_AVAILABLE
+# Read at call time, so that tests can run both paths in one process: True
+# always numba (loading it), False never, None numba from `_SMALL` bytes on
+# and for everything once it is loaded.
+_use_numba: bool | None = None if NUMBA_AVAILABLE else False
+
+
+def numba_for(size: int) -> bool:
+    """Whether the compiled loops run for an input of `size` bytes (loading numba if they must).
+
+    Decide once per computation: a kernel's numba and numpy paths give the
+    same integers, but entropies only to about 1e-12.
+    """
+    use = _use_numba
+    if use is False or (use is None and not _numba_loaded and size < _SMALL):
+        return False
+    _load_numba()
+    return True
+
 
 #: Bytes per block in the numpy fallbacks: large enough to amortise numpy's
 #: per-call overhead, small enough that the int64 temporaries stay in the
@@ -186,7 +245,7 @@ def byte_histogram(buf: Any, *, out: U64Array | None = None) -> U64Array:
         raise ValueError(f"out must be a (256,) uint64 array, not {out.dtype} {out.shape}")
     # The counts never come near 2**63: the same bits as int64 counters.
     counts = out.view(np.int64)
-    if _use_numba:
+    if numba_for(data.shape[0]):
         _nb_hist_into(data, 0, data.shape[0], counts)
     else:
         _np_hist_into(data, counts)
@@ -314,9 +373,10 @@ def ngram_histogram(
         )
     flat = out.reshape(-1)
     if count:
-        if _use_numba and flat.dtype == np.uint32:
+        fast = numba_for(count)
+        if fast and flat.dtype == np.uint32:
             _nb_ngram_loop(data, n, bits, 0, count, flat)
-        elif _use_numba:
+        elif fast:
             _nb_ngrams(data, n, bits, count, flat)
         else:
             _np_ngrams(data, n, bits, count, flat)
@@ -377,7 +437,7 @@ def segment_histograms(buf: Any, edges: Any) -> U64Array:
     e = _as_edges(edges, data.shape[0])
     out = np.zeros((e.shape[0] - 1, 256), np.int64)
     if out.shape[0]:
-        if _use_numba:
+        if numba_for(data.shape[0]):
             _nb_segment_hists(data, e, out)
         else:
             _np_segment_hists(data, e, out)
@@ -432,7 +492,7 @@ def segment_entropies(buf: Any, edges: Any) -> F64Array:
     out = np.zeros(e.shape[0] - 1, np.float64)
     if not out.shape[0]:
         return out
-    if _use_numba:
+    if numba_for(data.shape[0]):
         _nb_segment_entropies(data, e, out)
         return out
     for lo in range(0, out.shape[0], 4096):
@@ -463,7 +523,7 @@ def entropy_of_counts(counts: Any) -> F64Array:
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim < 1:
         raise ValueError("counts must have at least one axis (the bins)")
-    if _use_numba and c.size:
+    if c.size and numba_for(c.size):
         rows = np.ascontiguousarray(c.reshape(-1, c.shape[-1]))
         flat = np.zeros(rows.shape[0], np.float64)
         _nb_row_entropy(rows, flat)
@@ -551,7 +611,7 @@ def diff_counts(a: Any, b: Any, edges: Any) -> I64Array:
     e = _as_edges(edges, x.shape[0])
     out = np.zeros(e.shape[0] - 1, np.int64)
     if out.shape[0]:
-        if _use_numba:
+        if numba_for(x.shape[0]):
             _nb_diff_counts(x, y, e, out)
         else:
             _np_diff_counts(x, y, e, out)
@@ -781,7 +841,7 @@ class EntAccumulator:
         piece = data[:count]
         byte_histogram(piece, out=self._counts)
         phase = self._size % _MONTE_BYTES
-        scan = _nb_ent_scan if _use_numba else _np_ent_scan
+        scan = _nb_ent_scan if numba_for(count) else _np_ent_scan
         self._pairs += int(scan(data, count, phase, self._inside))
         if len(self._head) < 5:
             self._head += piece[: 5 - len(self._head)].tobytes()

@@ -308,6 +308,8 @@ class _Windows:
         self.counts = np.zeros(256, np.int64)
         self.state = np.zeros(3, np.int64)  # cur_lo, cur_hi, updates: starts empty at 0
         self.s = np.zeros(1, np.float64)
+        # numba or numpy, once for the whole computation (by the bytes it covers).
+        self.fast = kernels.numba_for(int(hi.max() - lo.min()) if lo.shape[0] else 0)
 
     def run(self) -> F64Array:
         for k in range(0, self.all_lo.shape[0], _BATCH):
@@ -322,7 +324,7 @@ class _Windows:
         self.base = self.first + k0
         self.trail_hi = lo
         m = k1 - k0
-        if kernels._use_numba:
+        if self.fast:
             self.recount = np.empty(m, np.bool_)
             self.lead_lo = np.empty(m, np.int64)
             self.trail_lo = np.empty(m, np.int64)
@@ -358,7 +360,7 @@ class _Windows:
                 int(np.searchsorted(self.lead_cost, self.lead_cost[k] + self.piece, "right")) - 1,
                 int(np.searchsorted(self.trail_cost, self.trail_cost[k] + self.piece, "right"))
                 - 1,
-                k + (_MAX_WINDOWS if kernels._use_numba else _NP_WINDOWS),
+                k + (_MAX_WINDOWS if self.fast else _NP_WINDOWS),
                 m,
             )
             if k1 <= k:
@@ -379,7 +381,7 @@ class _Windows:
         trail_runs = _runs(self.trail_lo[k0:k1][keep], self.trail_hi[k0:k1][keep])
         lead = self._read(lead_runs, 0)
         trail = self._read(trail_runs, 1)
-        if kernels._use_numba:
+        if self.fast:
             _nb_windows(
                 self.lo,
                 self.hi,
@@ -435,7 +437,7 @@ class _Windows:
         else:
             self._add(cur_lo, a, -1)
             self._add(cur_hi, b, 1)
-        if kernels._use_numba:
+        if self.fast:
             self.s[0] = _nb_fresh(self.counts, _FLOG)
             self.out[k] = _nb_value(self.s[0], b - a)
         else:
