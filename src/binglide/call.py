@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections import deque
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import anyio
@@ -19,7 +20,7 @@ from ._aio import new_event
 from .report import Report
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Awaitable, Callable, Generator
+    from collections.abc import AsyncIterator, Callable, Generator
 
     from .core import JobId
     from .errors import JobError
@@ -137,7 +138,22 @@ class CallState:
             self._changed = None
 
 
-class Then(Generic[T]):
+class _Chaining(Awaitable[Any]):
+    """``then``: what a `Call` and a `Then` both offer (both are awaitable)."""
+
+    @overload
+    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
+    @overload
+    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
+    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
+        """Return an awaitable of ``fn(result, *args)`` (the final report, for a `Call`).
+
+        `fn` may be sync or async; it runs once, when the awaitable is first awaited.
+        """
+        return Then(self, fn, args)
+
+
+class Then(_Chaining, Generic[T]):
     """The awaitable that `Call.then` returns: the result of a function of a result.
 
     It runs once, when first awaited; awaiting it again gives the same result
@@ -175,16 +191,8 @@ class Then(Generic[T]):
     def __await__(self) -> Generator[Any, None, T]:
         return self._run().__await__()
 
-    @overload
-    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
-    @overload
-    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
-    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
-        """Return an awaitable of `fn` (sync or async) applied to this result."""
-        return Then(self, fn, args)
 
-
-class Call:
+class Call(_Chaining):
     """The handle of one request.
 
     ``await call`` gives the final `Report`; ``async for report in call``
@@ -223,14 +231,6 @@ class Call:
         """
         if not self._state.done:
             self._cancel(self._state.rid)
-
-    @overload
-    def then(self, fn: Callable[..., Awaitable[U]], *args: Any) -> Then[U]: ...
-    @overload
-    def then(self, fn: Callable[..., U], *args: Any) -> Then[U]: ...
-    def then(self, fn: Callable[..., Any], *args: Any) -> Then[Any]:
-        """Return an awaitable of ``fn(final_report, *args)``; `fn` may be sync or async."""
-        return Then(self, fn, args)
 
     def __await__(self) -> Generator[Any, None, Report]:
         return self.wait().__await__()
