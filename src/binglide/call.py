@@ -42,7 +42,7 @@ class CallState:
         rid: the request id (the requester's numbering).
         service: the service asked.
         job: the job id of the request tree.
-        parent: the task that issued it (a worker's sub-request), or 0.
+        group: the set that holds its id while it is open (a task's sub-requests).
         iterating: someone iterates the call: keep every report, not the latest.
     """
 
@@ -51,10 +51,10 @@ class CallState:
         "_on_wait",
         "error",
         "final",
+        "group",
         "iterating",
         "job",
         "last",
-        "parent",
         "reports",
         "rid",
         "service",
@@ -66,13 +66,13 @@ class CallState:
         service: str,
         job: JobId,
         *,
-        parent: int = 0,
+        group: set[int] | None = None,
         on_wait: WaitHooks | None = None,
     ) -> None:
         self.rid = rid
         self.service = service
         self.job = job
-        self.parent = parent
+        self.group = group
         self._on_wait = on_wait
         self.reports: deque[Report] = deque()
         #: The final report, once it came.

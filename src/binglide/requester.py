@@ -87,8 +87,6 @@ class Requester:
             heartbeat_interval=heartbeat_interval, plain_fallback=bool(heartbeat_interval)
         )
         self._open: dict[int, CallState] = {}
-        #: The open sub-requests of each task (by its task id) that issued some.
-        self._children: dict[int, set[int]] = {}
 
     @property
     def plain_broker(self) -> bool:
@@ -111,6 +109,7 @@ class Requester:
         parent: int = 0,
         timeout: float | None = None,
         on_wait: WaitHooks | None = None,
+        group: set[int] | None = None,
     ) -> Call:
         """Send a request and return its `Call`.
 
@@ -123,6 +122,8 @@ class Requester:
             parent: the broker's task id of the task issuing it, or 0.
             timeout: seconds it may wait for a worker (None: the broker's).
             on_wait: hooks told when a task starts and stops waiting on it.
+            group: a set that holds the request id while the request is open
+                (a task's sub-requests, for `cancel_group`).
 
         Raises:
             TypeError: the body is not JSON-able.
@@ -135,15 +136,12 @@ class Requester:
             rid,
             service,
             JobId(job) if job else job_id_for(self._identity, rid),
-            parent=parent,
+            group=group,
             on_wait=on_wait,
         )
         self._open[rid] = state
-        if parent:
-            children = self._children.get(parent)
-            if children is None:
-                children = self._children[parent] = set()
-            children.add(rid)
+        if group is not None:
+            group.add(rid)
         self.flush()
         return Call(state, self.cancel)
 
@@ -163,9 +161,9 @@ class Requester:
         for rid in list(self._open):
             self.cancel(rid)
 
-    def cancel_children(self, parent: int) -> None:
-        """Cancel the sub-requests task `parent` left open (it ended: they are of no use)."""
-        for rid in self._children.pop(parent, ()):
+    def cancel_group(self, group: set[int]) -> None:
+        """Cancel the requests of `group` still open (a task ended: they are of no use)."""
+        for rid in list(group):
             self.cancel(rid)
 
     def fail_all(self, reason: str) -> None:
@@ -245,10 +243,6 @@ class Requester:
 
     def _close(self, rid: int) -> CallState | None:
         state = self._open.pop(rid, None)
-        if state is not None and state.parent:
-            children = self._children.get(state.parent)
-            if children is not None:
-                children.discard(rid)
-                if not children:
-                    del self._children[state.parent]
+        if state is not None and state.group is not None:
+            state.group.discard(rid)
         return state

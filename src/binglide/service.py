@@ -85,7 +85,8 @@ class Context(AnalysisMethods):
         job: JobId,
         ancestry: tuple[str, ...],
         settings: Settings,
-        wait_hooks: Callable[[int], WaitHooks],
+        wait_hooks: Callable[[], WaitHooks],
+        sub_requests: set[int],
     ) -> None:
         self._requester = requester
         self._tid = tid
@@ -95,6 +96,7 @@ class Context(AnalysisMethods):
         self._wait_hooks = wait_hooks
         # Made at the first sub-request: most tasks issue none.
         self._on_wait: WaitHooks | None = None
+        self._sub_requests = sub_requests
 
     def request(
         self,
@@ -109,7 +111,7 @@ class Context(AnalysisMethods):
             TypeError: the body is not JSON-able.
         """
         if self._on_wait is None:
-            self._on_wait = self._wait_hooks(self._tid)
+            self._on_wait = self._wait_hooks()
         return self._requester.open(
             service,
             body,
@@ -119,4 +121,5 @@ class Context(AnalysisMethods):
             parent=self._tid,
             timeout=timeout,
             on_wait=self._on_wait,
+            group=self._sub_requests,
         )

@@ -115,8 +115,8 @@ class Worker:
         self._machine = WorkerMachine(service.name, heartbeat_interval=heartbeat_interval)
         #: Whether the machine keeps time (for liveness: heartbeats on).
         self._timed = heartbeat_interval is not None
-        self._scopes: dict[int, anyio.CancelScope] = {}
-        self._waits: Counter[int] = Counter()
+        #: The current run of each task held.
+        self._runs: dict[int, _Run] = {}
         self._counts: Counter[str] = Counter()
         self._held = _HeldReports(self.settings.report_interval)
         self._pool: TaskPool | None = None
@@ -127,7 +127,7 @@ class Worker:
         return WorkerStatistics(
             service=self.service.name,
             tasks=len(self._machine.tasks),
-            waiting=sum(1 for n in self._waits.values() if n),
+            waiting=sum(1 for run in self._runs.values() if run.waits),
             completed=self._counts["completed"],
             failed=self._counts["failed"],
             cancelled=self._counts["cancelled"],
@@ -203,16 +203,16 @@ class Worker:
             case TaskStarted():
                 if self._pool is None:
                     return  # closing: our DISCONNECT makes the broker re-issue it
-                scope = self._scopes[event.tid] = new_cancel_scope()
-                self._pool.start_soon(self._run, event, scope)
+                run = self._runs[event.tid] = _Run(event.tid)
+                self._pool.start_soon(self._run, event, run)
             case TaskCancelled():
-                running = self._scopes.get(event.tid)
+                running = self._runs.get(event.tid)
                 if running is not None:
-                    running.cancel()
+                    running.scope.cancel()
             case WorkerLost():
                 log.warning("%s; registering again", event.reason)
-                for scope in self._scopes.values():
-                    scope.cancel()
+                for run in self._runs.values():
+                    run.scope.cancel()
 
     def _flush(self) -> None:
         for msg in self._machine.outgoing():
@@ -220,7 +220,7 @@ class Worker:
 
     # -- tasks ------------------------------------------------------------------------
 
-    async def _run(self, started: TaskStarted, scope: anyio.CancelScope) -> None:
+    async def _run(self, started: TaskStarted, run: _Run) -> None:
         tid = started.tid
         ctx = Context(
             self._requester,
@@ -228,18 +228,19 @@ class Worker:
             job=started.job,
             ancestry=started.ancestry,
             settings=self.settings,
-            wait_hooks=self._wait_hooks,
+            wait_hooks=functools.partial(self._wait_hooks, run),
+            sub_requests=run.sub_requests,
         )
         try:
-            with scope:
+            with run.scope:
                 await self._handle(started, ctx)
-            if scope.cancelled_caught:
+            if run.scope.cancelled_caught:
                 self._counts["cancelled"] += 1
         finally:
             # Whatever the handler left running is of no use once it ended.
-            self._requester.cancel_children(tid)
-            self._scopes.pop(tid, None)
-            self._waits.pop(tid, None)
+            self._requester.cancel_group(run.sub_requests)
+            if self._runs.get(tid) is run:  # not a later run of the same task
+                del self._runs[tid]
             # A task cancelled locally (we are shutting down) says nothing
             # more: our DISCONNECT makes the broker re-issue it.
             self._flush()
@@ -307,20 +308,38 @@ class Worker:
             self._counts["failed"] += 1
         self._flush()
 
-    def _wait_hooks(self, tid: int) -> WaitHooks:
-        return functools.partial(self._enter_wait, tid), functools.partial(self._leave_wait, tid)
+    def _wait_hooks(self, run: _Run) -> WaitHooks:
+        return functools.partial(self._enter_wait, run), functools.partial(self._leave_wait, run)
 
-    def _enter_wait(self, tid: int) -> None:
-        self._waits[tid] += 1
-        if self._waits[tid] == 1:
-            self._machine.waiting(tid, True)
+    def _enter_wait(self, run: _Run) -> None:
+        run.waits += 1
+        if run.waits == 1 and self._runs.get(run.tid) is run:
+            self._machine.waiting(run.tid, True)
             self._flush()
 
-    def _leave_wait(self, tid: int) -> None:
-        self._waits[tid] -= 1
-        if self._waits[tid] == 0:
-            self._machine.waiting(tid, False)
+    def _leave_wait(self, run: _Run) -> None:
+        run.waits -= 1
+        if run.waits == 0 and self._runs.get(run.tid) is run:
+            self._machine.waiting(run.tid, False)
             self._flush()
+
+
+class _Run:
+    """One run of a task: its cancel scope, how many of its awaits wait, its open sub-requests.
+
+    The broker may give this worker a task again (it thought the worker
+    dead, and took it back) while the previous run still unwinds its
+    cancellation: each run keeps its own, and the older one never touches
+    the newer one's.
+    """
+
+    __slots__ = ("scope", "sub_requests", "tid", "waits")
+
+    def __init__(self, tid: int) -> None:
+        self.tid = tid
+        self.scope = new_cancel_scope()
+        self.waits = 0
+        self.sub_requests: set[int] = set()
 
 
 def _first_job_error(group: BaseExceptionGroup[BaseException]) -> JobError | None:
