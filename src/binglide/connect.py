@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,7 @@ import anyio
 import attrs
 
 from ._aio import loop_time
+from ._groups import single_errors
 from .broker import Broker
 from .cachefs import ChunkStore, default_cache_dir, default_max_bytes
 from .client import Client
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
         Awaitable,
         Callable,
         Iterable,
-        Iterator,
         Mapping,
         Sequence,
     )
@@ -215,7 +215,7 @@ async def connect(
     # while must not have its worker, or everyone, declared dead.
     config = attrs.evolve(config or BrokerConfig(), heartbeat_interval=math.inf)
     network = InprocNetwork()
-    with _single_errors():
+    with single_errors():
         async with anyio.create_task_group() as tg:
             broker = Broker(network.bind(), config=config)
             await tg.start(broker.serve)
@@ -430,33 +430,6 @@ def _refusal_message(outcome: Handshake, address: str, *, with_keys: bool) -> st
         f"the broker at {address} closed the connection during the ZeroMQ handshake:"
         f" it most likely requires CURVE and we gave no keys; {give_keys}"
     )
-
-
-@contextmanager
-def _single_errors() -> Iterator[None]:
-    """Let one error raised in the ``async with`` body escape as itself.
-
-    The embedded default runs its broker and workers in task groups, which
-    wrap whatever the caller's code raises in exception groups; a caller who
-    writes ``except binglide.RequestError`` around ``async with connect()``
-    should catch it. Several real errors stay grouped.
-    """
-    try:
-        yield
-    except BaseExceptionGroup as group:
-        cancelled = anyio.get_cancelled_exc_class()
-        leaves = [e for e in _leaves(group) if not isinstance(e, cancelled)]
-        if len(leaves) == 1:
-            raise leaves[0] from None
-        raise
-
-
-def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    for exc in group.exceptions:
-        if isinstance(exc, BaseExceptionGroup):
-            yield from _leaves(exc)
-        else:
-            yield exc
 
 
 def _open_cache(

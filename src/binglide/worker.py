@@ -20,6 +20,7 @@ import anyio
 import attrs
 
 from ._aio import TaskPool, call_soon, loop_time, new_cancel_scope
+from ._groups import leaves
 from .core import (
     BrokerLost,
     Disconnect,
@@ -344,14 +345,7 @@ class _Run:
 
 def _first_job_error(group: BaseExceptionGroup[BaseException]) -> JobError | None:
     """Return the first `JobError` among the leaves of `group`, if any."""
-    for exc in group.exceptions:
-        if isinstance(exc, JobError):
-            return exc
-        if isinstance(exc, BaseExceptionGroup):
-            found = _first_job_error(exc)
-            if found is not None:
-                return found
-    return None
+    return next((exc for exc in leaves(group) if isinstance(exc, JobError)), None)
 
 
 class _HeldReports:
