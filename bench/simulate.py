@@ -66,6 +66,7 @@ from binglide.core import (
     Message,
     Protocol,
     Reply,
+    Request,
     TaskCancelled,
     TaskStarted,
     WorkerLost,
@@ -426,6 +427,10 @@ class Simulation:
 
     def _worker_gets(self, worker: _Worker, msg: Message) -> None:
         if not worker.alive:
+            if isinstance(msg, Request) and msg.payload:
+                # Sent to a worker that died on the way: it waits for the
+                # broker to find out, as the tasks the dead one held do.
+                self._orphaned.add(bytes(msg.payload[-1]))
             return
         for event in worker.machine.receive(msg, self.now):
             if isinstance(event, TaskStarted):
