@@ -193,6 +193,7 @@ class Simulation:
         self.result = Result(scale)
         self._arrived: dict[bytes, float] = {}  # payload -> when the broker first got it
         self._orphaned: set[bytes] = set()  # payloads a dead worker held
+        self._dead: set[str] = set()  # peers of the workers that died
         self._waits: list[float] = []
         self._submitted = 0
         self._open_jobs = 0
@@ -303,6 +304,10 @@ class Simulation:
         when = self.now + self.model.latency
         _, msg = decode(frames, from_broker=True)
         worker = self.workers.get(peer)
+        if worker is None and peer in self._dead and isinstance(msg, Request) and msg.payload:
+            # Sent to a worker the broker does not know is dead yet: it waits
+            # for the heartbeats to lapse, as the tasks the dead one held do.
+            self._orphaned.add(bytes(msg.payload[-1]))
         if worker is not None:
             if out.protocol is Protocol.WORKER:
                 self.at(when, lambda: self._worker_gets(worker, msg))
@@ -408,6 +413,7 @@ class Simulation:
         if alive and self._submitted < self._budget_jobs:
             victim = self.rng.choice(alive)
             victim.alive = False
+            self._dead.add(victim.peer)
             self.result.deaths += 1
             for task in victim.tasks.values():
                 self._orphaned.add(task.ancestry[-1].encode())
@@ -575,7 +581,7 @@ def main() -> None:
                 f"{r.tasks:,}",
                 f"{r.us_per_task:.1f}",
                 f"{r.broker_seconds / max(r.messages, 1) * 1e6:.1f}",
-                "-" if r.peak_bytes is None else f"{r.peak_bytes / 1024:,.0f}",
+                "-" if r.peak_bytes is None else f"{r.peak_bytes / 2**20:,.1f}",
                 f"{r.jain:.3f}",
                 f"{r.max_wait * 1000:.0f}",
                 f"{r.max_wait_alive * 1000:.0f}",
