@@ -125,6 +125,7 @@ import enum
 import hashlib
 import heapq
 import json
+import math
 from collections import OrderedDict, deque
 from typing import NamedTuple
 
@@ -501,21 +502,32 @@ class BrokerMachine:
         Raises:
             LocalProtocolError: an earlier internal error broke the machine.
         """
-        self._check_usable()
-        candidates = [
-            self._workers[next(iter(q))].expiry for q in self._worker_expiry.values() if q
-        ]
+        if self._error is not None:
+            self._check_usable()
+        # Called after every turn: the earliest of a few queue heads, no list.
+        best = math.inf
+        workers = self._workers
+        for queue in self._worker_expiry.values():
+            if queue:
+                expiry = workers[next(iter(queue))].expiry
+                if expiry < best:
+                    best = expiry
         if self._client_expiry:
-            expiry = self._clients[next(iter(self._client_expiry))].expiry
-            assert expiry is not None
-            candidates.append(expiry)
-        while self._deadlines and self._deadlines[0][1] not in self._tasks:
-            heapq.heappop(self._deadlines)
-        if self._deadlines:
-            candidates.append(self._deadlines[0][0])
-        if self._next_heartbeat is not None and (self._workers or candidates):
-            candidates.append(self._next_heartbeat)
-        return min(candidates, default=None)
+            expiry_or_none = self._clients[next(iter(self._client_expiry))].expiry
+            assert expiry_or_none is not None
+            if expiry_or_none < best:
+                best = expiry_or_none
+        deadlines = self._deadlines
+        if deadlines:
+            tasks = self._tasks
+            while deadlines and deadlines[0][1] not in tasks:
+                heapq.heappop(deadlines)
+            if deadlines and deadlines[0][0] < best:
+                best = deadlines[0][0]
+        heartbeat = self._next_heartbeat
+        if heartbeat is not None and (workers or best != math.inf) and heartbeat < best:
+            best = heartbeat
+        return None if best == math.inf else best
 
     def outgoing(self) -> list[Outgoing]:
         """Return and forget the messages to send, in order.
@@ -540,7 +552,10 @@ class BrokerMachine:
         """
         if self._error is not None:
             self._check_usable()
-        notices, self._notices = self._notices, []
+        notices = self._notices
+        if not notices:
+            return []  # the usual turn: keep the list, make a new empty one
+        self._notices = []
         return notices
 
     def _check_usable(self) -> None:
@@ -802,13 +817,15 @@ class BrokerMachine:
                 ]
                 heapq.heapify(ready)
 
-    def _heard_worker(self, worker: _Worker, now: float) -> None:
+    def _heard_worker(self, worker: _Worker, now: float, *, new: bool = False) -> None:
         worker.expiry = now + worker.silence
         queue = self._worker_expiry.get(worker.silence)
         if queue is None:
             queue = self._worker_expiry[worker.silence] = OrderedDict()
-        queue[worker.peer] = None
-        queue.move_to_end(worker.peer)
+        if new:
+            queue[worker.peer] = None  # a registered worker is in its queue until dropped
+        else:
+            queue.move_to_end(worker.peer)
 
     def _heard_client(self, client: _Client, now: float) -> None:
         client.expiry = now + self._silence
@@ -888,11 +905,25 @@ class BrokerMachine:
             client = self._clients[peer] = _Client(peer, {}, plain=not extended)
         elif extended:
             client.plain = False
-        self._tasks[task.tid] = task
-        self._jobs.setdefault(task.job, set()).add(task.tid)
-        client.requests[rid] = task.tid
+        tid = task.tid
+        self._tasks[tid] = task
+        tids = self._jobs.get(task.job)
+        if tids is None:
+            self._jobs[task.job] = {tid}
+        else:
+            tids.add(tid)
+        client.requests[rid] = tid
         if parent is not None:
-            parent.children.add(task.tid)
+            parent.children.add(tid)
+        svc = self._services.get(task.service)
+        if svc is not None and not svc.pending:
+            # Nothing queued before it: the fair queue would hand this very
+            # task to the worker `_pick_worker` names, so give it at once
+            # (no queue entry, no deadline to watch: it never waits).
+            worker = self._pick_worker(svc)
+            if worker is not None:
+                self._assign(svc, worker, task, now)
+                return
         self._enqueue(task, front=False)
         self._dispatch(task.service, now)
 
@@ -966,7 +997,7 @@ class BrokerMachine:
         silence = self._silence if extended else self._plain_silence
         worker = _Worker(peer, msg.service, protocol, extended, silence, now + silence)
         self._workers[peer] = worker
-        self._heard_worker(worker, now)
+        self._heard_worker(worker, now, new=True)
         svc = self._service(msg.service)
         svc.workers[peer] = None
         svc.clock += 1
@@ -993,9 +1024,10 @@ class BrokerMachine:
                 task.rid, msg.kind, msg.message, msg.remote_type, msg.cycle, task.service
             )
             end = TaskState.FAILED
-        # Sub-requests the handler left behind are of no use to anyone now.
-        for child in [self._tasks[c] for c in task.children if c in self._tasks]:
-            self._cancel_subtree(child, now, notify_requester=False)
+        if task.children:
+            # Sub-requests the handler left behind are of no use to anyone now.
+            for child in [self._tasks[c] for c in task.children if c in self._tasks]:
+                self._cancel_subtree(child, now, notify_requester=False)
         self._end(task, end)
         if known:
             self._send(task.client, task.client_protocol, reply_msg, task.client_extended)
@@ -1005,7 +1037,10 @@ class BrokerMachine:
         # The service time: from dispatch, or from the end of the worker's
         # previous task if that came later (a prefetched task waits its turn
         # on the worker; that wait is not its own time).
-        sample = max(0.0, now - max(task.dispatched, worker.last_done))
+        start = task.dispatched
+        if worker.last_done > start:
+            start = worker.last_done
+        sample = now - start if now > start else 0.0
         worker.last_done = now
         svc = self._services[task.service]
         if svc.task_time is None:
@@ -1076,18 +1111,27 @@ class BrokerMachine:
             task = self._pop(svc)
             if task is None:
                 return
-            # Least recently used first next time.
-            del svc.workers[worker.peer]
-            svc.workers[worker.peer] = None
-            svc.clock += 1
-            worker.lru = svc.clock
-            advance(task, TaskState.DISPATCHED)
-            task.worker = worker.peer
-            task.dispatched = now
-            worker.tasks.add(task.tid)
-            self._refresh(worker)
-            msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
-            self._send(worker.peer, worker.protocol, msg, worker.extended)
+            self._assign(svc, worker, task, now)
+
+    def _assign(self, svc: _Service, worker: _Worker, task: Task, now: float) -> None:
+        """Give `task` (of `svc`) to `worker` (`_pick_worker`'s choice) and send it."""
+        peer = worker.peer
+        # Least recently used first next time.
+        workers = svc.workers
+        del workers[peer]
+        workers[peer] = None
+        svc.clock += 1
+        worker.lru = svc.clock
+        advance(task, TaskState.DISPATCHED)
+        task.worker = peer
+        task.dispatched = now
+        worker.tasks.add(task.tid)
+        self._refresh(worker)
+        msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
+        if worker.extended:
+            self._out.append(Outgoing(peer, worker.protocol, msg))
+        else:
+            self._send(peer, worker.protocol, msg, False)
 
     # -- endings ----------------------------------------------------------------------
 
@@ -1112,9 +1156,10 @@ class BrokerMachine:
             del client.requests[task.rid]
             if client.plain and not client.requests:
                 del self._clients[task.client]
-        parent = self._tasks.get(task.parent)
-        if parent is not None:
-            parent.children.discard(task.tid)
+        if task.parent:
+            parent = self._tasks.get(task.parent)
+            if parent is not None:
+                parent.children.discard(task.tid)
         if was is TaskState.PENDING:
             svc = self._services[task.service]
             svc.pending -= 1  # its tid stays in the deque and is skipped at pop
