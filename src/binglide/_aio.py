@@ -112,19 +112,22 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         """
         if not self._open:
             raise RuntimeError("this task pool is not open")
-        task = asyncio.get_running_loop().create_task(fn(*args))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        self._tasks.add(asyncio.get_running_loop().create_task(self._guard(fn(*args))))
 
-    def _done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is not None and self._error is None:
-            self._error = error
-            if self._scope is not None:
-                self._scope.cancel()
+    async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
+        # The task's own end does the bookkeeping (a done callback would cost
+        # the loop one more callback a task).
+        try:
+            await coro
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+            raise  # cancelled: not an error; the loop's own exits go through
+        except BaseException as error:
+            if self._error is None:
+                self._error = error
+                if self._scope is not None:
+                    self._scope.cancel()
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     @asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[TaskPool]:

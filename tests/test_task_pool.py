@@ -1,0 +1,94 @@
+"""`TaskPool`: the worker's tasks at asyncio's price, scoped like a task group's."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from binglide._aio import TaskPool
+
+
+async def test_a_failing_task_cancels_the_body_and_its_error_is_raised_on_exit() -> None:
+    body_cancelled = False
+    with anyio.fail_after(5):
+        with pytest.raises(ValueError, match="boom"):
+            async with TaskPool() as pool:
+
+                async def fail() -> None:
+                    raise ValueError("boom")
+
+                pool.start_soon(fail)
+                try:
+                    await anyio.sleep_forever()
+                except anyio.get_cancelled_exc_class():
+                    body_cancelled = True
+                    raise
+    assert body_cancelled
+
+
+async def test_only_the_first_error_is_raised_and_the_others_are_not_lost_in_a_group() -> None:
+    with anyio.fail_after(5):
+        with pytest.raises(KeyError):
+            async with TaskPool() as pool:
+
+                async def fail(exc: Exception) -> None:
+                    raise exc
+
+                pool.start_soon(fail, KeyError("first"))
+                pool.start_soon(fail, ValueError("second"))
+                await anyio.sleep_forever()
+
+
+async def test_a_task_cancelled_on_its_own_is_no_error_and_leaves_the_pool() -> None:
+    started = anyio.Event()
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def cancelled_inside() -> None:
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await anyio.sleep_forever()
+                started.set()
+
+            async def quick() -> None:
+                pass
+
+            pool.start_soon(cancelled_inside)
+            pool.start_soon(quick)
+            await started.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0  # both ended: the pool holds nothing
+
+
+async def test_tasks_still_running_at_exit_are_cancelled_and_waited_for() -> None:
+    ended: list[str] = []
+    running = anyio.Event()
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def forever() -> None:
+                try:
+                    running.set()
+                    await anyio.sleep_forever()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.lowlevel.checkpoint()  # its cleanup may still await
+                    ended.append("forever")
+
+            pool.start_soon(forever)
+            await running.wait()
+    assert ended == ["forever"]
+    assert len(pool) == 0
+
+
+async def test_a_closed_pool_takes_no_task() -> None:
+    async with TaskPool() as pool:
+        pass
+
+    async def nothing() -> None:
+        pass
+
+    coro = nothing()
+    with pytest.raises(RuntimeError, match="not open"):
+        pool.start_soon(lambda: coro)
+    coro.close()
