@@ -84,6 +84,8 @@ if typing.TYPE_CHECKING:
     from .service import Context as Context
     from .service import Service as Service
     from .service import Settings as Settings
+    from .services.files import FileServer as FileServer
+    from .services.files import FileServerStatistics as FileServerStatistics
     from .transports import InprocNetwork as InprocNetwork
     from .worker import Worker as Worker
 
@@ -102,6 +104,8 @@ __all__ = (
     "CorpusRun",
     "CorpusStatistics",
     "FileResult",
+    "FileServer",
+    "FileServerStatistics",
     "InprocNetwork",
     "JobCancelled",
     "JobError",
@@ -140,6 +144,8 @@ _LAZY = {
     "CorpusRun": ".corpus",
     "CorpusStatistics": ".corpus",
     "FileResult": ".corpus",
+    "FileServer": ".services.files",
+    "FileServerStatistics": ".services.files",
     "InprocNetwork": ".transports",
     "Report": ".report",
     "Service": ".service",

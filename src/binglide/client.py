@@ -25,7 +25,7 @@ from .outbox import Outbox
 from .requester import Requester
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     import numpy as np
     from anyio.abc import TaskStatus
@@ -70,6 +70,9 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
         self._missing: tuple[str, ...] = ()
         #: The embedded broker, when `binglide.connect` started one (for its statistics).
         self.broker: Broker | None = None
+        #: Rewrites every request body before it goes (`binglide.connect` sets
+        #: it when this client serves its own files): ``(service, body) -> body``.
+        self.body_filter: Callable[[str, Mapping[str, Any]], Mapping[str, Any]] | None = None
 
     @asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[Client]:
@@ -116,6 +119,8 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
         """
         if not self._open or self._closed:
             raise RuntimeError("the client is not open: use `async with` (or binglide.connect)")
+        if self.body_filter is not None and body is not None:
+            body = self.body_filter(service, body)
         return self._requester.open(service, body, arrays, timeout=timeout)
 
     async def wait_connected(self) -> None:

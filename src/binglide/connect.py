@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 
     import zmq.asyncio
 
+    from .services.files import FileServer
+    from .transports import PeerTransport
     from .transports.handshake import Handshake
     from .transports.zeromq import CurveClientKeys, ZmqPeer
 
@@ -156,6 +158,7 @@ async def connect(
     curve_dir: str | os.PathLike[str] | None = None,
     curve_name: str = "client",
     connect_timeout: float = 10.0,
+    serve_files: bool | FileServer = False,
 ) -> AsyncIterator[Client]:
     """Open a client: on the embedded default, or on the broker at `address`.
 
@@ -186,6 +189,14 @@ async def connect(
             binglide's extensions: the client takes it for one after its
             liveness bound (3 s) if a ZeroMQ peer listens at `address`, and
             says what is then unavailable (`Client.missing_features`).
+        serve_files: serve the files this client names to workers that
+            cannot see them (on other machines, without a shared file
+            system): this process registers a ``source.<token>`` service
+            with the broker, and every input of this client's requests says
+            it serves the file (docs/api.md, "Files the workers cannot
+            see"). Only the files named are served, each only in the version
+            named. True makes a `FileServer`; pass one to read its
+            statistics.
 
     Raises:
         ValueError: `workers` is not a positive count or names unknown
@@ -197,9 +208,14 @@ async def connect(
             admit our key, it uses CURVE and we gave no keys (or the other
             way round), or its public key in `curve_dir` is not its own.
     """
+    server = _file_server(serve_files)
     if address is not None:
         keys = load_client_keys(curve_dir, curve_name) if curve_dir is not None else None
-        async with _remote_client(address, keys, connect_timeout=connect_timeout) as client:
+        async with (
+            _remote_client(address, keys, connect_timeout=connect_timeout) as client,
+            _serving_remote(server, address, keys),
+        ):
+            _route(client, server)
             yield client
         return
     if curve_dir is not None:
@@ -221,11 +237,70 @@ async def connect(
             await tg.start(broker.serve)
             async with (
                 start_workers(network, classes, workers=workers, settings=settings),
+                _serving(server, network.connect),
                 Client(network.connect("client")) as client,
             ):
                 client.broker = broker
+                _route(client, server)
                 yield client
             tg.cancel_scope.cancel()
+
+
+#: Workers of a client's source service: reads go on while one is answered.
+SOURCE_WORKERS = 2
+
+
+def _file_server(serve_files: bool | FileServer) -> FileServer | None:
+    from .services.files import FileServer
+
+    if isinstance(serve_files, FileServer):
+        return serve_files
+    return FileServer() if serve_files else None
+
+
+def _route(client: Client, server: FileServer | None) -> None:
+    if server is not None:
+        client.body_filter = server.route
+
+
+@asynccontextmanager
+async def _serving(
+    server: FileServer | None,
+    transport: Callable[[], PeerTransport],
+    *,
+    heartbeat_interval: float | None = None,
+) -> AsyncIterator[None]:
+    """Serve `server`'s files with `SOURCE_WORKERS` workers, each on a new `transport()`.
+
+    Over a network (with heartbeats) it returns once the broker registered
+    them all, so that the requests sent then find their source; in-process,
+    their READY reaches the broker before anything the client sends.
+    """
+    if server is None:
+        yield
+        return
+    async with anyio.create_task_group() as tg:
+        for _ in range(SOURCE_WORKERS):
+            worker = Worker(server.service(), transport(), heartbeat_interval=heartbeat_interval)
+            await tg.start(worker.serve)
+            if heartbeat_interval is not None:
+                await worker.wait_registered()
+        yield
+        tg.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def _serving_remote(
+    server: FileServer | None, address: str, keys: CurveClientKeys | None
+) -> AsyncIterator[None]:
+    """`_serving` over ZeroMQ to the broker at `address`, with the client's keys."""
+    from .transports.zeromq import ZmqPeer, new_identity
+
+    def peer() -> PeerTransport:
+        return ZmqPeer.connect(address, identity=new_identity("source"), curve=keys)
+
+    async with _serving(server, peer, heartbeat_interval=DEFAULT_HEARTBEAT_INTERVAL):
+        yield
 
 
 def load_client_keys(directory: str | os.PathLike[str], name: str = "client") -> CurveClientKeys:

@@ -19,8 +19,9 @@ from ..errors import RequestError
 from ..report import Report
 from ..service import Service
 from .common import source_id, usable_cache
+from .remote import Remote, open_input
 from .resources import Resource, resource_from_name
-from .sources import Source, changed_error, open_source
+from .sources import Source, changed_error
 from .threads import run_kernel
 
 if TYPE_CHECKING:
@@ -82,6 +83,7 @@ class ChunkService(Service):
             start, stop = int(body["start"]), int(body["stop"])
             levels = [int(lv) for lv in body.get("commit", [])]
             lookup = bool(body.get("lookup", True))
+            remote = Remote.from_input(body)
         except (KeyError, TypeError, ValueError) as exc:
             raise RequestError(
                 f"a chunk request needs resource, source, fid, start, stop: {exc}"
@@ -93,7 +95,7 @@ class ChunkService(Service):
             if cached is not None:
                 yield Report(cached, meta={"cached": True})
                 return
-        with open_source(path, roots=ctx.settings.roots) as source:
+        with open_input(path, remote, roots=ctx.settings.roots, ctx=ctx) as source:
             if await run_kernel(source_id, source) != fid:
                 # Never mix two versions of a file in one answer, or in the cache.
                 raise changed_error(path)

@@ -7,7 +7,9 @@ The request format is the same for every analysis (see `binglide.analyses`)::
      "reports": {"estimate": true, "progress": true},   # optional
      "cache": {"lookup": true, "commit": true}}         # optional
 
-Every malformed part is a `RequestError` that says what was expected.
+An input may also say where its bytes come from when the worker cannot see
+its file (``via`` and ``identity``: `binglide.services.remote`). Every
+malformed part is a `RequestError` that says what was expected.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import anyio
 import attrs
 
 from ..errors import RequestError
-from .sources import Source, open_source, resolve_range
+from .remote import Remote, open_input
+from .sources import Source, resolve_range
 
 if TYPE_CHECKING:
     from ..cachefs import ChunkStore
@@ -49,6 +52,8 @@ class Input:
     source: str
     start: int | None
     stop: int | None
+    #: Where its bytes come from if this worker cannot see the file.
+    remote: Remote | None = None
 
 
 @attrs.frozen
@@ -123,7 +128,9 @@ def parse_body(body: Any, *, sources: int) -> Parsed:
     for item in inputs:
         if not isinstance(item, Mapping) or not isinstance(item.get("source"), str):
             raise RequestError('each input must be an object with a "source" path')
-        parsed_inputs.append(Input(item["source"], item.get("start"), item.get("stop")))
+        parsed_inputs.append(
+            Input(item["source"], item.get("start"), item.get("stop"), Remote.from_input(item))
+        )
     options = body.get("options") or {}
     if not isinstance(options, Mapping):
         raise RequestError("'options' must be an object")
@@ -179,30 +186,47 @@ def option_choice(
 
 @attrs.frozen
 class Opened:
-    """A source opened for a request, with its range and identity."""
+    """A source opened for a request, with its range and identity.
+
+    Attributes:
+        source: the open file (local or remote).
+        start: the first offset of the range.
+        stop: its end.
+        fid: the file id naming its cache entries.
+        item: the input as asked (None: a plain local file).
+    """
 
     source: Source
     start: int
     stop: int
     fid: str
+    item: Input | None = None
 
     @property
     def length(self) -> int:
         """The number of bytes in the range."""
         return self.stop - self.start
 
+    def where(self) -> dict[str, Any]:
+        """Return how a sub-request names this file: its path, and its source if served."""
+        if self.item is None or self.item.remote is None:
+            return {"source": self.source.path}
+        # The name the client serves it under (this worker's view of the
+        # path, if it has one, means nothing to the serving end).
+        return {"source": self.item.source, **self.item.remote.to_json()}
+
 
 @contextmanager
-def opened(item: Input, *, roots: tuple[str, ...] | None) -> Iterator[Opened]:
-    """Open the source of `item` under `roots`, resolve its range and its file id.
+def opened(item: Input, ctx: Context) -> Iterator[Opened]:
+    """Open the source of `item` under the worker's roots, resolve its range and file id.
 
     Raises:
         RequestError: the file cannot be read or the range is bad.
     """
-    source = open_source(item.source, roots=roots)
+    source = open_input(item.source, item.remote, roots=ctx.settings.roots, ctx=ctx)
     try:
         start, stop = resolve_range(source.size, item.start, item.stop)
-        yield Opened(source, start, stop, source_id(source))
+        yield Opened(source, start, stop, source_id(source), item)
     finally:
         source.close()
 
@@ -217,11 +241,14 @@ def source_id(source: Source) -> str:
     names the bytes read, whatever the path names by now); with
     ``BINGLIDE_FILE_ID=content`` a hash of the bytes (computed once per file
     version and process), so that identical files share entries across paths
-    and machines.
+    and machines. A file its client serves (`binglide.services.remote`) is
+    named by the identity the client named, whichever way it is read.
 
     Raises:
         RequestError: the file changed while it was hashed.
     """
+    if source.named is not None:
+        return source.named.stat_id()
     if os.environ.get("BINGLIDE_FILE_ID") != "content":
         return source.version.stat_id()
     version = (source.path, *source.version)

@@ -28,7 +28,7 @@ class HistogramService(Service):
 
     async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
         parsed = parse_body(task.body, sources=1)
-        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+        with opened(parsed.inputs[0], ctx) as op:
             async for progress in run_chunked(ctx, Histogram(), op, parsed):
                 yield progress_report(progress, start=op.start, stop=op.stop)
 
@@ -42,7 +42,7 @@ class NGramsService(Service):
         parsed = parse_body(task.body, sources=1)
         n = option_int(parsed.options, "n", 2, 2, 3)
         bits = option_int(parsed.options, "bits", 8 if n == 2 else 7, 1, 8)
-        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+        with opened(parsed.inputs[0], ctx) as op:
             async for progress in run_chunked(ctx, NGrams(n, bits), op, parsed):
                 yield progress_report(progress, start=op.start, stop=op.stop, n=n, bits=bits)
 
@@ -54,7 +54,7 @@ class StatsService(Service):
 
     async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
         parsed = parse_body(task.body, sources=1)
-        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+        with opened(parsed.inputs[0], ctx) as op:
             async for progress in run_chunked(ctx, EntResource(), op, parsed):
                 partial = kernels.EntPartial.from_array(progress.data)
                 # ent prints nan for an empty stream; JSON has no nan: None.

@@ -55,7 +55,7 @@ class DataService(Service):
     async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
         parsed = parse_body(task.body, sources=1)
         size = option_int(parsed.options, "size", 65536, 1, 1 << 30)
-        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+        with opened(parsed.inputs[0], ctx) as op:
             data, runs = await run_kernel(_view, op.source, op.start, op.stop, size)
             exact = op.length <= size
             yield Report(

@@ -244,7 +244,7 @@ async def run_chunked(
     for a, b in chunks:
         body = {
             "resource": resource.name,
-            "source": op.source.path,
+            **op.where(),
             "fid": op.fid,
             "start": a,
             "stop": b,

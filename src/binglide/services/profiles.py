@@ -20,6 +20,7 @@ import math
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import attrs
 import numpy as np
 
 from ..errors import RequestError
@@ -142,13 +143,24 @@ async def _fan_out(
                 yield report(done / max(1, total))
 
 
+def _sources(ops: Sequence[Opened]) -> dict[str, Any]:
+    """Return how a ``segments`` sub-request names its files (see `SegmentsService`)."""
+    wheres = [op.where() for op in ops]
+    named: dict[str, Any] = {
+        "sources": [w.pop("source") for w in wheres],
+        "fids": [op.fid for op in ops],
+    }
+    if any(wheres):
+        named["remotes"] = [w or None for w in wheres]
+    return named
+
+
 def _segment_runs(
     op_name: str, ops: Sequence[Opened], edges: Array, target: int
 ) -> list[tuple[int, int, int, dict[str, Any], Array]]:
     body = {
         "op": op_name,
-        "sources": [s.source.path for s in ops],
-        "fids": [s.fid for s in ops],
+        **_sources(ops),
     }
     return [
         (i, j, int(edges[j] - edges[i]), body, edges[i : j + 1].copy())
@@ -170,8 +182,7 @@ def _sliding_runs(
     bounds = sorted(cuts)
     body = {
         "op": "sliding",
-        "sources": [op.source.path],
-        "fids": [op.fid],
+        **_sources([op]),
         "window": window,
         "start": op.start,
         "stop": op.stop,
@@ -196,7 +207,7 @@ class EntropyService(Service):
         resolution = option_int(opts, "resolution", DEFAULT_RESOLUTION, 1, MAX_POINTS)
         window = option_int(opts, "window", MIN_POINT_BYTES, 1, 1 << 30)
         block = option_int(opts, "block", None if mode == "block" else 1024, 1, 1 << 40)
-        with opened(parsed.inputs[0], roots=ctx.settings.roots) as op:
+        with opened(parsed.inputs[0], ctx) as op:
             meta: dict[str, Any] = {"mode": mode, "start": op.start, "stop": op.stop}
             if mode == "sliding":
                 # Each window is centred on its point.
@@ -371,8 +382,8 @@ class DiffService(Service):
         resolution = option_int(parsed.options, "resolution", 1024, 1, MAX_POINTS)
         first, second = parsed.inputs
         with (
-            opened(first, roots=ctx.settings.roots) as a,
-            opened(second, roots=ctx.settings.roots) as b,
+            opened(first, ctx) as a,
+            opened(second, ctx) as b,
         ):
             sizes = [a.source.size, b.source.size]
             longest, shortest = max(sizes), min(sizes)
@@ -399,8 +410,8 @@ class DiffService(Service):
                 "beyond_shorter": int(beyond.sum()),
             }
             ops = [
-                Opened(a.source, start, common_stop, a.fid),
-                Opened(b.source, start, common_stop, b.fid),
+                attrs.evolve(a, start=start, stop=common_stop),
+                attrs.evolve(b, start=start, stop=common_stop),
             ]
 
             def finish(values: Array) -> Array:

@@ -22,8 +22,9 @@ from ..report import Report
 from ..service import Service
 from . import kernels
 from .common import source_id
+from .remote import Remote, open_input
 from .sliding import sliding_entropies, windows_around
-from .sources import PIECE, Source, changed_error, open_source, scratch
+from .sources import PIECE, Source, changed_error, scratch
 from .threads import checkpoint, run_kernel
 
 if TYPE_CHECKING:
@@ -160,6 +161,9 @@ class SegmentsService(Service):
             op = str(body["op"])
             paths: Sequence[str] = [str(p) for p in body["sources"]]
             fids: Sequence[str] = [str(f) for f in body["fids"]]
+            remotes = body.get("remotes") or [None] * len(paths)
+            if not isinstance(remotes, list) or len(remotes) != len(paths):
+                raise ValueError("'remotes' must be a list with one entry per source")
             (points,) = task.arrays
             points = np.ascontiguousarray(points, dtype=np.int64)
             if op == "sliding":
@@ -181,8 +185,13 @@ class SegmentsService(Service):
             if len(points) < 2 or np.any(np.diff(points) < 0) or points[0] < 0:
                 raise RequestError("segment edges must be at least two sorted offsets")
             limit = int(points[-1])
-        sources = [open_source(p, roots=ctx.settings.roots) for p in paths]
+        wheres = [
+            (p, Remote.from_input(r) if r else None) for p, r in zip(paths, remotes, strict=True)
+        ]
+        sources: list[Source] = []
         try:
+            for path, remote in wheres:
+                sources.append(open_input(path, remote, roots=ctx.settings.roots, ctx=ctx))
             for source, fid in zip(sources, fids, strict=True):
                 if await run_kernel(source_id, source) != fid:
                     raise changed_error(source.path)

@@ -153,12 +153,16 @@ class Source:
         path: the resolved (real) path of the file.
         size: its size in bytes when it was opened.
         version: its identity when it was opened.
+        named: the identity a client named for it when it serves the file
+            itself (`binglide.services.remote`), which then names its cache
+            entries; None for a plain local file.
     """
 
     def __init__(self, path: str, fd: int, version: FileVersion) -> None:
         self.path = path
         self.size = version.size
         self.version = version
+        self.named: FileVersion | None = None
         self._fd: int | None = fd
 
     def _descriptor(self) -> int:
