@@ -315,3 +315,39 @@ async def test_a_task_waiting_on_its_source_is_waiting_and_cancellable(
 
 def _waiting(broker: binglide.Broker, service: str) -> int:
     return sum(s.waiting for s in broker.statistics().services if s.name == service)
+
+
+async def test_the_command_serves_its_files_to_worker_processes_that_cannot_see_them(
+    tmp_path: Path, files: dict[str, bytes], jail: Path
+) -> None:
+    """Real processes over ipc://: a broker, workers confined to `jail`, the command."""
+    import json
+    import subprocess
+    import sys
+
+    from .zmq_helpers import child_env, ipc_address, processes, spawn
+
+    with ipc_address() as address, processes() as procs, anyio.fail_after(120):
+        broker = spawn(["broker", address], stdout=subprocess.PIPE)
+        procs.append(broker)
+        assert broker.stdout is not None
+        line = await anyio.to_thread.run_sync(broker.stdout.readline)
+        assert line.startswith(b"listening on "), line
+        worker_args = ["worker", address, "stats", "chunk", "--root", str(jail)]
+        procs.append(spawn([*worker_args, "--cache-dir", str(tmp_path / "wcache")]))
+        command = [sys.executable, "-m", "binglide", "stats", *files, "--connect", address]
+        command += ["--jsonl", "-", "--no-progress"]
+        refused = await anyio.run_process(command, env=child_env(), check=False)
+        served = await anyio.run_process([*command, "--serve-files"], env=child_env())
+    # Without --serve-files the workers cannot read the files: one error each.
+    lines = [json.loads(x) for x in refused.stdout.decode().splitlines()]
+    assert refused.returncode != 0
+    assert len(lines) == len(files)
+    assert all("outside the allowed roots" in doc["error"]["message"] for doc in lines)
+    docs = {doc["path"]: doc for doc in map(json.loads, served.stdout.decode().splitlines())}
+    assert set(docs) == set(files)
+    for path, data in files.items():
+        assert docs[path]["error"] is None, docs[path]
+        expected = ref.ent(data)
+        assert docs[path]["meta"]["entropy"] == pytest.approx(expected["entropy"], abs=1e-9)
+        assert docs[path]["meta"]["mean"] == pytest.approx(expected["mean"], abs=1e-9)

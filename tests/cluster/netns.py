@@ -9,8 +9,14 @@ the host at once (a machine that loses power); `Host.cut` takes its cable
 down and `Host.restore` puts it back (a network partition). On exit every
 process is killed and every namespace removed.
 
+A process can also run in a mount namespace of its own where directories are
+covered by an empty tmpfs (``Host.spawn(..., hide=[DIR])``): a machine that
+does not hold those files, while the rest of the file system (Python, the
+code) is shared.
+
 `why_not()` says why a cluster cannot be made here (not root, no ``ip``, no
-namespaces), for the tests to skip with that reason.
+namespaces), and `why_not_hide()` why directories cannot be hidden, for the
+tests to skip with that reason.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
 
-__all__ = ("Cluster", "Host", "why_not")
+__all__ = ("Cluster", "Host", "why_not", "why_not_hide")
 
 
 def _ip(*args: str, netns: str | None = None) -> None:
@@ -52,6 +58,23 @@ def why_not() -> str | None:
     return None
 
 
+def why_not_hide() -> str | None:
+    """Return why a process cannot get a mount namespace hiding a directory, or None."""
+    if shutil.which("unshare") is None:
+        return "the unshare command (util-linux) is not installed"
+    if os.geteuid() != 0:
+        return "making mount namespaces needs root"
+    probe = [
+        *("unshare", "--mount", "--propagation", "private", "sh", "-c"),
+        'mount -t tmpfs -o size=64k none "$1" && ! test -e "$1/bin"',
+        *("sh", "/usr"),
+    ]
+    result = subprocess.run(probe, capture_output=True, text=True, timeout=30, check=False)
+    if result.returncode:
+        return f"a mount namespace cannot hide a directory here: {result.stderr.strip()}"
+    return None
+
+
 class Host:
     """One host of a `Cluster`: a network namespace with one address."""
 
@@ -67,11 +90,27 @@ class Host:
     def __repr__(self) -> str:
         return f"<Host {self.name} {self.address}>"
 
-    def command(self, argv: Sequence[str], *, unshare_mount: bool = False) -> list[str]:
-        """Return `argv` as run inside this host (and a mount namespace of its own)."""
+    def command(
+        self, argv: Sequence[str], *, unshare_mount: bool = False, hide: Sequence[str] = ()
+    ) -> list[str]:
+        """Return `argv` as run inside this host (and a mount namespace of its own).
+
+        Every directory in `hide` is covered, for `argv` alone, by an empty
+        tmpfs mounted in a private mount namespace (implies `unshare_mount`):
+        a machine whose file system does not hold those files.
+        """
         prefix = ["ip", "netns", "exec", self.netns]
-        if unshare_mount:
+        if unshare_mount or hide:
             prefix += ["unshare", "--mount", "--propagation", "private"]
+        if hide:
+            # sh mounts over each directory, then becomes argv: the mounts
+            # live and die with this mount namespace, nobody else sees them.
+            mounts = "".join(
+                f'mount -t tmpfs -o size=64k,mode=0555 none "${i + 1}" && '
+                for i in range(len(hide))
+            )
+            script = f'{mounts}shift {len(hide)} && exec "$@"'
+            prefix += ["sh", "-c", script, "sh", *hide]
         return [*prefix, *argv]
 
     def spawn(
@@ -82,10 +121,11 @@ class Host:
         stdout: int | None = None,
         stderr: int | None = None,
         unshare_mount: bool = False,
+        hide: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
-        """Start `argv` on this host; it is killed with the host or the cluster."""
+        """Start `argv` on this host (see `command`); it is killed with the host or the cluster."""
         proc = subprocess.Popen(
-            self.command(argv, unshare_mount=unshare_mount),
+            self.command(argv, unshare_mount=unshare_mount, hide=hide),
             env=None if env is None else dict(env),
             stdin=subprocess.DEVNULL,
             stdout=stdout,

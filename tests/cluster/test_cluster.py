@@ -10,8 +10,10 @@ and when the broker's cable is cut for five seconds and put back.
 
 The client host runs the command itself: ``binglide stats CORPUS -R --jsonl
 OUT --connect ADDRESS --curve-dir KEYS``. The hosts share this machine's file
-system (as cluster nodes with a shared file system do). The tests skip,
-saying why, where namespaces cannot be made.
+system (as cluster nodes with a shared file system do), except in the last
+scenario: there the worker host's mount namespace hides the corpus, and the
+client serves its files itself (``--serve-files``). The tests skip, saying
+why, where namespaces cannot be made.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from binglide.transports.zeromq import generate_keys
 
 from ..services import references as ref
 from ..zmq_helpers import child_env
-from .netns import Cluster, Host, why_not
+from .netns import Cluster, Host, why_not, why_not_hide
 
 pytestmark = [
     pytest.mark.zmq,
@@ -78,7 +80,8 @@ class Deployment:
         self.address = f"tcp://{self.broker.address}:{PORT}"
         self.env = child_env()
 
-    def start(self) -> None:
+    def start(self, *, workers: int = 3, hide: tuple[str, ...] = ()) -> None:
+        """Start the broker, and workers on the first `workers` worker hosts (`hide`: see Host)."""
         proc = self.broker.spawn(
             [
                 sys.executable,
@@ -96,10 +99,10 @@ class Deployment:
         line = proc.stdout.readline()
         assert line.startswith(b"listening on "), line
         services = [cls.name for cls in BUILTIN_SERVICES]
-        for host in self.workers:
-            self.start_worker(host, services)
+        for host in self.workers[:workers]:
+            self.start_worker(host, services, hide=hide)
 
-    def start_worker(self, host: Host, services: list[str]) -> None:
+    def start_worker(self, host: Host, services: list[str], *, hide: tuple[str, ...] = ()) -> None:
         cache = self.tmp / f"cache-{host.name}"  # machines do not share a cache
         host.spawn(
             [
@@ -108,15 +111,18 @@ class Deployment:
                 "--cache-dir", str(cache), "--parallelism", "1",
             ],
             env=self.env,
+            # A hidden host's log is read at the end (a few lines).
+            stderr=subprocess.PIPE if hide else None,
+            hide=hide,
         )  # fmt: skip
 
-    def run_client(self, out: Path, paths: list[str]) -> subprocess.Popen[bytes]:
+    def run_client(self, out: Path, paths: list[str], *extra: str) -> subprocess.Popen[bytes]:
         """Run ``binglide stats PATHS -R --jsonl OUT`` on the client host, on the broker."""
         return self.client.spawn(
             [
                 sys.executable, "-m", "binglide", "stats", *paths, "-R", "--jsonl", str(out),
                 "--connect", self.address, "--curve-dir", str(self.keys), "--curve-name", "client",
-                "--connect-timeout", "30", "--no-progress", "--quiet",
+                "--connect-timeout", "30", "--no-progress", "--quiet", *extra,
             ],
             env=self.env,
             stdout=subprocess.PIPE,
@@ -202,3 +208,37 @@ def test_the_broker_link_is_cut_for_five_seconds(deployment: Deployment, tmp_pat
     deployment.broker.restore()
     finish(client, timeout=180)
     check_exact(out, corpus)
+
+
+@pytest.mark.skipif(why_not_hide() is not None, reason=str(why_not_hide()))
+def test_a_worker_host_that_cannot_see_the_corpus_computes_through_the_source(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "corpus"
+    corpus = make_corpus(root, 30, seed=3)
+    keys = generate_keys(tmp_path / "keys", clients=("client",))
+    with Cluster() as cluster:
+        d = Deployment(cluster, keys, tmp_path)
+        hidden = d.workers[0]
+        # The only worker host: nothing can be computed but by it.
+        d.start(workers=1, hide=(str(root),))
+        probe = subprocess.run(
+            hidden.command(["ls", "-A", str(root)], hide=(str(root),)),
+            capture_output=True,
+            timeout=30,
+            check=True,
+        )
+        assert probe.stdout == b"", "the worker host's view still holds the corpus"
+        out = tmp_path / "results.jsonl"
+        refused = d.run_client(out, [str(root)])
+        _, err = refused.communicate(timeout=120)
+        assert refused.returncode != 0
+        assert len(lines(out)) == len(corpus)
+        assert all(r["error"] is not None for r in lines(out)), "the host saw the corpus"
+        assert b"no such file" in err
+        finish(d.run_client(out, [str(root)], "--serve-files"), timeout=180)
+        check_exact(out, corpus)
+        hidden.kill()
+        # The worker logged nothing alarming: every read went through the source.
+        logs = b"".join(p.stderr.read() for p in hidden.processes if p.stderr is not None)
+        assert b"Traceback" not in logs, logs.decode(errors="replace")

@@ -177,6 +177,7 @@ async def open_client(
             curve_dir=args.curve_dir,
             curve_name=args.curve_name,
             connect_timeout=getattr(args, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+            serve_files=getattr(args, "serve_files", False),
         ) as client:
             yield client
         return
@@ -190,5 +191,6 @@ async def open_client(
         cache_max_size=getattr(args, "cache_max_size", None),
         roots=getattr(args, "root", None),
         config=config,
+        serve_files=getattr(args, "serve_files", False),
     ) as client:
         yield client

@@ -104,7 +104,13 @@ def _add_analysis(sub: Any, analysis: Analysis) -> None:
         " (default: the whole file)",
     )
     analysis.add_arguments(p)
-    add_connection_arguments(p)
+    connection = add_connection_arguments(p)
+    connection.add_argument(
+        "--serve-files",
+        action="store_true",
+        help="serve the files named from this process to workers that cannot see them"
+        " (on other machines, without a shared file system); only those files are served",
+    )
     embedded = add_embedded_arguments(p)
     embedded.add_argument(
         "--no-cache", action="store_true", help="neither read nor fill the chunk cache"
