@@ -214,10 +214,20 @@ class CorpusRun:
         self._walking = False
 
 
+#: What a batch asks of every analysis unless told otherwise: the final
+#: answer only. A first estimate and refinements are for a person watching
+#: one file; for a corpus they would cost a sample read, a kernel run and a
+#: report per file, for answers nobody reads.
+FINAL_ONLY = {"estimate": False, "progress": False}
+
+
 def _calls(
     client: Client, path: str, analyses: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Call]:
-    return {name: getattr(client, name)(path, **options) for name, options in analyses.items()}
+    return {
+        name: getattr(client, name)(path, **{"reports": FINAL_ONLY, **options})
+        for name, options in analyses.items()
+    }
 
 
 async def _analyse(

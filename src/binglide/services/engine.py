@@ -9,7 +9,8 @@ For a range of one source and a `Resource`:
 3. **Fan out**: the gaps are cut into power-of-two aligned chunks, about the
    range over four times the number of workers (every worker busy, and
    progress to report), each a sub-request to the ``chunk`` service, all in
-   flight at once; answers refined as they finish, rate-limited.
+   flight at once; answers refined as they finish, rate-limited. A range of
+   one chunk with no cache level to store inside it is computed right here.
 4. **Commit**: chunk workers store their chunks (and the finer cache levels
    inside them); the engine stores the coarser levels by merging chunks.
 5. **Final answer**: every part merged in order, exact.
@@ -239,6 +240,15 @@ async def run_chunked(
         c for a, b in gaps for c in plan_chunks(a, b, workers=1, min_chunk=chunk, max_chunk=chunk)
     ]
     fine = [lv for lv in levels if lv <= chunk]
+    if len(chunks) == 1 and not fine:
+        # One chunk, and no cache level to store at its size (a small file,
+        # or a small range): a chunk worker would do just this, a round trip
+        # through the broker away. A corpus of small files is mostly this.
+        a, b = chunks[0]
+        array = await run_kernel(resource.compute, op.source, a, b)
+        await run_kernel(acc.add, a, b, array)
+        yield await exact()
+        return
     send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
     calls = []
     for a, b in chunks:
