@@ -109,7 +109,10 @@ def _slice(pool: np.ndarray[Any, Any], at: int, n: int) -> np.ndarray[Any, Any]:
 def build_corpus(root: Path, files: int, total: int, seed: int = 16) -> list[Path]:
     """Write the corpus under `root` once; return its files in name order."""
     stamp = {"v": CORPUS_VERSION, "files": files, "total": total, "seed": seed}
-    stamp_path = root / ".stamp"
+    # Beside the corpus, not in it: the batch run takes every file under it.
+    stamp_path = root.with_name(root.name + ".stamp")
+    if (root / ".stamp").exists():  # where the first version kept it
+        (root / ".stamp").replace(stamp_path)
     paths = [root / f"{i // 100:02d}" / f"f{i:04d}.bin" for i in range(files)]
     try:
         if json.loads(stamp_path.read_text()) == stamp:
