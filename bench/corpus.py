@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import resource
 import shutil
 import subprocess
 import sys
@@ -163,18 +164,26 @@ def per_file(command: list[str], paths: list[Path]) -> float:
     return sum(wall([*command, str(p)]) for p in paths)
 
 
-def batch(root: Path, cache_dir: Path, out: Path, in_flight: int | None) -> float:
-    """Run the batch over the corpus; check its JSON lines; return its wall time."""
+def children_cpu() -> float:
+    """Return the CPU seconds (user and system) of this process's ended children."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def batch(root: Path, cache_dir: Path, out: Path, in_flight: int | None) -> tuple[float, float]:
+    """Run the batch over the corpus; check its JSON lines; return its wall and CPU time."""
     argv = [str(BINGLIDE), "stats", str(root), "-R", "--jsonl", str(out), "-q", "--no-progress"]
     argv += ["--cache-dir", str(cache_dir)]
     if in_flight is not None:
         argv += ["--in-flight", str(in_flight)]
+    cpu = children_cpu()
     seconds = wall(argv)
+    cpu = children_cpu() - cpu
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     failed = [doc["path"] for doc in lines if doc["error"] is not None]
     if failed or len({doc["path"] for doc in lines}) != len(lines):
         raise SystemExit(f"the batch run failed on {len(failed)} files: {failed[:3]}")
-    return seconds
+    return seconds, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -210,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ent_paths, stats_paths = sample(args.ent_sample), sample(args.per_file_sample)
     rows: dict[str, list[float]] = {"batch cold": [], "batch warm": []}
+    #: Cores the batch used: its CPU seconds over its wall seconds.
+    cores: dict[str, list[float]] = {"batch cold": [], "batch warm": []}
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="binglide-corpus-") as tmp:
         wall([str(BINGLIDE), "stats", str(paths[0]), "--no-cache"])  # numba's disk cache
@@ -224,8 +235,10 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeat):
             cache = Path(tmp) / f"cache{i}"
             out = Path(tmp) / "out.jsonl"
-            rows["batch cold"].append(batch(root, cache, out, args.in_flight))
-            rows["batch warm"].append(batch(root, cache, out, args.in_flight))
+            for name in ("batch cold", "batch warm"):
+                seconds, cpu = batch(root, cache, out, args.in_flight)
+                rows[name].append(seconds)
+                cores[name].append(cpu / seconds)
             print(
                 f"  batch {i + 1}: cold {rows['batch cold'][-1]:.1f} s,"
                 f" warm {rows['batch warm'][-1]:.1f} s",
@@ -238,8 +251,10 @@ def main(argv: list[str] | None = None) -> int:
         + (f", x{args.ent_sample} extrapolated" if args.ent_sample > 1 else ""),
         "binglide stats per file": f"{len(stats_paths)} runs"
         + (f", x{args.per_file_sample} extrapolated" if args.per_file_sample > 1 else ""),
-        "batch cold": f"median of {args.repeat}, fresh --cache-dir",
-        "batch warm": f"median of {args.repeat}, the same cache again",
+        "batch cold": f"median of {args.repeat}, fresh --cache-dir;"
+        f" {median(cores['batch cold']):.2f} cores used",
+        "batch warm": f"median of {args.repeat}, the same cache again;"
+        f" {median(cores['batch warm']):.2f} cores used",
     }
     rows_out = [
         [name, f"{seconds:.1f}", f"{total / MiB / seconds:.0f}", notes[name]]
