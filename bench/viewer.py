@@ -228,7 +228,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
                     const b = window.binglide;
                     while (!(b.bigramPainted && b.bigramPainted.final &&
                              b.bigramPainted.start === lo && b.bigramPainted.stop === hi)) {
-                        await new Promise(r => setTimeout(r, 2));
+                        await new Promise(r => setTimeout(r, 20));
                     }
                     return b.bigramPainted.at;
                 }""",
