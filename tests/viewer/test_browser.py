@@ -41,11 +41,11 @@ def decode_png(data: bytes) -> np.ndarray[Any, Any]:
 
 
 @asynccontextmanager
-async def browser_page() -> AsyncIterator[Any]:
+async def browser_page(width: int = 1720, height: int = 1000) -> AsyncIterator[Any]:
     async with playwright_api.async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
-            page = await browser.new_page(viewport={"width": 1720, "height": 1000})
+            page = await browser.new_page(viewport={"width": width, "height": height})
             errors: list[str] = []
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.errors = errors
@@ -132,6 +132,54 @@ async def test_the_overview_shows_the_blocks_where_they_are(sample: Path, tmp_pa
             assert noise[0] > 200
             assert noise[2] < 60
             assert text[1] > text[2]  # about 4 bits: green to yellow
+
+
+@pytest.mark.parametrize("width,height", [(1280, 800), (1920, 1080)])
+@pytest.mark.parametrize("count", [1, 2])
+async def test_the_page_fits_the_window_and_the_hex_dump_its_panel(
+    width: int, height: int, count: int, sample: Path, tmp_path: Path
+) -> None:
+    other = tmp_path / "other.bin"
+    other.write_bytes(sample.read_bytes()[::-1])
+    files = [sample, other][:count]
+    with anyio.fail_after(90):
+        async with (
+            running(files, tmp_path / "c") as (_, viewer),
+            browser_page(width, height) as page,
+        ):
+            await opened(page, viewer.url)
+            await settled(page, ".map-panel .indicator")
+            await page.wait_for_function("() => document.querySelector('pre.hexdump .row .chars')")
+            layout = await page.evaluate(
+                """() => ({
+                    page: document.documentElement.scrollWidth,
+                    window: document.documentElement.clientWidth,
+                    maps: [...document.querySelectorAll('canvas.map')].map(
+                        c => c.getBoundingClientRect().width),
+                    dumps: [...document.querySelectorAll('pre.hexdump')].map(pre => {
+                        const box = pre.closest('section.panel').getBoundingClientRect();
+                        const rows = [...pre.querySelectorAll('.row')].map(
+                            r => r.querySelector('.chars').getBoundingClientRect().right);
+                        return {right: box.right, rows: Math.max(...rows), clipped:
+                            pre.scrollWidth > pre.clientWidth};
+                    }),
+                })"""
+            )
+            # Nothing is cut at the window's right edge: no sideways scrolling.
+            assert layout["page"] <= layout["window"], layout
+            # Every row of every dump, its characters included, inside its panel.
+            assert len(layout["dumps"]) == count
+            for dump in layout["dumps"]:
+                assert not dump["clipped"], dump
+                assert dump["rows"] <= dump["right"], dump
+            # The maps take the room there is: 128 cells across at 1920 pixels.
+            assert layout["maps"] == [256 if width >= 1920 else 128] * 2
+            if width >= 1920:
+                # The right half of the wide map shows the blocks where they are
+                # (3 MiB in buckets of 128 bytes, 128 a row: the same rows as at 64).
+                text, zeros = [await map_pixel(page, 0, 100, row) for row in (30, 100)]
+                assert text == [55, 126, 184]
+                assert zeros == [0, 0, 0]
 
 
 async def lit(page: Any, cells: list[tuple[int, int]]) -> list[bool]:

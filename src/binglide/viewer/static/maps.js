@@ -16,20 +16,33 @@ import {
   xy2d,
 } from "./util.js";
 
-export const COLUMNS = 64;
 export const ROWS = 256;
 export const PIXEL = 2;
 const AXIS = 84;
-/** About one bucket per pixel: at most 3 tiles' worth, so 4 tiles cover any range. */
-export const CAPACITY = 3 * TILE_BUCKETS;
 
-export function levelFor(length) {
-  if (length <= CAPACITY) return 0;
-  return Math.min(50, Math.ceil(Math.log2(length / CAPACITY)));
+/**
+ * Columns of bucket cells: 128 (two Hilbert tiles side by side) on a wide
+ * window, else 64, so that the maps, the views and the side panels fit in
+ * one row at 1920 pixels (1840 and wider), and narrower windows keep the maps beside the views.
+ */
+export function mapColumns(width = window.innerWidth) {
+  return width >= 1840 ? 128 : 64;
+}
+
+/**
+ * The level (buckets of 2**level bytes) for a range of `length` bytes on a
+ * map of `cells` cells: about one bucket a cell, at most a tile fewer than
+ * the map holds, so that the tiles touching any range fit.
+ */
+export function levelFor(length, cells) {
+  const capacity = cells - TILE_BUCKETS;
+  if (length <= capacity) return 0;
+  return Math.min(50, Math.ceil(Math.log2(length / capacity)));
 }
 
 const ENTROPY_LUT = rampTable(ENTROPY_RAMP);
 const CLASS_RGB = Float64Array.from(CLASSES.flatMap((c) => c.color));
+// Hilbert tiles are squares of 64 x 64 cells, side by side when the map is 128 wide.
 const HILBERT_INDEX = new Uint16Array(TILE_BUCKETS); // (y * 64 + x) -> distance
 for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) HILBERT_INDEX[y * 64 + x] = xy2d(6, x, y);
 
@@ -104,8 +117,9 @@ export class TileStore {
 
 /** One overview map: a range of a file, in a linear or Hilbert layout. */
 export class OverviewMap {
-  constructor(store, { title, onSelect, onCursor, onZoom, onHover }) {
+  constructor(store, { title, onSelect, onCursor, onZoom, onHover, columns = mapColumns() }) {
     this.store = store;
+    this.columns = columns;
     this.title = title;
     this.onSelect = onSelect;
     this.onCursor = onCursor;
@@ -136,14 +150,14 @@ export class OverviewMap {
       el("div", { class: "map-body" }, this.axis, this.canvas),
       this.caption,
     );
-    this.ctx = sizedCanvas(this.canvas, COLUMNS * PIXEL, ROWS * PIXEL);
+    this.ctx = sizedCanvas(this.canvas, this.columns * PIXEL, ROWS * PIXEL);
     this.axisCtx = sizedCanvas(this.axis, AXIS, ROWS * PIXEL);
     this.offscreen = document.createElement("canvas");
-    this.offscreen.width = COLUMNS;
+    this.offscreen.width = this.columns;
     this.offscreen.height = ROWS;
     this.offctx = this.offscreen.getContext("2d");
-    this.image = this.offctx.createImageData(COLUMNS, ROWS);
-    this.buckets = new Float64Array(COLUMNS * ROWS); // bucket index of each cell, -1 for none
+    this.image = this.offctx.createImageData(this.columns, ROWS);
+    this.buckets = new Float64Array(this.columns * ROWS); // bucket index of each cell, -1 for none
     this.childRows = new Uint8Array(ROWS); // rows holding part of the highlighted range
     let anchor = null;
     let moved = false;
@@ -198,10 +212,10 @@ export class OverviewMap {
     let x = Math.floor((e.clientX - r.left) / PIXEL);
     let y = Math.floor((e.clientY - r.top) / PIXEL);
     if (clamp) {
-      x = Math.max(0, Math.min(COLUMNS - 1, x));
+      x = Math.max(0, Math.min(this.columns - 1, x));
       y = Math.max(0, Math.min(ROWS - 1, y));
-    } else if (x < 0 || y < 0 || x >= COLUMNS || y >= ROWS) return -1;
-    let b = this.buckets[y * COLUMNS + x];
+    } else if (x < 0 || y < 0 || x >= this.columns || y >= ROWS) return -1;
+    let b = this.buckets[y * this.columns + x];
     if (b < 0 && clamp) {
       // Past the end of the range: the nearest bucket shown.
       const first = Math.floor(this.lo / this.bucket);
@@ -238,7 +252,7 @@ export class OverviewMap {
   show({ file, size, lo, hi, child, cursor, mode, layout }) {
     Object.assign(this, { file, size, lo, hi, child, cursor, mode, layout });
     this.layer = mode === "entropy" ? "entropy" : "classes";
-    this.level = levelFor(hi - lo);
+    this.level = levelFor(hi - lo, this.columns * ROWS);
     this.bucket = 2 ** this.level;
     const first = Math.floor(lo / TILE_BUCKETS / this.bucket);
     const last = hi > lo ? Math.ceil(hi / this.bucket / TILE_BUCKETS) : first;
@@ -255,7 +269,9 @@ export class OverviewMap {
     const lastByte = Math.min(this.hi, this.size);
     const hilbert = this.layout === "hilbert";
     const entropy = this.layer === "entropy";
-    const rowBase = Math.floor(b0 / COLUMNS);
+    const columns = this.columns;
+    const across = columns / 64; // Hilbert tiles side by side
+    const rowBase = Math.floor(b0 / columns);
     const tileBase = Math.floor(b0 / TILE_BUCKETS);
     const childLo = this.child ? this.child[0] : null;
     const childHi = this.child ? this.child[1] : null;
@@ -268,11 +284,13 @@ export class OverviewMap {
     const seen = new Set();
     this.childRows.fill(0);
     for (let y = 0; y < ROWS; y++) {
-      for (let x = 0; x < COLUMNS; x++) {
-        const cell = y * COLUMNS + x;
+      for (let x = 0; x < columns; x++) {
+        const cell = y * columns + x;
         let b;
-        if (hilbert) b = (tileBase + Math.floor(y / 64)) * TILE_BUCKETS + HILBERT_INDEX[(y % 64) * 64 + x];
-        else b = (rowBase + y) * COLUMNS + x;
+        if (hilbert) {
+          const t = tileBase + Math.floor(y / 64) * across + Math.floor(x / 64);
+          b = t * TILE_BUCKETS + HILBERT_INDEX[(y % 64) * 64 + (x % 64)];
+        } else b = (rowBase + y) * columns + x;
         let r = BACKGROUND[0];
         let g = BACKGROUND[1];
         let bl = BACKGROUND[2];
@@ -339,8 +357,8 @@ export class OverviewMap {
     const ctx = this.ctx;
     ctx.imageSmoothingEnabled = false;
     ctx.fillStyle = `rgb(${BACKGROUND})`;
-    ctx.fillRect(0, 0, COLUMNS * PIXEL, ROWS * PIXEL);
-    ctx.drawImage(this.offscreen, 0, 0, COLUMNS * PIXEL, ROWS * PIXEL);
+    ctx.fillRect(0, 0, columns * PIXEL, ROWS * PIXEL);
+    ctx.drawImage(this.offscreen, 0, 0, columns * PIXEL, ROWS * PIXEL);
     this.drawCursor();
     this.drawAxis(rowBase, tileBase, hilbert);
     const errors = [...seen].map((k) => this.store.get(this.tileKey(this.layer, k))).filter((t) => t && t.error);
@@ -363,8 +381,8 @@ export class OverviewMap {
     const b = Math.floor(this.cursor / this.bucket);
     for (let cell = 0; cell < this.buckets.length; cell++) {
       if (this.buckets[cell] === b) {
-        const x = (cell % COLUMNS) * PIXEL;
-        const y = Math.floor(cell / COLUMNS) * PIXEL;
+        const x = (cell % this.columns) * PIXEL;
+        const y = Math.floor(cell / this.columns) * PIXEL;
         this.ctx.strokeStyle = "#ffd400";
         this.ctx.lineWidth = 1.5;
         this.ctx.strokeRect(x - 3, y - 3, PIXEL + 6, PIXEL + 6);
@@ -387,7 +405,7 @@ export class OverviewMap {
     ctx.fillStyle = "#a8a8b3";
     const step = hilbert ? 64 : 32;
     for (let y = 0; y < ROWS; y += step) {
-      const b = hilbert ? (tileBase + y / 64) * TILE_BUCKETS : (rowBase + y) * COLUMNS;
+      const b = hilbert ? (tileBase + (y / 64) * (this.columns / 64)) * TILE_BUCKETS : (rowBase + y) * this.columns;
       const offset = b * this.bucket;
       if (offset >= this.size || offset >= this.hi) break;
       ctx.fillText(hex(offset), AXIS - 6, y * PIXEL + 1);

@@ -4,6 +4,9 @@
 import { el, throttled } from "./util.js";
 import { Panel } from "./views.js";
 
+/** The canvas's side, in CSS pixels. */
+const SIDE = 272;
+
 const VERTEX = `#version 300 es
 in vec3 position;
 in float level;
@@ -40,9 +43,10 @@ function rotation(yaw, pitch) {
 export class TrigramView {
   constructor({ onExport, onHover }) {
     this.panel = new Panel("trigram", { exports: ["png", "json", "csv", "npz"], onExport });
-    this.canvas = el("canvas", { class: "trigram", width: 300, height: 300 });
-    this.canvas.style.width = "300px";
-    this.canvas.style.height = "300px";
+    // 272 pixels: the bigram beside it and the page fit in one row at 1920.
+    this.canvas = el("canvas", { class: "trigram", width: SIDE, height: SIDE });
+    this.canvas.style.width = `${SIDE}px`;
+    this.canvas.style.height = `${SIDE}px`;
     this.panel.body.append(this.canvas);
     this.yaw = 0.8;
     this.pitch = 0.5;
@@ -160,7 +164,7 @@ export class TrigramView {
     // Without WebGL2: the same projection, drawn point by point.
     const ctx = this.ctx2d;
     ctx.fillStyle = "#16161a";
-    ctx.fillRect(0, 0, 300, 300);
+    ctx.fillRect(0, 0, SIDE, SIDE);
     if (!this.points) return;
     for (let i = 0; i < this.count; i++) {
       const x = this.points[i * 4];
@@ -171,7 +175,7 @@ export class TrigramView {
       const py = m[1] * x + m[5] * y + m[9] * z;
       const c = [x, y, z].map((v) => Math.round((0.25 + 0.75 * (v * 0.5 + 0.5)) * (0.2 + 0.8 * l) * 255));
       ctx.fillStyle = `rgb(${c})`;
-      ctx.fillRect(150 + px * 150, 150 - py * 150, 2, 2);
+      ctx.fillRect(SIDE / 2 + (px * SIDE) / 2, SIDE / 2 - (py * SIDE) / 2, 2, 2);
     }
   }
 
