@@ -134,7 +134,7 @@ async def test_the_overview_shows_the_blocks_where_they_are(sample: Path, tmp_pa
             assert text[1] > text[2]  # about 4 bits: green to yellow
 
 
-@pytest.mark.parametrize("width,height", [(1280, 800), (1920, 1080)])
+@pytest.mark.parametrize(("width", "height"), [(1280, 800), (1920, 1080)])
 @pytest.mark.parametrize("count", [1, 2])
 async def test_the_page_fits_the_window_and_the_hex_dump_its_panel(
     width: int, height: int, count: int, sample: Path, tmp_path: Path
@@ -380,3 +380,136 @@ async def test_a_file_under_the_root_opens_from_the_page(sample: Path, tmp_path:
                 "() => [...document.querySelectorAll('.hexdump')]"
                 ".some(n => n.textContent.includes('inside'))"
             )
+
+
+async def cursor_shown(page: Any) -> dict[str, Any]:
+    """Wait until every hex dump shows the state's cursor; return the cursor and the dumps."""
+    await page.wait_for_function(
+        """() => {
+            const c = window.binglide.state.cursor;
+            const dumps = [...document.querySelectorAll('pre.hexdump')];
+            return dumps.length && dumps.every(d => {
+                const n = d.querySelector('.cursor');
+                return n && Number(n.dataset.offset) === c;
+            });
+        }"""
+    )
+    shown: dict[str, Any] = await page.evaluate(
+        """() => ({
+            cursor: window.binglide.state.cursor,
+            sel: window.binglide.state.sel,
+            dumps: [...document.querySelectorAll('pre.hexdump')].map(d =>
+                [...d.querySelectorAll('.cursor')].map(n => n.dataset.offset)),
+        })"""
+    )
+    return shown
+
+
+async def click_at(page: Any, selector: str, x: float, y: float) -> None:
+    box = await page.locator(selector).bounding_box()
+    await page.mouse.click(box["x"] + x, box["y"] + y)
+
+
+async def test_every_view_moves_both_hex_dumps_in_lockstep_and_keys_navigate(
+    sample: Path, tmp_path: Path
+) -> None:
+    data = sample.read_bytes()
+    changed = bytearray(data)
+    differ = [BLOCK // 2 + 3, BLOCK + 0x4321, 2 * BLOCK + 0x10]
+    for offset in differ:
+        changed[offset] ^= 0xFF
+    other = tmp_path / "changed.bin"
+    other.write_bytes(bytes(changed))
+    with anyio.fail_after(120):
+        async with (
+            running([sample, other], tmp_path / "c") as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            await settled(page, ".map-panel .indicator")
+
+            # A map cell: 3 MiB in buckets of 256 bytes, 64 a row.
+            await click_at(page, "canvas.map >> nth=0", 10 * 2 + 1, 100 * 2 + 1)
+            shown = await cursor_shown(page)
+            assert shown["cursor"] == (100 * 64 + 10) * 256
+            # Both files' dumps mark the same byte (its hex and its character).
+            assert shown["dumps"] == [[str(shown["cursor"])] * 2] * 2
+
+            # Next and previous difference, from there: keys and the diff's buttons.
+            # Next and previous difference, from there: keys and the diff's buttons.
+            assert differ[1] < shown["cursor"] < differ[2]
+            steps = [("n", 2), ("p", 1), ("text=◀ prev", 0), ("text=next ▶", 1)]
+            for action, expected in steps:
+                if action.startswith("text="):
+                    await page.click(action)
+                else:
+                    await page.keyboard.press(action)
+                await page.wait_for_function(
+                    f"() => window.binglide.state.cursor === {differ[expected]}"
+                )
+                assert (await cursor_shown(page))["cursor"] == differ[expected]
+            # A point of the diff strip (the region: the whole file).
+            await click_at(page, "canvas.diff", 470 * 0.5, 20)
+            shown = await cursor_shown(page)
+            # (the mouse lands on a whole pixel: within one pixel's bytes)
+            assert abs(shown["cursor"] - len(data) // 2) <= len(data) // 470 + 1
+
+            # Select the text block's first 64 KiB; every view of it settles.
+            await page.evaluate(f"window.binglide.setSel(0, {1 << 16}, true)")
+            for view in ("bigram", "histogram", "entropy"):
+                await settled(page, f"section.panel:has(canvas.{view}) .indicator")
+
+            # An entropy point: the offset under it.
+            await click_at(page, "canvas.entropy", 30 + 578 * 0.5, 60)
+            shown = await cursor_shown(page)
+            assert abs(shown["cursor"] - (1 << 15)) <= (1 << 16) // 578 + 1
+
+            # A histogram bar ('q'): its next occurrence after the cursor.
+            before = shown["cursor"]
+            await click_at(page, "canvas.histogram", 44 + (ord("q") + 0.5) * 564 / 256, 100)
+            await page.wait_for_function(f"() => window.binglide.state.cursor !== {before}")
+            shown = await cursor_shown(page)
+            assert shown["cursor"] == data.index(b"q", before + 1)
+
+            # A bigram cell ('o', 'x'): the pair's first occurrence in the selection.
+            # (cells are about a pixel: the whole pixel the page maps to that cell)
+            x, y = await page.evaluate(
+                """([a, b]) => {
+                    const v = window.binglide.views.bigram;
+                    const r = v.canvas.getBoundingClientRect();
+                    const x0 = Math.round(r.left + 24 + (b + 0.5) * 276 / 256);
+                    const y0 = Math.round(r.top + (a + 0.5) * 280 / 256);
+                    for (const dx of [0, -1, 1]) for (const dy of [0, -1, 1]) {
+                        const c = v.cellAt({clientX: x0 + dx, clientY: y0 + dy});
+                        if (c && c[0] === a && c[1] === b) return [x0 + dx, y0 + dy];
+                    }
+                    return null;
+                }""",
+                [ord("o"), ord("x")],
+            )
+            before = shown["cursor"]
+            await page.mouse.click(x, y)
+            await page.wait_for_function(f"() => window.binglide.state.cursor !== {before}")
+            shown = await cursor_shown(page)
+            assert shown["cursor"] == data.index(b"ox")
+
+            # The keys: a row down, pan by an eighth and by all, to the ends.
+            cursor = shown["cursor"]
+            await page.keyboard.press("ArrowDown")
+            assert (await cursor_shown(page))["cursor"] == cursor + 16
+            length = 1 << 16
+            await page.keyboard.press("ArrowRight")
+            assert (await cursor_shown(page))["sel"] == [length // 8, length // 8 + length]
+            await page.keyboard.press("PageDown")
+            assert (await cursor_shown(page))["sel"] == [
+                length // 8 + length,
+                length // 8 + 2 * length,
+            ]
+            await page.keyboard.press("End")
+            shown = await cursor_shown(page)
+            assert shown["sel"] == [len(data) - length, len(data)]
+            assert shown["cursor"] == len(data) - length
+            await page.keyboard.press("Home")
+            assert (await cursor_shown(page))["sel"] == [0, length]
+            await page.keyboard.press("-")
+            assert (await cursor_shown(page))["sel"] == [0, 2 * length]
