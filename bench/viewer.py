@@ -23,7 +23,11 @@ Chromium driven by Playwright, all on this machine:
    belongs to the final range (the workers idle but for it);
 4. the **exact bigram of the final range** after the drag (to the page's
    exact bigram), against ``client.ngrams`` of that range alone (a fresh
-   cold cache, the same 2 workers).
+   cold cache, the same 2 workers), with the CPU time each part took
+   meanwhile (``/proc/*/task/*/schedstat``): this process's event loop
+   thread (broker, workers, server) and its other threads (the kernels),
+   Chromium's renderer and its other processes, Playwright's driver, and
+   the whole machine (the other sessions' load included).
 """
 
 from __future__ import annotations
@@ -165,6 +169,69 @@ async def change_to_bigram(page: Any, lo: int, hi: int) -> tuple[float, bool]:
     return result["ms"], result["cached"]
 
 
+def _on_cpu_ms(pid: int | str) -> dict[str, float]:
+    """CPU time of each thread of process `pid` by thread id, in ms (0 for vanished ones)."""
+    times = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return {}
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as stream:
+                times[tid] = int(stream.read().split()[0]) / 1e6
+        except (OSError, ValueError, IndexError):
+            continue
+    return times
+
+
+def cpu_snapshot() -> dict[str, float]:
+    """CPU ms so far: this process's loop thread and other threads, Chromium, Playwright, all."""
+    me = os.getpid()
+    mine = _on_cpu_ms(me)
+    parts = {
+        "loop": mine.pop(str(me), 0.0),
+        "threads": sum(mine.values()),
+        "renderer": 0.0,
+        "browser": 0.0,
+        "driver": 0.0,
+    }
+    parents = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as stream:
+                parents[pid] = stream.read().rpartition(")")[2].split()[1]
+        except (OSError, IndexError):
+            continue
+
+    def ours(pid: str) -> bool:
+        # Only this bench's browser and driver: other sessions may run Chromium too.
+        while pid in parents and pid != "1":
+            pid = parents[pid]
+            if pid == str(me):
+                return True
+        return False
+
+    for pid in filter(ours, parents):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as stream:
+                command = stream.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if command.startswith(b"/usr/lib/chromium/"):
+            kind = "renderer" if b"--type=renderer" in command else "browser"
+        elif b"playwright/driver" in command:
+            kind = "driver"
+        else:
+            continue
+        parts[kind] += sum(_on_cpu_ms(pid).values())
+    with open("/proc/stat") as stream:
+        ticks = [int(x) for x in stream.readline().split()[1:]]
+    # user, nice, system, irq, softirq, steal: busy; at 100 ticks a second.
+    parts["machine"] = (sum(ticks[:3]) + sum(ticks[5:8])) * 10.0
+    return parts
+
+
 def in_flight(client: binglide.Client) -> tuple[int, int]:
     assert client.broker is not None
     s = client.broker.statistics()
@@ -214,6 +281,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
                     [size, span, list(final)],
                 )
                 drag_end = time.perf_counter()
+                cpu_before = cpu_snapshot()
                 # Idle but for the final range: every job left is one the page still waits for.
                 idle_at = None
                 while idle_at is None:
@@ -234,14 +302,17 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
                 }""",
                 list(final),
             )
+            cpu_after = cpu_snapshot()
             after = client.broker.statistics()
             await page.close()
     # The baseline: the same request alone, on a cold cache, the same 2 workers.
     with tempfile.TemporaryDirectory(prefix="bench-viewer-", ignore_cleanup_errors=True) as cache:
         async with binglide.connect(workers=2, cache_dir=cache) as client:
+            alone_before = cpu_snapshot()
             t = time.perf_counter()
             await client.ngrams(str(path), final, n=2)
             alone = time.perf_counter() - t
+            alone_after = cpu_snapshot()
     return {
         "per_range": per_range,
         "max_in_flight": max(samples),
@@ -251,6 +322,8 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
         "idle_ms": (idle_at - drag_end) * 1000,
         "exact_s": (exact - ended) / 1000,
         "alone_s": alone,
+        "cpu": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
+        "alone_cpu": {k: alone_after[k] - alone_before[k] for k in alone_after},
     }
 
 
@@ -334,6 +407,13 @@ async def main(args: argparse.Namespace) -> None:
                     ranges=r["max_in_flight"] / max(1, r["per_range"]),
                     ratio=r["exact_s"] / r["alone_s"],
                 )
+            )
+        for r in runs:
+            lines.append(
+                "- CPU ms from the drag's end to the exact bigram seen: "
+                + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu"].items())
+                + "; client.ngrams alone: "
+                + ", ".join(f"{k} {v:.0f}" for k, v in r["alone_cpu"].items() if v >= 1)
             )
     publish("\n".join(lines), args.out)
 
