@@ -34,7 +34,8 @@ SAMPLES = next(
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run"]  # fmt: skip
-VIEWPORT = {"width": 1720, "height": 1000}
+#: A 1920x1080 screen: the maps 128 buckets wide, every panel in one row.
+VIEWPORT = {"width": 1920, "height": 1080}
 
 
 def densest_text(data: bytes, window: int) -> tuple[int, int]:
