@@ -377,6 +377,10 @@ function build() {
   };
   refreshButtons();
   build.refreshButtons = refreshButtons;
+  // Wide maps only where the page still fits beside them (a huge file's
+  // longer hex offsets widen the hex dump): else the narrow ones.
+  const page = document.documentElement;
+  if (page.scrollWidth > page.clientWidth && maps[0].columns > 64) maps.forEach((m) => m.setColumns(64));
   if (fileSelect) fileSelect.value = String(state.file);
   build.fileSelect = fileSelect;
 

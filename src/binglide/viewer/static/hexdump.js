@@ -40,7 +40,15 @@ export class HexDump {
     this.cursor = 0;
     this.rows = files.length > 1 ? 16 : ROWS;
     this.columns.classList.toggle("stacked", files.length > 1);
-    for (const d of this.dumps) d.pre.style.height = `${this.rows * 16}px`;
+    // The dump's width is known before any byte arrives (the page lays out
+    // once): the offset's digits, 16 bytes in two groups, 16 characters and
+    // the margins between them (style.css).
+    const end = Math.max(...files.map((f) => f.size || 0));
+    const digits = Math.max(4, Math.max(end, 1).toString(16).length);
+    for (const d of this.dumps) {
+      d.pre.style.height = `${this.rows * 16}px`;
+      d.pre.style.minWidth = `calc(${digits + 16 * 3 + 1 + 16}ch + 14px)`;
+    }
   }
 
   /** The window of rows shown around `cursor`: the cursor's row a third down. */

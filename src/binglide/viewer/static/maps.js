@@ -150,14 +150,9 @@ export class OverviewMap {
       el("div", { class: "map-body" }, this.axis, this.canvas),
       this.caption,
     );
-    this.ctx = sizedCanvas(this.canvas, this.columns * PIXEL, ROWS * PIXEL);
     this.axisCtx = sizedCanvas(this.axis, AXIS, ROWS * PIXEL);
     this.offscreen = document.createElement("canvas");
-    this.offscreen.width = this.columns;
-    this.offscreen.height = ROWS;
-    this.offctx = this.offscreen.getContext("2d");
-    this.image = this.offctx.createImageData(this.columns, ROWS);
-    this.buckets = new Float64Array(this.columns * ROWS); // bucket index of each cell, -1 for none
+    this.setColumns(this.columns);
     this.childRows = new Uint8Array(ROWS); // rows holding part of the highlighted range
     let anchor = null;
     let moved = false;
@@ -199,6 +194,17 @@ export class OverviewMap {
       },
       { passive: false },
     );
+  }
+
+  /** Lay the map out `columns` cells wide (64 or 128); the next show() draws it. */
+  setColumns(columns) {
+    this.columns = columns;
+    this.ctx = sizedCanvas(this.canvas, columns * PIXEL, ROWS * PIXEL);
+    this.offscreen.width = columns;
+    this.offscreen.height = ROWS;
+    this.offctx = this.offscreen.getContext("2d");
+    this.image = this.offctx.createImageData(columns, ROWS);
+    this.buckets = new Float64Array(columns * ROWS); // bucket index of each cell, -1 for none
   }
 
   span(a, b) {
