@@ -190,6 +190,9 @@ async def test_the_page_fits_the_window_and_the_hex_dump_its_panel(
                 text, zeros = [await map_pixel(page, 0, 100, row) for row in (30, 100)]
                 assert text == [55, 126, 184]
                 assert zeros == [0, 0, 0]
+                # and a click there is the offset of that bucket.
+                await click_at(page, "canvas.map >> nth=0", 100 * 2 + 1, 50 * 2 + 1)
+                assert (await cursor_shown(page))["cursor"] == (50 * 128 + 100) * 128
 
 
 async def lit(page: Any, cells: list[tuple[int, int]]) -> list[bool]:
