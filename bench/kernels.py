@@ -1,18 +1,22 @@
-"""Benchmark the byte-histogram and bigram kernels against a chunked np.bincount.
+"""Benchmark the byte-histogram, bigram and ``ent`` kernels against their baselines.
 
 Usage: python bench/kernels.py [--size-mib 512] [--runs 5]
 
 Generates a file of mixed content (random, zero runs, text) in a temporary
 directory, reads it once so that it is page cached, then times, on a memory
-map of it: a chunked np.bincount baseline, the kernels on one thread, and the
-kernels on two threads over the two halves. Prints the median of the runs in
-GB/s and the ratios.
+map of it: a baseline (a chunked np.bincount for the histograms; the numpy
+fallback of `EntAccumulator` for ``ent``), the kernels on one thread, and the
+kernels on two threads over the two halves. For ``ent`` it also times the
+``ent`` tool on the file (the yardstick of issue 16), when it is installed.
+Prints the median of the runs in GB/s and the ratios.
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -64,6 +68,26 @@ def bincount_bigram(buf: Any) -> Any:
     return out
 
 
+def numpy_ent(buf: Any) -> Any:
+    """The ``ent`` statistics by the numpy fallback (numba off for the call)."""
+    saved = kernels._use_numba
+    kernels._use_numba = False
+    try:
+        return kernels.ent_partial(buf)
+    finally:
+        kernels._use_numba = saved
+
+
+def ent_tool_gbps(ent: str, path: Path, runs: int) -> float:
+    """Median GB/s of the ``ent`` tool reading the (page-cached) file."""
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        subprocess.run([ent, str(path)], check=True, stdout=subprocess.DEVNULL)
+        times.append(time.perf_counter() - t)
+    return path.stat().st_size / statistics.median(times) / 1e9
+
+
 def two_threads(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def run(buf: Any) -> Any:
         half = len(buf) // 2
@@ -75,7 +99,7 @@ def two_threads(fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def median_gbps(fn: Callable[[Any], Any], buf: Any, runs: int) -> float:
-    fn(buf[:4096])  # compile / warm up
+    fn(buf[: 2 << 20])  # compile / warm up (past 1 MiB: numba loads)
     times = []
     for _ in range(runs):
         t = time.perf_counter()
@@ -99,15 +123,24 @@ def main() -> None:
         cases = [
             ("histogram", bincount_hist, kernels.byte_histogram),
             ("bigram", bincount_bigram, lambda b: kernels.ngram_histogram(b, 2, 8)),
+            ("ent", numpy_ent, kernels.ent_partial),
         ]
         for name, baseline, kernel in cases:
             base = median_gbps(baseline, buf, args.runs)
             one = median_gbps(kernel, buf, args.runs)
             two = median_gbps(two_threads(kernel), buf, args.runs)
             print(
-                f"{name:9}  np.bincount {base:5.2f} GB/s | kernel 1 thread {one:5.2f} GB/s"
+                f"{name:9}  baseline {base:5.2f} GB/s | kernel 1 thread {one:5.2f} GB/s"
                 f" ({one / base:4.1f}x) | 2 threads {two:5.2f} GB/s"
-                f" ({two / base:4.1f}x bincount, {two / one:4.2f}x 1 thread)"
+                f" ({two / base:4.1f}x baseline, {two / one:4.2f}x 1 thread)"
+            )
+        ent = shutil.which("ent")
+        if ent is not None:
+            tool = ent_tool_gbps(ent, path, args.runs)
+            one = median_gbps(kernels.ent_partial, buf, args.runs)
+            print(
+                f"ent tool   {tool:5.2f} GB/s | ent kernel 1 thread {one:5.2f} GB/s"
+                f" ({one / tool:4.1f}x the ent tool)"
             )
         del buf
 
