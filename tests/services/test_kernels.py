@@ -586,6 +586,54 @@ def test_ent_accumulator_over_pieces_with_look_ahead(impl: str, data: bytes, pie
         acc.add(buf[:3], 4)
 
 
+def _ent_scan_reference(data: bytes, count: int, phase: int) -> tuple[int, list[int]]:
+    """The scan's contract in plain Python: pairs and groups starting before `count`."""
+    pairs = sum(data[i] * data[i + 1] for i in range(min(count, len(data) - 1)))
+    inside = [0] * 6
+    for t in range(min(count, len(data) - 5)):
+        x = int.from_bytes(data[t : t + 3], "big")
+        y = int.from_bytes(data[t + 3 : t + 6], "big")
+        if x * x + y * y <= (2**24 - 1) ** 2:
+            inside[(phase + t) % 6] += 1
+    return pairs, inside
+
+
+# Around the compiled scan's rows (96 bytes) and blocks, and below a group.
+_B = kernels._ENT_BLOCK
+_SCAN_COUNTS = [
+    *range(14),
+    95, 96, 97, 101, 102, 191, 192, 193, 1000,
+    _B - 1, _B, _B + 1, 1 << 15, _B + 97, 2 * _B + 5, 3 * _B - 1,
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("count", _SCAN_COUNTS)
+def test_ent_scans_match_a_plain_reference(monkeypatch: pytest.MonkeyPatch, count: int) -> None:
+    # Both scans directly, every phase, with 0 to 5 look-ahead bytes, adding
+    # into tallies that already hold counts: any slip of an index, a residue,
+    # a block or row boundary, or the look-ahead changes a number.
+    if not kernels.NUMBA_AVAILABLE:
+        pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
+    monkeypatch.setattr(kernels, "_BLOCK", 64)  # the numpy scan crosses its blocks too
+    rng = np.random.default_rng(count)
+    data = rng.integers(0, 256, count + 5, dtype=np.uint8)
+    # Runs of high bytes (groups outside the circle) and zeros, among random ones.
+    data[count // 3 : count // 2] = rng.integers(0xF0, 0x100, count // 2 - count // 3)
+    data[count // 2 : count // 2 + count // 8] = 0
+    for ahead in range(6):
+        buf = data[: count + ahead]
+        by_t = _ent_scan_reference(buf.tobytes(), count, 0)
+        for phase in range(6):
+            start = np.arange(6, dtype=np.int64) * 1000
+            expected = start.copy()
+            for r in range(6):
+                expected[(phase + r) % 6] += by_t[1][r]
+            for scan in (kernels._nb_ent_scan, kernels._np_ent_scan):
+                inside = start.copy()
+                assert scan(buf, count, phase, inside) == by_t[0], (scan, ahead, phase)
+                np.testing.assert_array_equal(inside, expected, err_msg=f"{scan} {ahead} {phase}")
+
+
 def test_byte_histogram_adds_into_out(impl: str) -> None:
     data = make("mixed", 10_000)
     out = kernels.byte_histogram(data[:4000])

@@ -664,11 +664,14 @@ def decimate(length: int, size: int) -> I64Array:
 # ent statistics
 
 
-@_jit
-def _nb_hit(buf: U8Array, t: int) -> int:
-    x = (np.int64(buf[t]) << 16) | (np.int64(buf[t + 1]) << 8) | np.int64(buf[t + 2])
-    y = (np.int64(buf[t + 3]) << 16) | (np.int64(buf[t + 4]) << 8) | np.int64(buf[t + 5])
-    return 1 if x * x + y * y <= _INCIRC else 0
+#: Hit flags are summed in rows of this many (a multiple of 6, and of the
+#: vector widths): lane ``j`` of every row has the residue ``j mod 6``.
+_ENT_LANES: Final = 96
+
+#: Bytes per block of the compiled ``ent`` scan: its hit flags (one byte per
+#: offset) stay in L1; a multiple of `_ENT_LANES`, so every block starts at
+#: residue 0; and the block's pair sum fits a uint32 (32736 * 255**2 < 2**32).
+_ENT_BLOCK: Final = 341 * _ENT_LANES
 
 
 @_jit
@@ -677,33 +680,47 @@ def _nb_ent_scan(buf: U8Array, count: int, phase: int, inside: I64Array) -> int:
     # Carlo group starting there, tallied by (phase + t) mod 6 (a partial
     # does not know where in the stream it lies), for t < count: the bytes
     # from count on are look-ahead (the next piece's first bytes).
+    #
+    # Written as simple loops that LLVM vectorizes (about 4x the speed of one
+    # fused loop with a register per residue): per block, a uint32 pair sum;
+    # a hit flag per offset into a small scratch array; then the flags summed
+    # by lane of 96-byte rows, each lane one residue. Each loop indexes views
+    # shifted by 0..5 bytes with one loop counter: indexing `buf[t + k]`
+    # instead makes numba's negative-index wraparound defeat the vectorizer
+    # (it falls back to byte-by-byte inserts).
     n = buf.shape[0]
+    pair_end = min(count, n - 1)
+    group_end = min(count, n - _MONTE_BYTES + 1)
+    hits = np.empty(_ENT_BLOCK, np.uint8)
+    by_lane = np.zeros(_ENT_LANES, np.uint32)
     pairs = 0
-    for i in range(min(count, n - 1)):
-        pairs += int(buf[i]) * int(buf[i + 1])
-    starts = min(count, n - _MONTE_BYTES + 1)
-    # Six starts per iteration, one register counter per residue: a counter
-    # indexed by t % 6 in memory, or a branch on the (random) hit, runs
-    # several times slower.
-    a0 = a1 = a2 = a3 = a4 = a5 = 0
-    t = 0
-    while t + 6 <= starts:
-        a0 += _nb_hit(buf, t)
-        a1 += _nb_hit(buf, t + 1)
-        a2 += _nb_hit(buf, t + 2)
-        a3 += _nb_hit(buf, t + 3)
-        a4 += _nb_hit(buf, t + 4)
-        a5 += _nb_hit(buf, t + 5)
-        t += 6
-    inside[phase % 6] += a0
-    inside[(phase + 1) % 6] += a1
-    inside[(phase + 2) % 6] += a2
-    inside[(phase + 3) % 6] += a3
-    inside[(phase + 4) % 6] += a4
-    inside[(phase + 5) % 6] += a5
-    while t < starts:
-        inside[(phase + t) % 6] += _nb_hit(buf, t)
-        t += 1
+    for s in range(0, count, _ENT_BLOCK):
+        b0 = buf[s:]
+        b1 = buf[s + 1 :]
+        block_pairs = np.uint32(0)
+        for i in range(min(pair_end - s, _ENT_BLOCK)):
+            block_pairs = np.uint32(block_pairs + np.uint32(b0[i]) * np.uint32(b1[i]))
+        pairs += int(block_pairs)
+        groups = min(group_end - s, _ENT_BLOCK)
+        if groups <= 0:
+            continue
+        b2 = buf[s + 2 :]
+        b3 = buf[s + 3 :]
+        b4 = buf[s + 4 :]
+        b5 = buf[s + 5 :]
+        for i in range(groups):
+            x = (np.int64(b0[i]) << 16) | (np.int64(b1[i]) << 8) | np.int64(b2[i])
+            y = (np.int64(b3[i]) << 16) | (np.int64(b4[i]) << 8) | np.int64(b5[i])
+            hits[i] = np.uint8(x * x + y * y <= _INCIRC)
+        rows_end = groups - groups % _ENT_LANES
+        for r in range(0, rows_end, _ENT_LANES):
+            by_lane += hits[r : r + _ENT_LANES]
+        # s is a multiple of 6: offset s + j has the residue of phase + j.
+        for j in range(_ENT_LANES):
+            inside[(phase + j) % _MONTE_BYTES] += by_lane[j]
+            by_lane[j] = 0
+        for j in range(rows_end, groups):
+            inside[(phase + j) % _MONTE_BYTES] += hits[j]
     return pairs
 
 
