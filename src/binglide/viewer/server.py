@@ -13,7 +13,9 @@ name to 127.0.0.1 cannot talk to the viewer).
 Each WebSocket is a `Session`: it parses the page's messages
 (`binglide.viewer.protocol`), runs each request as a task of its own over the
 shared `binglide.Client` (`binglide.viewer.views`), and sends the reports back
-as binary frames through one sender task. A request that names a *slot*
+as binary frames through one sender task (`binglide.viewer.outbox`: a
+refinement that a newer one of its request overtakes before it is sent is
+dropped). A request that names a *slot*
 (``"bigram"``, ``"overview:3"``...) cancels the request that held that slot:
 the page's view has moved on, so the CANCEL goes to the workers at once.
 Every request ends with one final report, error or ``cancelled`` frame; a
@@ -42,7 +44,8 @@ import attrs
 
 import binglide
 
-from .protocol import Cancel, MessageError, Request, encode_frame, parse
+from .outbox import Outbox
+from .protocol import Cancel, MessageError, Request, parse
 from .views import FileEntry, Out, ReportCache, Views
 
 if TYPE_CHECKING:
@@ -50,7 +53,6 @@ if TYPE_CHECKING:
 
     from aiohttp import web
     from anyio.abc import TaskGroup
-    from anyio.streams.memory import MemoryObjectSendStream
 
 __all__ = ("Viewer", "ViewerStatistics", "serve")
 
@@ -285,16 +287,14 @@ class Session:
         self.views = Views(viewer.client, viewer.files, cache=viewer.cache)
         self.running: dict[int, _Running] = {}
         self.slots: dict[str, int] = {}
-        self._send: MemoryObjectSendStream[bytes] | None = None
+        self.outbox = Outbox()
 
     async def run(self) -> None:
         """Serve the page until it closes; then cancel whatever it left running."""
         from aiohttp import WSMsgType
 
-        send, receive = anyio.create_memory_object_stream[bytes](float("inf"))
-        self._send = send
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._sender, receive)
+            tg.start_soon(self._sender)
             try:
                 async for message in self.ws:
                     if message.type == WSMsgType.TEXT or message.type == WSMsgType.BINARY:
@@ -304,21 +304,17 @@ class Session:
             finally:
                 # The page is gone: cancel everything of it, at the workers too.
                 tg.cancel_scope.cancel()
-                send.close()
+                self.outbox.close()
 
-    async def _sender(self, receive: Any) -> None:
-        async with receive:
-            async for frame in receive:
-                try:
-                    await self.ws.send_bytes(frame)
-                except (ConnectionError, RuntimeError):
-                    return
+    async def _sender(self) -> None:
+        while (frame := await self.outbox.get()) is not None:
+            try:
+                await self.ws.send_bytes(frame)
+            except (ConnectionError, RuntimeError):
+                return
 
     def _emit(self, header: dict[str, Any], arrays: dict[str, Any] | None = None) -> None:
-        if self._send is None:
-            return
-        with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._send.send_nowait(encode_frame(header, arrays or {}))
+        self.outbox.put(header, arrays)
 
     def _receive(self, data: str | bytes, tg: TaskGroup) -> None:
         try:
