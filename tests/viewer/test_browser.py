@@ -526,3 +526,57 @@ async def test_every_view_moves_both_hex_dumps_in_lockstep_and_keys_navigate(
             assert (await cursor_shown(page))["sel"] == [0, length]
             await page.keyboard.press("-")
             assert (await cursor_shown(page))["sel"] == [0, 2 * length]
+
+
+async def test_the_bigram_paints_its_estimate_and_exact_answer_at_once_and_refinements_spaced(
+    sample: Path, tmp_path: Path
+) -> None:
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            # The page's own request has ended; feed the view reports as a request would.
+            seen = await page.evaluate(
+                """async () => {
+                    const v = window.binglide.views.bigram;
+                    const { REFINE_MS } = await import("./static/views.js");
+                    const indicator = v.panel.indicator;
+                    const shown = () => ({ ...v.stats, completion: indicator.dataset.completion });
+                    const counts = new Float32Array(65536);
+                    const report = (p, final = false) => [
+                        { completion: p, precision: p, final, meta: {} }, { counts }];
+                    const out = { REFINE_MS, before: shown() };
+                    v.reset();
+                    v.update(...report(0.01));
+                    const t0 = performance.now();
+                    out.estimate = shown();
+                    v.update(...report(0.25));
+                    v.update(...report(0.5));
+                    out.refinements = shown();
+                    await new Promise((resolve) => {
+                        const poll = () => v.stats.painted > out.refinements.painted
+                            ? resolve() : requestAnimationFrame(poll);
+                        poll();
+                    });
+                    out.waited = performance.now() - t0;
+                    out.later = shown();
+                    v.update(...report(0.75));
+                    v.update(...report(1, true));
+                    out.exact = shown();
+                    return out;
+                }"""
+            )
+    painted = seen["before"]["painted"]
+    # The estimate paints at once.
+    assert seen["estimate"]["painted"] == painted + 1
+    assert seen["estimate"]["completion"] == "0.01"
+    # Two refinements inside REFINE_MS: nothing painted yet, then the newest alone.
+    assert seen["refinements"]["painted"] == painted + 1
+    assert seen["refinements"]["deferred"] == seen["before"]["deferred"] + 2
+    assert seen["refinements"]["completion"] == "0.01"
+    assert seen["later"]["painted"] == painted + 2
+    assert seen["later"]["completion"] == "0.5"
+    assert seen["waited"] >= seen["REFINE_MS"] - 5
+    # The exact answer paints at once, however soon after a refinement.
+    assert seen["exact"]["painted"] == painted + 3
+    assert seen["exact"]["completion"] == "1"

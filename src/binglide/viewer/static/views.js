@@ -60,6 +60,9 @@ export class Panel {
   }
 }
 
+/** The bigram's refinements between the estimate and the exact answer: one per this many ms at most. */
+export const REFINE_MS = 120;
+
 /** The bigram: 256 x 256 cells, log or rank levelling, printable pairs tinted. */
 export class BigramView {
   constructor({ onExport, onPick, onHover }) {
@@ -76,6 +79,8 @@ export class BigramView {
     this.off.height = 256;
     this.image = this.off.getContext("2d").createImageData(256, 256);
     this.counts = null;
+    // Reports painted, and refinements that waited for a newer one (REFINE_MS).
+    this.stats = { painted: 0, deferred: 0 };
     this.canvas.addEventListener("mousemove", (e) => {
       const cell = this.cellAt(e);
       if (!cell) return onHover(null);
@@ -106,10 +111,41 @@ export class BigramView {
     this.draw();
   }
 
+  /** A new request: its first report paints at once. */
+  reset() {
+    this.fresh = true;
+    clearTimeout(this.refineTimer);
+    this.refineTimer = null;
+  }
+
+  /**
+   * Take a report. The first one of a request (the estimate) and the exact
+   * one paint at once; refinements in between paint at most every
+   * REFINE_MS, the newest one, since on two cores each repaint (the page's
+   * and the compositor's) is CPU the workers computing the exact answer
+   * do not get.
+   */
   update(header, arrays) {
     this.counts = arrays.counts;
     this.meta = header.meta;
-    this.panel.progress(header);
+    this.header = header;
+    const first = this.fresh;
+    this.fresh = false;
+    const since = performance.now() - (this.paintedAt ?? -Infinity);
+    if (header.final || first || since >= REFINE_MS) {
+      this.paint();
+      return;
+    }
+    this.stats.deferred++;
+    if (!this.refineTimer) this.refineTimer = setTimeout(() => this.paint(), REFINE_MS - since);
+  }
+
+  paint() {
+    clearTimeout(this.refineTimer);
+    this.refineTimer = null;
+    this.paintedAt = performance.now();
+    this.stats.painted++;
+    this.panel.progress(this.header);
     this.schedule();
   }
 
