@@ -267,7 +267,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sample)
-                ended = await page.evaluate(
+                ended, bigram_before = await page.evaluate(
                     """async ([size, span, last]) => {
                         const b = window.binglide;
                         const step = Math.floor((size / 2 - span) / 199 / 4096) * 4096;
@@ -275,8 +275,10 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
                             b.setSel(i * step, i * step + span, false);
                             await new Promise(r => setTimeout(r, 50));
                         }
+                        const bigram = b.views.bigram.stats;
+                        const before = bigram ? { ...bigram } : null;
                         b.setSel(last[0], last[1], true);
-                        return performance.now();
+                        return [performance.now(), before];
                     }""",
                     [size, span, list(final)],
                 )
@@ -291,19 +293,23 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
                     else:
                         await anyio.sleep(0.002)
                 stop_sampling.set()
-            exact = await page.evaluate(
+            exact, bigram_after = await page.evaluate(
                 """async ([lo, hi]) => {
                     const b = window.binglide;
                     while (!(b.bigramPainted && b.bigramPainted.final &&
                              b.bigramPainted.start === lo && b.bigramPainted.stop === hi)) {
                         await new Promise(r => setTimeout(r, 20));
                     }
-                    return b.bigramPainted.at;
+                    return [b.bigramPainted.at, b.views.bigram.stats || null];
                 }""",
                 list(final),
             )
             cpu_after = cpu_snapshot()
             after = client.broker.statistics()
+            # Refinements the server's outbox dropped unsent, over the whole drag.
+            dropped = sum(
+                getattr(getattr(x, "outbox", None), "dropped", 0) for x in viewer._sessions
+            )
             await page.close()
     # The baseline: the same request alone, on a cold cache, the same 2 workers.
     with tempfile.TemporaryDirectory(prefix="bench-viewer-", ignore_cleanup_errors=True) as cache:
@@ -324,6 +330,11 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
         "alone_s": alone,
         "cpu": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
         "alone_cpu": {k: alone_after[k] - alone_before[k] for k in alone_after},
+        # The final range's bigram reports on the page (received, painted, waited).
+        "bigram": {k: bigram_after[k] - bigram_before[k] for k in bigram_after}
+        if bigram_before and bigram_after
+        else {},
+        "dropped": dropped,
     }
 
 
@@ -414,6 +425,12 @@ async def main(args: argparse.Namespace) -> None:
                 + ", ".join(f"{k} {v:.0f}" for k, v in r["cpu"].items())
                 + "; client.ngrams alone: "
                 + ", ".join(f"{k} {v:.0f}" for k, v in r["alone_cpu"].items() if v >= 1)
+            )
+        for r in runs:
+            lines.append(
+                "- the final range's bigram on the page: "
+                + (", ".join(f"{k} {v}" for k, v in r["bigram"].items()) or "not counted")
+                + f"; refinements the server dropped unsent during the drag: {r['dropped']}"
             )
     publish("\n".join(lines), args.out)
 

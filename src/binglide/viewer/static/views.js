@@ -79,8 +79,8 @@ export class BigramView {
     this.off.height = 256;
     this.image = this.off.getContext("2d").createImageData(256, 256);
     this.counts = null;
-    // Reports painted, and refinements that waited for a newer one (REFINE_MS).
-    this.stats = { painted: 0, deferred: 0 };
+    // Reports received and painted, and refinements that waited (REFINE_MS).
+    this.stats = { received: 0, painted: 0, deferred: 0 };
     this.canvas.addEventListener("mousemove", (e) => {
       const cell = this.cellAt(e);
       if (!cell) return onHover(null);
@@ -129,6 +129,7 @@ export class BigramView {
     this.counts = arrays.counts;
     this.meta = header.meta;
     this.header = header;
+    this.stats.received++;
     const first = this.fresh;
     this.fresh = false;
     const since = performance.now() - (this.paintedAt ?? -Infinity);
