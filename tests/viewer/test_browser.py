@@ -580,3 +580,51 @@ async def test_the_bigram_paints_its_estimate_and_exact_answer_at_once_and_refin
     # The exact answer paints at once, however soon after a refinement.
     assert seen["exact"]["painted"] == painted + 3
     assert seen["exact"]["completion"] == "1"
+
+
+async def test_a_new_ranges_hex_dump_waits_for_the_bigram_but_a_moved_cursor_does_not(
+    sample: Path, tmp_path: Path
+) -> None:
+    BlockingChunk.reset()  # no exact answer until released: the bigram stays an estimate
+    size = sample.stat().st_size
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            # The first range's hex dump shows 1 s after its bigram was asked, exact or not.
+            await page.wait_for_function(
+                "() => window.binglide.hexdump.cursor === window.binglide.state.cursor"
+            )
+            lo = size // 2 // 4096 * 4096
+            seen = await page.evaluate(
+                """async ([lo, hi]) => {
+                    const b = window.binglide;
+                    const before = b.hexdump.cursor;
+                    const t0 = performance.now();
+                    b.setSel(lo, hi, true);
+                    for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+                    return { before, cursor: b.hexdump.cursor, state: b.state.cursor,
+                             elapsed: performance.now() - t0 };
+                }""",
+                [lo, lo + 4096],
+            )
+            assert seen["state"] == lo != seen["before"]
+            if seen["elapsed"] < 900:  # the 1 s fallback has not come yet
+                assert seen["cursor"] == seen["before"]
+            # The bigram is still an estimate: the hex dump follows after 1 s.
+            await page.wait_for_function(f"() => window.binglide.hexdump.cursor === {lo}")
+            # A cursor the user moves shows at once, bigram exact or not.
+            moved = await page.evaluate(
+                """async (at) => {
+                    const b = window.binglide;
+                    b.setCursor(at);
+                    for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+                    return b.hexdump.cursor;
+                }""",
+                size // 8,
+            )
+            assert moved == size // 8
+            assert BlockingChunk.release is not None
+            BlockingChunk.release.set()

@@ -708,6 +708,7 @@ async function main() {
   window.binglide.setSel = setSel;
   window.binglide.setRegion = setRegion;
   window.binglide.setCursor = setCursor;
+  window.binglide.hexdump = hexdump;
 }
 
 main().catch((e) => {
