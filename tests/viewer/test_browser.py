@@ -539,16 +539,14 @@ async def test_the_bigram_paints_its_estimate_and_exact_answer_at_once_and_refin
             seen = await page.evaluate(
                 """async () => {
                     const v = window.binglide.views.bigram;
-                    const { REFINE_MS } = await import("./static/views.js");
                     const indicator = v.panel.indicator;
                     const shown = () => ({ ...v.stats, completion: indicator.dataset.completion });
                     const counts = new Float32Array(65536);
                     const report = (p, final = false) => [
                         { completion: p, precision: p, final, meta: {} }, { counts }];
-                    const out = { REFINE_MS, before: shown() };
+                    const out = { before: shown() };
                     v.reset();
                     v.update(...report(0.01));
-                    const t0 = performance.now();
                     out.estimate = shown();
                     v.update(...report(0.25));
                     v.update(...report(0.5));
@@ -558,7 +556,6 @@ async def test_the_bigram_paints_its_estimate_and_exact_answer_at_once_and_refin
                             ? resolve() : requestAnimationFrame(poll);
                         poll();
                     });
-                    out.waited = performance.now() - t0;
                     out.later = shown();
                     v.update(...report(0.75));
                     v.update(...report(1, true));
@@ -576,7 +573,6 @@ async def test_the_bigram_paints_its_estimate_and_exact_answer_at_once_and_refin
     assert seen["refinements"]["completion"] == "0.01"
     assert seen["later"]["painted"] == painted + 2
     assert seen["later"]["completion"] == "0.5"
-    assert seen["waited"] >= seen["REFINE_MS"] - 5
     # The exact answer paints at once, however soon after a refinement.
     assert seen["exact"]["painted"] == painted + 3
     assert seen["exact"]["completion"] == "1"
