@@ -134,8 +134,6 @@ function setCursor(offset, commit = true) {
   if (!n) return;
   offset = Math.max(0, Math.min(n - 1, Math.floor(offset)));
   state.cursor = offset;
-  hexdumpWaits = false;
-  cursorPinned = true;
   if (offset < state.sel[0] || offset >= state.sel[1]) {
     const len = state.sel[1] - state.sel[0];
     const lo = Math.max(0, Math.min(n - len, offset - Math.floor(len / 2)));
@@ -143,7 +141,6 @@ function setCursor(offset, commit = true) {
     follow();
   }
   update(commit);
-  cursorPinned = false;
 }
 
 function zoomRegion(center, factor) {
@@ -511,14 +508,6 @@ function onKey(e) {
 // -- updating --------------------------------------------------------------------------
 
 let lastSel = null;
-/**
- * Whether the hex dump waits for the bigram of a new range (its exact answer,
- * or 1 s): its `data` request and repaint would share the two cores with it.
- * A cursor the user moves shows at once.
- */
-let hexdumpWaits = false;
-/** Whether the change under way is the user's move of the cursor. */
-let cursorPinned = false;
 /** Whether the last change was a drag's move (its views get previews). */
 let previewing = false;
 let lastRegion = null;
@@ -566,7 +555,7 @@ const render = perFrame(() => {
       { slot: "diff", onReport: (h, a) => views.diff.update(h, a), onEnd: endOf(views.diff) },
     );
   }
-  if (!hexdumpWaits) hexdump.show(state.cursor);
+  hexdump.show(state.cursor);
 });
 
 /**
@@ -637,13 +626,7 @@ function requestViews(preview = false) {
   // its first one, so that on two cores they do not slow the view people
   // look at (on a huge range they share the cores from then on).
   let others = false;
-  // The hex dump at the new cursor waits for the bigram too (see render).
-  hexdumpWaits = !preview && !cursorPinned;
   const rest = () => {
-    if (hexdumpWaits && !preview) {
-      hexdumpWaits = false;
-      render();
-    }
     if (others || lastSel !== `${file}:${state.sel}:full`) return;
     others = true;
     requestOthers(range);
@@ -708,7 +691,6 @@ async function main() {
   window.binglide.setSel = setSel;
   window.binglide.setRegion = setRegion;
   window.binglide.setCursor = setCursor;
-  window.binglide.hexdump = hexdump;
 }
 
 main().catch((e) => {
