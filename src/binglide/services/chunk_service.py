@@ -90,20 +90,24 @@ class ChunkService(Service):
             ) from exc
         store = usable_cache(ctx)
         key = ChunkKey(resource.name, (fid,), start, stop)
-        if store is not None and lookup:
-            cached = await run_kernel(store.get, key)
-            if cached is not None:
-                yield Report(cached, meta={"cached": True})
-                return
-        with open_input(path, remote, roots=ctx.settings.roots, ctx=ctx) as source:
-            if await run_kernel(source_id, source) != fid:
-                # Never mix two versions of a file in one answer, or in the cache.
-                raise changed_error(path)
-            if not 0 <= start <= stop <= source.size:
-                raise RequestError(
-                    f"chunk [{start}, {stop}) is outside {path} ({source.size} bytes)"
-                )
-            result = await run_kernel(
-                compute_chunk, resource, source, fid, start, stop, levels, store
-            )
-        yield Report(result, meta={"cached": False})
+
+        def answer() -> tuple[Array, bool]:
+            # Lookup, opening, the identity check and the computation in one
+            # thread hop: a corpus of small files is thousands of chunks, and
+            # each hop costs a loop turn and two context switches.
+            if store is not None and lookup:
+                cached = store.get(key)
+                if cached is not None:
+                    return cached, True
+            with open_input(path, remote, roots=ctx.settings.roots, ctx=ctx) as source:
+                if source_id(source) != fid:
+                    # Never mix two versions of a file in one answer, or in the cache.
+                    raise changed_error(path)
+                if not 0 <= start <= stop <= source.size:
+                    raise RequestError(
+                        f"chunk [{start}, {stop}) is outside {path} ({source.size} bytes)"
+                    )
+                return compute_chunk(resource, source, fid, start, stop, levels, store), False
+
+        result, cached = await run_kernel(answer)
+        yield Report(result, meta={"cached": cached})

@@ -277,14 +277,27 @@ async def run_chunked(
         while calls:
             # Handed over: a Call (and its result) lives only while collected.
             tg.start_soon(collect, *calls.pop())
-        for _ in range(count):
-            a, b, array = await receive.receive()
-            await run_kernel(acc.add, a, b, array)
+        received = 0
+        while received < count:
+            # The answers that arrived together are merged in one thread hop.
+            answers = [await receive.receive()]
+            while True:
+                try:
+                    answers.append(receive.receive_nowait())
+                except anyio.WouldBlock:
+                    break
+            await run_kernel(_add_all, acc, answers)
+            received += len(answers)
             done = acc.bytes
             if parsed.reports.progress and done < length and limit.ready():
                 estimate = resource.estimate(acc.merged(), length / done)
                 yield Progress(estimate, done / length, done / length)
     yield await exact()
+
+
+def _add_all(acc: _Accumulator, answers: list[tuple[int, int, Array]]) -> None:
+    for a, b, array in answers:
+        acc.add(a, b, array)
 
 
 def progress_report(progress: Progress, **meta: Any) -> Report:
