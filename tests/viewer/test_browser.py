@@ -68,6 +68,17 @@ async def settled(page: Any, selector: str) -> None:
     )
 
 
+async def frames(page: Any, count: int = 2) -> None:
+    """Wait for `count` animation frames: the page paints at most once a frame."""
+    await page.evaluate(
+        """n => new Promise(done => {
+            const step = k => (k ? requestAnimationFrame(() => step(k - 1)) : done());
+            step(n);
+        })""",
+        count,
+    )
+
+
 async def map_pixel(page: Any, index: int, col: int, row: int) -> list[int]:
     """The colour of one bucket cell (col, row) of overview map `index`."""
     pixel: list[int] = await page.evaluate(
@@ -126,7 +137,12 @@ async def test_the_overview_shows_the_blocks_where_they_are(sample: Path, tmp_pa
             assert noise[0] > noise[2] > 40
             assert noise != text
             await page.keyboard.press("e")  # colour by entropy
+            # The maps take the new mode (and reset their indicators) at their
+            # next frame, and paint the answers at most once a frame: without
+            # the frames, "exact" could still be the classes' and the pixels too.
+            await frames(page)
             await settled(page, ".map-panel .indicator")
+            await frames(page)
             text, zeros, noise = [await map_pixel(page, 0, 10, row) for row in (30, 100, 160)]
             assert zeros == [40, 60, 200]  # entropy 0: the ramp's blue end
             assert noise[0] > 200
