@@ -245,6 +245,40 @@ def test_put_does_not_rescan_under_the_bound(tmp_path, monkeypatch):
     assert store.info().total_bytes <= 100_000
 
 
+def test_a_store_that_only_reads_never_scans_and_the_first_put_counts_what_is_there(
+    tmp_path, monkeypatch
+):
+    # A command answered from the cache only reads: listing (and stat-ing)
+    # every entry of an old cache for a size estimate only writes need is
+    # start-up time for nothing.
+    scans = []
+    original = ChunkStore._scan
+
+    def counting_scan(self):
+        scans.append(1)
+        return original(self)
+
+    directory = tmp_path / "cache"
+    ChunkStore(directory).put(key(), np.zeros(100, dtype=np.uint8))
+    old_size = path_of(ChunkStore(directory), key()).stat().st_size
+    monkeypatch.setattr(ChunkStore, "_scan", counting_scan)
+    store = ChunkStore(directory, max_bytes=2 * old_size + 10)
+    assert store.enabled
+    assert store.get(key()) is not None
+    assert store.get(key(4096, 8192)) is None
+    assert store.ranges("HIST", ("f00d",)) == [(0, 4096)]
+    assert scans == []
+    # The first put starts the estimate from what was there: the third entry
+    # of this size passes the bound, and evicts the oldest.
+    assert store.put(key(4096, 8192), np.zeros(100, dtype=np.uint8))
+    assert scans == [1]
+    assert path_of(store, key()).exists()
+    os.utime(path_of(store, key()), (1, 1))
+    assert store.put(key(8192, 12288), np.zeros(100, dtype=np.uint8))
+    assert not path_of(store, key()).exists()
+    assert path_of(store, key(8192, 12288)).exists()
+
+
 def test_entry_larger_than_bound_is_not_stored(tmp_path):
     store = ChunkStore(tmp_path / "cache", max_bytes=1000)
     assert not store.put(key(), np.zeros(1000, dtype=np.uint8))

@@ -29,12 +29,14 @@ into place with `os.replace`. A reader sees either the old entry, the new
 one, or none; two writers of the same key both succeed and the last rename
 wins with a complete entry. A writer killed mid-put leaves at worst a stray
 temporary file, removed once it is older than ``temp_timeout`` by the first
-scan of any store (on first use, and by every eviction).
+scan of any store (at its first write, and by every eviction).
 
 *Eviction* is least-recently-used on the file's mtime: `put` sets it, and a
 successful `get` touches it with `os.utime`, which costs one system call and
 is shared by every process. Each store keeps a running estimate of the total
-size (a full scan on first use, plus what it wrote since); only when the
+size (a full scan at its first write, plus what it wrote since: a store that
+only reads, as a command answered from the cache, never lists the directory
+for it); only when the
 estimate passes ``max_bytes`` does a put rescan and evict, down to 90% of the
 bound, so a full cache does not rescan on every put. Other processes' writes
 are seen at the next scan, so the bound holds after each eviction rather than
@@ -281,7 +283,8 @@ class ChunkStore:
         self._lock = threading.Lock()
         # None until first use, then whether the directory is usable.
         self._usable: bool | None = None
-        self._estimate = 0
+        # None until the first write needs it (see _count_existing).
+        self._estimate: int | None = None
         self._put_failure_logged = False
 
     def __repr__(self) -> str:
@@ -408,6 +411,7 @@ class ChunkStore:
             raise ValueError(f"cannot cache an array of dtype {data.dtype}: numbers only")
         if not self._ready():
             return False
+        self._count_existing()
         fixed, variable = _encode_header(key.filename, data)
         size = _FIXED.size + len(variable) + data.nbytes
         if size > self._max_bytes:
@@ -431,7 +435,7 @@ class ChunkStore:
             self._put_failed(exc)
             return False
         with self._lock:
-            self._estimate += size
+            self._estimate = (self._estimate or 0) + size
             over = self._estimate > self._max_bytes
         if over:
             self.evict(int(self._max_bytes * _LOW_WATER))
@@ -550,12 +554,24 @@ class ChunkStore:
         if not os.access(self._directory, os.W_OK | os.X_OK):
             self._disable("it is not writable")
             return False
-        total = sum(entry.size for entry in self._scan())
         with self._lock:
             if self._usable is None:
                 self._usable = True
-                self._estimate = total
             return self._usable
+
+    def _count_existing(self) -> None:
+        """Start the size estimate from what is on disk, before the first write.
+
+        Only writes need the estimate (to know when to evict): a store that
+        only reads never scans the directory, which holds thousands of
+        entries in a cache of some age.
+        """
+        if self._estimate is not None:
+            return
+        total = sum(entry.size for entry in self._scan())
+        with self._lock:
+            if self._estimate is None:
+                self._estimate = total
 
     def _disable(self, reason: str) -> None:
         with self._lock:
