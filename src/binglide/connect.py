@@ -251,11 +251,13 @@ SOURCE_WORKERS = 2
 
 
 def _file_server(serve_files: bool | FileServer) -> FileServer | None:
+    if serve_files is False:
+        return None  # the usual case: no need to load the file server's module
     from .services.files import FileServer
 
     if isinstance(serve_files, FileServer):
         return serve_files
-    return FileServer() if serve_files else None
+    return FileServer()
 
 
 def _route(client: Client, server: FileServer | None) -> None:

@@ -9,7 +9,6 @@ Standard library only.
 from __future__ import annotations
 
 import re
-from fractions import Fraction
 
 __all__ = ("parse_size",)
 
@@ -48,7 +47,11 @@ def parse_size(s: str) -> int:
         )
     if match["hex"] is not None:
         return int(match["hex"], 16)
-    # Fraction keeps "1.5M" exact where a float could round.
+    # Fraction keeps "1.5M" exact where a float could round. Imported here:
+    # fractions loads decimal, a few milliseconds every start of the command
+    # would pay for nothing (most runs parse no size).
+    from fractions import Fraction
+
     value = Fraction(match["number"].replace("_", "")) * _UNITS[match["unit"].upper()]
     if value.denominator != 1:
         raise ValueError(f"invalid offset {s!r}: {float(value)} is not a whole number of bytes")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import io
 import logging
 import os
@@ -82,8 +83,10 @@ def _range(text: str) -> tuple[int | None, int | None]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_analysis(sub: Any, analysis: Analysis) -> None:
+def _add_analysis(sub: Any, analysis: Analysis, *, options: bool) -> None:
     p = sub.add_parser(analysis.name, help=analysis.summary, description=analysis.summary + ".")
+    if not options:
+        return
     if analysis.sources == 1:
         p.add_argument(
             "files",
@@ -161,8 +164,26 @@ def _add_analysis(sub: Any, analysis: Analysis) -> None:
     p.set_defaults(analysis=analysis)
 
 
-def build_parser() -> Parser:
-    """Return the parser of the whole command."""
+def _command_word(argv: Sequence[str] | None) -> str | None:
+    """Return the sub-command `argv` names, or None (no argv, no command: ``--help``)."""
+    if argv is None:
+        return None
+    # The command's own options (--version, --help) take no value: the first
+    # word that is not an option is the sub-command.
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None) -> Parser:
+    """Return the parser of the whole command.
+
+    Args:
+        argv: the arguments it will parse. Every sub-command is listed, but
+            only the one `argv` names gets its options (and imports its
+            modules: the deployment's, the viewer's); without `argv`, or when
+            it names no sub-command, all of them do. Building every
+            sub-command's options is most of a small run's parsing.
+    """
+    command = _command_word(argv)
     parser = Parser(
         prog=PROG,
         description="Analyses of binary files: byte histograms, n-gram plots, entropy"
@@ -172,22 +193,26 @@ def build_parser() -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"binglide {binglide.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for analysis in ANALYSES.values():
-        _add_analysis(sub, analysis)
+    known = {*ANALYSES, "broker", "worker", "keys", "view", "cache"}
 
-    from binglide.cli import deploy
+    def wanted(name: str) -> bool:
+        return command not in known or command == name
+
+    for analysis in ANALYSES.values():
+        _add_analysis(sub, analysis, options=wanted(analysis.name))
 
     broker = sub.add_parser("broker", help="run a broker on a ZeroMQ address")
-    deploy.add_broker_arguments(broker)
-    broker.set_defaults(run=deploy.run_broker_command)
     worker = sub.add_parser("worker", help="serve services to a broker")
-    deploy.add_worker_arguments(worker)
-    worker.set_defaults(run=deploy.run_worker_command)
     keys = sub.add_parser("keys", help="write CURVE keys for a broker and its peers")
-    deploy.add_keys_arguments(keys)
-    keys.set_defaults(run=deploy.run_keys_command)
+    if wanted("broker") or wanted("worker") or wanted("keys"):
+        from binglide.cli import deploy
 
-    from binglide.cli import view
+        deploy.add_broker_arguments(broker)
+        broker.set_defaults(run=deploy.run_broker_command)
+        deploy.add_worker_arguments(worker)
+        worker.set_defaults(run=deploy.run_worker_command)
+        deploy.add_keys_arguments(keys)
+        keys.set_defaults(run=deploy.run_keys_command)
 
     viewer = sub.add_parser(
         "view",
@@ -196,8 +221,11 @@ def build_parser() -> Parser:
         " the bigram, trigram, byte histogram, entropy profile, ent statistics and a hex dump,"
         " each refining live (docs/viewer.md).",
     )
-    view.add_arguments(viewer)
-    viewer.set_defaults(run=view.run)
+    if wanted("view"):
+        from binglide.cli import view
+
+        view.add_arguments(viewer)
+        viewer.set_defaults(run=view.run)
 
     cache = sub.add_parser(
         "cache",
@@ -521,7 +549,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     output goes away (``binglide ... | head``), returns `EXIT_PIPE` quietly.
     """
     _logging()
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -558,6 +587,10 @@ def run() -> NoReturn:
     standard output went away, so that a shell pipeline sees what it expects.
     """
     code = main()
+    # The process ends here. The interpreter's last collections would walk
+    # every object the imports made (numpy's, the runtime's classes: tens of
+    # milliseconds) only to free memory the exit frees anyway.
+    gc.freeze()
     if code == EXIT_PIPE:
         sys.stderr.flush()
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)

@@ -1,0 +1,90 @@
+"""Starting the command: a small run loads only what it uses, and exits without a last GC.
+
+Each test runs a fresh interpreter (what is imported is a property of the
+process), on a small file, and checks what the run left in ``sys.modules``,
+or how it ended. No timing is asserted: bench/startup.py measures.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def _run(code: str, *, cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=cwd,
+    )
+    return done.stdout
+
+
+def _sample(tmp_path: Path) -> Path:
+    sample = tmp_path / "small.bin"
+    sample.write_bytes(bytes(range(256)) * 64)
+    return sample
+
+
+def test_a_small_analysis_loads_neither_other_sub_commands_nor_what_it_does_not_ask_for(
+    tmp_path: Path,
+) -> None:
+    sample = _sample(tmp_path)
+    out = _run(
+        "import sys\n"
+        "from binglide.cli.main import main\n"
+        f"assert main(['stats', {str(sample)!r}, '--quiet',"
+        f" '--cache-dir', {str(tmp_path / 'cache')!r}]) == 0\n"
+        "print(sorted(m for m in (\n"
+        "    'binglide.cli.deploy',\n"  # broker, worker, keys
+        "    'binglide.supervisor',\n"
+        "    'binglide.cli.view',\n"  # the viewer's command (webbrowser, shlex)
+        "    'binglide.services.files',\n"  # serving files: only with --serve-files
+        "    'fractions',\n"  # sizes: only when one is parsed
+        ") if m in sys.modules))\n",
+        cwd=tmp_path,
+    )
+    assert out.strip() == "[]"
+
+
+def test_each_sub_command_parses_with_its_options_alone(tmp_path: Path) -> None:
+    # Only the named sub-command gets its options; each must still parse as
+    # when the whole parser is built.
+    from binglide.cli.main import build_parser
+
+    for argv in (
+        ["stats", "f", "--range", "4K:", "--no-cache", "--jsonl", "-"],
+        ["diff", "a", "b", "--workers", "2"],
+        ["broker", "--bind", "tcp://127.0.0.1:5555"],
+        ["worker", "--connect", "tcp://127.0.0.1:5555"],
+        ["keys", str(tmp_path)],
+        ["view", "f", "--no-browser"],
+        ["cache", "info"],
+    ):
+        alone = vars(build_parser(argv).parse_args(argv))
+        whole = vars(build_parser().parse_args(argv))
+        assert alone == whole, argv
+
+
+def test_the_command_freezes_its_objects_before_it_exits(tmp_path: Path) -> None:
+    # At exit the interpreter collects garbage again and again while it
+    # tears the modules down; frozen objects are not walked. What runs at
+    # exit (atexit, after run's sys.exit) sees them frozen.
+    sample = _sample(tmp_path)
+    out = _run(
+        "import atexit, gc, sys\n"
+        "from binglide.cli.main import run\n"
+        "atexit.register(lambda: print('frozen:', gc.get_freeze_count() > 0))\n"
+        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
+        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
+        "run()\n",
+        cwd=tmp_path,
+    )
+    assert out.strip() == "frozen: True"
