@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from binglide.cli.main import run
+from binglide.cli import run
 
 if __name__ == "__main__":
     run()

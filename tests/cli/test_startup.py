@@ -88,3 +88,49 @@ def test_the_command_freezes_its_objects_before_it_exits(tmp_path: Path) -> None
         cwd=tmp_path,
     )
     assert out.strip() == "frozen: True"
+
+
+def test_the_entry_point_loads_the_command_without_collecting(tmp_path: Path) -> None:
+    # Collections that start while binglide.cli.main is still being imported
+    # (in sys.modules, its `run` not yet defined) walk objects that live
+    # until the exit.
+    sample = _sample(tmp_path)
+    out = _run(
+        "import atexit, gc, sys\n"
+        "during = []\n"
+        "def watch(phase, info):\n"
+        "    module = sys.modules.get('binglide.cli.main')\n"
+        "    if phase == 'start' and module is not None and not hasattr(module, 'run'):\n"
+        "        during.append(info['generation'])\n"
+        "gc.callbacks.append(watch)\n"
+        "import binglide.cli\n"
+        "atexit.register(lambda: print('collections while loading:', len(during)))\n"
+        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
+        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
+        "binglide.cli.run()\n",
+        cwd=tmp_path,
+    )
+    assert out.strip() == "collections while loading: 0"
+
+
+def test_the_command_runs_with_the_collector_on_and_what_was_loaded_frozen(
+    tmp_path: Path,
+) -> None:
+    # A long run makes garbage: the collector must be back on once loading is done.
+    sample = _sample(tmp_path)
+    out = _run(
+        "import atexit, gc, sys\n"
+        "import binglide.cli, binglide.cli.main as command\n"
+        "seen = []\n"
+        "original = command.main\n"
+        "def main(argv=None):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 0))\n"
+        "    return original(argv)\n"
+        "command.main = main\n"
+        "atexit.register(lambda: print(seen))\n"
+        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
+        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
+        "binglide.cli.run()\n",
+        cwd=tmp_path,
+    )
+    assert out.strip() == "[(True, True)]"
