@@ -11,6 +11,16 @@ machine's load moves every figure alike:
 - ``python -c pass`` and ``python -c "import numpy"``: the floor every Python
   program pays, and what numpy alone costs.
 
+Every process runs with a bytecode cache, as installed programs do (``pip
+install`` compiles every module it installs): the first, untimed, run of
+each command writes it under a temporary ``PYTHONPYCACHEPREFIX``, so the
+source tree is left alone even when the package is installed in editable
+mode, and ``PYTHONDONTWRITEBYTECODE`` in the environment is ignored. One more
+line, ``PYTHONDONTWRITEBYTECODE=1``, times the command as the environment's
+own bytecode (no prefix, nothing written) leaves it: with an editable install
+whose source tree holds no ``__pycache__``, every module of the package is
+compiled on every run, which earlier figures in bench/RESULTS.md included.
+
 Run::
 
     python bench/startup.py [--repeat 20] [--file /bin/ls]
@@ -27,6 +37,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -34,10 +45,10 @@ from pathlib import Path
 BINGLIDE = Path(sys.executable).with_name("binglide")
 
 
-def wall(argv: list[str]) -> float:
+def wall(argv: list[str], env: dict[str, str]) -> float:
     """Run `argv` to its end (output discarded) and return its wall time in seconds."""
     start = time.perf_counter()
-    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     return time.perf_counter() - start
 
 
@@ -47,23 +58,35 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--file", default="/bin/ls")
     args = parser.parse_args(argv)
     ent = shutil.which("ent")
+    stats = [str(BINGLIDE), "stats", args.file]
     commands = {
-        "binglide stats FILE": [str(BINGLIDE), "stats", args.file],
+        "binglide stats FILE": stats,
         "ent FILE": [ent, args.file] if ent else None,
         "python -c 'import binglide'": [sys.executable, "-c", "import binglide"],
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+        "  PYTHONDONTWRITEBYTECODE=1": stats,
     }
-    runs: dict[str, list[float]] = {name: [] for name, cmd in commands.items() if cmd}
-    for cmd in commands.values():  # warm the page cache and numba's disk cache
-        if cmd:
-            wall(cmd)
-    for _ in range(args.repeat):
+    with tempfile.TemporaryDirectory(prefix="binglide-bench-pyc-") as pycache:
+        cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+        cached["PYTHONPYCACHEPREFIX"] = pycache
+        uncached = {k: v for k, v in os.environ.items() if k != "PYTHONPYCACHEPREFIX"}
+        uncached["PYTHONDONTWRITEBYTECODE"] = "1"
+        envs = {name: uncached if "BYTECODE" in name else cached for name in commands}
+        runs: dict[str, list[float]] = {name: [] for name, cmd in commands.items() if cmd}
+        # Warm the page cache, write the bytecode, and numba's disk cache.
         for name, cmd in commands.items():
             if cmd:
-                runs[name].append(wall(cmd))
+                wall(cmd, envs[name])
+        for _ in range(args.repeat):
+            for name, cmd in commands.items():
+                if cmd:
+                    runs[name].append(wall(cmd, envs[name]))
     size = os.path.getsize(args.file)
     print(f"whole processes, median of {args.repeat} interleaved runs ({args.file}: {size} B)")
+    print(
+        "bytecode cached, as an installed package's is (but on the PYTHONDONTWRITEBYTECODE line)"
+    )
     print(f"{'':32} {'median s':>9} {'min s':>7} {'max s':>7}")
     med = {}
     for name, times in runs.items():
