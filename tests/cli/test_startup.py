@@ -7,6 +7,7 @@ or how it ended. No timing is asserted: bench/startup.py measures.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -134,3 +135,27 @@ def test_the_command_runs_with_the_collector_on_and_what_was_loaded_frozen(
         cwd=tmp_path,
     )
     assert out.strip() == "[(True, True)]"
+
+
+def test_the_command_gives_blas_one_thread_unless_the_environment_chose(tmp_path: Path) -> None:
+    # OpenBLAS starts a thread per core as numpy loads; binglide does no BLAS
+    # work. A count the user chose is theirs.
+    sample = _sample(tmp_path)
+    code = (
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: print(os.environ.get('OPENBLAS_NUM_THREADS')))\n"
+        "import binglide.cli\n"
+        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
+        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
+        "binglide.cli.run()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "1"
+    chosen = {**env, "OMP_NUM_THREADS": "2"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=chosen, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.strip() == "None"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gc
+import os
 from typing import NoReturn
 
 __all__ = ("run",)
+
+#: What OpenBLAS reads for its number of threads, in its order.
+_BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "GOTO_NUM_THREADS", "OMP_NUM_THREADS")
 
 
 def run() -> NoReturn:
@@ -17,7 +21,14 @@ def run() -> NoReturn:
     of thousands of objects (numpy's, the runtime's classes) that live until
     the exit; the collections their allocations set off on the way walk them
     again and again, and can free next to nothing.
+
+    And unless the environment says otherwise, numpy's BLAS gets one thread:
+    binglide does no BLAS work (its one dot product is on integers, which
+    numpy computes without BLAS), and OpenBLAS, in numpy's wheels, starts a
+    thread per core as numpy loads, each spinning for a while.
     """
+    if not any(os.environ.get(name) for name in _BLAS_THREADS):
+        os.environ["OPENBLAS_NUM_THREADS"] = "1"
     gc.disable()
     try:
         from binglide.cli.main import run as run_command
