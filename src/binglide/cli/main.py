@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import io
 import logging
@@ -63,7 +64,7 @@ from binglide.cli.usage import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from anyio.abc import TaskStatus
 
@@ -83,10 +84,8 @@ def _range(text: str) -> tuple[int | None, int | None]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _add_analysis(sub: Any, analysis: Analysis, *, options: bool) -> None:
+def _add_analysis(sub: Any, analysis: Analysis) -> None:
     p = sub.add_parser(analysis.name, help=analysis.summary, description=analysis.summary + ".")
-    if not options:
-        return
     if analysis.sources == 1:
         p.add_argument(
             "files",
@@ -164,26 +163,16 @@ def _add_analysis(sub: Any, analysis: Analysis, *, options: bool) -> None:
     p.set_defaults(analysis=analysis)
 
 
-def _command_word(argv: Sequence[str] | None) -> str | None:
-    """Return the sub-command `argv` names, or None (no argv, no command: ``--help``)."""
-    if argv is None:
-        return None
-    # The command's own options (--version, --help) take no value: the first
-    # word that is not an option is the sub-command.
-    return next((word for word in argv if not word.startswith("-")), None)
-
-
 def build_parser(argv: Sequence[str] | None = None) -> Parser:
     """Return the parser of the whole command.
 
     Args:
-        argv: the arguments it will parse. Every sub-command is listed, but
-            only the one `argv` names gets its options (and imports its
-            modules: the deployment's, the viewer's); without `argv`, or when
-            it names no sub-command, all of them do. Building every
-            sub-command's options is most of a small run's parsing.
+        argv: the arguments it will parse. When they name a sub-command, the
+            parser has that one only (a parser per sub-command, and their
+            modules, the deployment's and the viewer's, were most of a small
+            run's parsing); without `argv`, or when it names none (``--help``,
+            a mistyped name), it has all of them.
     """
-    command = _command_word(argv)
     parser = Parser(
         prog=PROG,
         description="Analyses of binary files: byte histograms, n-gram plots, entropy"
@@ -193,26 +182,49 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
     )
     parser.add_argument("--version", action="version", version=f"binglide {binglide.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    known = {*ANALYSES, "broker", "worker", "keys", "view", "cache"}
+    # The command's own options (--version, --help) take no value: the first
+    # word that is not an option names the sub-command.
+    command = next((word for word in argv or () if not word.startswith("-")), None)
+    adders: dict[str, Callable[[Any], None]] = {
+        **{name: functools.partial(_add_analysis, analysis=a) for name, a in ANALYSES.items()},
+        "broker": _add_broker,
+        "worker": _add_worker,
+        "keys": _add_keys,
+        "view": _add_view,
+        "cache": _add_cache,
+    }
+    for name, add in adders.items():
+        if command not in adders or command == name:
+            add(sub)
+    return parser
 
-    def wanted(name: str) -> bool:
-        return command not in known or command == name
 
-    for analysis in ANALYSES.values():
-        _add_analysis(sub, analysis, options=wanted(analysis.name))
+def _add_broker(sub: Any) -> None:
+    from binglide.cli import deploy
 
     broker = sub.add_parser("broker", help="run a broker on a ZeroMQ address")
-    worker = sub.add_parser("worker", help="serve services to a broker")
-    keys = sub.add_parser("keys", help="write CURVE keys for a broker and its peers")
-    if wanted("broker") or wanted("worker") or wanted("keys"):
-        from binglide.cli import deploy
+    deploy.add_broker_arguments(broker)
+    broker.set_defaults(run=deploy.run_broker_command)
 
-        deploy.add_broker_arguments(broker)
-        broker.set_defaults(run=deploy.run_broker_command)
-        deploy.add_worker_arguments(worker)
-        worker.set_defaults(run=deploy.run_worker_command)
-        deploy.add_keys_arguments(keys)
-        keys.set_defaults(run=deploy.run_keys_command)
+
+def _add_worker(sub: Any) -> None:
+    from binglide.cli import deploy
+
+    worker = sub.add_parser("worker", help="serve services to a broker")
+    deploy.add_worker_arguments(worker)
+    worker.set_defaults(run=deploy.run_worker_command)
+
+
+def _add_keys(sub: Any) -> None:
+    from binglide.cli import deploy
+
+    keys = sub.add_parser("keys", help="write CURVE keys for a broker and its peers")
+    deploy.add_keys_arguments(keys)
+    keys.set_defaults(run=deploy.run_keys_command)
+
+
+def _add_view(sub: Any) -> None:
+    from binglide.cli import view
 
     viewer = sub.add_parser(
         "view",
@@ -221,12 +233,11 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         " the bigram, trigram, byte histogram, entropy profile, ent statistics and a hex dump,"
         " each refining live (docs/viewer.md).",
     )
-    if wanted("view"):
-        from binglide.cli import view
+    view.add_arguments(viewer)
+    viewer.set_defaults(run=view.run)
 
-        view.add_arguments(viewer)
-        viewer.set_defaults(run=view.run)
 
+def _add_cache(sub: Any) -> None:
     cache = sub.add_parser(
         "cache",
         help="show or clear the chunk cache",
@@ -240,7 +251,6 @@ def build_parser(argv: Sequence[str] | None = None) -> Parser:
         help="the cache directory (default: $BINGLIDE_CACHE_DIR or the user cache directory)",
     )
     cache.set_defaults(run=_run_cache)
-    return parser
 
 
 def _max_size() -> tuple[int, str]:
