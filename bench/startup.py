@@ -23,7 +23,7 @@ compiled on every run, which earlier figures in bench/RESULTS.md included.
 
 Run::
 
-    python bench/startup.py [--repeat 20] [--file /bin/ls]
+    python bench/startup.py [--repeat 20] [--file /bin/ls] [--binglide SCRIPT]
 
 The last lines compare the figures with issue 13's targets (the command at
 most 0.3 s, the import at most 0.15 s).
@@ -56,9 +56,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--file", default="/bin/ls")
+    parser.add_argument(
+        "--binglide",
+        default=str(BINGLIDE),
+        metavar="SCRIPT",
+        help="the binglide script to time (default: the one next to this interpreter;"
+        " another commit's, for a before-and-after)",
+    )
     args = parser.parse_args(argv)
     ent = shutil.which("ent")
-    stats = [str(BINGLIDE), "stats", args.file]
+    stats = [args.binglide, "stats", args.file]
     commands = {
         "binglide stats FILE": stats,
         "ent FILE": [ent, args.file] if ent else None,
