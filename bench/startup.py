@@ -23,7 +23,7 @@ compiled on every run, which earlier figures in bench/RESULTS.md included.
 
 Run::
 
-    python bench/startup.py [--repeat 20] [--file /bin/ls] [--binglide SCRIPT]
+    python bench/startup.py [--repeat 20] [--file /bin/ls] [--binglide SCRIPT] [--baseline SCRIPT]
 
 The last lines compare the figures with issue 13's targets (the command at
 most 0.3 s, the import at most 0.15 s).
@@ -60,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         "--binglide",
         default=str(BINGLIDE),
         metavar="SCRIPT",
-        help="the binglide script to time (default: the one next to this interpreter;"
-        " another commit's, for a before-and-after)",
+        help="the binglide script to time (default: the one next to this interpreter)",
+    )
+    parser.add_argument(
+        "--baseline",
+        metavar="SCRIPT",
+        help="another commit's binglide script, timed in the same runs (interleaved), with"
+        " the ratio of the two",
     )
     args = parser.parse_args(argv)
     ent = shutil.which("ent")
@@ -73,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
         "  PYTHONDONTWRITEBYTECODE=1": stats,
+        "baseline: binglide stats FILE": (
+            [args.baseline, "stats", args.file] if args.baseline else None
+        ),
     }
     with tempfile.TemporaryDirectory(prefix="binglide-bench-pyc-") as pycache:
         cached = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
@@ -102,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     command, imported = med["binglide stats FILE"], med["python -c 'import binglide'"]
     if "ent FILE" in med:
         print(f"binglide stats / ent: x{command / med['ent FILE']:.1f}")
+    if args.baseline:
+        baseline = med["baseline: binglide stats FILE"]
+        print(f"binglide stats / baseline ({args.baseline}): x{command / baseline:.2f}")
     print("targets (issue 13):")
     for what, value, goal in (
         ("binglide stats FILE, s", command, 0.3),
