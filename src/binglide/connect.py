@@ -251,7 +251,7 @@ SOURCE_WORKERS = 2
 
 
 def _file_server(serve_files: bool | FileServer) -> FileServer | None:
-    if serve_files is False:
+    if not serve_files:
         return None  # the usual case: no need to load the file server's module
     from .services.files import FileServer
 
