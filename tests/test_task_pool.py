@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
+
 import anyio
 import pytest
 
@@ -92,3 +95,91 @@ async def test_a_closed_pool_takes_no_task() -> None:
     with pytest.raises(RuntimeError, match="not open"):
         pool.start_soon(lambda: coro)
     coro.close()
+
+
+async def test_calls_one_after_another_reuse_one_task() -> None:
+    tasks: list[asyncio.Task[object] | None] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            for _ in range(3):
+                ran = anyio.Event()
+
+                async def record(ran: anyio.Event = ran) -> None:
+                    tasks.append(asyncio.current_task())
+                    ran.set()
+
+                pool.start_soon(record)
+                await ran.wait()
+                await anyio.wait_all_tasks_blocked()
+    assert tasks[0] is not None
+    assert tasks == [tasks[0]] * 3
+
+
+async def test_a_context_variable_a_call_sets_is_not_seen_by_the_next() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="fresh")
+    seen: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            for value in ("first", "second"):
+                ran = anyio.Event()
+
+                async def call(value: str = value, ran: anyio.Event = ran) -> None:
+                    seen.append(var.get())
+                    var.set(value)
+                    ran.set()
+
+                pool.start_soon(call)
+                await ran.wait()
+                await anyio.wait_all_tasks_blocked()
+    assert seen == ["fresh", "fresh"]
+
+
+async def test_a_call_after_one_cancelled_by_its_own_scope_is_not_cancelled() -> None:
+    outcomes: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            first = anyio.Event()
+
+            async def cancelled() -> None:
+                with anyio.CancelScope() as scope:
+                    scope.cancel()
+                    await anyio.sleep_forever()
+                outcomes.append("cancelled inside")
+                first.set()
+
+            pool.start_soon(cancelled)
+            await first.wait()
+            await anyio.wait_all_tasks_blocked()
+            second = anyio.Event()
+
+            async def checkpoints() -> None:
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()
+                outcomes.append("ran through")
+                second.set()
+
+            pool.start_soon(checkpoints)
+            await second.wait()
+    assert outcomes == ["cancelled inside", "ran through"]
+
+
+async def test_a_call_handed_to_a_runner_cancelled_before_it_woke_still_runs() -> None:
+    ran = anyio.Event()
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def nothing() -> None:
+                pass
+
+            pool.start_soon(nothing)
+            await anyio.wait_all_tasks_blocked()
+            [runner] = pool._runners  # waiting for its next call
+
+            async def call() -> None:
+                ran.set()
+
+            pool.start_soon(call)  # handed to the runner, which has not woken yet
+            runner.cancel()
+            await ran.wait()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0

@@ -13,11 +13,13 @@ module, the runtime asks asyncio directly:
   look the backend up at every construction (sniffio, the current task),
   about as long as the rest of what a request does with them; these make
   the asyncio backend's own classes directly, as ``anyio`` itself would.
-- `TaskPool`: a task per request at asyncio's price. anyio's ``start_soon``
-  costs about 25 µs more per task than ``asyncio.create_task`` here (wrapping,
-  task state, the task group's bookkeeping), more than the rest of an
-  in-process round trip. Tasks still live in a scope: they end before the
-  pool does, and an error in one cancels the pool's body and is raised.
+- `TaskPool`: a task per request at less than asyncio's price. anyio's
+  ``start_soon`` costs about 25 µs more per task than ``asyncio.create_task``
+  here (wrapping, task state, the task group's bookkeeping), more than the
+  rest of an in-process round trip; the pool hands each call to a waiting
+  asyncio task it keeps (a runner), cheaper again. Calls still live in a
+  scope: they end before the pool does, and an error in one cancels the
+  pool's body and is raised.
 - `EdgeWatcher`: watch an edge-triggered file descriptor (ZeroMQ's) through
   one reader callback on the loop, which delivers what arrived at once (no
   task to wake) or wakes a waiting task's future, instead of pyzmq's
@@ -27,6 +29,7 @@ module, the runtime asks asyncio directly:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVarTuple, Unpack
 
@@ -84,50 +87,103 @@ def new_cancel_scope() -> anyio.CancelScope:
 
 
 class TaskPool(anyio.AsyncContextManagerMixin):
-    """Run short tasks as bare asyncio tasks, inside a scope like a task group's.
+    """Run short tasks on reused asyncio tasks, inside a scope like a task group's.
 
     Use it as ``async with TaskPool() as pool:`` and ``pool.start_soon(fn,
     *args)``. On exit, the tasks still running are cancelled and waited for
     (shielded). If a task raises (anything but its cancellation), the body of
     the ``async with`` is cancelled and the error is raised on exit, as a task
     group would, without the exception group.
+
+    Each call runs on a *runner*: an asyncio task that, once its call ends,
+    waits for the next one instead of ending. Making a task, and anyio's
+    first cancel scope in it, costs more than handing a call to a waiting
+    runner (bench/RESULTS.md, issue 13). Calls on one runner stay apart: a
+    runner whose call left anything behind (a context variable set, a
+    cancellation still counted on the task) ends instead of taking another
+    call, so every call starts as a fresh task would (same context, nothing
+    pending).
     """
 
     def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._runners: set[asyncio.Task[None]] = set()
+        #: The waiting runners' futures, the latest waiting last: a call is
+        #: handed over by setting one's result.
+        self._idle: list[asyncio.Future[Coroutine[Any, Any, None]]] = []
+        self._busy = 0
         self._error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
         self._open = False
 
     def __len__(self) -> int:
-        return len(self._tasks)
+        """The calls running (waiting runners do not count)."""
+        return self._busy
 
     def start_soon(
         self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, None]], *args: *Ts
     ) -> None:
-        """Start ``fn(*args)`` as a task of this pool.
+        """Run ``fn(*args)`` on a runner of this pool (a waiting one, or a new one).
 
         Raises:
             RuntimeError: the pool is not open (outside its ``async with``).
         """
         if not self._open:
             raise RuntimeError("this task pool is not open")
-        self._tasks.add(asyncio.get_running_loop().create_task(self._guard(fn(*args))))
+        self._hand(fn(*args))
 
-    async def _guard(self, coro: Coroutine[Any, Any, None]) -> None:
-        # The task's own end does the bookkeeping (a done callback would cost
-        # the loop one more callback a task).
+    def _hand(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._busy += 1
+        idle = self._idle
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():  # else its runner was cancelled while it waited
+                waiter.set_result(coro)
+                return
+        self._runners.add(asyncio.get_running_loop().create_task(self._run(coro)))
+
+    def _rehand(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Hand `coro` to another runner (its own was cancelled), or close it if the pool is."""
+        if self._open:
+            self._hand(coro)
+        else:
+            coro.close()
+
+    async def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        # The context every call starts in (copying it is O(1)).
+        fresh = contextvars.copy_context()
         try:
-            await coro
-        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-            raise  # cancelled: not an error; the loop's own exits go through
-        except BaseException as error:
-            if self._error is None:
-                self._error = error
-                if self._scope is not None:
-                    self._scope.cancel()
+            while True:
+                try:
+                    await coro
+                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                    raise  # cancelled: not an error; the loop's own exits go through
+                except BaseException as error:
+                    if self._error is None:
+                        self._error = error
+                        if self._scope is not None:
+                            self._scope.cancel()
+                    return
+                finally:
+                    self._busy -= 1
+                if not self._open or me.cancelling() or _changed(fresh):
+                    return  # the next call gets a fresh task
+                waiter: asyncio.Future[Coroutine[Any, Any, None]] = (
+                    asyncio.get_running_loop().create_future()
+                )
+                self._idle.append(waiter)
+                try:
+                    coro = await waiter
+                except asyncio.CancelledError:
+                    if waiter.done() and not waiter.cancelled():
+                        # A call was handed over just before the cancellation
+                        # came: it is not this runner's to lose.
+                        self._busy -= 1
+                        self._rehand(waiter.result())
+                    raise
         finally:
-            self._tasks.discard(asyncio.current_task())
+            self._runners.discard(me)
 
     @asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[TaskPool]:
@@ -137,13 +193,24 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                 yield self
         finally:
             self._open = False
-            for task in self._tasks:
+            for task in self._runners:
                 task.cancel()
             with anyio.CancelScope(shield=True):
-                while self._tasks:
-                    await asyncio.wait(set(self._tasks))
+                while self._runners:
+                    await asyncio.wait(set(self._runners))
         if self._error is not None:
             raise self._error
+
+
+def _changed(fresh: contextvars.Context) -> bool:
+    """Whether the current context differs from `fresh` (a call set a variable)."""
+    now = contextvars.copy_context()
+    if len(now) != len(fresh):
+        return True
+    return any(now.get(var, _MISSING) is not value for var, value in fresh.items())
+
+
+_MISSING = object()
 
 
 class EdgeWatcher:
