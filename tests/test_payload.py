@@ -114,3 +114,62 @@ def test_the_in_process_shortcut_is_taken_when_it_is_exact() -> None:
     frames = encode_report(binglide.Report(np.ones(2), meta=meta))
     meta["a"] = 2
     assert decode_report(frames, final=True).meta == {"a": 1}
+
+
+_dtypes = st.sampled_from(
+    ["<u1", ">i4", "<f8", "<c16", "|b1", "<U3", "|S2", "<M8[ns]", "|V4", "<f2", ">u8"]
+)
+_shapes = st.lists(st.integers(0, 3), max_size=3)
+_arrays = st.builds(lambda dtype, shape: np.zeros(shape, dtype=dtype), _dtypes, _shapes)
+
+
+@given(
+    data=st.none() | _arrays | st.dictionaries(st.text() | st.integers(), _arrays, max_size=3),
+    completion=st.floats(0.0, 1.0) | st.sampled_from([0, 1, True]),
+    precision=st.floats(allow_nan=False, allow_infinity=False) | st.integers(-5, 5),
+    meta=st.dictionaries(st.text(), json_values, max_size=4),
+)
+def test_report_headers_are_canonical_json(
+    data: Any, completion: float, precision: float, meta: dict[str, Any]
+) -> None:
+    # Written by hand for speed: the bytes must be those json.dumps gives.
+    report = binglide.Report(data, completion=completion, precision=precision, meta=meta)
+    arrays: list[np.ndarray[Any, Any]]
+    if data is None:
+        kind, keys, arrays = "none", [], []
+    elif isinstance(data, dict):
+        kind, keys, arrays = "mapping", list(data), list(data.values())
+    else:
+        kind, keys, arrays = "array", [], [data]
+    expected = {
+        "v": 1,
+        "completion": report.completion,
+        "precision": report.precision,
+        "meta": meta,
+        "data": kind,
+        "keys": keys,
+        # (ascontiguousarray makes a 0-d array 1-d, as the frames do)
+        "arrays": [
+            {"dtype": a.dtype.str, "shape": list(np.ascontiguousarray(a).shape)} for a in arrays
+        ],
+    }
+    head = encode_report(report)[0]
+    assert head == json.dumps(expected, separators=(",", ":"), sort_keys=True).encode()
+
+
+@pytest.mark.parametrize("precision", [float("nan"), float("inf"), -float("inf")])
+def test_a_report_whose_precision_is_not_finite_is_refused(precision: float) -> None:
+    with pytest.raises(TypeError, match="not JSON-able"):
+        encode_report(binglide.Report(np.ones(2), precision=precision))
+
+
+@given(st.lists(_arrays, max_size=3), st.dictionaries(st.text(), json_values, max_size=3))
+def test_bodies_with_arrays_are_canonical_json(
+    arrays: list[np.ndarray[Any, Any]], body: dict[str, Any]
+) -> None:
+    head = encode_body(body, arrays)[0]
+    specs = [{"dtype": a.dtype.str, "shape": list(np.ascontiguousarray(a).shape)} for a in arrays]
+    expected = json.dumps(
+        {"v": 1, "body": body, "arrays": specs}, separators=(",", ":"), sort_keys=True
+    )
+    assert head == expected.encode()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import json.encoder
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -88,12 +89,34 @@ def _dump(obj: Any) -> bytes:
         TypeError: something in `obj` is not JSON-able.
         ValueError: a float is not finite, or `obj` refers to itself.
     """
+    return _dump_str(obj).encode()
+
+
+def _dump_str(obj: Any) -> str:
+    """`_dump`, as text."""
     try:
         if _encoder is not None:
-            return "".join(_encoder(obj, 0)).encode()
-        return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
+            return "".join(_encoder(obj, 0))
+        return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False)
     except RecursionError as exc:
         raise ValueError("the value refers to itself (or nests too deep)") from exc
+
+
+# The headers binglide itself lays out are written here by hand, as `_dump`
+# would write them (keys in sorted order): the C encoder costs about 2,000
+# instructions per value it writes, several times what the whole rest of a
+# header costs (bench/RESULTS.md, issue 13). Only what a caller gave (a
+# body, a report's meta, a mapping's keys) goes through the encoder.
+_quote = json.encoder.encode_basestring_ascii
+
+
+def _specs_json(specs: Sequence[Mapping[str, Any]]) -> str:
+    """`_dump_str` of array specs (``{"dtype": str, "shape": [int, ...]}`` each)."""
+    parts = []
+    for spec in specs:
+        shape = ",".join(map(str, spec["shape"]))
+        parts.append(f'{{"dtype":{_quote(spec["dtype"])},"shape":[{shape}]}}')
+    return "[" + ",".join(parts) + "]"
 
 
 @functools.lru_cache(maxsize=64)
@@ -177,9 +200,11 @@ def encode_body(
     """
     specs, frames, _ = _array_frames(arrays)
     try:
-        head = _dump({"v": _VERSION, "body": body, "arrays": specs})
+        # _dump({"v": _VERSION, "body": body, "arrays": specs}), by hand.
+        body_json = "null" if body is None else _dump_str(body)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the request body is not JSON-able: {exc}") from exc
+    head = f'{{"arrays":{_specs_json(specs)},"body":{body_json},"v":{_VERSION}}}'.encode()
     return (head, *frames)
 
 
@@ -206,17 +231,8 @@ def encode_report(report: Report) -> ReportFrames:
         kind, arrays = "array", [np.asarray(data)]
     specs, frames, contiguous = _array_frames(arrays)
     meta = report.meta
-    header = {
-        "v": _VERSION,
-        "completion": report.completion,
-        "precision": report.precision,
-        "meta": meta,
-        "data": kind,
-        "keys": keys,
-        "arrays": specs,
-    }
     try:
-        head = _dump(header)
+        head = _report_header(report.completion, report.precision, meta, kind, keys, specs)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"report meta is not JSON-able: {exc}") from exc
     encoded = ReportFrames((head, *frames))
@@ -230,6 +246,44 @@ def encode_report(report: Report) -> ReportFrames:
             decoded = dict(zip(keys, contiguous, strict=True))
         encoded.decoded = (decoded, report.completion, report.precision, dict(meta))
     return encoded
+
+
+def _report_header(
+    completion: float,
+    precision: float,
+    meta: Mapping[str, Any],
+    kind: str,
+    keys: list[Any],
+    specs: list[dict[str, Any]],
+) -> bytes:
+    """The header of a report: `_dump` of its fields, written by hand where it can be.
+
+    Raises:
+        TypeError: something in `meta` or `keys` is not JSON-able.
+        ValueError: a float is not finite, or `meta` refers to itself.
+    """
+    if (
+        type(completion) is not float
+        or type(precision) is not float
+        or not (math.isfinite(completion) and math.isfinite(precision))
+    ):
+        # What the encoder says of it (a non-finite float is refused).
+        return _dump(
+            {
+                "v": _VERSION,
+                "completion": completion,
+                "precision": precision,
+                "meta": meta,
+                "data": kind,
+                "keys": keys,
+                "arrays": specs,
+            }
+        )
+    return (
+        f'{{"arrays":{_specs_json(specs)},"completion":{completion!r},"data":{_quote(kind)},'
+        f'"keys":{_dump_str(keys) if keys else "[]"},"meta":{_dump_str(meta) if meta else "{}"},'
+        f'"precision":{precision!r},"v":{_VERSION}}}'
+    ).encode()
 
 
 def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
