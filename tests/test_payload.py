@@ -173,3 +173,33 @@ def test_bodies_with_arrays_are_canonical_json(
         {"v": 1, "body": body, "arrays": specs}, separators=(",", ":"), sort_keys=True
     )
     assert head == expected.encode()
+
+
+@pytest.mark.parametrize(
+    ("head", "ok"),
+    [
+        (b'{"arrays":[],"body":{"n":1},"v":1}', True),
+        (b' \n{"v":1,"body":{"n":1}} \t', True),  # whitespace json.loads allows
+        (b'{"v":1,"body":{"n":1}}x', False),  # trailing garbage
+        (b'{"v":1,"body":{"n":1}}{}', False),  # two values
+        (b'{"v":1,"body":{"n":1}', False),  # cut short
+        (b"", False),
+        (b"  ", False),
+        (b"[" * 100_000, False),  # nested too deep
+    ],
+)
+def test_a_body_header_is_read_as_json_loads_reads_it(head: bytes, ok: bool) -> None:
+    # The header is read by the JSON scanner alone when it can be: exactly
+    # what json.loads accepts is accepted.
+    if ok:
+        assert decode_body([head]) == ({"n": 1}, ())
+    else:
+        with pytest.raises(binglide.errors.RemoteProtocolError, match="not JSON"):
+            decode_body([head])
+
+
+def test_a_body_whose_array_specs_are_not_a_list_is_refused() -> None:
+    for specs in ("{}", "0", '""', "null"):
+        head = b'{"arrays":%s,"body":null,"v":1}' % specs.encode()
+        with pytest.raises(binglide.errors.RemoteProtocolError):
+            decode_body([head])

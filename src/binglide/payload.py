@@ -29,6 +29,8 @@ from .errors import RemoteProtocolError
 from .report import Data, Report
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .core import Frame
 
 __all__ = (
@@ -79,7 +81,12 @@ else:
         False,
         False,
     )
-_decode = json.JSONDecoder().decode
+_decoder = json.JSONDecoder()
+_decode = _decoder.decode
+# The scanner `_decode` runs, called directly: `_decode` is a Python method
+# around it that also skips whitespace with two regex matches; a header
+# binglide wrote has none, so the scanner alone reads all of it.
+_scan: Callable[[str, int], tuple[Any, int]] = _decoder.scan_once  # type: ignore[attr-defined]
 
 
 def _dump(obj: Any) -> bytes:
@@ -162,7 +169,13 @@ def _header(frames: Sequence[Frame]) -> dict[str, Any]:
     if not frames:
         raise RemoteProtocolError("the payload is empty: it needs a header frame")
     try:
-        header = _decode(bytes(frames[0]).decode())
+        text = bytes(frames[0]).decode()
+        try:
+            header, end = _scan(text, 0)
+        except StopIteration:  # not a value at 0: whitespace first, or not JSON
+            end = -1
+        if end != len(text):
+            header = _decode(text)  # what json.loads accepts, or its error
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise RemoteProtocolError("the payload header is not JSON") from exc
     if not isinstance(header, dict) or header.get("v") != _VERSION:
@@ -215,7 +228,10 @@ def decode_body(frames: Sequence[Frame]) -> tuple[Any, tuple[np.ndarray[Any, Any
         RemoteProtocolError: the frames are not a binglide body.
     """
     header = _header(frames)
-    return header.get("body"), _arrays(header.get("arrays", []), frames[1:])
+    specs = header.get("arrays", [])
+    if type(specs) is list and not specs and len(frames) == 1:
+        return header.get("body"), ()  # no arrays: the usual body
+    return header.get("body"), _arrays(specs, frames[1:])
 
 
 def encode_report(report: Report) -> ReportFrames:
