@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 import attrs
 
-from ._aio import new_event
+from ._aio import Waiters
 from .report import Report
 
 if TYPE_CHECKING:
@@ -82,7 +82,7 @@ class CallState:
         #: The latest report (what a FINAL that repeats it stands for).
         self.last: Report | None = None
         self.iterating = False
-        self._changed: anyio.Event | None = None
+        self._changed: Waiters | None = None  # made at the first wait
 
     @property
     def done(self) -> bool:
@@ -119,23 +119,22 @@ class CallState:
 
     async def wait_change(self) -> None:
         """Wait for the next report or the end (telling the wait hooks, if any)."""
-        if self._changed is None:
-            self._changed = new_event()
-        event = self._changed
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = Waiters()
         if self._on_wait is None:
-            await event.wait()
+            await changed.wait()
             return
         enter, leave = self._on_wait
         enter()
         try:
-            await event.wait()
+            await changed.wait()
         finally:
             leave()
 
     def _notify(self) -> None:
         if self._changed is not None:
-            self._changed.set()
-            self._changed = None
+            self._changed.notify()
 
 
 class _Chaining(Awaitable[Any]):
