@@ -211,13 +211,17 @@ def encode_body(
     Raises:
         TypeError: the body is not JSON-able, or an array has an object dtype.
     """
-    specs, frames, _ = _array_frames(arrays)
+    if len(arrays):
+        specs, frames, _ = _array_frames(arrays)
+        specs_json = _specs_json(specs)
+    else:
+        specs_json, frames = "[]", []  # the usual body: no arrays
     try:
         # _dump({"v": _VERSION, "body": body, "arrays": specs}), by hand.
         body_json = "null" if body is None else _dump_str(body)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the request body is not JSON-able: {exc}") from exc
-    head = f'{{"arrays":{_specs_json(specs)},"body":{body_json},"v":{_VERSION}}}'.encode()
+    head = f'{{"arrays":{specs_json},"body":{body_json},"v":{_VERSION}}}'.encode()
     return (head, *frames)
 
 
