@@ -203,3 +203,26 @@ def test_a_body_whose_array_specs_are_not_a_list_is_refused() -> None:
         head = b'{"arrays":%s,"body":null,"v":1}' % specs.encode()
         with pytest.raises(binglide.errors.RemoteProtocolError):
             decode_body([head])
+
+
+@given(st.lists(_arrays, min_size=1, max_size=3), st.integers(0, 2**32 - 1))
+def test_arrays_of_every_dtype_arrive_as_they_left(
+    arrays: list[np.ndarray[Any, Any]], seed: int
+) -> None:
+    # Their bytes travel as views (a memoryview cast to bytes, or a uint8 view
+    # for the dtypes the buffer protocol cannot express, such as datetime64).
+    rng = np.random.default_rng(seed)
+    filled = [
+        rng.integers(0, 256, a.nbytes, dtype=np.uint8).view(a.dtype).reshape(a.shape)
+        if a.nbytes
+        else a
+        for a in arrays
+    ]
+    frames = tuple(bytes(f) for f in encode_body({"n": 1}, filled))
+    body, got = decode_body(frames)
+    assert body == {"n": 1}
+    assert len(got) == len(filled)
+    for sent, received in zip(filled, got, strict=True):
+        assert received.dtype == sent.dtype
+        assert received.shape == np.ascontiguousarray(sent).shape
+        assert received.tobytes() == sent.tobytes()

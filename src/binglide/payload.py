@@ -117,13 +117,30 @@ def _dump_str(obj: Any) -> str:
 _quote = json.encoder.encode_basestring_ascii
 
 
-def _specs_json(specs: Sequence[Mapping[str, Any]]) -> str:
-    """`_dump_str` of array specs (``{"dtype": str, "shape": [int, ...]}`` each)."""
-    parts = []
-    for spec in specs:
-        shape = ",".join(map(str, spec["shape"]))
-        parts.append(f'{{"dtype":{_quote(spec["dtype"])},"shape":[{shape}]}}')
-    return "[" + ",".join(parts) + "]"
+#: The start of an array's spec for its dtype, ``{"dtype":"<i8","shape":[``, by dtype
+#: (numpy builds ``dtype.str`` anew at each read). Only built-in dtypes are kept, a
+#: bounded number of them.
+_SPEC_STARTS: dict[np.dtype[Any], str] = {}
+
+
+def _spec_json(array: np.ndarray[Any, Any]) -> str:
+    """`_dump_str` of an array's spec, ``{"dtype": str, "shape": [int, ...]}``."""
+    dtype = array.dtype
+    start = _SPEC_STARTS.get(dtype)
+    if start is None:
+        start = f'{{"dtype":{_quote(dtype.str)},"shape":['
+        if dtype.isbuiltin == 1 and len(_SPEC_STARTS) < 64:
+            _SPEC_STARTS[dtype] = start
+    return start + ",".join(map(str, array.shape)) + "]}"
+
+
+def _byte_view(array: np.ndarray[Any, Any]) -> memoryview:
+    """The bytes of a C-contiguous array, viewed without a copy."""
+    try:
+        return memoryview(array).cast("B")  # type: ignore[arg-type, unused-ignore]
+    except (TypeError, ValueError, NotImplementedError):
+        # A dtype the buffer protocol cannot express (datetime64, say).
+        return array.reshape(-1).view(np.uint8).data
 
 
 @functools.lru_cache(maxsize=64)
@@ -133,19 +150,19 @@ def _dtype(spec: str) -> np.dtype[Any]:
 
 def _array_frames(
     arrays: Sequence[np.ndarray[Any, Any]],
-) -> tuple[list[dict[str, Any]], list[Frame], list[np.ndarray[Any, Any]]]:
-    """Return the specs and frames of `arrays`, and the contiguous arrays they view."""
-    specs: list[dict[str, Any]] = []
+) -> tuple[str, list[Frame], list[np.ndarray[Any, Any]]]:
+    """Return the specs of `arrays` as JSON, their frames, and the contiguous arrays they view."""
+    specs: list[str] = []
     frames: list[Frame] = []
     contiguous = []
     for array in arrays:
         array = np.ascontiguousarray(array)
         if array.dtype.hasobject:
             raise TypeError("object arrays cannot be sent; use numeric dtypes")
-        specs.append({"dtype": array.dtype.str, "shape": list(array.shape)})
-        frames.append(memoryview(array.reshape(-1).view(np.uint8).data) if array.size else b"")
+        specs.append(_spec_json(array))
+        frames.append(_byte_view(array) if array.size else b"")
         contiguous.append(array)
-    return specs, frames, contiguous
+    return "[" + ",".join(specs) + "]", frames, contiguous
 
 
 def _arrays(specs: Any, frames: Sequence[Frame]) -> tuple[np.ndarray[Any, Any], ...]:
@@ -212,8 +229,7 @@ def encode_body(
         TypeError: the body is not JSON-able, or an array has an object dtype.
     """
     if len(arrays):
-        specs, frames, _ = _array_frames(arrays)
-        specs_json = _specs_json(specs)
+        specs_json, frames, _ = _array_frames(arrays)
     else:
         specs_json, frames = "[]", []  # the usual body: no arrays
     try:
@@ -249,14 +265,14 @@ def encode_report(report: Report) -> ReportFrames:
         kind, keys, arrays = "mapping", list(data), [np.asarray(v) for v in data.values()]
     else:
         kind, arrays = "array", [np.asarray(data)]
-    specs, frames, contiguous = _array_frames(arrays)
+    specs_json, frames, contiguous = _array_frames(arrays)
     meta = report.meta
     try:
-        head = _report_header(report.completion, report.precision, meta, kind, keys, specs)
+        head = _report_header(report.completion, report.precision, meta, kind, keys, specs_json)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"report meta is not JSON-able: {exc}") from exc
     encoded = ReportFrames((head, *frames))
-    if _survives_json(meta) and all(type(k) is str for k in keys):
+    if (not meta or _survives_json(meta)) and (not keys or all(type(k) is str for k in keys)):
         decoded: Data
         if kind == "none":
             decoded = None
@@ -274,36 +290,26 @@ def _report_header(
     meta: Mapping[str, Any],
     kind: str,
     keys: list[Any],
-    specs: list[dict[str, Any]],
+    specs_json: str,
 ) -> bytes:
-    """The header of a report: `_dump` of its fields, written by hand where it can be.
+    """The header of a report: what `_dump` makes of its fields, written by hand.
 
     Raises:
         TypeError: something in `meta` or `keys` is not JSON-able.
         ValueError: a float is not finite, or `meta` refers to itself.
     """
-    if (
-        type(completion) is not float
-        or type(precision) is not float
-        or not (math.isfinite(completion) and math.isfinite(precision))
-    ):
-        # What the encoder says of it (a non-finite float is refused).
-        return _dump(
-            {
-                "v": _VERSION,
-                "completion": completion,
-                "precision": precision,
-                "meta": meta,
-                "data": kind,
-                "keys": keys,
-                "arrays": specs,
-            }
-        )
+    if not (math.isfinite(completion) and math.isfinite(precision)):
+        raise ValueError("Out of range float values are not JSON compliant")
     return (
-        f'{{"arrays":{_specs_json(specs)},"completion":{completion!r},"data":{_quote(kind)},'
+        f'{{"arrays":{specs_json},"completion":{_float_json(completion)},"data":"{kind}",'
         f'"keys":{_dump_str(keys) if keys else "[]"},"meta":{_dump_str(meta) if meta else "{}"},'
-        f'"precision":{precision!r},"v":{_VERSION}}}'
+        f'"precision":{_float_json(precision)},"v":{_VERSION}}}'
     ).encode()
+
+
+def _float_json(value: float) -> str:
+    """A finite float as JSON writes it (its repr; 1.0, the usual value, without it)."""
+    return "1.0" if value == 1.0 else repr(float(value))
 
 
 def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
