@@ -183,3 +183,21 @@ async def test_a_call_handed_to_a_runner_cancelled_before_it_woke_still_runs() -
             await ran.wait()
             await anyio.wait_all_tasks_blocked()
             assert len(pool) == 0
+
+
+async def test_after_a_burst_of_calls_only_a_bounded_number_of_runners_wait() -> None:
+    release = anyio.Event()
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def held() -> None:
+                await release.wait()
+
+            for _ in range(200):
+                pool.start_soon(held)
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 200
+            release.set()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0
+            assert 1 <= len(pool._runners) <= 64

@@ -172,7 +172,12 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                     return
                 finally:
                     self._busy -= 1
-                if not self._open or me.cancelling() or _changed(fresh):
+                if (
+                    not self._open
+                    or me.cancelling()
+                    or _changed(fresh)
+                    or len(self._idle) >= _MAX_IDLE_RUNNERS
+                ):
                     return  # the next call gets a fresh task
                 waiter: asyncio.Future[Coroutine[Any, Any, None]] = (
                     asyncio.get_running_loop().create_future()
@@ -205,6 +210,10 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                     await asyncio.wait(set(self._runners))
         if self._error is not None:
             raise self._error
+
+
+#: The most runners a pool keeps waiting (after a burst of calls, the others end).
+_MAX_IDLE_RUNNERS = 64
 
 
 def _changed(fresh: contextvars.Context) -> bool:
