@@ -107,7 +107,7 @@ class TaskPool(anyio.AsyncContextManagerMixin):
     runner whose call left anything behind (a context variable set, a
     cancellation still counted on the task) ends instead of taking another
     call, so every call starts as a fresh task would (same context, nothing
-    pending).
+    pending). At most 64 runners wait; after a burst of calls the others end.
     """
 
     def __init__(self) -> None:
