@@ -150,6 +150,46 @@ async def test_the_overview_shows_the_blocks_where_they_are(sample: Path, tmp_pa
             assert text[1] > text[2]  # about 4 bits: green to yellow
 
 
+async def page_layout(page: Any) -> dict[str, Any]:
+    """The page's width, the maps' widths and cells, and where each hex dump's rows end."""
+    layout: dict[str, Any] = await page.evaluate(
+        """() => ({
+            page: document.documentElement.scrollWidth,
+            window: document.documentElement.clientWidth,
+            maps: [...document.querySelectorAll('canvas.map')].map(
+                c => c.getBoundingClientRect().width),
+            columns: window.binglide.maps.map(m => m.columns),
+            overlays: [...document.querySelectorAll('canvas.map-overlay')].map(
+                c => c.getBoundingClientRect().width),
+            dumps: [...document.querySelectorAll('pre.hexdump')].map(pre => {
+                const box = pre.closest('section.panel').getBoundingClientRect();
+                const rows = [...pre.querySelectorAll('.row')].map(
+                    r => r.querySelector('.chars').getBoundingClientRect().right);
+                return {right: box.right, rows: Math.max(...rows), clipped:
+                    pre.scrollWidth > pre.clientWidth};
+            }),
+        })"""
+    )
+    return layout
+
+
+def assert_fits(layout: dict[str, Any], dumps: int) -> None:
+    """Nothing cut at the window's right edge, every hex dump's rows inside its panel."""
+    # No sideways scrolling.
+    assert layout["page"] <= layout["window"], layout
+    # Every row of every dump, its characters included, inside its panel.
+    assert len(layout["dumps"]) == dumps
+    for dump in layout["dumps"]:
+        assert not dump["clipped"], dump
+        assert dump["rows"] <= dump["right"], dump
+    # Each map's width is its cells', its overlay over the axis and the map.
+    for width, columns, overlay in zip(
+        layout["maps"], layout["columns"], layout["overlays"], strict=True
+    ):
+        assert width == columns * 2
+        assert overlay == 84 + width
+
+
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (1920, 1080)])
 @pytest.mark.parametrize("count", [1, 2, "64 GiB"])
 async def test_the_page_fits_the_window_and_the_hex_dump_its_panel(
@@ -174,28 +214,8 @@ async def test_the_page_fits_the_window_and_the_hex_dump_its_panel(
             else:
                 await settled(page, ".map-panel .indicator")
             await page.wait_for_function("() => document.querySelector('pre.hexdump .row .chars')")
-            layout = await page.evaluate(
-                """() => ({
-                    page: document.documentElement.scrollWidth,
-                    window: document.documentElement.clientWidth,
-                    maps: [...document.querySelectorAll('canvas.map')].map(
-                        c => c.getBoundingClientRect().width),
-                    dumps: [...document.querySelectorAll('pre.hexdump')].map(pre => {
-                        const box = pre.closest('section.panel').getBoundingClientRect();
-                        const rows = [...pre.querySelectorAll('.row')].map(
-                            r => r.querySelector('.chars').getBoundingClientRect().right);
-                        return {right: box.right, rows: Math.max(...rows), clipped:
-                            pre.scrollWidth > pre.clientWidth};
-                    }),
-                })"""
-            )
-            # Nothing is cut at the window's right edge: no sideways scrolling.
-            assert layout["page"] <= layout["window"], layout
-            # Every row of every dump, its characters included, inside its panel.
-            assert len(layout["dumps"]) == len(files)
-            for dump in layout["dumps"]:
-                assert not dump["clipped"], dump
-                assert dump["rows"] <= dump["right"], dump
+            layout = await page_layout(page)
+            assert_fits(layout, len(files))
             # The maps take the room there is: 128 cells across at 1920 pixels,
             # unless the huge file's wider hex dump needs it.
             wide = width >= 1920 and count != "64 GiB"
@@ -592,3 +612,123 @@ async def test_the_bigram_paints_its_estimate_and_exact_answer_at_once_and_refin
     # The exact answer paints at once, however soon after a refinement.
     assert seen["exact"]["painted"] == painted + 3
     assert seen["exact"]["completion"] == "1"
+
+
+async def canvas_digest(page: Any, selector: str, index: int = 0) -> str:
+    """Every pixel of a canvas, as one string to compare (the backing store, not the screen)."""
+    digest: str = await page.evaluate(
+        """([s, i]) => {
+            const c = document.querySelectorAll(s)[i];
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let h = 0, k = 0;
+            for (const v of d) { h = (h * 31 + v) | 0; k += v; }
+            return `${c.width}x${c.height}:${h}:${k}`;
+        }""",
+        [selector, index],
+    )
+    return digest
+
+
+async def overlay_alpha(page: Any, index: int, col: int, row: int) -> int:
+    """The overlay's opacity over bucket cell (col, row) of map `index` (0: clear)."""
+    alpha: int = await page.evaluate(
+        """([i, x, y]) => {
+            const c = document.querySelectorAll('canvas.map-overlay')[i];
+            const r = window.devicePixelRatio || 1;
+            return c.getContext('2d').getImageData(
+                Math.floor((84 + x * 2 + 1) * r), Math.floor((y * 2 + 1) * r), 1, 1).data[3];
+        }""",
+        [index, col, row],
+    )
+    return alpha
+
+
+async def screen_pixel(page: Any, index: int, col: int, row: int) -> list[int]:
+    """What the window shows over bucket cell (col, row) of map `index`: map and overlay."""
+    box = await page.locator("canvas.map").nth(index).bounding_box()
+    shot = decode_png(
+        await page.screenshot(clip={"x": box["x"] + col * 2, "y": box["y"] + row * 2,
+                                    "width": 2, "height": 2})
+    )  # fmt: skip
+    return [int(v) for v in shot[0, 0, :3]]
+
+
+async def test_a_range_change_repaints_the_maps_overlay_only(sample: Path, tmp_path: Path) -> None:
+    # 3 MiB in buckets of 256 bytes, 64 a row: text rows 0-63, zeros 64-127, random 128-191.
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            await settled(page, ".map-panel .indicator")
+            await frames(page)
+            counts = "window.binglide.maps.map(m => [m.paints, m.overlayPaints])"
+            before = await page.evaluate(counts)
+            cells = [await canvas_digest(page, "canvas.map", i) for i in (0, 1)]
+            blue = await screen_pixel(page, 1, 10, 30)
+            assert blue == [55, 126, 184]
+            for lo, hi, inside, outside in [(0, BLOCK, 30, 160), (2 * BLOCK, 3 * BLOCK, 160, 30)]:
+                await page.evaluate(f"window.binglide.setSel({lo}, {hi}, true)")
+                await frames(page)
+                # The region map's cells are as they were, not one repainted ...
+                assert [await canvas_digest(page, "canvas.map", i) for i in (0, 1)] == cells
+                assert [p for p, _ in await page.evaluate(counts)] == [p for p, _ in before]
+                # ... while its overlay dims what is outside the new selection,
+                assert await overlay_alpha(page, 1, 10, inside) == 0
+                assert await overlay_alpha(page, 1, 10, outside) == 128
+                # which the window shows over the map: the cells there at half brightness.
+                shown = await screen_pixel(page, 1, 10, outside)
+                expected = await map_pixel(page, 1, 10, outside)
+                assert all(abs(s - e / 2) <= 2 for s, e in zip(shown, expected, strict=True))
+                assert await screen_pixel(page, 1, 10, inside) == await map_pixel(
+                    page, 1, 10, inside
+                )
+            after = await page.evaluate(counts)
+            # The region map's overlay followed both changes (the whole file's: the cursor).
+            assert after[1][1] >= before[1][1] + 2
+
+
+async def test_the_maps_follow_a_resized_window_keeping_the_state(
+    sample: Path, tmp_path: Path
+) -> None:
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c") as (_, viewer),
+            browser_page(1280, 800) as page,
+        ):
+            await opened(page, viewer.url)
+            await page.evaluate(f"window.binglide.setSel({BLOCK}, {2 * BLOCK}, true)")
+            await settled(page, ".map-panel .indicator")
+            await page.wait_for_function("() => document.querySelector('pre.hexdump .row .chars')")
+            state = await page.evaluate("({...window.binglide.state})")
+            url = page.url
+            assert (await page_layout(page))["columns"] == [64, 64]
+            for (width, height), columns in [((1920, 1080), 128), ((1280, 800), 64)]:
+                await page.set_viewport_size({"width": width, "height": height})
+                # Laid out again once the window stops changing (not at every resize event).
+                await page.wait_for_function(
+                    f"() => window.binglide.maps.every(m => m.columns === {columns})"
+                )
+                await frames(page)
+                await settled(page, ".map-panel .indicator")
+                await frames(page)
+                layout = await page_layout(page)
+                assert layout["columns"] == [columns] * 2
+                assert_fits(layout, 1)
+                # The same state and URL: the resize is no history entry.
+                assert await page.evaluate("({...window.binglide.state})") == state
+                assert page.url == url
+                # 3 MiB, 64 buckets a row of 256 bytes or 128 of 128: the blocks on
+                # the same rows; a cell near the right edge shows them too.
+                col = columns - 4
+                text, zeros = [await map_pixel(page, 0, col, row) for row in (30, 100)]
+                assert text == [55, 126, 184]
+                assert zeros == [0, 0, 0]
+                # The region map (the whole file) dims all but the selection, the zeros.
+                assert await overlay_alpha(page, 1, col, 30) == 128
+                assert await overlay_alpha(page, 1, col, 100) == 0
+                # A click there is that bucket's offset (inside the selection: it stays).
+                await click_at(page, "canvas.map >> nth=0", col * 2 + 1, 100 * 2 + 1)
+                bucket = 256 if columns == 64 else 128
+                assert (await cursor_shown(page))["cursor"] == (100 * columns + col) * bucket
+                await page.evaluate(f"window.binglide.setCursor({state['cursor']})")
+                await cursor_shown(page)
+                assert await page.evaluate("({...window.binglide.state})") == state

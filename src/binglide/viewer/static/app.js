@@ -2,7 +2,7 @@
 // views of that range refine live; the state lives in the URL.
 
 import { HexDump } from "./hexdump.js";
-import { OverviewMap, TileStore } from "./maps.js";
+import { OverviewMap, TileStore, mapColumns } from "./maps.js";
 import { TrigramView } from "./trigram.js";
 import { CLASSES, ENTROPY_RAMP, download, el, hex, hex2, human, parseOffset, perFrame, ramp } from "./util.js";
 import { BigramView, DiffView, EntropyView, HistogramView, StatsView } from "./views.js";
@@ -377,10 +377,16 @@ function build() {
   };
   refreshButtons();
   build.refreshButtons = refreshButtons;
-  // Wide maps only where the page still fits beside them (a huge file's
-  // longer hex offsets widen the hex dump): else the narrow ones.
-  const page = document.documentElement;
-  if (page.scrollWidth > page.clientWidth && maps[0].columns > 64) maps.forEach((m) => m.setColumns(64));
+  layOut();
+  // A resized window (or a zoomed page) lays the maps out again once it
+  // stops changing; the state, and so the URL, stay as they are.
+  let resizing = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizing);
+    resizing = setTimeout(() => {
+      if (layOut()) showMaps();
+    }, 150);
+  });
   if (fileSelect) fileSelect.value = String(state.file);
   build.fileSelect = fileSelect;
 
@@ -393,6 +399,30 @@ function build() {
     lastSel = null;
     update(null);
   });
+}
+
+/**
+ * Lay the maps out for the window: wide ones (128 cells) where the window is
+ * wide and the page still fits beside them (a huge file's longer hex offsets
+ * widen the hex dump), else narrow ones. Return whether anything changed.
+ */
+function layOut() {
+  const wanted = mapColumns();
+  let changed = false;
+  for (const m of maps) {
+    if (!m.laidOutFor(wanted)) {
+      m.setColumns(wanted);
+      changed = true;
+    }
+  }
+  const page = document.documentElement;
+  if (page.scrollWidth > page.clientWidth && maps[0].columns > 64) {
+    maps.forEach((m) => m.setColumns(64));
+    changed = true;
+  }
+  // For tests: how many times the maps were laid out again.
+  if (changed) window.binglide.layouts = (window.binglide.layouts || 0) + 1;
+  return changed;
 }
 
 /** List a directory under --root; a click opens a file (the page then shows it). */
@@ -538,11 +568,16 @@ function requestViewsIfChanged(now, preview = false) {
   }
 }
 
-const render = perFrame(() => {
+/** Show the state on the maps: each repaints what changed (its cells, or its overlay only). */
+function showMaps() {
   const n = size();
   const file = state.file;
   maps[0].show({ file, size: n, lo: 0, hi: n, child: state.region, cursor: state.cursor, mode: state.mode, layout: state.layout });
   maps[1].show({ file, size: n, lo: state.region[0], hi: state.region[1], child: state.sel, cursor: state.cursor, mode: state.mode, layout: state.layout });
+}
+
+const render = perFrame(() => {
+  showMaps();
   status.cursor.textContent = `cursor ${hex(state.cursor)}`;
   status.sel.textContent = `selection ${hex(state.sel[0])} – ${hex(state.sel[1])} (${human(state.sel[1] - state.sel[0])})`;
   requestViewsIfChanged(false, previewing);

@@ -134,6 +134,10 @@ export class OverviewMap {
     this.mode = "class";
     this.layout = "linear";
     this.image = null;
+    // For tests and the benchmark: full repaints of the map's cells, and of
+    // its overlay (the highlighted range and the cursor) alone.
+    this.paints = 0;
+    this.overlayPaints = 0;
     this.build();
     store.onchangeMaps = store.onchangeMaps || [];
   }
@@ -141,19 +145,21 @@ export class OverviewMap {
   build() {
     this.canvas = el("canvas", { class: "map", tabindex: "-1" });
     this.axis = el("canvas", { class: "map-axis" });
+    // Above the axis and the map: the highlighted range and the cursor, so
+    // that a range change repaints this layer only, not the map's cells.
+    this.overlay = el("canvas", { class: "map-overlay" });
     this.indicator = el("div", { class: "indicator" });
     this.caption = el("div", { class: "map-caption" });
     this.node = el(
       "section",
       { class: "panel map-panel" },
       el("header", {}, el("h2", { text: this.title }), this.indicator),
-      el("div", { class: "map-body" }, this.axis, this.canvas),
+      el("div", { class: "map-body" }, this.axis, this.canvas, this.overlay),
       this.caption,
     );
-    this.axisCtx = sizedCanvas(this.axis, AXIS, ROWS * PIXEL);
     this.offscreen = document.createElement("canvas");
+    this.maskCanvas = document.createElement("canvas");
     this.setColumns(this.columns);
-    this.childRows = new Uint8Array(ROWS); // rows holding part of the highlighted range
     let anchor = null;
     let moved = false;
     this.canvas.addEventListener("mousedown", (e) => {
@@ -196,15 +202,32 @@ export class OverviewMap {
     );
   }
 
-  /** Lay the map out `columns` cells wide (64 or 128); the next show() draws it. */
+  /**
+   * Lay the map out `columns` cells wide (64 or 128) at the window's pixel
+   * ratio; the next show() draws it.
+   */
   setColumns(columns) {
     this.columns = columns;
+    this.ratio = window.devicePixelRatio || 1;
     this.ctx = sizedCanvas(this.canvas, columns * PIXEL, ROWS * PIXEL);
+    this.axisCtx = sizedCanvas(this.axis, AXIS, ROWS * PIXEL);
+    this.overlayCtx = sizedCanvas(this.overlay, AXIS + columns * PIXEL, ROWS * PIXEL);
     this.offscreen.width = columns;
     this.offscreen.height = ROWS;
     this.offctx = this.offscreen.getContext("2d");
     this.image = this.offctx.createImageData(columns, ROWS);
+    this.maskCanvas.width = columns;
+    this.maskCanvas.height = ROWS;
+    this.maskCtx = this.maskCanvas.getContext("2d");
+    this.mask = this.maskCtx.createImageData(columns, ROWS);
     this.buckets = new Float64Array(columns * ROWS); // bucket index of each cell, -1 for none
+    this.drawn = null; // what the cells show: none yet
+    this.overlaid = null;
+  }
+
+  /** Whether the map is laid out for `columns` at the window's current pixel ratio. */
+  laidOutFor(columns) {
+    return this.columns === columns && this.ratio === (window.devicePixelRatio || 1);
   }
 
   span(a, b) {
@@ -265,7 +288,11 @@ export class OverviewMap {
     const specs = [];
     for (let k = first; k < last; k++) specs.push({ file, layer: this.layer, level: this.level, index: k });
     this.store.want(this, specs);
-    this.draw();
+    // The cells repaint when what they show changes (or a tile arrives: draw());
+    // a new highlighted range or cursor repaints the overlay only.
+    const cells = `${file}:${size}:${lo}:${hi}:${this.layer}:${layout}:${this.level}:${this.columns}`;
+    if (cells !== this.drawn) this.draw();
+    else this.drawOverlay();
   }
 
   draw() {
@@ -279,8 +306,6 @@ export class OverviewMap {
     const across = columns / 64; // Hilbert tiles side by side
     const rowBase = Math.floor(b0 / columns);
     const tileBase = Math.floor(b0 / TILE_BUCKETS);
-    const childLo = this.child ? this.child[0] : null;
-    const childHi = this.child ? this.child[1] : null;
     let tileIndex = -1;
     let tile = null;
     let done = 0;
@@ -288,7 +313,6 @@ export class OverviewMap {
     let precision = 1;
     let painted = false;
     const seen = new Set();
-    this.childRows.fill(0);
     for (let y = 0; y < ROWS; y++) {
       for (let x = 0; x < columns; x++) {
         const cell = y * columns + x;
@@ -344,11 +368,6 @@ export class OverviewMap {
               bl /= 255;
             }
           }
-          if (childLo !== null && (start + this.bucket <= childLo || start >= childHi)) {
-            r *= 0.5;
-            g *= 0.5;
-            bl *= 0.5;
-          } else if (childLo !== null) this.childRows[y] = 1;
         }
         const p = cell * 4;
         data[p] = r;
@@ -365,8 +384,11 @@ export class OverviewMap {
     ctx.fillStyle = `rgb(${BACKGROUND})`;
     ctx.fillRect(0, 0, columns * PIXEL, ROWS * PIXEL);
     ctx.drawImage(this.offscreen, 0, 0, columns * PIXEL, ROWS * PIXEL);
-    this.drawCursor();
     this.drawAxis(rowBase, tileBase, hilbert);
+    this.drawn = `${this.file}:${this.size}:${this.lo}:${this.hi}:${this.layer}:${this.layout}:${this.level}:${columns}`;
+    this.paints++;
+    this.overlaid = null; // the cells' buckets may have moved
+    this.drawOverlay();
     const errors = [...seen].map((k) => this.store.get(this.tileKey(this.layer, k))).filter((t) => t && t.error);
     this.completion = wanted ? done / wanted : 1;
     this.precision = wanted ? precision : 1;
@@ -382,16 +404,59 @@ export class OverviewMap {
         : `${hex(this.lo)} – ${hex(this.hi)} · ${human(this.hi - this.lo)} · bucket ${human(this.bucket)}`;
   }
 
-  drawCursor() {
+  /**
+   * The overlay: the cells outside the highlighted range (the next map's, or
+   * the views') dimmed, a bar beside its rows, and the cursor's cell framed.
+   */
+  drawOverlay() {
+    const key = `${this.child}:${this.cursor}`;
+    if (key === this.overlaid) return;
+    this.overlaid = key;
+    this.overlayPaints++;
+    const ctx = this.overlayCtx;
+    const columns = this.columns;
+    const left = AXIS;
+    ctx.clearRect(0, 0, AXIS + columns * PIXEL, ROWS * PIXEL);
+    if (this.child && this.size > 0) {
+      const [childLo, childHi] = this.child;
+      const mask = this.mask.data;
+      const bucket = this.bucket;
+      let dimmed = false;
+      ctx.fillStyle = "#ffd400";
+      for (let y = 0; y < ROWS; y++) {
+        let inRow = false;
+        for (let x = 0; x < columns; x++) {
+          const cell = y * columns + x;
+          const b = this.buckets[cell];
+          const start = b * bucket;
+          // Half-transparent black: the cell's colour at half its brightness.
+          const outside = b >= 0 && (start + bucket <= childLo || start >= childHi);
+          mask[cell * 4 + 3] = outside ? 128 : 0;
+          if (outside) dimmed = true;
+          else if (b >= 0) inRow = true;
+        }
+        if (inRow) ctx.fillRect(AXIS - 3, y * PIXEL, 3, PIXEL);
+      }
+      if (dimmed) {
+        this.maskCtx.putImageData(this.mask, 0, 0);
+        ctx.imageSmoothingEnabled = false;
+        ctx.drawImage(this.maskCanvas, left, 0, columns * PIXEL, ROWS * PIXEL);
+      }
+    }
     if (this.cursor === null || this.cursor < this.lo || this.cursor >= this.hi) return;
     const b = Math.floor(this.cursor / this.bucket);
     for (let cell = 0; cell < this.buckets.length; cell++) {
       if (this.buckets[cell] === b) {
-        const x = (cell % this.columns) * PIXEL;
-        const y = Math.floor(cell / this.columns) * PIXEL;
-        this.ctx.strokeStyle = "#ffd400";
-        this.ctx.lineWidth = 1.5;
-        this.ctx.strokeRect(x - 3, y - 3, PIXEL + 6, PIXEL + 6);
+        const x = left + (cell % columns) * PIXEL;
+        const y = Math.floor(cell / columns) * PIXEL;
+        ctx.save();
+        ctx.beginPath();
+        ctx.rect(left, 0, columns * PIXEL, ROWS * PIXEL); // the frame stays on the map
+        ctx.clip();
+        ctx.strokeStyle = "#ffd400";
+        ctx.lineWidth = 1.5;
+        ctx.strokeRect(x - 3, y - 3, PIXEL + 6, PIXEL + 6);
+        ctx.restore();
         return;
       }
     }
@@ -405,10 +470,6 @@ export class OverviewMap {
     ctx.textAlign = "right";
     ctx.textBaseline = "top";
     if (this.size === 0) return;
-    // The highlighted range (the next map's, or the views'): a bar beside its rows.
-    ctx.fillStyle = "#ffd400";
-    for (let y = 0; y < ROWS; y++) if (this.childRows[y]) ctx.fillRect(AXIS - 3, y * PIXEL, 3, PIXEL);
-    ctx.fillStyle = "#a8a8b3";
     const step = hilbert ? 64 : 32;
     for (let y = 0; y < ROWS; y += step) {
       const b = hilbert ? (tileBase + (y / 64) * (this.columns / 64)) * TILE_BUCKETS : (rowBase + y) * this.columns;
