@@ -732,3 +732,79 @@ async def test_the_maps_follow_a_resized_window_keeping_the_state(
                 await page.evaluate(f"window.binglide.setCursor({state['cursor']})")
                 await cursor_shown(page)
                 assert await page.evaluate("({...window.binglide.state})") == state
+
+
+async def test_a_new_ranges_hex_dump_waits_for_its_own_bigram_and_a_moved_cursor_does_not(
+    sample: Path, tmp_path: Path
+) -> None:
+    BlockingChunk.reset()  # no exact answer until released: every bigram stays an estimate
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            assert (await cursor_shown(page))["cursor"] == 0  # the first range's: at once
+            # The views ask once the overview has painted (a range before that is
+            # shown at once): from then on a new range's hex dump waits.
+            await page.wait_for_function("() => window.binglide.requests >= 1")
+            # Range A, then B 300 ms later: B's hex dump waits for B's bigram, 1 s at
+            # most while it is an estimate; A's timer, due 700 ms after B, is not B's.
+            seen = await page.evaluate(
+                """async ([a, b]) => {
+                    const g = window.binglide;
+                    const frame = () => new Promise((r) => requestAnimationFrame(r));
+                    const tA = performance.now();
+                    g.setSel(a, a + (1 << 20), true);
+                    while (performance.now() - tA < 300) await frame();
+                    const duringA = g.hexdump.cursor;
+                    const tB = performance.now();
+                    g.setSel(b, b + (1 << 20), true);
+                    const shown = new Set();
+                    while (g.hexdump.cursor !== b) {
+                        shown.add(g.hexdump.cursor);
+                        await frame();
+                    }
+                    return { duringA, shown: [...shown], afterB: performance.now() - tB,
+                             exact: !!(g.bigramPainted && g.bigramPainted.final) };
+                }""",
+                [BLOCK, 2 * BLOCK],
+            )
+            assert seen["duringA"] == 0
+            assert seen["shown"] == [0]  # never A's cursor
+            assert not seen["exact"]
+            assert seen["afterB"] >= 900, seen  # 1 s (timers may fire a few ms early)
+            assert (await cursor_shown(page))["cursor"] == 2 * BLOCK
+            # A cursor the user moves shows at once, the bigram an estimate or not.
+            moved = await page.evaluate(
+                """async (at) => {
+                    const g = window.binglide;
+                    g.setCursor(at);
+                    for (let i = 0; i < 3; i++) await new Promise((r) => requestAnimationFrame(r));
+                    return g.hexdump.cursor;
+                }""",
+                2 * BLOCK + 0x1230,
+            )
+            assert moved == 2 * BLOCK + 0x1230
+            # A range whose bigram is exact shows its hex dump then, not 1 s later.
+            assert BlockingChunk.release is not None
+            BlockingChunk.release.set()
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            order = await page.evaluate(
+                """async (a) => {
+                    const g = window.binglide;
+                    const frame = () => new Promise((r) => requestAnimationFrame(r));
+                    const t0 = performance.now();
+                    g.setSel(a, a + 4096, true);
+                    const exact = () => g.bigramPending && g.bigramPending.final
+                        && g.bigramPending.start === a;
+                    while (!exact()) await frame();
+                    const at = performance.now() - t0;
+                    await frame();
+                    await frame();
+                    return { at, cursor: g.hexdump.cursor };
+                }""",
+                BLOCK + 0x8000,
+            )
+            # The next frame after the exact answer (unless that took the 1 s anyway).
+            assert order["cursor"] == BLOCK + 0x8000 or order["at"] >= 900, order

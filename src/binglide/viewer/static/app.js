@@ -134,6 +134,9 @@ function setCursor(offset, commit = true) {
   if (!n) return;
   offset = Math.max(0, Math.min(n - 1, Math.floor(offset)));
   state.cursor = offset;
+  // A cursor the user moves shows at once, whatever the bigram is doing.
+  hexdumpWaitsFor = 0;
+  cursorPinned = true;
   if (offset < state.sel[0] || offset >= state.sel[1]) {
     const len = state.sel[1] - state.sel[0];
     const lo = Math.max(0, Math.min(n - len, offset - Math.floor(len / 2)));
@@ -141,6 +144,7 @@ function setCursor(offset, commit = true) {
     follow();
   }
   update(commit);
+  cursorPinned = false;
 }
 
 function zoomRegion(center, factor) {
@@ -538,6 +542,17 @@ function onKey(e) {
 // -- updating --------------------------------------------------------------------------
 
 let lastSel = null;
+/** The views' requests so far: each new range's gets the next number. */
+let viewsSerial = 0;
+/**
+ * The views' request whose bigram a new range's hex dump waits for (its
+ * exact answer, or 1 s), or 0: its `data` request and repaint would share
+ * the two cores with that bigram. Only that request's answer (or timer)
+ * releases it: a superseded one's late timer does not.
+ */
+let hexdumpWaitsFor = 0;
+/** Whether the change under way is the user's move of the cursor. */
+let cursorPinned = false;
 /** Whether the last change was a drag's move (its views get previews). */
 let previewing = false;
 let lastRegion = null;
@@ -590,7 +605,7 @@ const render = perFrame(() => {
       { slot: "diff", onReport: (h, a) => views.diff.update(h, a), onEnd: endOf(views.diff) },
     );
   }
-  hexdump.show(state.cursor);
+  if (!hexdumpWaitsFor) hexdump.show(state.cursor);
 });
 
 /**
@@ -661,7 +676,15 @@ function requestViews(preview = false) {
   // its first one, so that on two cores they do not slow the view people
   // look at (on a huge range they share the cores from then on).
   let others = false;
+  const serial = ++viewsSerial;
+  // The hex dump at the new cursor waits for the bigram too (see render).
+  hexdumpWaitsFor = preview || cursorPinned || state.cursor === hexdump.cursor ? 0 : serial;
+  if (hexdumpWaitsFor) hexdump.panel.waiting();
   const rest = () => {
+    if (hexdumpWaitsFor === serial) {
+      hexdumpWaitsFor = 0;
+      render();
+    }
     if (others || lastSel !== `${file}:${state.sel}:full`) return;
     others = true;
     requestOthers(range);
@@ -726,6 +749,7 @@ async function main() {
   window.binglide.setSel = setSel;
   window.binglide.setRegion = setRegion;
   window.binglide.setCursor = setCursor;
+  window.binglide.hexdump = hexdump;
 }
 
 main().catch((e) => {
