@@ -169,6 +169,23 @@ async def change_to_bigram(page: Any, lo: int, hi: int) -> tuple[float, bool]:
     return result["ms"], result["cached"]
 
 
+#: What the page did (a function the drag's scripts share): the final range's
+#: bigram reports (received, painted, waited) and, where the page counts them,
+#: the maps' full repaints and overlay repaints and the hex dump's renders.
+PAGE_COUNTS = """
+const pageCounts = (b) => {
+    const out = { ...(b.views.bigram.stats || {}) };
+    const maps = b.maps || [];
+    if (maps.length && maps[0].paints !== undefined) {
+        out["map paints"] = maps.reduce((n, m) => n + m.paints, 0);
+        out["overlay paints"] = maps.reduce((n, m) => n + m.overlayPaints, 0);
+    }
+    if (b.hexdump && b.hexdump.renders !== undefined) out["hex dump renders"] = b.hexdump.renders;
+    return out;
+};
+"""
+
+
 def _on_cpu_ms(pid: int | str) -> dict[str, float]:
     """CPU time of each thread of process `pid` by thread id, in ms (0 for vanished ones)."""
     times = {}
@@ -268,15 +285,16 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sample)
                 ended, bigram_before = await page.evaluate(
-                    """async ([size, span, last]) => {
+                    """async ([size, span, last]) => {"""
+                    + PAGE_COUNTS
+                    + """
                         const b = window.binglide;
                         const step = Math.floor((size / 2 - span) / 199 / 4096) * 4096;
                         for (let i = 0; i < 199; i++) {
                             b.setSel(i * step, i * step + span, false);
                             await new Promise(r => setTimeout(r, 50));
                         }
-                        const bigram = b.views.bigram.stats;
-                        const before = bigram ? { ...bigram } : null;
+                        const before = pageCounts(b);
                         b.setSel(last[0], last[1], true);
                         return [performance.now(), before];
                     }""",
@@ -294,13 +312,15 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
                         await anyio.sleep(0.002)
                 stop_sampling.set()
             exact, bigram_after = await page.evaluate(
-                """async ([lo, hi]) => {
+                """async ([lo, hi]) => {"""
+                + PAGE_COUNTS
+                + """
                     const b = window.binglide;
                     while (!(b.bigramPainted && b.bigramPainted.final &&
                              b.bigramPainted.start === lo && b.bigramPainted.stop === hi)) {
                         await new Promise(r => setTimeout(r, 20));
                     }
-                    return [b.bigramPainted.at, b.views.bigram.stats || null];
+                    return [b.bigramPainted.at, pageCounts(b)];
                 }""",
                 list(final),
             )
@@ -330,7 +350,7 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
         "alone_s": alone,
         "cpu": {k: cpu_after[k] - cpu_before[k] for k in cpu_after},
         "alone_cpu": {k: alone_after[k] - alone_before[k] for k in alone_after},
-        # The final range's bigram reports on the page (received, painted, waited).
+        # What the page did for the final range (PAGE_COUNTS).
         "bigram": {k: bigram_after[k] - bigram_before[k] for k in bigram_after}
         if bigram_before and bigram_after
         else {},
@@ -428,7 +448,7 @@ async def main(args: argparse.Namespace) -> None:
             )
         for r in runs:
             lines.append(
-                "- the final range's bigram on the page: "
+                "- the page from the final change to its exact bigram: "
                 + (", ".join(f"{k} {v}" for k, v in r["bigram"].items()) or "not counted")
                 + f"; refinements the server dropped unsent during the drag: {r['dropped']}"
             )
