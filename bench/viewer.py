@@ -24,10 +24,13 @@ Chromium driven by Playwright, all on this machine:
 4. the **exact bigram of the final range** after the drag (to the page's
    exact bigram), against ``client.ngrams`` of that range alone (a fresh
    cold cache, the same 2 workers), with the CPU time each part took
-   meanwhile (``/proc/*/task/*/schedstat``): this process's event loop
+   meanwhile (``/proc/*/task/*/schedstat``, read before the final change
+   and once its exact bigram is seen): this process's event loop
    thread (broker, workers, server) and its other threads (the kernels),
    Chromium's renderer and its other processes, Playwright's driver, and
-   the whole machine (the other sessions' load included).
+   the whole machine (the other sessions' load included); and what the
+   page did meanwhile (its bigram's reports received and painted, the maps'
+   repaints, the hex dump's renders).
 """
 
 from __future__ import annotations
@@ -284,24 +287,32 @@ async def drag(b: Any, path: Path, size: int, span: int) -> dict[str, Any]:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(sample)
-                ended, bigram_before = await page.evaluate(
-                    """async ([size, span, last]) => {"""
-                    + PAGE_COUNTS
-                    + """
+                await page.evaluate(
+                    """async ([size, span]) => {
                         const b = window.binglide;
                         const step = Math.floor((size / 2 - span) / 199 / 4096) * 4096;
                         for (let i = 0; i < 199; i++) {
                             b.setSel(i * step, i * step + span, false);
                             await new Promise(r => setTimeout(r, 50));
                         }
+                    }""",
+                    [size, span],
+                )
+                # Before the final change, as before client.ngrams alone: reading
+                # /proc blocks this loop (the server's) for 1-25 ms on a busy machine.
+                cpu_before = cpu_snapshot()
+                ended, bigram_before = await page.evaluate(
+                    """async (last) => {"""
+                    + PAGE_COUNTS
+                    + """
+                        const b = window.binglide;
                         const before = pageCounts(b);
                         b.setSel(last[0], last[1], true);
                         return [performance.now(), before];
                     }""",
-                    [size, span, list(final)],
+                    list(final),
                 )
                 drag_end = time.perf_counter()
-                cpu_before = cpu_snapshot()
                 # Idle but for the final range: every job left is one the page still waits for.
                 idle_at = None
                 while idle_at is None:
