@@ -290,9 +290,13 @@ export class OverviewMap {
     this.store.want(this, specs);
     // The cells repaint when what they show changes (or a tile arrives: draw());
     // a new highlighted range or cursor repaints the overlay only.
-    const cells = `${file}:${size}:${lo}:${hi}:${this.layer}:${layout}:${this.level}:${this.columns}`;
-    if (cells !== this.drawn) this.draw();
+    if (this.cellsKey() !== this.drawn) this.draw();
     else this.drawOverlay();
+  }
+
+  /** What the cells show: when it changes, they repaint. */
+  cellsKey() {
+    return `${this.file}:${this.size}:${this.lo}:${this.hi}:${this.layer}:${this.layout}:${this.level}:${this.columns}`;
   }
 
   draw() {
@@ -385,9 +389,10 @@ export class OverviewMap {
     ctx.fillRect(0, 0, columns * PIXEL, ROWS * PIXEL);
     ctx.drawImage(this.offscreen, 0, 0, columns * PIXEL, ROWS * PIXEL);
     this.drawAxis(rowBase, tileBase, hilbert);
-    this.drawn = `${this.file}:${this.size}:${this.lo}:${this.hi}:${this.layer}:${this.layout}:${this.level}:${columns}`;
+    const drawn = this.cellsKey();
+    if (drawn !== this.drawn) this.overlaid = null; // the buckets moved under the overlay
+    this.drawn = drawn;
     this.paints++;
-    this.overlaid = null; // the cells' buckets may have moved
     this.drawOverlay();
     const errors = [...seen].map((k) => this.store.get(this.tileKey(this.layer, k))).filter((t) => t && t.error);
     this.completion = wanted ? done / wanted : 1;
