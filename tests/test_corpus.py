@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
 import pytest
 
 import binglide
+from binglide.services import resources
 
 from .services import references as ref
 
@@ -194,24 +196,88 @@ async def test_leaving_the_run_early_cancels_its_work_everywhere(tmp_path: Path)
             assert client.broker.statistics().dispatched == 0
 
 
-async def test_a_rerun_is_answered_from_the_cache(tmp_path: Path) -> None:
+@pytest.fixture
+def ent_computed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Every (start, stop) the ``stats`` resource computes from a file."""
+    seen: list[tuple[int, int]] = []
+    original = resources.EntResource.compute
+
+    def spy(self: resources.EntResource, source: Any, start: int, stop: int) -> Any:
+        seen.append((start, stop))
+        return original(self, source, start, stop)
+
+    monkeypatch.setattr(resources.EntResource, "compute", spy)
+    return seen
+
+
+async def test_a_rerun_is_answered_from_the_cache(
+    tmp_path: Path, ent_computed: list[tuple[int, int]]
+) -> None:
     rng = np.random.default_rng(1)
     paths = [_write(tmp_path / "c" / f"{i}.bin", rng.bytes(4 * MiB)) for i in range(2)]
     assert paths
     with anyio.fail_after(120):
         async with binglide.connect(workers=2, cache_dir=tmp_path / "cache") as client:
             assert client.broker is not None
-            tasks = []
+            tasks, computed = [], []
             for _ in range(2):
                 before = client.broker.statistics().completed
+                ent_computed.clear()
                 async with binglide.analyse_files(client, [tmp_path / "c"], recursive=True) as run:
                     results = await _all(run)
                 assert all(r.ok for r in results)
                 assert len(results) == 2
                 tasks.append(client.broker.statistics().completed - before)
-    # The first run computed chunks in sub-tasks; the second, one task a file.
-    assert tasks[0] > 2
-    assert tasks[1] == 2
+                computed.append(sum(b - a for a, b in ent_computed))
+    # The first run computed every byte, the second none; both one task a
+    # file (a batch's file is not spread over chunk sub-requests).
+    assert computed == [8 * MiB, 0]
+    assert tasks == [2, 2]
+
+
+async def test_a_batch_file_is_one_task_opened_once_its_cache_levels_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ent_computed: list[tuple[int, int]]
+) -> None:
+    # Files of several MiB: spread over the workers, each would be cut into
+    # chunks of 256 KiB to 1 MiB, one sub-request (and one more opening) each.
+    rng = np.random.default_rng(2)
+    data = {
+        str(tmp_path / "c" / f"{i}.bin"): _write(tmp_path / "c" / f"{i}.bin", rng.bytes(size))
+        for i, size in enumerate([3 * MiB + 5, 6 * MiB, 20 * MiB - 77])
+    }
+    resolved: list[str] = []
+    realpath = os.path.realpath
+
+    def spy(path: Any, *args: Any, **kwargs: Any) -> Any:
+        real = realpath(path, *args, **kwargs)
+        if real in data:
+            resolved.append(real)
+        return real
+
+    monkeypatch.setattr(os.path, "realpath", spy)
+    with anyio.fail_after(120):
+        async with binglide.connect(workers=2, cache_dir=tmp_path / "cache") as client:
+            assert client.broker is not None
+            before = client.broker.statistics().completed
+            async with binglide.analyse_files(client, [tmp_path / "c"], recursive=True) as run:
+                results = await _all(run)
+            assert client.broker.statistics().completed - before == len(data)
+            assert sorted(resolved) == sorted(data)  # one realpath (one opening) a file
+            # The file's finer cache levels are stored all the same (a tenth
+            # of the largest file: 1 MiB blocks): an interactive request for
+            # a part of it is answered from them.
+            ent_computed.clear()
+            path, content = list(data.items())[-1]
+            part = (3 * MiB, 7 * MiB)
+            report = await client.stats(path, part, reports={"estimate": False})
+            assert ent_computed == []
+            expected = ref.ent(content[part[0] : part[1]])
+            assert report.meta["entropy"] == pytest.approx(expected["entropy"], rel=1e-12)
+    for result in results:
+        assert result.ok, result.error
+        expected = ref.ent(data[result.path])
+        for name in ("entropy", "chi_square", "mean", "monte_carlo_pi"):
+            assert result.reports["stats"].meta[name] == pytest.approx(expected[name], rel=1e-12)
 
 
 async def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -44,6 +44,7 @@ def make_body(
     *,
     reports: Any = None,
     cache: Any = None,
+    spread: bool | None = None,
 ) -> dict[str, Any]:
     """Return a request body in the common format."""
     body: dict[str, Any] = {
@@ -54,6 +55,8 @@ def make_body(
         body["reports"] = reports
     if cache is not None:
         body["cache"] = cache
+    if spread is not None:
+        body["spread"] = spread
     return body
 
 

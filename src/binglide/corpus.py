@@ -219,13 +219,17 @@ class CorpusRun:
 #: one file; for a corpus they would cost a sample read, a kernel run and a
 #: report per file, for answers nobody reads.
 FINAL_ONLY = {"estimate": False, "progress": False}
+#: Nor does a batch's file need its range spread over the workers: the
+#: other files in flight keep them busy, and every chunk cut for nothing is
+#: a sub-request, a broker round trip and a thread hop.
+BATCH_OPTIONS: dict[str, Any] = {"reports": FINAL_ONLY, "spread": False}
 
 
 def _calls(
     client: Client, path: str, analyses: Mapping[str, Mapping[str, Any]]
 ) -> dict[str, Call]:
     return {
-        name: getattr(client, name)(path, **{"reports": FINAL_ONLY, **options})
+        name: getattr(client, name)(path, **{**BATCH_OPTIONS, **options})
         for name, options in analyses.items()
     }
 

@@ -465,6 +465,11 @@ BAD_REQUESTS = [
         {"inputs": [{"source": "{file}"}], "cache": {"lookup": "maybe"}},
         "cache.lookup",
     ),
+    (
+        "stats",
+        {"inputs": [{"source": "{file}"}], "spread": "no"},
+        "'spread' must be true or false",
+    ),
 ]
 
 

@@ -167,6 +167,52 @@ async def test_no_caching_when_asked(tmp_path: Path, computed: list[tuple[int, i
     assert not list((tmp_path / "cache").glob("HIST_*"))
 
 
+async def test_an_unspread_request_is_cut_only_at_the_largest_chunk(
+    tmp_path: Path, computed: list[tuple[int, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from binglide.services import engine
+
+    monkeypatch.setattr(engine, "MAX_CHUNK", 4 * MiB)  # the largest chunk, made small
+    path = tmp_path / "f.bin"
+    data = _file(path, 10 * MiB + 3)
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache") as client:
+            assert client.broker is not None
+
+            async def tasks(**extra: object) -> int:
+                before = client.broker.statistics().completed
+                report = await client.histogram(path, reports=NO_ESTIMATE, **extra)
+                np.testing.assert_array_equal(report.data, ref.byte_histogram(data))
+                return client.broker.statistics().completed - before
+
+            # Spread over the 2 workers, a 10 MiB file is cut into 1 MiB
+            # chunks (4 a worker), each a sub-request.
+            assert await tasks(cache={"commit": False}) == 1 + 11
+            # Not spread: cut where the largest chunks end, 4 and 8 MiB.
+            assert await tasks(cache={"commit": False}, spread=False) == 1 + 3
+            # And one chunk's range is computed in the request's own task,
+            # its finer cache levels (1 MiB, a tenth of it) stored all the same.
+            computed.clear()
+            assert await tasks(spread=False, cache={"lookup": False}) == 1 + 3
+            assert _bytes(computed) == 10 * MiB + 3
+            computed.clear()
+            await client.histogram(path, (MiB, 3 * MiB), reports=NO_ESTIMATE)
+            assert computed == []
+    small = tmp_path / "small.bin"
+    small_data = _file(small, 3 * MiB + 1)
+    with anyio.fail_after(30):
+        async with connected(tmp_path / "cache2") as client:
+            assert client.broker is not None
+            before = client.broker.statistics().completed
+            report = await client.histogram(small, reports=NO_ESTIMATE, spread=False)
+            assert client.broker.statistics().completed - before == 1
+            np.testing.assert_array_equal(report.data, ref.byte_histogram(small_data))
+            computed.clear()
+            await client.histogram(small, (0, 2 * MiB), reports=NO_ESTIMATE)
+            await client.histogram(small, (2 * MiB, None), reports=NO_ESTIMATE)
+            assert computed == []  # the levels inside the one chunk were stored
+
+
 @pytest.mark.parametrize("resource", [resources.Histogram(), resources.EntResource()])
 def test_coarse_blocks_are_stored_once_their_parts_are_all_in(
     tmp_path: Path, resource: resources.Resource

@@ -5,7 +5,8 @@ The request format is the same for every analysis (see `binglide.analyses`)::
     {"inputs": [{"source": PATH, "start": START, "stop": STOP}, ...],
      "options": {...},
      "reports": {"estimate": true, "progress": true},   # optional
-     "cache": {"lookup": true, "commit": true}}         # optional
+     "cache": {"lookup": true, "commit": true},         # optional
+     "spread": true}                                    # optional
 
 An input may also say where its bytes come from when the worker cannot see
 its file (``via`` and ``identity``: `binglide.services.remote`). Every
@@ -97,6 +98,11 @@ class Parsed:
     options: Mapping[str, Any]
     reports: ReportPolicy
     cache: CachePolicy
+    #: Whether to cut the range into chunks for every worker to share (False:
+    #: the caller keeps the workers busy with requests of its own, a batch
+    #: run, so chunks are only as small as the cache and their bounded
+    #: duration need).
+    spread: bool = True
 
 
 def _policy_part(value: Any, name: str) -> bool | tuple[int, ...]:
@@ -141,6 +147,9 @@ def parse_body(body: Any, *, sources: int) -> Parsed:
     unknown = set(reports) - {"estimate", "progress"}
     if unknown:
         raise RequestError(f"unknown 'reports' keys: {', '.join(sorted(unknown))}")
+    spread = body.get("spread", True)
+    if not isinstance(spread, bool):
+        raise RequestError(f"'spread' must be true or false, not {spread!r}")
     return Parsed(
         inputs=tuple(parsed_inputs),
         options=options,
@@ -151,6 +160,7 @@ def parse_body(body: Any, *, sources: int) -> Parsed:
             _policy_part(cache.get("lookup", True), "lookup"),
             _policy_part(cache.get("commit", True), "commit"),
         ),
+        spread=spread,
     )
 
 

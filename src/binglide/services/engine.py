@@ -9,8 +9,11 @@ For a range of one source and a `Resource`:
 3. **Fan out**: the gaps are cut into power-of-two aligned chunks, about the
    range over four times the number of workers (every worker busy, and
    progress to report), each a sub-request to the ``chunk`` service, all in
-   flight at once; answers refined as they finish, rate-limited. A range of
-   one chunk with no cache level to store inside it is computed right here.
+   flight at once; answers refined as they finish, rate-limited. A request
+   that need not be spread (``"spread": false``: a batch run, whose other
+   files keep the workers busy) is cut only at the largest chunk size. A
+   range of one chunk is computed right here, and without an estimate to
+   send first the whole request is one thread hop (lookup, compute, store).
 4. **Commit**: chunk workers store their chunks (and the finer cache levels
    inside them); the engine stores the coarser levels by merging chunks.
 5. **Final answer**: every part merged in order, exact.
@@ -28,6 +31,7 @@ import numpy as np
 
 from ..cachefs import ChunkKey, aligned_blocks, commit_levels, find_cover
 from ..report import Report
+from .chunk_service import compute_chunk
 from .common import Opened, Parsed, RateLimit, usable_cache
 from .planning import floor_power_of_two, plan_chunks, sample_runs
 from .threads import run_kernel
@@ -181,6 +185,38 @@ class _Accumulator:
             self.store.put(ChunkKey(self.resource.name, (self.op.fid,), start, stop), merged)
 
 
+def _chunk_for(ctx: Context, parsed: Parsed, length: int) -> int:
+    """Return the chunk size of a request: shared out among the workers, or as large as allowed.
+
+    A request that need not be spread (a batch run, whose other files keep
+    the workers busy) is cut only where the largest chunk ends: every cut
+    is a sub-request, a broker round trip and a thread hop, for nothing.
+    The cache's levels inside a chunk are stored all the same
+    (`compute_chunk`).
+    """
+    return chunk_size_for(length, ctx.settings.parallelism) if parsed.spread else MAX_CHUNK
+
+
+def _commit_levels(
+    store: ChunkStore | None, resource: Resource, parsed: Parsed, length: int, chunk: int
+) -> list[int]:
+    """Return the cache levels a request stores, largest first."""
+    if store is None or not parsed.cache.commit:
+        return []
+    # The recommended levels, and the request's own size: asked again
+    # (a viewer redrawing), an aligned request is then one entry to read.
+    whole = floor_power_of_two(length)
+    recommended = commit_levels(length, min_block=resource.min_block, chunk=chunk)
+    return sorted(
+        {
+            lv
+            for lv in [*recommended, whole]
+            if lv >= resource.min_block and parsed.cache.commits(lv)
+        },
+        reverse=True,
+    )
+
+
 async def run_chunked(
     ctx: Context, resource: Resource, op: Opened, parsed: Parsed
 ) -> AsyncIterator[Progress]:
@@ -191,26 +227,10 @@ async def run_chunked(
         merged = resource.merge([])
         yield Progress(resource.finish(op.source, op.start, op.stop, merged), 1.0, 1.0)
         return
-    hits, gaps = await run_kernel(_cover, store, resource, op, parsed)
-    chunk = chunk_size_for(length, ctx.settings.parallelism)
-    levels: list[int] = []
-    if store is not None and parsed.cache.commit:
-        # The recommended levels, and the request's own size: asked again
-        # (a viewer redrawing), an aligned request is then one entry to read.
-        whole = floor_power_of_two(length)
-        recommended = commit_levels(length, min_block=resource.min_block, chunk=chunk)
-        levels = sorted(
-            {
-                lv
-                for lv in [*recommended, whole]
-                if lv >= resource.min_block and parsed.cache.commits(lv)
-            },
-            reverse=True,
-        )
+    chunk = _chunk_for(ctx, parsed, length)
+    levels = _commit_levels(store, resource, parsed, length, chunk)
+    fine = [lv for lv in levels if lv <= chunk]
     acc = _Accumulator(resource, op, [lv for lv in levels if lv > chunk], store)
-    for a, b, array in hits:
-        acc.add(a, b, array, cached=True)
-    covered = acc.bytes
 
     def finish() -> Array:
         merged = acc.merged()
@@ -221,12 +241,34 @@ async def run_chunked(
         acc.commit_ordered()
         return data
 
-    async def exact() -> Progress:
-        return Progress(await run_kernel(finish), 1.0, 1.0)
+    def compute_here(a: int, b: int) -> Array:
+        # What a chunk worker would do (the finer cache levels stored too),
+        # a round trip through the broker nearer.
+        acc.add(a, b, compute_chunk(resource, op.source, op.fid, a, b, fine, store))
+        return finish()
 
-    if not gaps:
-        yield await exact()
+    def cover() -> tuple[list[tuple[int, int]], list[tuple[int, int]], Array | None]:
+        hits, gaps = _cover(store, resource, op, parsed)
+        for a, b, array in hits:
+            acc.add(a, b, array, cached=True)
+        chunks = [
+            c
+            for a, b in gaps
+            for c in plan_chunks(a, b, workers=1, min_chunk=chunk, max_chunk=chunk)
+        ]
+        if not chunks:
+            return gaps, chunks, finish()
+        if len(chunks) == 1 and not parsed.reports.estimate:
+            # One chunk and no estimate to send first (small files, and a
+            # batch's files): the request is this one thread hop.
+            return gaps, chunks, compute_here(*chunks[0])
+        return gaps, chunks, None
+
+    gaps, chunks, data = await run_kernel(cover)
+    if data is not None:
+        yield Progress(data, 1.0, 1.0)
         return
+    covered = acc.bytes
 
     if parsed.reports.estimate:
         # The sample first, alone on the cores: a few MiB read in a few ms,
@@ -236,22 +278,8 @@ async def run_chunked(
         data = resource.merge([acc.merged(), estimate]) if covered else estimate
         yield Progress(data, covered / length, (covered + read) / length)
 
-    chunks = [
-        c for a, b in gaps for c in plan_chunks(a, b, workers=1, min_chunk=chunk, max_chunk=chunk)
-    ]
-    fine = [lv for lv in levels if lv <= chunk]
-    if len(chunks) == 1 and not fine:
-        # One chunk, and no cache level to store at its size (a small file,
-        # or a small range): a chunk worker would do just this, a round trip
-        # through the broker away. A corpus of small files is mostly this.
-        a, b = chunks[0]
-
-        def compute_and_finish() -> Array:
-            acc.add(a, b, resource.compute(op.source, a, b))
-            return finish()
-
-        # One thread hop for it all: per small file, the hops are the cost.
-        yield Progress(await run_kernel(compute_and_finish), 1.0, 1.0)
+    if len(chunks) == 1:
+        yield Progress(await run_kernel(compute_here, *chunks[0]), 1.0, 1.0)
         return
     send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
     calls = []
@@ -292,7 +320,7 @@ async def run_chunked(
             if parsed.reports.progress and done < length and limit.ready():
                 estimate = resource.estimate(acc.merged(), length / done)
                 yield Progress(estimate, done / length, done / length)
-    yield await exact()
+    yield Progress(await run_kernel(finish), 1.0, 1.0)
 
 
 def _add_all(acc: _Accumulator, answers: list[tuple[int, int, Array]]) -> None:
