@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -278,6 +279,29 @@ async def test_a_batch_file_is_one_task_opened_once_its_cache_levels_stored(
         expected = ref.ent(data[result.path])
         for name in ("entropy", "chi_square", "mean", "monte_carlo_pi"):
             assert result.reports["stats"].meta[name] == pytest.approx(expected[name], rel=1e-12)
+
+
+async def test_the_walk_finds_many_files_per_thread_hop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for i in range(100):
+        _write(tmp_path / "c" / f"{i // 10}" / f"{i}.bin", bytes([i]) * (i + 1))
+    walk_hops = 0
+    run_sync = anyio.to_thread.run_sync
+
+    async def spy(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal walk_hops
+        walk_hops += bool(args) and isinstance(args[0], types.GeneratorType)
+        return await run_sync(fn, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    with anyio.fail_after(60):
+        async with binglide.connect(workers=2) as client:
+            async with binglide.analyse_files(client, [tmp_path / "c"], recursive=True) as run:
+                results = await _all(run)
+    assert sorted(r.reports["stats"].meta["size"] for r in results) == list(range(1, 101))
+    # A hop per 32 files (the last one short: the walk's end).
+    assert walk_hops == -(-100 // 32)
 
 
 async def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ cache.
 
 from __future__ import annotations
 
+import itertools
 import os
 import stat
 import time
@@ -163,6 +164,14 @@ def _walk(paths: Iterable[str | os.PathLike[str]], recursive: bool) -> Iterator[
 
     for path in paths:
         yield from visit(os.path.abspath(os.fspath(path)), named=True)
+
+
+#: Files the walk finds per thread hop.
+WALK_BATCH = 32
+
+
+def _next_found(walker: Iterator[_Found]) -> list[_Found]:
+    return list(itertools.islice(walker, WALK_BATCH))
 
 
 class CorpusRun:
@@ -334,12 +343,14 @@ async def analyse_files(
         async with out:
             walker = _walk(paths, recursive)
             while True:
-                # Listing a big tree blocks: a thread walks it, a file at a time.
-                found = await anyio.to_thread.run_sync(next, walker, None)
-                if found is None:
-                    break
-                run._note_found(found)
-                await out.send(found)
+                # Listing a big tree blocks: a thread walks it, some files
+                # at a time (a thread hop per file costs more than its stat).
+                found = await anyio.to_thread.run_sync(_next_found, walker)
+                for item in found:
+                    run._note_found(item)
+                    await out.send(item)
+                if len(found) < WALK_BATCH:
+                    break  # the walk is over
         run._note_walked()
 
     async def analyse(
