@@ -190,27 +190,30 @@ async def test_an_unspread_request_is_cut_only_at_the_largest_chunk(
             assert await tasks(cache={"commit": False}) == 1 + 11
             # Not spread: cut where the largest chunks end, 4 and 8 MiB.
             assert await tasks(cache={"commit": False}, spread=False) == 1 + 3
-            # And one chunk's range is computed in the request's own task,
-            # its finer cache levels (1 MiB, a tenth of it) stored all the same.
+            # Storing only those chunks' blocks (no tenths, no whole-size
+            # blocks): what a rerun reads, and it computes nothing.
+            assert await tasks(spread=False) == 1 + 3
+            entries = sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").glob("HIST_*"))
+            assert entries == sorted(["0_4194304", "4194304_8388608", "8388608_10485763"])
             computed.clear()
-            assert await tasks(spread=False, cache={"lookup": False}) == 1 + 3
-            assert _bytes(computed) == 10 * MiB + 3
-            computed.clear()
-            await client.histogram(path, (MiB, 3 * MiB), reports=NO_ESTIMATE)
+            assert await tasks(spread=False) == 1
             assert computed == []
     small = tmp_path / "small.bin"
     small_data = _file(small, 3 * MiB + 1)
     with anyio.fail_after(30):
         async with connected(tmp_path / "cache2") as client:
             assert client.broker is not None
-            before = client.broker.statistics().completed
-            report = await client.histogram(small, reports=NO_ESTIMATE, spread=False)
-            assert client.broker.statistics().completed - before == 1
-            np.testing.assert_array_equal(report.data, ref.byte_histogram(small_data))
-            computed.clear()
-            await client.histogram(small, (0, 2 * MiB), reports=NO_ESTIMATE)
-            await client.histogram(small, (2 * MiB, None), reports=NO_ESTIMATE)
-            assert computed == []  # the levels inside the one chunk were stored
+            # A range of one chunk: one task, its own range one entry.
+            for expected_computed in [3 * MiB + 1, 0]:
+                computed.clear()
+                before = client.broker.statistics().completed
+                report = await client.histogram(small, reports=NO_ESTIMATE, spread=False)
+                assert client.broker.statistics().completed - before == 1
+                assert _bytes(computed) == expected_computed
+                np.testing.assert_array_equal(report.data, ref.byte_histogram(small_data))
+            assert [p.name.split(".", 1)[1] for p in (tmp_path / "cache2").glob("HIST_*")] == [
+                f"0_{3 * MiB + 1}"
+            ]
 
 
 @pytest.mark.parametrize("resource", [resources.Histogram(), resources.EntResource()])

@@ -11,9 +11,10 @@ For a range of one source and a `Resource`:
    progress to report), each a sub-request to the ``chunk`` service, all in
    flight at once; answers refined as they finish, rate-limited. A request
    that need not be spread (``"spread": false``: a batch run, whose other
-   files keep the workers busy) is cut only at the largest chunk size. A
-   range of one chunk is computed right here, and without an estimate to
-   send first the whole request is one thread hop (lookup, compute, store).
+   files keep the workers busy) is cut only at the largest chunk size, and
+   stores only its chunks' blocks. A range of one chunk is computed right
+   here, and without an estimate to send first the whole request is one
+   thread hop (lookup, compute, store).
 4. **Commit**: chunk workers store their chunks (and the finer cache levels
    inside them); the engine stores the coarser levels by merging chunks.
 5. **Final answer**: every part merged in order, exact.
@@ -189,12 +190,13 @@ def _chunk_for(ctx: Context, parsed: Parsed, length: int) -> int:
     """Return the chunk size of a request: shared out among the workers, or as large as allowed.
 
     A request that need not be spread (a batch run, whose other files keep
-    the workers busy) is cut only where the largest chunk ends: every cut
-    is a sub-request, a broker round trip and a thread hop, for nothing.
-    The cache's levels inside a chunk are stored all the same
-    (`compute_chunk`).
+    the workers busy) is cut only where the largest chunk ends, and a range
+    shorter than that is one chunk (the power of two above its length): every
+    cut is a sub-request, a broker round trip and a thread hop, for nothing.
     """
-    return chunk_size_for(length, ctx.settings.parallelism) if parsed.spread else MAX_CHUNK
+    if parsed.spread:
+        return chunk_size_for(length, ctx.settings.parallelism)
+    return min(MAX_CHUNK, max(MIN_CHUNK, 1 << (length - 1).bit_length()))
 
 
 def _commit_levels(
@@ -203,16 +205,20 @@ def _commit_levels(
     """Return the cache levels a request stores, largest first."""
     if store is None or not parsed.cache.commit:
         return []
-    # The recommended levels, and the request's own size: asked again
-    # (a viewer redrawing), an aligned request is then one entry to read.
-    whole = floor_power_of_two(length)
-    recommended = commit_levels(length, min_block=resource.min_block, chunk=chunk)
+    if parsed.spread:
+        # The recommended levels, and the request's own size: asked again
+        # (a viewer redrawing), an aligned request is then one entry to read.
+        wanted = [*commit_levels(length, min_block=resource.min_block, chunk=chunk)]
+        wanted.append(floor_power_of_two(length))
+    else:
+        # One of many (a batch): the blocks it is computed in, what a rerun
+        # reads (one entry for a range of one chunk), and not the finer
+        # blocks a viewer zooming in would (a tenth of it, ...): each entry
+        # is a file created, and for bench/corpus.py's 2,000 files that is
+        # 652 entries instead of 6,501.
+        wanted = [chunk]
     return sorted(
-        {
-            lv
-            for lv in [*recommended, whole]
-            if lv >= resource.min_block and parsed.cache.commits(lv)
-        },
+        {lv for lv in wanted if lv >= resource.min_block and parsed.cache.commits(lv)},
         reverse=True,
     )
 
