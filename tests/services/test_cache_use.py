@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import anyio
 import numpy as np
@@ -177,13 +178,14 @@ async def test_an_unspread_request_is_cut_only_at_the_largest_chunk(
     data = _file(path, 10 * MiB + 3)
     with anyio.fail_after(30):
         async with connected(tmp_path / "cache") as client:
-            assert client.broker is not None
+            broker = client.broker
+            assert broker is not None
 
-            async def tasks(**extra: object) -> int:
-                before = client.broker.statistics().completed
+            async def tasks(**extra: Any) -> int:
+                before = broker.statistics().completed
                 report = await client.histogram(path, reports=NO_ESTIMATE, **extra)
                 np.testing.assert_array_equal(report.data, ref.byte_histogram(data))
-                return client.broker.statistics().completed - before
+                return broker.statistics().completed - before
 
             # Spread over the 2 workers, a 10 MiB file is cut into 1 MiB
             # chunks (4 a worker), each a sub-request.
