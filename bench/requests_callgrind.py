@@ -1,0 +1,139 @@
+"""Instructions per in-process request, counted by callgrind (issue 13).
+
+Wall times on a shared 2-core machine move by 2x between runs of the same
+code; instruction counts do not. This bench runs the embedded default (one
+worker per service, `bench/broker.py`'s echo and caller services) under
+valgrind's callgrind and prints the instructions per request of:
+
+- ``echo``: one request at a time to a service that answers at once;
+- ``caller``: one request at a time to a service whose handler awaits one
+  sub-request (to the echo service) before it answers;
+- ``pipelined``: echo requests from 100 tasks at once;
+- ``pingpong``: the yardstick, an asyncio.Queue ping-pong round trip.
+
+Each figure is (a run of ``--requests`` requests less a run of
+``--warm-up`` requests) / their difference, so that start-up, imports and
+the first requests' warm-up cancel out. With ``--baseline-src DIR`` (the
+``src`` of another commit, from ``git archive COMMIT src | tar -x -C DIR``)
+it counts that tree too and prints the ratios. Run::
+
+    python bench/requests_callgrind.py --baseline-src /tmp/base/src
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+
+BENCH = Path(__file__).resolve().parent
+SRC = BENCH.parent / "src"
+SCENARIOS = ("echo", "caller", "pipelined", "pingpong")
+
+
+async def run_scenario(scenario: str, requests: int) -> None:
+    """Make `requests` requests of `scenario` in this process (the child's work)."""
+    sys.path.insert(0, str(BENCH))
+    import broker as bench_broker  # bench/broker.py: the services and the ping-pong
+
+    from binglide import connect
+
+    if scenario == "pingpong":
+        await bench_broker.queue_pingpong(requests)
+        return
+    services = [bench_broker.echo_service(), bench_broker.caller_service()]
+    async with connect(services=services, workers=1, builtins=False) as client:
+        for _ in range(20):  # every path taken once before the counted runs differ
+            await client.request("echo", {"n": 1})
+            await client.request("caller", {"n": 1})
+        if scenario in ("echo", "caller"):
+            for _ in range(requests):
+                await client.request(scenario, {"n": 1})
+            return
+        remaining = requests
+
+        async def lane() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await client.request("echo", {"n": 1})
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(100):
+                tg.start_soon(lane)
+
+
+def collected(src: str, scenario: str, requests: int) -> int:
+    """The instructions callgrind counted for a whole child process."""
+    out = subprocess.run(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            sys.executable,
+            __file__,
+            "--child",
+            scenario,
+            "--requests",
+            str(requests),
+        ],
+        env=dict(os.environ, PYTHONPATH=src),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+    [line] = [x for x in out.splitlines() if "Collected" in x]
+    return int(line.split()[-1])
+
+
+def per_request(src: str, scenario: str, warm_up: int, requests: int) -> float:
+    """Instructions per request of `scenario` on the source tree `src`."""
+    low = collected(src, scenario, warm_up)
+    high = collected(src, scenario, requests)
+    return (high - low) / (requests - warm_up)
+
+
+def main() -> None:
+    """Count, and print the figures (and the ratios to a baseline)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=1500)
+    parser.add_argument("--warm-up", type=int, default=500)
+    parser.add_argument("--baseline-src", help="another binglide src/ to compare with")
+    parser.add_argument("--only", choices=SCENARIOS, help="one scenario")
+    parser.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        anyio.run(run_scenario, args.child, args.requests)
+        return
+    if args.requests <= args.warm_up:
+        parser.error("--requests must be more than --warm-up")
+    trees = {"current": str(SRC)}
+    if args.baseline_src:
+        trees["baseline"] = args.baseline_src
+    names = [args.only] if args.only else list(SCENARIOS)
+    print(f"instructions per request (callgrind, {args.requests} requests less {args.warm_up})")
+    print(
+        f"{'':<12}" + "".join(f"{t:>12}" for t in trees) + ("     ratio" if len(trees) > 1 else "")
+    )
+    for name in names:
+        # The ping-pong runs no binglide code: one count, whatever the tree.
+        counted = {"current": trees["current"]} if name == "pingpong" else trees
+        counts = {
+            t: per_request(src, name, args.warm_up, args.requests) for t, src in counted.items()
+        }
+        if name == "pingpong":
+            counts = dict.fromkeys(trees, counts["current"])
+        line = f"{name:<12}" + "".join(f"{counts[t]:>12.0f}" for t in trees)
+        if len(trees) > 1 and name != "pingpong":
+            line += f"{counts['current'] / counts['baseline']:>9.3f}x"
+        print(line, flush=True)
+    if "pingpong" in names and "echo" in names:
+        print("(the issue's target: echo at most 3.5x the ping-pong)")
+
+
+if __name__ == "__main__":
+    main()
