@@ -218,27 +218,11 @@ def run_once(requests: int, only: str | None = None) -> dict[str, float]:
 def instructions(src: str, requests: int) -> dict[str, float]:
     """Instructions per request of each scenario, counted by callgrind, on the tree `src`."""
 
+    from common import callgrind_instructions  # the parent's only: children stay lean
+
     def count(scenario: str, n: int) -> int:
-        out = subprocess.run(
-            [
-                "valgrind",
-                "--tool=callgrind",
-                "--callgrind-out-file=/dev/null",
-                sys.executable,
-                __file__,
-                "--child",
-                "--requests",
-                str(n),
-                "--only",
-                scenario,
-            ],
-            env=dict(os.environ, PYTHONPATH=src),
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stderr
-        [line] = [x for x in out.splitlines() if "Collected" in x]
-        return int(line.split()[-1])
+        argv = [sys.executable, __file__, "--child", "--requests", str(n), "--only", scenario]
+        return callgrind_instructions(argv, src=src)
 
     names = ["sequential", "pipelined", "plain", "sub-request"]
     empty = count(names[0], 0)  # start-up and imports

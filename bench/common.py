@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import threading
 import time
@@ -43,6 +44,23 @@ _WORDS = (
     b" error warning file open close read write buffer size length offset header section"
     b" return value null void int char struct static const unsigned long printf malloc free"
 ).split()
+
+
+def callgrind_instructions(argv: list[str], *, src: str) -> int:
+    """The instructions valgrind's callgrind counts for the whole process `argv`.
+
+    `src` goes first on its PYTHONPATH (a binglide source tree). Deterministic,
+    unlike wall or CPU time on a shared machine.
+    """
+    out = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", *argv],
+        env=dict(os.environ, PYTHONPATH=src),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stderr
+    [line] = [x for x in out.splitlines() if "Collected" in x]
+    return int(line.split()[-1])
 
 
 def publish(text: str, out: str) -> None:

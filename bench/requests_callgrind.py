@@ -23,8 +23,6 @@ it counts that tree too and prints the ratios. Run::
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -69,25 +67,10 @@ async def run_scenario(scenario: str, requests: int) -> None:
 
 def collected(src: str, scenario: str, requests: int) -> int:
     """The instructions callgrind counted for a whole child process."""
-    out = subprocess.run(
-        [
-            "valgrind",
-            "--tool=callgrind",
-            "--callgrind-out-file=/dev/null",
-            sys.executable,
-            __file__,
-            "--child",
-            scenario,
-            "--requests",
-            str(requests),
-        ],
-        env=dict(os.environ, PYTHONPATH=src),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stderr
-    [line] = [x for x in out.splitlines() if "Collected" in x]
-    return int(line.split()[-1])
+    from common import callgrind_instructions  # the parent's only: children stay lean
+
+    argv = [sys.executable, __file__, "--child", scenario, "--requests", str(requests)]
+    return callgrind_instructions(argv, src=src)
 
 
 def per_request(src: str, scenario: str, warm_up: int, requests: int) -> float:
