@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
     from typing import Any
 
-    from binglide import Context, Report, Task
+    from binglide import Client, Context, Report, Task
 
 SERVICE = b"echo"
 
@@ -240,6 +240,13 @@ async def binglide_measure(
         start = time.perf_counter()
         await client.request("echo", {"n": 1})
         times.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    await echo_lanes(client, requests, in_flight)
+    return times, requests / (time.perf_counter() - start)
+
+
+async def echo_lanes(client: Client, requests: int, in_flight: int) -> None:
+    """Make `requests` echo requests from `in_flight` tasks at once."""
     remaining = requests
 
     async def lane() -> None:
@@ -248,11 +255,9 @@ async def binglide_measure(
             remaining -= 1
             await client.request("echo", {"n": 1})
 
-    start = time.perf_counter()
     async with anyio.create_task_group() as tg:
         for _ in range(in_flight):
             tg.start_soon(lane)
-    return times, requests / (time.perf_counter() - start)
 
 
 async def binglide_zmq(

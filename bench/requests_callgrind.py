@@ -52,17 +52,7 @@ async def run_scenario(scenario: str, requests: int) -> None:
             for _ in range(requests):
                 await client.request(scenario, {"n": 1})
             return
-        remaining = requests
-
-        async def lane() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await client.request("echo", {"n": 1})
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(100):
-                tg.start_soon(lane)
+        await bench_broker.echo_lanes(client, requests, 100)
 
 
 def collected(src: str, scenario: str, requests: int) -> int:

@@ -35,6 +35,14 @@ def _sample(tmp_path: Path) -> Path:
     return sample
 
 
+def _stats_argv(sample: Path, tmp_path: Path) -> str:
+    """The line of a child's code that makes its command `binglide stats SAMPLE`."""
+    return (
+        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
+        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
+    )
+
+
 def test_a_small_analysis_loads_neither_other_sub_commands_nor_what_it_does_not_ask_for(
     tmp_path: Path,
 ) -> None:
@@ -85,9 +93,8 @@ def test_the_command_freezes_its_objects_before_it_exits(tmp_path: Path) -> None
         "import atexit, gc, sys\n"
         "from binglide.cli.main import run\n"
         "atexit.register(lambda: print('frozen:', gc.get_freeze_count() > 0))\n"
-        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
-        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
-        "run()\n",
+        + _stats_argv(sample, tmp_path)
+        + "run()\n",
         cwd=tmp_path,
     )
     assert out.strip() == "frozen: True"
@@ -108,9 +115,8 @@ def test_the_entry_point_loads_the_command_without_collecting(tmp_path: Path) ->
         "gc.callbacks.append(watch)\n"
         "import binglide.cli\n"
         "atexit.register(lambda: print('collections while loading:', len(during)))\n"
-        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
-        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
-        "binglide.cli.run()\n",
+        + _stats_argv(sample, tmp_path)
+        + "binglide.cli.run()\n",
         cwd=tmp_path,
     )
     assert out.strip() == "collections while loading: 0"
@@ -131,9 +137,8 @@ def test_the_command_runs_with_the_collector_on_and_what_was_loaded_frozen(
         "    return original(argv)\n"
         "command.main = main\n"
         "atexit.register(lambda: print(seen))\n"
-        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
-        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
-        "binglide.cli.run()\n",
+        + _stats_argv(sample, tmp_path)
+        + "binglide.cli.run()\n",
         cwd=tmp_path,
     )
     assert out.strip() == "[(True, True)]"
@@ -146,10 +151,7 @@ def test_the_command_gives_blas_one_thread_unless_the_environment_chose(tmp_path
     code = (
         "import atexit, os, sys\n"
         "atexit.register(lambda: print(os.environ.get('OPENBLAS_NUM_THREADS')))\n"
-        "import binglide.cli\n"
-        f"sys.argv = ['binglide', 'stats', {str(sample)!r}, '--quiet',"
-        f" '--cache-dir', {str(tmp_path / 'cache')!r}]\n"
-        "binglide.cli.run()\n"
+        "import binglide.cli\n" + _stats_argv(sample, tmp_path) + "binglide.cli.run()\n"
     )
     env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
     done = subprocess.run(
