@@ -156,7 +156,9 @@ def _array_frames(
     frames: list[Frame] = []
     contiguous = []
     for array in arrays:
-        array = np.ascontiguousarray(array)
+        # Not np.ascontiguousarray: it makes a 0-d array 1-d, and the shape
+        # is part of what the receiver must get back.
+        array = np.asarray(array, order="C")
         if array.dtype.hasobject:
             raise TypeError("object arrays cannot be sent; use numeric dtypes")
         specs.append(_spec_json(array))
