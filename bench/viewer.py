@@ -4,7 +4,8 @@
 
 A 1 GiB file of mixed content (``bench/data/``, page cached) and a 64 GiB
 sparse file, the embedded default with 2 workers per service, and Debian's
-Chromium driven by Playwright, all on this machine:
+Chromium driven by Playwright (the drags: over its DevTools port, `RawPage`),
+all on this machine:
 
 1. **first paint** of the overview after the page's load event, cold (a new
    server and an empty cache each time), on the 1 GiB and the 64 GiB file,
@@ -22,8 +23,8 @@ Chromium driven by Playwright, all on this machine:
    completed tasks, and the time from the drag's end until every job left
    belongs to the final range (the workers idle but for it);
 4. the **exact bigram of the final range** after the drag (to the page's
-   exact bigram), against ``client.ngrams`` of that range alone (a fresh
-   cold cache, the same 2 workers), with the CPU time each part took
+   exact bigram), against ``client.ngrams`` of that range alone (the median
+   of 3 runs, each on a fresh cold cache, the same 2 workers), with the CPU time each part took
    meanwhile (``/proc/*/task/*/schedstat``, read before the final change
    and once its exact bigram is seen): this process's event loop
    thread (broker, workers, server) and its other threads (the kernels),
