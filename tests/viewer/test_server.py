@@ -200,6 +200,47 @@ async def test_views_answer_what_the_library_answers(sample: Path, tmp_path: Pat
             assert viewer.statistics().cache_hits >= 1
 
 
+def _tasks_ever(client: binglide.Client) -> int:
+    """Every task the embedded broker has seen: ended or alive."""
+    assert client.broker is not None
+    stats = client.broker.statistics()
+    return stats.completed + stats.failed + stats.cancelled + stats.pending + stats.dispatched
+
+
+@pytest.mark.parametrize(
+    "op",
+    [
+        {"op": "ngrams", "n": 2, "start": 10, "stop": BLOCK},
+        {"op": "ngrams", "n": 3, "start": 10, "stop": BLOCK},
+        {"op": "stats", "start": 0, "stop": BLOCK},
+        {"op": "entropy", "start": 0, "stop": 2 * BLOCK, "resolution": 64},
+        {"op": "tile", "level": 10, "index": 0, "layer": "classes"},
+    ],
+    ids=lambda op: f"{op['op']}{op.get('n', '')}{op.get('layer', '')}",
+)
+async def test_an_answer_from_the_viewers_cache_sends_no_request(
+    sample: Path, tmp_path: Path, op: dict[str, Any]
+) -> None:
+    # Once, a call was made before the cache was asked: on a hit, it ran to
+    # its end in the background, unseen and never cancelled.
+    with anyio.fail_after(60):
+        async with (
+            running([sample], tmp_path / "c") as (client, viewer),
+            aiohttp.ClientSession() as s,
+            page_socket(s, viewer) as ws,
+        ):
+            first, _ = await ask(ws, {"id": 1, "file": 0, **op})
+            assert not first.get("cached")
+            await wait_until(lambda: idle(client))
+            before = _tasks_ever(client)
+            assert before > 0
+            again, _ = await ask(ws, {"id": 2, "file": 0, **op})
+            assert again.get("cached") is True
+            await anyio.wait_all_tasks_blocked()
+            await wait_until(lambda: idle(client))
+            assert _tasks_ever(client) == before
+
+
 async def test_a_slot_cancels_the_request_it_supersedes_at_the_workers(
     sample: Path, tmp_path: Path
 ) -> None:

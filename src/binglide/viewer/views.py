@@ -10,6 +10,7 @@ command's own writers with the exact arrays of the final report.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import tempfile
 from collections import OrderedDict
@@ -228,14 +229,23 @@ class Views:
         }
 
     async def _cached_or(
-        self, key: Any, run: AsyncGenerator[Out, None]
+        self,
+        key: Any,
+        begin: Callable[[], binglide.Call],
+        convert: Callable[[binglide.Report], tuple[dict[str, Any], dict[str, Array]]],
     ) -> AsyncGenerator[Out, None]:
+        """Answer from the cache under `key`, or else `begin` the call and follow it.
+
+        `begin` makes the call only on a miss: a call is a request on its way
+        as soon as it exists, and one made for a hit would run to its end
+        unseen and never be cancelled.
+        """
         hit = self.cache.get(key)
         if hit is not None:
             header = {**hit.header, "cached": True}
             yield Out(header, hit.arrays, True)
             return
-        async with contextlib.aclosing(run) as outs:
+        async with contextlib.aclosing(self._follow(begin(), convert, key)) as outs:
             async for out in outs:
                 yield out
 
@@ -253,9 +263,12 @@ class Views:
         key = ("tile", layer, entry.identity(), level, index)
         if layer == "entropy":
             if block >= ENTROPY_WINDOW:
-                call = self.client.entropy(entry.path, (start, stop), mode="block", block=block)
+                begin = functools.partial(
+                    self.client.entropy, entry.path, (start, stop), mode="block", block=block
+                )
             else:
-                call = self.client.entropy(
+                begin = functools.partial(
+                    self.client.entropy,
                     entry.path,
                     (start, stop),
                     mode="sliding",
@@ -270,12 +283,12 @@ class Views:
                 "inputs": [{"source": entry.path, "start": start, "stop": stop}],
                 "options": {"block": block},
             }
-            call = self.client.request("classes", body)
+            begin = functools.partial(self.client.request, "classes", body)
 
             def convert(r: binglide.Report) -> tuple[dict[str, Any], dict[str, Array]]:
                 return meta, {"shares": _shares(r.array)}
 
-        async for out in self._cached_or(key, self._follow(call, convert, key)):
+        async for out in self._cached_or(key, begin, convert):
             yield out
 
     async def _stats(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
@@ -286,8 +299,8 @@ class Views:
         def convert(r: binglide.Report) -> tuple[dict[str, Any], dict[str, Array]]:
             return r.meta, {"counts": r.array.astype(np.float64)}
 
-        call = self.client.stats(entry.path, (start, stop))
-        async for out in self._cached_or(key, self._follow(call, convert, key)):
+        begin = functools.partial(self.client.stats, entry.path, (start, stop))
+        async for out in self._cached_or(key, begin, convert):
             yield out
 
     async def _histogram(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
@@ -298,8 +311,8 @@ class Views:
         def convert(r: binglide.Report) -> tuple[dict[str, Any], dict[str, Array]]:
             return r.meta, {"counts": r.array.astype(np.float64)}
 
-        call = self.client.histogram(entry.path, (start, stop))
-        async for out in self._cached_or(key, self._follow(call, convert, key)):
+        begin = functools.partial(self.client.histogram, entry.path, (start, stop))
+        async for out in self._cached_or(key, begin, convert):
             yield out
 
     async def _ngrams(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
@@ -311,18 +324,20 @@ class Views:
             return
         key = ("ngrams", n, entry.identity(), start, stop)
         if n == 2:
-            call = self.client.ngrams(entry.path, (start, stop), n=2)
+            begin = functools.partial(self.client.ngrams, entry.path, (start, stop), n=2)
 
             def convert(r: binglide.Report) -> tuple[dict[str, Any], dict[str, Array]]:
                 return r.meta, {"counts": r.array.astype(np.float32)}
         else:
-            call = self.client.ngrams(entry.path, (start, stop), n=3, bits=TRIGRAM_BITS)
+            begin = functools.partial(
+                self.client.ngrams, entry.path, (start, stop), n=3, bits=TRIGRAM_BITS
+            )
 
             def convert(r: binglide.Report) -> tuple[dict[str, Any], dict[str, Array]]:
                 cells, counts, distinct = _trigram_points(r.array)
                 return {**r.meta, "distinct": distinct}, {"cells": cells, "counts": counts}
 
-        async for out in self._cached_or(key, self._follow(call, convert, key)):
+        async for out in self._cached_or(key, begin, convert):
             yield out
 
     async def _bigram_preview(self, entry: FileEntry, start: int, stop: int) -> Out:
@@ -364,8 +379,10 @@ class Views:
             meta = {**r.meta, "points": points, "point_bytes": (stop - start) / points}
             return meta, {"entropy": r.array.astype(np.float32)}
 
-        call = self.client.entropy(entry.path, (start, stop), resolution=points)
-        async for out in self._cached_or(key, self._follow(call, convert, key)):
+        begin = functools.partial(
+            self.client.entropy, entry.path, (start, stop), resolution=points
+        )
+        async for out in self._cached_or(key, begin, convert):
             yield out
 
     async def _data(self, params: Mapping[str, Any]) -> AsyncGenerator[Out, None]:
@@ -392,8 +409,10 @@ class Views:
         def convert(r: binglide.Report) -> tuple[dict[str, Any], dict[str, Array]]:
             return r.meta, {"counts": r.array.astype(np.float64)}
 
-        call = self.client.diff(a.path, b.path, (start, stop), resolution=resolution)
-        async for out in self._cached_or(key, self._follow(call, convert, key)):
+        begin = functools.partial(
+            self.client.diff, a.path, b.path, (start, stop), resolution=resolution
+        )
+        async for out in self._cached_or(key, begin, convert):
             yield out
 
     def _pair(self) -> tuple[FileEntry, FileEntry]:
