@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import binglide
-from binglide.services import resources
+from binglide.services import kernels, resources
 
 from . import references as ref
 
@@ -243,3 +243,17 @@ def test_coarse_blocks_are_stored_once_their_parts_are_all_in(
             stored = store.get(ChunkKey(resource.name, ("s0",), a, b))
             assert stored is not None
             np.testing.assert_array_equal(stored, resource.compute(source, a, b))
+
+
+def test_ent_merge_of_one_part_is_that_part_unaliased() -> None:
+    # A file of one chunk skips the unpacking and packing of its partial: the
+    # same entries as merging it after an empty run, in a new uint64 array
+    # (the part may be a read-only frame, or a cache entry someone holds).
+    resource = resources.EntResource()
+    data = np.frombuffer(bytes(range(256)) * 40 + b"\x00" * 7, np.uint8)
+    part = kernels.ent_partial(data).to_array()
+    merged = resource.merge([part])
+    general = resource.merge([kernels.ent_partial(b"").to_array(), part])
+    np.testing.assert_array_equal(merged, general)
+    assert merged.dtype == np.uint64
+    assert not np.shares_memory(merged, part)

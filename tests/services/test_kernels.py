@@ -635,6 +635,15 @@ def test_ent_scans_match_a_plain_reference(monkeypatch: pytest.MonkeyPatch, coun
                 inside = start.copy()
                 assert scan(buf, count, phase, inside) == by_t[0], (scan, ahead, phase)
                 np.testing.assert_array_equal(inside, expected, err_msg=f"{scan} {ahead} {phase}")
+            # The fused call a piece makes: the same scan, and the counts of
+            # the first `count` bytes (never the look-ahead) added into a table.
+            inside = start.copy()
+            counts = np.arange(256, dtype=np.int64)
+            assert kernels._nb_ent_piece(buf, count, phase, inside, counts) == by_t[0]
+            np.testing.assert_array_equal(inside, expected, err_msg=f"piece {ahead} {phase}")
+            np.testing.assert_array_equal(
+                counts, np.arange(256) + ref.byte_histogram(buf[:count]).astype(np.int64)
+            )
 
 
 def test_byte_histogram_adds_into_out(impl: str) -> None:

@@ -791,6 +791,17 @@ def _np_ent_scan(buf: U8Array, count: int, phase: int, inside: I64Array) -> int:
     return pairs
 
 
+@_jit
+def _nb_ent_piece(buf: U8Array, count: int, phase: int, inside: I64Array, counts: I64Array) -> int:
+    # A piece's byte counts and `_nb_ent_scan`, in one compiled call: one
+    # dispatch and one GIL release per piece instead of two (for the 8 GiB
+    # corpus, 16,000 fewer, each a wait for the GIL while the event loop or
+    # another kernel thread holds it). The piece is in the CPU's caches for
+    # the second loop either way.
+    _nb_hist_into(buf, 0, count, counts)
+    return _nb_ent_scan(buf, count, phase, inside)
+
+
 def _in_circle(group: bytes) -> bool:
     x = int.from_bytes(group[:3], "big")
     y = int.from_bytes(group[3:6], "big")
@@ -903,10 +914,14 @@ class EntAccumulator:
             return
         data = data[: count + _MONTE_BYTES - 1]
         piece = data[:count]
-        byte_histogram(piece, out=self._counts)
         phase = self._size % _MONTE_BYTES
-        scan = _nb_ent_scan if numba_for(count) else _np_ent_scan
-        self._pairs += int(scan(data, count, phase, self._inside))
+        if numba_for(count):
+            # The counts never come near 2**63: the same bits as int64 counters.
+            counts = self._counts.view(np.int64)
+            self._pairs += int(_nb_ent_piece(data, count, phase, self._inside, counts))
+        else:
+            byte_histogram(piece, out=self._counts)
+            self._pairs += int(_np_ent_scan(data, count, phase, self._inside))
         if len(self._head) < 5:
             self._head += piece[: 5 - len(self._head)].tobytes()
         self._tail = (self._tail + piece[-5:].tobytes())[-5:]

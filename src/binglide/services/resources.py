@@ -162,6 +162,10 @@ class EntResource(Resource):
         return acc.partial().to_array()
 
     def merge(self, parts: Sequence[Array]) -> Array:
+        if len(parts) == 1:
+            # A file of one chunk (most of a corpus): it is its own merge,
+            # without unpacking and packing its 276 entries.
+            return np.array(parts[0], dtype=np.uint64)
         partial = kernels.ent_partial(np.zeros(0, dtype=np.uint8))
         for part in parts:
             partial = kernels.ent_merge(partial, kernels.EntPartial.from_array(part))
