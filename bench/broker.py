@@ -19,7 +19,11 @@ Measures tiny-request latency (sequential: median and p99) and throughput
   MDP broker can beat here;
 - ``mdp``: an independent minimal MDP/0.2 broker, worker and client written
   here with plain blocking pyzmq, as the Guide's ``mdbroker`` would be (three
-  processes, tcp loopback, 128 in flight): a leaner baseline than any library.
+  processes, tcp loopback, 128 in flight): a leaner baseline than any library;
+- ``bare client`` and ``bare worker``: binglide's broker with one of its peers
+  replaced by a bare blocking pyzmq loop that speaks plain MDP/0.2 with
+  binglide's body and report frames (built once): the ``zmq`` figures less
+  these say what binglide's client and binglide's worker add to a round trip.
 
 Columns: ``median µs`` and ``p99 µs`` of the sequential round trips, ``seq
 req/s`` (sequential requests over their total time), ``req/s`` (with 128, or
@@ -119,20 +123,22 @@ def mdp_client(
     in_flight: int,
     majortomo: bool = False,
     mark: Callable[[], None] = lambda: None,
+    body: bytes = b'{"n":1}',
 ) -> tuple[list[float], float]:
     """Return the round-trip times (sequential) and the throughput (in flight).
 
     ``majortomo`` speaks majortomo's dialect (see below) instead of RFC 18's;
-    `mark` is called once the first request came back (the processes are up).
+    `mark` is called once the first request came back (the processes are up);
+    `body` is the request's one body frame.
     """
     ctx = zmq.Context()
     sock = ctx.socket(zmq.DEALER)
     sock.rcvtimeo = 30_000  # a broker or worker that died fails the run instead of hanging it
     sock.connect(address)
     if majortomo:
-        request = [b"", b"MDPC02", b"\x02", SERVICE, b'{"n":1}']
+        request = [b"", b"MDPC02", b"\x02", SERVICE, body]
     else:
-        request = [b"MDPC02", b"\x01", SERVICE, b'{"n":1}']
+        request = [b"MDPC02", b"\x01", SERVICE, body]
     sock.send_multipart(request)  # warm up: the worker is registered
     sock.recv_multipart()
     mark()
@@ -212,6 +218,37 @@ def floor_worker(address: str) -> None:
 def floor_backend(address: str) -> str:
     host, port = address.rsplit(":", 1)
     return f"{host}:{int(port) + 1}"
+
+
+# -- binglide's broker with a bare peer: what binglide's client and worker each add ---------
+
+
+def bare_client(
+    address: str, requests: int, in_flight: int, mark: Callable[[], None] = lambda: None
+) -> tuple[list[float], float]:
+    """`mdp_client` sending plain MDP/0.2 REQUESTs whose body is binglide's ``{"n": 1}``."""
+    from binglide.payload import encode_body
+
+    (body,) = encode_body({"n": 1})
+    return mdp_client(address, requests, in_flight, mark=mark, body=bytes(body))
+
+
+def bare_worker(address: str) -> None:
+    """Serve ``echo`` as a plain MDP/0.2 worker: binglide's report frames, built once."""
+    from binglide import Report
+    from binglide.payload import encode_report
+
+    report = [bytes(f) for f in encode_report(Report(np.array([1], dtype=np.int64)))]
+    ctx = zmq.Context()
+    sock = ctx.socket(zmq.DEALER)
+    sock.connect(address)
+    sock.send_multipart([b"MDPW02", b"\x01", SERVICE])
+    while True:
+        _header, command, *rest = sock.recv_multipart()
+        if command == b"\x02":  # REQUEST: tid, empty, body
+            sock.send_multipart([b"MDPW02", b"\x04", rest[0], b"", *report])
+        elif command == b"\x05":  # the broker's heartbeat: answer, or be dropped
+            sock.send_multipart([b"MDPW02", b"\x05"])
 
 
 # -- binglide ------------------------------------------------------------------------------
@@ -432,6 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "mt-worker": mt_worker,
         "floor-broker": floor_broker,
         "floor-worker": floor_worker,
+        "bare-worker": bare_worker,
     }
     if args.role in plain_roles:
         plain_roles[args.role](args.address)
@@ -448,7 +486,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     n = args.requests
-    names = ["zmq", "prefetch", "inproc", "mdp", "majortomo", "floor"]
+    names = [
+        "zmq",
+        "prefetch",
+        "bare-client",
+        "bare-worker",
+        "inproc",
+        "mdp",
+        "majortomo",
+        "floor",
+    ]
     if args.only == "inproc":
         names = ["inproc"]
     elif args.only == "zmq":
@@ -473,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
             binglide_zmq_client,
             False,
         ),
+        "bare-client": (["binglide-broker"], "binglide-worker", bare_client, False),
+        "bare-worker": (["binglide-broker"], "bare-worker", bare_client, False),
     }
     for _ in range(args.repeat):
         for name, (broker, worker, client, pair) in deployments.items():
@@ -500,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = {
         "zmq": "binglide zmq (3 procs, 128)",
         "prefetch": "  broker --prefetch 1",
+        "bare-client": "  bare client",
+        "bare-worker": "  bare client, bare worker",
         "inproc": "binglide inproc (1 proc, 100)",
         "mdp": "minimal MDP/0.2 (3 procs, 128)",
         "majortomo": "majortomo MDP/0.2 (3 procs, 128)",
@@ -521,6 +572,13 @@ def main(argv: list[str] | None = None) -> int:
                 f"(p99 x{m[1] / base[1]:.2f}), sequential throughput x{m[2] / base[2]:.2f}, "
                 f"pipelined x{m[3] / base[3]:.2f}"
             )
+    if {"zmq", "bare-client", "bare-worker"} <= med.keys():
+        client_adds = med["zmq"][0] - med["bare-client"][0]
+        worker_adds = med["bare-client"][0] - med["bare-worker"][0]
+        print(
+            f"sequential round trip: binglide's client adds {client_adds:.0f} µs to a bare "
+            f"client's, binglide's worker {worker_adds:.0f} µs to a bare worker's"
+        )
     print("targets (issue 13):")
     if "inproc" in med:
         echo, pingpong, sub = med["inproc"][0], statistics.median(queue), statistics.median(nested)
