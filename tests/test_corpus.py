@@ -313,3 +313,33 @@ async def test_bad_arguments_are_refused_before_anything_runs(tmp_path: Path) ->
             with pytest.raises(TypeError):
                 async with binglide.analyse_files(client, [tmp_path], analyses="stats"):
                     pass  # pragma: no cover
+
+
+async def test_a_batch_starts_loading_the_kernels_when_it_finds_a_large_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from binglide.services import kernels
+
+    preloads = 0
+
+    def preload() -> None:
+        nonlocal preloads
+        preloads += 1
+
+    monkeypatch.setattr(kernels, "preload_numba", preload)
+    small = [_write(tmp_path / "small" / f"{i}.bin", bytes([i]) * 1000) for i in range(40)]
+    large = _write(tmp_path / "large" / "big.bin", bytes(range(256)) * (MiB // 256))
+    for i in range(40):
+        _write(tmp_path / "large" / f"{i}.bin", bytes([i]) * 1000)
+    with anyio.fail_after(60):
+        async with binglide.connect(workers=2) as client:
+            async with binglide.analyse_files(client, [tmp_path / "small"], recursive=True) as run:
+                assert len(await _all(run)) == len(small)
+            # Small files alone are counted by numpy: nothing to load.
+            assert preloads == 0
+            async with binglide.analyse_files(client, [tmp_path / "large"], recursive=True) as run:
+                results = await _all(run)
+    # Once for the run, however many walk batches follow the large file.
+    assert preloads == 1
+    sizes = sorted(r.reports["stats"].meta["size"] for r in results)
+    assert sizes == [1000] * 40 + [len(large)]

@@ -166,6 +166,22 @@ def _walk(paths: Iterable[str | os.PathLike[str]], recursive: bool) -> Iterator[
         yield from visit(os.path.abspath(os.fspath(path)), named=True)
 
 
+#: Files from this size on (bytes) are counted by the compiled kernels, even
+#: the first ones (`binglide.services.kernels.numba_for`).
+_LARGE = 1 << 20
+
+
+def _large(found: _Found) -> bool:
+    return found.status is not None and found.status.st_size >= _LARGE
+
+
+def _preload_kernels() -> None:
+    # Imported here: a client of remote workers never loads the kernels.
+    from .services import kernels
+
+    kernels.preload_numba()
+
+
 #: Files the walk finds per thread hop.
 WALK_BATCH = 32
 
@@ -339,13 +355,21 @@ async def analyse_files(
     found_send, found_receive = anyio.create_memory_object_stream[_Found](0)
     run = CorpusRun(receive)
 
+    # The embedded broker's workers count in this process: the first large
+    # file found starts loading their compiled kernels (`_preload_kernels`).
+    preload = client.broker is not None
+
     async def walk(out: MemoryObjectSendStream[_Found]) -> None:
+        nonlocal preload
         async with out:
             walker = _walk(paths, recursive)
             while True:
                 # Listing a big tree blocks: a thread walks it, some files
                 # at a time (a thread hop per file costs more than its stat).
                 found = await anyio.to_thread.run_sync(_next_found, walker)
+                if preload and any(_large(item) for item in found):
+                    preload = False
+                    _preload_kernels()
                 for item in found:
                     run._note_found(item)
                     await out.send(item)

@@ -44,3 +44,31 @@ def test_the_command_on_a_small_file_never_loads_numba(tmp_path: Path) -> None:
         f"assert main(['stats', {str(sample)!r}, '--quiet']) == 0\n"
         "assert 'numba' not in sys.modules, 'binglide stats on a small file loaded numba'\n"
     )
+
+
+def test_preloading_loads_numba_and_the_ent_kernel_on_one_thread_once() -> None:
+    _run(
+        "import sys, threading, numpy as np\n"
+        "from binglide.services import kernels as k\n"
+        "loader = k.preload_numba()\n"
+        "assert isinstance(loader, threading.Thread)\n"
+        "assert loader is not threading.current_thread()\n"
+        "assert k.preload_numba() is loader, 'a second call started another thread'\n"
+        "loader.join(60)\n"
+        "assert not loader.is_alive() and k._numba_loaded\n"
+        # ent's piece kernel is loaded for the arguments a piece passes it:
+        # the first large file's piece finds it ready.
+        "before = list(k._nb_ent_piece.signatures)\n"
+        "assert len(before) == 1, before\n"
+        "acc = k.EntAccumulator()\n"
+        "acc.add(np.arange(k._SMALL + 5, dtype=np.uint8), k._SMALL)\n"
+        "assert k._nb_ent_piece.signatures == before, 'a piece needed another signature'\n"
+        "assert acc.partial().size == k._SMALL\n"
+    )
+
+
+def test_preloading_does_nothing_when_numba_is_switched_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(kernels, "_use_numba", False)
+    assert kernels.preload_numba() is None

@@ -50,6 +50,7 @@ __all__ = (
     "jit",
     "ngram_histogram",
     "numba_for",
+    "preload_numba",
     "segment_entropies",
     "segment_histograms",
 )
@@ -144,6 +145,42 @@ def numba_for(size: int) -> bool:
         return False
     _load_numba()
     return True
+
+
+_preload: threading.Thread | None = None
+
+
+def preload_numba() -> threading.Thread | None:
+    """Start loading numba and ``ent``'s compiled piece kernel on a thread, once.
+
+    Importing numba and loading a kernel from its disk cache takes about half
+    a second, mostly on one core: a batch that knows it will need them (it
+    has found a large file) starts it here, so that it overlaps the walk and
+    the small files instead of stalling the first large one. Small inputs
+    keep their numpy path until the loading is over (`numba_for`).
+
+    Returns:
+        The loading thread (the same one on every call; join it to wait), or
+        None when the compiled kernels are not used (numba missing, disabled,
+        or switched off).
+    """
+    global _preload
+    if _use_numba is False:
+        return None
+    with _numba_lock:
+        if _preload is None:
+            # Not a daemon: the interpreter must not finalise under an import.
+            _preload = threading.Thread(target=_load_and_warm, name="binglide-numba", daemon=False)
+            _preload.start()
+        return _preload
+
+
+def _load_and_warm() -> None:
+    _load_numba()
+    # The first call of each signature loads it from numba's cache (type
+    # inference of the arguments, about 0.1 s): make it with the types that
+    # `EntAccumulator.add` passes, on this thread rather than a kernel thread.
+    EntAccumulator().add(np.zeros(2 * _MONTE_BYTES, np.uint8), _MONTE_BYTES)
 
 
 #: Bytes per block in the numpy fallbacks: large enough to amortise numpy's
