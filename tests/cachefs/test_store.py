@@ -180,6 +180,24 @@ def test_directory_under_entry_name_is_a_miss(store):
     assert store.info().entries == 1  # only real files count
 
 
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd")
+def test_get_leaves_no_file_open_on_a_hit_a_miss_or_a_bad_entry(store):
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    store.put(key(0, 4096), np.arange(3))
+    path_of(store, key(4096, 8192)).mkdir()
+    path_of(store, key(8192, 12288)).write_bytes(b"not an entry")
+    before = open_fds()
+    for _ in range(20):
+        np.testing.assert_array_equal(store.get(key(0, 4096)), np.arange(3))
+        assert store.get(key(4096, 8192)) is None  # a directory
+        assert store.get(key(12288, 16384)) is None  # missing
+    assert store.get(key(8192, 12288)) is None  # corrupt: removed
+    assert not path_of(store, key(8192, 12288)).exists()
+    assert open_fds() == before
+
+
 def test_get_marks_used(store):
     store.put(key(), np.zeros(1))
     os.utime(path_of(store, key()), (1000, 1000))

