@@ -21,6 +21,7 @@ from binglide.cachefs import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
     from numpy.typing import NDArray
@@ -193,6 +194,13 @@ class CountingStore(ChunkStore):
     def get(self, key: ChunkKey) -> NDArray[np.generic] | None:
         self.gets += 1
         return super().get(key)
+
+    def get_blocks(
+        self, resource: str, ids: tuple[str, ...], blocks: Iterable[tuple[int, int]]
+    ) -> list[tuple[ChunkKey, NDArray[np.generic]]]:
+        blocks = list(blocks)
+        self.gets += len(blocks)
+        return super().get_blocks(resource, ids, blocks)
 
     def ranges(self, resource: str, ids: tuple[str, ...]) -> list[tuple[int, int]]:
         self.listings += 1

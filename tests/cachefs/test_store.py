@@ -198,6 +198,28 @@ def test_get_leaves_no_file_open_on_a_hit_a_miss_or_a_bad_entry(store):
     assert open_fds() == before
 
 
+def test_get_blocks_returns_the_hits_in_order_as_get_would(store):
+    for start in (8192, 0):
+        store.put(key(start, start + 4096), np.full(3, start))
+    blocks = [(0, 4096), (4096, 8192), (8192, 12288)]
+    hits = store.get_blocks("HIST", ("f00d",), blocks)
+    assert [k for k, _ in hits] == [key(0, 4096), key(8192, 12288)]
+    for k, array in hits:
+        np.testing.assert_array_equal(array, store.get(k))
+    assert store.get_blocks("HIST", ("beef",), blocks) == []
+
+
+@pytest.mark.parametrize("block", [(-1, 4096), (4096, 4096), (True, 4096), (0, 2**64), (0, 1.0)])
+def test_get_blocks_refuses_an_invalid_block(store, block):
+    with pytest.raises(ValueError, match="invalid cache range"):
+        store.get_blocks("HIST", ("f00d",), [block])
+
+
+def test_get_blocks_refuses_an_invalid_source(store):
+    with pytest.raises(ValueError, match="invalid cache source id"):
+        store.get_blocks("HIST", ("../x",), [(0, 4096)])
+
+
 def test_get_marks_used(store):
     store.put(key(), np.zeros(1))
     os.utime(path_of(store, key()), (1000, 1000))

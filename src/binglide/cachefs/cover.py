@@ -212,15 +212,12 @@ def _probe(
         remaining = []
         for gap_start, gap_stop in uncovered:
             cursor = gap_start
-            for a, b in aligned_blocks(gap_start, gap_stop, level, end=end):
-                key = ChunkKey(resource, ids, a, b)
-                array = store.get(key)
-                if array is None:
-                    continue
+            blocks = aligned_blocks(gap_start, gap_stop, level, end=end)
+            for key, array in store.get_blocks(resource, ids, blocks):
                 hits.append((key, array))
-                if cursor < a:
-                    remaining.append((cursor, a))
-                cursor = b
+                if cursor < key.start:
+                    remaining.append((cursor, key.start))
+                cursor = key.stop
             if cursor < gap_stop:
                 remaining.append((cursor, gap_stop))
         uncovered = remaining
