@@ -479,6 +479,9 @@ def main(argv: list[str] | None = None) -> int:
 
         extra = [] if args.prefetch is None else ["--prefetch", str(args.prefetch)]
         return main(["broker", args.address, "--heartbeat-interval", "1.0", *extra])
+    if args.role == "binglide-client":  # one echo at a time (requests_callgrind.py's zmq-worker)
+        binglide_zmq_client(args.address, args.requests, 1)
+        return 0
     if args.role == "binglide-worker":
         from binglide.worker import run_worker
 

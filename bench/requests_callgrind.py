@@ -9,7 +9,14 @@ valgrind's callgrind and prints the instructions per request of:
 - ``caller``: one request at a time to a service whose handler awaits one
   sub-request (to the echo service) before it answers;
 - ``pipelined``: echo requests from 100 tasks at once;
-- ``pingpong``: the yardstick, an asyncio.Queue ping-pong round trip.
+- ``pingpong``: the yardstick, an asyncio.Queue ping-pong round trip;
+- ``zmq-client``: one echo at a time over ZeroMQ (ipc://), counting the
+  client's process (`connect_remote`; the broker and the worker run as
+  plain processes beside it, not counted);
+- ``zmq-worker``: the same requests, counting the worker's process
+  (`run_worker`; the broker and the client beside it).
+
+Whole processes are counted, the ZeroMQ I/O thread included.
 
 Each figure is (a run of ``--requests`` requests less a run of
 ``--warm-up`` requests) / their difference, so that start-up, imports and
@@ -27,10 +34,11 @@ import sys
 from pathlib import Path
 
 import anyio
+import anyio.abc
 
 BENCH = Path(__file__).resolve().parent
 SRC = BENCH.parent / "src"
-SCENARIOS = ("echo", "caller", "pipelined", "pingpong")
+SCENARIOS = ("echo", "caller", "pipelined", "pingpong", "zmq-client", "zmq-worker")
 
 
 async def run_scenario(scenario: str, requests: int) -> None:
@@ -43,6 +51,9 @@ async def run_scenario(scenario: str, requests: int) -> None:
     if scenario == "pingpong":
         await bench_broker.queue_pingpong(requests)
         return
+    if scenario.startswith("zmq-"):
+        await run_zmq_scenario(scenario, requests)
+        return
     services = [bench_broker.echo_service(), bench_broker.caller_service()]
     async with connect(services=services, workers=1, builtins=False) as client:
         for _ in range(20):  # every path taken once before the counted runs differ
@@ -53,6 +64,54 @@ async def run_scenario(scenario: str, requests: int) -> None:
                 await client.request(scenario, {"n": 1})
             return
         await bench_broker.echo_lanes(client, requests, 100)
+
+
+def _role(address: str, role: str, *extra: str) -> list[str]:
+    """The argv of a plain (uncounted) process of `bench/broker.py`."""
+    return [sys.executable, str(BENCH / "broker.py"), role, address, *extra]
+
+
+async def run_zmq_scenario(scenario: str, requests: int) -> None:
+    """`requests` sequential echoes over ZeroMQ, this process the client or the worker."""
+    import subprocess
+    import tempfile
+
+    sys.path.insert(0, str(BENCH))
+    import broker as bench_broker
+
+    async def start(*argv: str) -> anyio.abc.Process:
+        return await anyio.open_process(argv, stdout=subprocess.DEVNULL, stderr=None)
+
+    with tempfile.TemporaryDirectory(prefix="binglide-callgrind-") as tmp:
+        address = f"ipc://{tmp}/broker"
+        others = [await start(*_role(address, "binglide-broker"))]
+        try:
+            if scenario == "zmq-client":
+                others.append(await start(*_role(address, "binglide-worker")))
+                from binglide.connect import connect_remote
+
+                async with connect_remote(address, heartbeat_interval=1.0) as client:
+                    for _ in range(20):  # the worker registered, every path taken once
+                        await client.request("echo", {"n": 1})
+                    for _ in range(requests):
+                        await client.request("echo", {"n": 1})
+                return
+            from binglide.worker import run_worker
+
+            # As many warm-up requests as the zmq-client scenario makes.
+            client_argv = [*_role(address, "binglide-client"), "--requests", str(requests + 20)]
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(
+                    lambda: run_worker(
+                        address, bench_broker.echo_service(), heartbeat_interval=1.0
+                    )
+                )
+                await (await start(*client_argv)).wait()
+                tg.cancel_scope.cancel()
+        finally:
+            for process in others:
+                process.terminate()
+                await process.wait()
 
 
 def collected(src: str, scenario: str, requests: int) -> int:
