@@ -41,6 +41,7 @@ Choices, and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
@@ -429,8 +430,10 @@ class _ZmqEnd:
         self._socket = sock
         self._what = what
         self._closed = False
+        # A partial, not a lambda: reading the events (twice or three times a
+        # message) then runs no Python frame of ours.
         self._watcher = EdgeWatcher(
-            cast("int", sock.getsockopt(zmq.FD)), lambda: cast("int", _raw_get(sock, _EVENTS))
+            cast("int", sock.getsockopt(zmq.FD)), functools.partial(_raw_get, sock, _EVENTS)
         )
         #: Sends waiting for room: a send_nowait must not overtake them.
         self._blocked_sends = 0
@@ -504,7 +507,8 @@ class _ZmqEnd:
             try:
                 while True:
                     messages.append(receive_frames(sock, _DONTWAIT))
-                    if len(messages) >= _DRAIN or not has_message(sock):
+                    # has_message, inlined: this runs once a message.
+                    if len(messages) >= _DRAIN or not _raw_get(sock, _EVENTS) & _POLLIN:
                         break
             except zmq.Again:
                 pass
