@@ -808,3 +808,50 @@ async def test_a_new_ranges_hex_dump_waits_for_its_own_bigram_and_a_moved_cursor
             )
             # The next frame after the exact answer (unless that took the 1 s anyway).
             assert order["cursor"] == BLOCK + 0x8000 or order["at"] >= 900, order
+
+
+@pytest.mark.parametrize("leveling", ["log", "rank"])
+async def test_the_bigram_paints_each_cell_at_its_level_in_its_ramp(
+    leveling: str, sample: Path, tmp_path: Path
+) -> None:
+    # Counts with empty cells, lone pairs, and both printable and other pairs.
+    rng = np.random.default_rng(11)
+    counts = rng.integers(0, 5000, 65536).astype(np.float32)
+    counts[rng.random(65536) < 0.3] = 0
+    counts[rng.random(65536) < 0.05] = 1
+    with anyio.fail_after(90):
+        async with running([sample], tmp_path / "c") as (_, viewer), browser_page() as page:
+            await opened(page, viewer.url)
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            shown = await page.evaluate(
+                """async ([counts, leveling]) => {
+                    const util = await import(new URL("static/util.js", location.href).href);
+                    const v = window.binglide.views.bigram;
+                    v.counts = Float32Array.from(counts);
+                    v.leveling = leveling;
+                    v.draw();
+                    return {
+                        pixels: Array.from(v.image.data),
+                        inferno: Array.from(util.rampTable(util.INFERNO)),
+                        text: Array.from(util.rampTable(util.TEXT_RAMP)),
+                    };
+                }""",
+                [counts.tolist(), leveling],
+            )
+    pixels = np.array(shown["pixels"], dtype=np.uint8).reshape(256, 256, 4)
+    inferno = np.array(shown["inferno"], dtype=np.uint8).reshape(256, 3)
+    text = np.array(shown["text"], dtype=np.uint8).reshape(256, 3)
+    # The reference: each non-empty cell's level, 40 at least (a lone pair stays
+    # visible), in the text ramp where both bytes are printable.
+    if leveling == "log":
+        t = np.log1p(counts.astype(np.float64)) / np.log1p(float(counts.max()))
+    else:
+        values = np.unique(counts[counts > 0])
+        t = (np.searchsorted(values, counts) + 1) / len(values)
+    level = np.maximum(40, np.floor(t * 255 + 0.5)).astype(int).reshape(256, 256)
+    printable = (np.arange(256) >= 0x20) & (np.arange(256) < 0x7F)
+    pair = printable[:, None] & printable[None, :]
+    expected = np.where(pair[..., None], text[level], inferno[level])
+    expected[counts.reshape(256, 256) <= 0] = [14, 14, 18]
+    assert (pixels[..., 3] == 255).all()
+    np.testing.assert_array_equal(pixels[..., :3], expected)

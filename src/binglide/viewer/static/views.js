@@ -25,6 +25,20 @@ import {
 const INFERNO_LUT = rampTable(INFERNO);
 const TEXT_LUT = rampTable(TEXT_RAMP);
 
+/** A ramp table's colours as opaque RGBA pixels, one 32-bit word each (the platform's byte order). */
+function pixelTable(lut) {
+  const table = new Uint32Array(256);
+  const bytes = new Uint8Array(table.buffer);
+  for (let v = 0; v < 256; v++) bytes.set([lut[v * 3], lut[v * 3 + 1], lut[v * 3 + 2], 255], v * 4);
+  return table;
+}
+/** The bigram's cell colours by level: the inferno ramp, and the text ramp for printable pairs. */
+const BIGRAM_PIXELS = [pixelTable(INFERNO_LUT), pixelTable(TEXT_LUT)];
+const EMPTY_CELL = new Uint32Array(new Uint8Array([14, 14, 18, 255]).buffer)[0];
+/** 1 where both bytes of the pair (the cell's index: first byte * 256 + second) are printable. */
+const PRINTABLE_PAIR = new Uint8Array(65536);
+for (let a = 0x20; a < 0x7f; a++) PRINTABLE_PAIR.fill(1, a * 256 + 0x20, a * 256 + 0x7f);
+
 /** A panel: a title, an indicator, export buttons and a body. */
 export class Panel {
   constructor(title, { exports = [], onExport, extra = [] } = {}) {
@@ -78,6 +92,7 @@ export class BigramView {
     this.off.width = 256;
     this.off.height = 256;
     this.image = this.off.getContext("2d").createImageData(256, 256);
+    this.pixels = new Uint32Array(this.image.data.buffer);
     this.counts = null;
     // Reports received and painted, and refinements that waited (REFINE_MS).
     this.stats = { received: 0, painted: 0, deferred: 0 };
@@ -164,7 +179,6 @@ export class BigramView {
     ctx.fillStyle = "#16161a";
     ctx.fillRect(0, 0, 300, 300);
     const counts = this.counts;
-    const data = this.image.data;
     let max = 0;
     let levels = null;
     if (counts) {
@@ -175,24 +189,23 @@ export class BigramView {
         levels = new Map(values.map((v, i) => [v, (i + 1) / values.length]));
       }
     }
+    // Each paint of a new range shares the two cores with the kernels
+    // computing its exact answer: one 32-bit word per cell from precomputed
+    // tables (the per-cell test of both bytes and three byte writes made a
+    // paint 7.6 ms rather than 5.8 ms here).
     const logMax = Math.log1p(max);
-    for (let a = 0; a < 256; a++) {
-      for (let b = 0; b < 256; b++) {
-        const n = counts ? counts[a * 256 + b] : 0;
-        const p = (a * 256 + b) * 4;
+    const pixels = this.pixels;
+    if (!counts) pixels.fill(EMPTY_CELL);
+    else {
+      for (let i = 0; i < 65536; i++) {
+        const n = counts[i];
         if (n <= 0) {
-          data[p] = 14;
-          data[p + 1] = 14;
-          data[p + 2] = 18;
-        } else {
-          const t = levels ? levels.get(n) : Math.log1p(n) / logMax;
-          const v = Math.max(40, Math.round(t * 255)); // a lone pair stays visible
-          const lut = isPrintable(a) && isPrintable(b) ? TEXT_LUT : INFERNO_LUT;
-          data[p] = lut[v * 3];
-          data[p + 1] = lut[v * 3 + 1];
-          data[p + 2] = lut[v * 3 + 2];
+          pixels[i] = EMPTY_CELL;
+          continue;
         }
-        data[p + 3] = 255;
+        const t = levels ? levels.get(n) : Math.log1p(n) / logMax;
+        const v = Math.max(40, Math.round(t * 255)); // a lone pair stays visible
+        pixels[i] = BIGRAM_PIXELS[PRINTABLE_PAIR[i]][v];
       }
     }
     this.off.getContext("2d").putImageData(this.image, 0, 0);
