@@ -330,11 +330,6 @@ async def test_the_url_round_trips_the_state(sample: Path, tmp_path: Path) -> No
                 "hilbert",
                 "rank",
             )
-            # The go-to's new entry is written once its range's bigram is exact.
-            await page.wait_for_function(
-                "c => Number(new URLSearchParams(location.search).get('cursor')) === c",
-                arg=BLOCK + 0x123,
-            )
             url = page.url
             assert "mode=entropy" in url
             assert "layout=hilbert" in url
@@ -860,70 +855,3 @@ async def test_the_bigram_paints_each_cell_at_its_level_in_its_ramp(
     expected[counts.reshape(256, 256) <= 0] = [14, 14, 18]
     assert (pixels[..., 3] == 255).all()
     np.testing.assert_array_equal(pixels[..., :3], expected)
-
-
-async def test_a_new_ranges_history_entry_waits_for_its_bigram(
-    sample: Path, tmp_path: Path
-) -> None:
-    BlockingChunk.reset()  # no exact answer until released: every bigram stays an estimate
-    with anyio.fail_after(120):
-        async with (
-            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
-            browser_page() as page,
-        ):
-            await opened(page, viewer.url)
-            await page.wait_for_function("() => window.binglide.requests >= 1")
-            # The load's own replacement (250 ms) is written.
-            await page.wait_for_function("() => location.search.includes('sel=')")
-            script = """async ([a, b, mode]) => {
-                const g = window.binglide;
-                const frame = () => new Promise((r) => requestAnimationFrame(r));
-                const sel = () => (new URLSearchParams(location.search).get("sel") || "")
-                    .split("-").map(Number);
-                const entries = history.length;
-                const t0 = performance.now();
-                g.setSel(a, b, true);
-                const out = { now: sel() };
-                if (mode === "timer") {
-                    for (let i = 0; i < 3; i++) await frame();
-                    out.waiting = sel();
-                    out.entriesWaiting = history.length - entries;
-                    while (sel()[0] !== a) await frame();
-                } else {
-                    const exact = () => g.bigramPending && g.bigramPending.final
-                        && g.bigramPending.start === a;
-                    out.early = false;
-                    while (!exact()) {
-                        if (sel()[0] === a) out.early = true;
-                        await frame();
-                    }
-                    await frame();
-                }
-                out.at = performance.now() - t0;
-                out.written = sel();
-                out.entries = history.length - entries;
-                return out;
-            }"""
-            # The bigram stays an estimate: the entry is written 1 s after the change.
-            held = await page.evaluate(script, [BLOCK, BLOCK + (1 << 20), "timer"])
-            assert held["now"][0] != BLOCK, held
-            assert held["waiting"][0] != BLOCK, held
-            assert held["entriesWaiting"] == 0, held
-            assert held["at"] >= 900, held  # timers may fire a few ms early
-            assert held["written"] == [BLOCK, BLOCK + (1 << 20)]
-            assert held["entries"] == 1
-            # A change with no bigram to wait for (the colours) is written at once.
-            await page.keyboard.press("e")
-            assert "mode=entropy" in await page.evaluate("location.search")
-            # With exact answers: written once the bigram is exact, not before.
-            assert BlockingChunk.release is not None
-            BlockingChunk.release.set()
-            await settled(page, "section.panel:has(canvas.bigram) .indicator")
-            exact = await page.evaluate(script, [2 * BLOCK, 2 * BLOCK + 4096, "exact"])
-            assert exact["now"][0] != 2 * BLOCK, exact
-            assert not exact["early"], exact
-            assert exact["written"] == [2 * BLOCK, 2 * BLOCK + 4096]
-            assert exact["entries"] == 1
-            # Back: each change kept its own entry.
-            await page.go_back()
-            await page.wait_for_function(f"() => window.binglide.state.sel[0] === {BLOCK}")

@@ -67,32 +67,21 @@ function fromURL() {
   state.leveling = q.get("leveling") === "rank" ? "rank" : "log";
 }
 
-/**
- * Record the state: a new history entry when `push`, else replace the current
- * one. Neither is written at once. A drag replaces the URL 20 times a second:
- * browsers throttle that (and log it), so the replacements are folded into
- * one, 250 ms after the last. A new entry waits for the bigram of its range
- * (remember.flush, 1 s at most): writing it costs the browser ~50 ms of CPU
- * (its history database, the navigation's bookkeeping), on two cores that
- * the workers computing that bigram need.
- */
+/** Record the state: a new history entry when `push`, else replace the current one. */
 function remember(push) {
-  // An entry still waiting is written first: each change keeps its own.
-  if (remember.pending && remember.pending.push) remember.flush();
   clearTimeout(remember.timer);
-  // A replacement records the state when written; an entry, the state now.
-  remember.pending = { push, url: push ? toURL() : null };
-  remember.timer = setTimeout(remember.flush, push ? 1000 : 250);
+  if (!push) {
+    // A drag replaces the URL 20 times a second: browsers throttle that (and
+    // log it), so the replacements are folded into one, 250 ms after the last.
+    remember.timer = setTimeout(() => remember.now(false), 250);
+    return;
+  }
+  remember.now(true);
 }
-/** Write the URL that waits, if any. */
-remember.flush = () => {
-  clearTimeout(remember.timer);
-  const pending = remember.pending;
-  remember.pending = null;
-  if (!pending) return;
-  const url = pending.url || toURL();
+remember.now = (push) => {
+  const url = toURL();
   if (url === location.pathname + location.search) return;
-  if (pending.push) history.pushState(null, "", url);
+  if (push) history.pushState(null, "", url);
   else history.replaceState(null, "", url);
 };
 
@@ -302,7 +291,6 @@ function build() {
   views.bigram.toggle.addEventListener("click", () => {
     state.leveling = views.bigram.leveling;
     remember(true);
-    remember.flush(); // no bigram to wait for
   });
   if (files.length > 1) views.diff = new DiffView({ onExport: exportView("diff"), onPick: (o) => setCursor(o), onNext: nextDifference });
   // Two files: both dumps side by side; otherwise the file shown.
@@ -539,7 +527,6 @@ function onKey(e) {
       views.bigram.setLeveling(views.bigram.leveling === "log" ? "rank" : "log");
       state.leveling = views.bigram.leveling;
       remember(true);
-      remember.flush(); // no bigram to wait for
     },
     n: () => files.length > 1 && nextDifference(1),
     p: () => files.length > 1 && nextDifference(-1),
@@ -584,10 +571,7 @@ function update(commit) {
   previewing = dragging;
   // The views' requests go at once (the maps and the hex dump redraw at the
   // next frame); a drag's moves wait for the last answer.
-  const serial = viewsSerial;
   requestViewsIfChanged(!dragging, dragging);
-  // A new entry with no bigram to wait for (a mode, a cursor in the range) is written now.
-  if (commit === true && viewsSerial === serial) remember.flush();
   render();
 }
 
@@ -697,8 +681,6 @@ function requestViews(preview = false) {
   hexdumpWaitsFor = preview || cursorPinned || state.cursor === hexdump.cursor ? 0 : serial;
   if (hexdumpWaitsFor) hexdump.panel.waiting();
   const rest = () => {
-    // The bigram is exact (or 1 s went by): the URL's new entry, if it waits, is written.
-    if (serial === viewsSerial && remember.pending && remember.pending.push) remember.flush();
     if (hexdumpWaitsFor === serial) {
       hexdumpWaitsFor = 0;
       render();
