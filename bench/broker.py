@@ -104,12 +104,17 @@ def mdp_broker(address: str, heartbeat_interval: float = 1.0) -> None:
                 sock.send_multipart([worker, b"MDPW02", b"\x05"])
 
 
-def mdp_worker(address: str) -> None:
-    """Serve ``echo``: reply with the request body."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
+def _ready_worker(address: str) -> zmq.Socket[bytes]:
+    """A DEALER connected to the broker at `address` that has sent READY for ``echo``."""
+    sock: zmq.Socket[bytes] = zmq.Context.instance().socket(zmq.DEALER)
     sock.connect(address)
     sock.send_multipart([b"MDPW02", b"\x01", SERVICE])
+    return sock
+
+
+def mdp_worker(address: str) -> None:
+    """Serve ``echo``: reply with the request body."""
+    sock = _ready_worker(address)
     while True:
         _header, command, *rest = sock.recv_multipart()
         if command == b"\x02":
@@ -239,10 +244,7 @@ def bare_worker(address: str) -> None:
     from binglide.payload import encode_report
 
     report = [bytes(f) for f in encode_report(Report(np.array([1], dtype=np.int64)))]
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.connect(address)
-    sock.send_multipart([b"MDPW02", b"\x01", SERVICE])
+    sock = _ready_worker(address)
     while True:
         _header, command, *rest = sock.recv_multipart()
         if command == b"\x02":  # REQUEST: tid, empty, body
