@@ -330,6 +330,11 @@ async def test_the_url_round_trips_the_state(sample: Path, tmp_path: Path) -> No
                 "hilbert",
                 "rank",
             )
+            # The go-to's new entry is written once its range's bigram is exact.
+            await page.wait_for_function(
+                "c => Number(new URLSearchParams(location.search).get('cursor')) === c",
+                arg=BLOCK + 0x123,
+            )
             url = page.url
             assert "mode=entropy" in url
             assert "layout=hilbert" in url
@@ -855,3 +860,150 @@ async def test_the_bigram_paints_each_cell_at_its_level_in_its_ramp(
     expected[counts.reshape(256, 256) <= 0] = [14, 14, 18]
     assert (pixels[..., 3] == 255).all()
     np.testing.assert_array_equal(pixels[..., :3], expected)
+
+
+#: The selection in the page's URL, as numbers (what the browser's history holds).
+URL_SEL = "() => (new URLSearchParams(location.search).get('sel') || '').split('-').map(Number)"
+
+
+async def url_sel(page: Any) -> list[int]:
+    sel: list[int] = await page.evaluate(URL_SEL)
+    return sel
+
+
+async def test_a_new_ranges_history_entry_waits_for_its_bigram(
+    sample: Path, tmp_path: Path
+) -> None:
+    BlockingChunk.reset()  # no exact answer until released: every bigram stays an estimate
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            await page.wait_for_function("() => window.binglide.requests >= 1")
+            await page.wait_for_function("() => location.search.includes('sel=')")
+            entries = await page.evaluate("history.length")
+            # The first new entry over the page's first is written at once: a
+            # Back before it was written would leave the page.
+            await page.evaluate("window.binglide.setSel(0, 4096, true)")
+            assert await url_sel(page) == [0, 4096]
+            assert await page.evaluate("history.length") == entries + 1
+            script = (
+                """async ([a, b, mode]) => {
+                const g = window.binglide;
+                const frame = () => new Promise((r) => requestAnimationFrame(r));
+                const sel = """
+                + URL_SEL
+                + """;
+                const entries = history.length;
+                const t0 = performance.now();
+                g.setSel(a, b, true);
+                const out = { now: sel() };
+                if (mode === "timer") {
+                    for (let i = 0; i < 3; i++) await frame();
+                    out.waiting = sel();
+                    out.entriesWaiting = history.length - entries;
+                    while (sel()[0] !== a) await frame();
+                } else {
+                    const exact = () => g.bigramPending && g.bigramPending.final
+                        && g.bigramPending.start === a;
+                    out.early = false;
+                    while (!exact()) {
+                        if (sel()[0] === a) out.early = true;
+                        await frame();
+                    }
+                    while (sel()[0] !== a) await frame();
+                }
+                out.at = performance.now() - t0;
+                out.written = sel();
+                out.entries = history.length - entries;
+                return out;
+            }"""
+            )
+            # The bigram stays an estimate: the entry is written 1 s after the change.
+            held = await page.evaluate(script, [BLOCK, 2 * BLOCK, "timer"])
+            assert held["now"] == [0, 4096], held
+            assert held["waiting"] == [0, 4096], held
+            assert held["entriesWaiting"] == 0, held
+            assert held["at"] >= 900, held  # timers may fire a few ms early
+            assert held["written"] == [BLOCK, 2 * BLOCK]
+            assert held["entries"] == 1
+            # A change with no bigram to wait for (the colours) is written at once.
+            await page.keyboard.press("e")
+            assert "mode=entropy" in await page.evaluate("location.search")
+            # With exact answers: written once the bigram is exact, not before.
+            assert BlockingChunk.release is not None
+            BlockingChunk.release.set()
+            await settled(page, "section.panel:has(canvas.bigram) .indicator")
+            exact = await page.evaluate(script, [2 * BLOCK, 3 * BLOCK, "exact"])
+            assert exact["now"][0] == BLOCK, exact
+            assert not exact["early"], exact
+            assert exact["written"] == [2 * BLOCK, 3 * BLOCK]
+            assert exact["entries"] == 1
+            # Back: each change kept its own entry.
+            await page.go_back()
+            await page.wait_for_function(f"() => window.binglide.state.sel[0] === {BLOCK}")
+            assert await page.evaluate("window.binglide.state.mode") == "entropy"
+            await page.go_back()
+            await page.wait_for_function("() => window.binglide.state.mode === 'class'")
+            assert await page.evaluate("window.binglide.state.sel") == [BLOCK, 2 * BLOCK]
+
+
+async def test_back_and_forward_while_an_entry_waits_step_from_the_newest_state(
+    sample: Path, tmp_path: Path
+) -> None:
+    BlockingChunk.reset()  # the bigrams stay estimates: new entries wait (1 s)
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            await page.wait_for_function("() => location.search.includes('sel=')")
+            await page.evaluate("window.binglide.setSel(0, 4096, true)")  # written at once
+            entries = await page.evaluate("history.length")
+            sel = "window.binglide.state.sel"
+            # A change, and Back before its entry is written: the state before it.
+            before = await page.evaluate(
+                """() => {
+                    const g = window.binglide;
+                    g.setSel(%d, %d, true);
+                    const waiting = g.urls.waiting;
+                    history.back();
+                    return waiting;
+                }"""
+                % (BLOCK, 2 * BLOCK)
+            )
+            assert before is True
+            await page.wait_for_function("() => window.binglide.urls.stats.repairs === 1")
+            await page.wait_for_function(f"() => {sel}[0] === 0 && !window.binglide.urls.repair")
+            assert await page.evaluate(sel) == [0, 4096]
+            assert await url_sel(page) == [0, 4096]
+            # The change kept its entry: Forward shows it.
+            assert await page.evaluate("history.length") == entries + 1
+            await page.go_forward()
+            await page.wait_for_function(f"() => {sel}[0] === {BLOCK}")
+            assert await url_sel(page) == [BLOCK, 2 * BLOCK]
+            await page.go_back()
+            await page.wait_for_function(f"() => {sel}[0] === 0")
+            # A change there, and Forward before its entry is written: a new entry
+            # drops those ahead of it, so Forward finds nothing and the change stays.
+            await page.evaluate(
+                """() => {
+                    window.binglide.setSel(%d, %d, true);
+                    history.forward();
+                }"""
+                % (2 * BLOCK, 3 * BLOCK)
+            )
+            await page.wait_for_function("() => window.binglide.urls.stats.repairs === 2")
+            await page.wait_for_function("() => !window.binglide.urls.repair")
+            await page.wait_for_function(f"s => {URL_SEL}()[0] === s", arg=2 * BLOCK)
+            assert await page.evaluate(sel) == [2 * BLOCK, 3 * BLOCK]
+            assert await page.evaluate("history.length") == entries + 1
+            await page.go_back()
+            await page.wait_for_function(f"() => {sel}[0] === 0")
+            await page.go_forward()
+            await page.wait_for_function(f"() => {sel}[0] === {2 * BLOCK}")
+            assert await url_sel(page) == [2 * BLOCK, 3 * BLOCK]
+            assert await page.evaluate("window.binglide.urls.queue.length") == 0

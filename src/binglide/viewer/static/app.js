@@ -2,6 +2,7 @@
 // views of that range refine live; the state lives in the URL.
 
 import { HexDump } from "./hexdump.js";
+import { UrlHistory } from "./history.js";
 import { OverviewMap, TileStore, mapColumns } from "./maps.js";
 import { TrigramView } from "./trigram.js";
 import { CLASSES, ENTROPY_RAMP, download, el, hex, hex2, human, parseOffset, perFrame, ramp } from "./util.js";
@@ -24,6 +25,7 @@ const state = {
 };
 let files = [];
 let info = null;
+let urls = null;
 
 // -- the URL ---------------------------------------------------------------------------
 
@@ -67,23 +69,17 @@ function fromURL() {
   state.leveling = q.get("leveling") === "rank" ? "rank" : "log";
 }
 
-/** Record the state: a new history entry when `push`, else replace the current one. */
+/**
+ * Record the state: a new history entry when `push`, else the current one's
+ * new URL. Neither is written at once (UrlHistory says why): a new entry
+ * waits for its range's bigram (`urls.flush()` once it is exact, 1 s at
+ * most); a drag replaces the URL 20 times a second, and browsers throttle
+ * that (and log it), so replacements are folded into one, 250 ms after the
+ * last.
+ */
 function remember(push) {
-  clearTimeout(remember.timer);
-  if (!push) {
-    // A drag replaces the URL 20 times a second: browsers throttle that (and
-    // log it), so the replacements are folded into one, 250 ms after the last.
-    remember.timer = setTimeout(() => remember.now(false), 250);
-    return;
-  }
-  remember.now(true);
+  urls.record(toURL(), push, push ? 1000 : 250);
 }
-remember.now = (push) => {
-  const url = toURL();
-  if (url === location.pathname + location.search) return;
-  if (push) history.pushState(null, "", url);
-  else history.replaceState(null, "", url);
-};
 
 // -- ranges ----------------------------------------------------------------------------
 
@@ -291,6 +287,7 @@ function build() {
   views.bigram.toggle.addEventListener("click", () => {
     state.leveling = views.bigram.leveling;
     remember(true);
+    urls.flush(); // no bigram to wait for
   });
   if (files.length > 1) views.diff = new DiffView({ onExport: exportView("diff"), onPick: (o) => setCursor(o), onNext: nextDifference });
   // Two files: both dumps side by side; otherwise the file shown.
@@ -395,13 +392,17 @@ function build() {
   build.fileSelect = fileSelect;
 
   document.addEventListener("keydown", onKey);
-  window.addEventListener("popstate", () => {
-    fromURL();
-    views.bigram.setLeveling(state.leveling);
-    if (build.fileSelect) build.fileSelect.value = String(state.file);
-    refreshButtons();
-    lastSel = null;
-    update(null);
+  // Back and forward: show the entry's state (UrlHistory repairs a step
+  // taken while entries waited, and calls this once it is done).
+  urls = new UrlHistory({
+    show: () => {
+      fromURL();
+      views.bigram.setLeveling(state.leveling);
+      if (build.fileSelect) build.fileSelect.value = String(state.file);
+      refreshButtons();
+      lastSel = null;
+      update(null);
+    },
   });
 }
 
@@ -527,6 +528,7 @@ function onKey(e) {
       views.bigram.setLeveling(views.bigram.leveling === "log" ? "rank" : "log");
       state.leveling = views.bigram.leveling;
       remember(true);
+      urls.flush(); // no bigram to wait for
     },
     n: () => files.length > 1 && nextDifference(1),
     p: () => files.length > 1 && nextDifference(-1),
@@ -571,7 +573,10 @@ function update(commit) {
   previewing = dragging;
   // The views' requests go at once (the maps and the hex dump redraw at the
   // next frame); a drag's moves wait for the last answer.
+  const serial = viewsSerial;
   requestViewsIfChanged(!dragging, dragging);
+  // A new entry with no bigram to wait for (the colours, a cursor within the range) is written now.
+  if (commit === true && viewsSerial === serial) urls.flush();
   render();
 }
 
@@ -681,6 +686,12 @@ function requestViews(preview = false) {
   hexdumpWaitsFor = preview || cursorPinned || state.cursor === hexdump.cursor ? 0 : serial;
   if (hexdumpWaitsFor) hexdump.panel.waiting();
   const rest = () => {
+    // The bigram is exact (or 1 s went by): the URL's writes that wait go
+    // once it is painted (each costs the browser 20-27 ms of CPU).
+    if (serial === viewsSerial && !rest.flushing) {
+      rest.flushing = true;
+      requestAnimationFrame(() => setTimeout(() => serial === viewsSerial && urls.flush()));
+    }
     if (hexdumpWaitsFor === serial) {
       hexdumpWaitsFor = 0;
       render();
@@ -750,6 +761,7 @@ async function main() {
   window.binglide.setRegion = setRegion;
   window.binglide.setCursor = setCursor;
   window.binglide.hexdump = hexdump;
+  window.binglide.urls = urls;
 }
 
 main().catch((e) => {
