@@ -960,6 +960,7 @@ async def test_back_and_forward_while_an_entry_waits_step_from_the_newest_state(
             browser_page() as page,
         ):
             await opened(page, viewer.url)
+            await page.wait_for_function("() => window.binglide.requests >= 1")
             await page.wait_for_function("() => location.search.includes('sel=')")
             await page.evaluate("window.binglide.setSel(0, 4096, true)")  # written at once
             entries = await page.evaluate("history.length")
@@ -1007,3 +1008,33 @@ async def test_back_and_forward_while_an_entry_waits_step_from_the_newest_state(
             await page.wait_for_function(f"() => {sel}[0] === {2 * BLOCK}")
             assert await url_sel(page) == [2 * BLOCK, 3 * BLOCK]
             assert await page.evaluate("window.binglide.urls.queue.length") == 0
+
+
+async def test_opening_a_file_writes_the_entry_that_waits_first(tmp_path: Path) -> None:
+    BlockingChunk.reset()  # the bigrams stay estimates: new entries wait
+    files = tmp_path / "files"
+    files.mkdir()
+    synthetic(files / "sample.bin")
+    (files / "other.bin").write_bytes(b"other" * 1000)
+    with anyio.fail_after(120):
+        async with (
+            running([files / "sample.bin"], tmp_path / "c", blocking=True, root=files) as (
+                _,
+                viewer,
+            ),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            # The views ask once the overview is painted (before, a change has no bigram to wait for).
+            await page.wait_for_function("() => window.binglide.requests >= 1")
+            await page.evaluate("window.binglide.setSel(0, 4096, true)")  # written at once
+            await page.evaluate(f"window.binglide.setSel({BLOCK}, {2 * BLOCK}, true)")
+            assert await page.evaluate("window.binglide.urls.waiting")
+            await page.click("#open")
+            await page.click("button.entry:has-text('other.bin')")
+            await page.wait_for_url("**file=1**")
+            await page.wait_for_function("() => window.binglide && window.binglide.ready")
+            # Back from the opened file: the state it was opened from, not the one before.
+            await page.go_back()
+            await page.wait_for_function("() => window.binglide && window.binglide.ready")
+            assert await page.evaluate("window.binglide.state.sel") == [BLOCK, 2 * BLOCK]

@@ -467,6 +467,7 @@ async function browse(path) {
 async function open(path) {
   try {
     const { header } = await wire.ask("open", { path });
+    urls.flush(); // the entries that wait, before the page leaves
     location.assign(`${base}?file=${header.meta.opened}`);
   } catch (e) {
     hover({ text: e.message });
