@@ -967,14 +967,14 @@ async def test_back_and_forward_while_an_entry_waits_step_from_the_newest_state(
             sel = "window.binglide.state.sel"
             # A change, and Back before its entry is written: the state before it.
             before = await page.evaluate(
-                """() => {
+                """([a, b]) => {
                     const g = window.binglide;
-                    g.setSel(%d, %d, true);
+                    g.setSel(a, b, true);
                     const waiting = g.urls.waiting;
                     history.back();
                     return waiting;
-                }"""
-                % (BLOCK, 2 * BLOCK)
+                }""",
+                [BLOCK, 2 * BLOCK],
             )
             assert before is True
             await page.wait_for_function("() => window.binglide.urls.stats.repairs === 1")
@@ -991,11 +991,11 @@ async def test_back_and_forward_while_an_entry_waits_step_from_the_newest_state(
             # A change there, and Forward before its entry is written: a new entry
             # drops those ahead of it, so Forward finds nothing and the change stays.
             await page.evaluate(
-                """() => {
-                    window.binglide.setSel(%d, %d, true);
+                """([a, b]) => {
+                    window.binglide.setSel(a, b, true);
                     history.forward();
-                }"""
-                % (2 * BLOCK, 3 * BLOCK)
+                }""",
+                [2 * BLOCK, 3 * BLOCK],
             )
             await page.wait_for_function("() => window.binglide.urls.stats.repairs === 2")
             await page.wait_for_function("() => !window.binglide.urls.repair")
@@ -1025,7 +1025,8 @@ async def test_opening_a_file_writes_the_entry_that_waits_first(tmp_path: Path) 
             browser_page() as page,
         ):
             await opened(page, viewer.url)
-            # The views ask once the overview is painted (before, a change has no bigram to wait for).
+            # The views ask once the overview is painted (a change before has no bigram
+            # to wait for: it is written at once).
             await page.wait_for_function("() => window.binglide.requests >= 1")
             await page.evaluate("window.binglide.setSel(0, 4096, true)")  # written at once
             await page.evaluate(f"window.binglide.setSel({BLOCK}, {2 * BLOCK}, true)")
