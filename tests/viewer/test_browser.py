@@ -1039,3 +1039,38 @@ async def test_opening_a_file_writes_the_entry_that_waits_first(tmp_path: Path) 
             await page.go_back()
             await page.wait_for_function("() => window.binglide && window.binglide.ready")
             assert await page.evaluate("window.binglide.state.sel") == [BLOCK, 2 * BLOCK]
+
+
+async def test_back_while_a_replacement_waits_writes_it_on_its_own_entry(
+    sample: Path, tmp_path: Path
+) -> None:
+    BlockingChunk.reset()  # no exact bigram: the drag's last replacement waits (250 ms)
+    with anyio.fail_after(120):
+        async with (
+            running([sample], tmp_path / "c", blocking=True) as (_, viewer),
+            browser_page() as page,
+        ):
+            await opened(page, viewer.url)
+            await page.wait_for_function("() => window.binglide.requests >= 1")
+            await page.wait_for_function("() => location.search.includes('sel=')")
+            whole = await url_sel(page)
+            await page.evaluate("window.binglide.setSel(0, 4096, true)")  # written at once
+            # A drag ends (its last move replaces the entry), and Back at once.
+            await page.evaluate(
+                """([a, b]) => {
+                    window.binglide.setSel(a, b, "end");
+                    history.back();
+                }""",
+                [BLOCK, 2 * BLOCK],
+            )
+            await page.wait_for_function("() => window.binglide.urls.stats.repairs === 1")
+            await page.wait_for_function("() => !window.binglide.urls.repair")
+            await page.wait_for_function(f"() => window.binglide.state.sel[1] === {whole[1]}")
+            # Nothing waits that could write the dragged range over this entry later.
+            assert await page.evaluate("window.binglide.urls.queue.length") == 0
+            assert await page.evaluate("window.binglide.urls.timer") is None
+            assert await url_sel(page) == whole
+            # The replacement went to its own entry: Forward shows the dragged range.
+            await page.go_forward()
+            await page.wait_for_function(f"() => window.binglide.state.sel[0] === {BLOCK}")
+            assert await url_sel(page) == [BLOCK, 2 * BLOCK]
