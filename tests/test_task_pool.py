@@ -201,3 +201,82 @@ async def test_after_a_burst_of_calls_only_a_bounded_number_of_runners_wait() ->
             await anyio.wait_all_tasks_blocked()
             assert len(pool) == 0
             assert 1 <= len(pool._runners) <= 64
+
+
+async def test_start_now_runs_the_first_step_at_once_as_a_task_of_its_own() -> None:
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    steps: list[str] = []
+    resume = anyio.Event()
+    caller = asyncio.current_task()
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def call() -> None:
+                me = asyncio.current_task()
+                assert me is not None
+                assert me is not caller
+                var.set("set by the call")
+                # A scope entered in the first step and left after a wait:
+                # it is bound to the call's task, not to the caller's.
+                with anyio.CancelScope():
+                    steps.append("first step")
+                    await resume.wait()
+                assert asyncio.current_task() is me
+                steps.append("second step")
+
+            pool.start_now(call)
+            assert steps == ["first step"]  # before start_now returned
+            assert asyncio.current_task() is caller  # given back
+            assert var.get() == "unset"  # the call ran in a context of its own
+            assert len(pool) == 1
+            resume.set()
+            await anyio.wait_all_tasks_blocked()
+            assert steps == ["first step", "second step"]
+            assert len(pool) == 0
+
+
+async def test_start_now_on_a_waiting_runner_runs_the_call_at_once() -> None:
+    ran: list[int] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def call(i: int) -> None:
+                ran.append(i)
+
+            pool.start_now(call, 1)
+            await anyio.wait_all_tasks_blocked()
+            [runner] = pool._runners  # waiting for its next call
+            pool.start_now(call, 2)
+            assert ran == [1, 2]
+            assert pool._runners == {runner}  # the same runner took it
+            assert len(pool) == 0
+
+
+async def test_start_now_inside_a_first_step_starts_the_inner_call_at_the_next_turn() -> None:
+    order: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def inner() -> None:
+                order.append("inner")
+
+            async def outer() -> None:
+                pool.start_now(inner)  # not nested in this step
+                order.append("outer")
+
+            pool.start_now(outer)
+            assert order == ["outer"]
+            await anyio.wait_all_tasks_blocked()
+            assert order == ["outer", "inner"]
+
+
+async def test_a_call_started_now_that_fails_cancels_the_body() -> None:
+    with anyio.fail_after(5):
+        with pytest.raises(ValueError, match="at once"):
+            async with TaskPool() as pool:
+
+                async def fail() -> None:
+                    raise ValueError("at once")
+
+                pool.start_now(fail)
+                await anyio.sleep_forever()

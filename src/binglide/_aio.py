@@ -19,7 +19,13 @@ module, the runtime asks asyncio directly:
   rest of an in-process round trip; the pool hands each call to a waiting
   asyncio task it keeps (a runner), cheaper again. Calls still live in a
   scope: they end before the pool does, and an error in one cancels the
-  pool's body and is raised.
+  pool's body and is raised. `TaskPool.start_now` runs a call's first step
+  at once, through `step_now`.
+- `step_now`: run a task's step that was just scheduled now, as the task,
+  instead of at the loop's next turn: what Python 3.12's eager tasks do for
+  a task's first step, on 3.11 and for a waiting runner's wake-up too. A
+  handler that answers without waiting then costs no turn of the loop.
+- `checkpoint`: ``anyio.lowlevel.checkpoint`` without the backend look-up.
 - `Waiters`: tasks waiting for a change, each on a bare future, woken at
   once; what an ``anyio.Event`` made anew for each change does, for a
   third of its cost (the wrapper, asyncio's event and its own future).
@@ -40,6 +46,7 @@ from typing import TYPE_CHECKING, TypeVarTuple, Unpack
 import anyio
 
 if TYPE_CHECKING:
+    from collections import deque
     from collections.abc import AsyncIterator, Callable, Coroutine
     from typing import Any
 
@@ -48,9 +55,11 @@ __all__ = (
     "TaskPool",
     "Waiters",
     "call_soon",
+    "checkpoint",
     "loop_time",
     "new_cancel_scope",
     "new_event",
+    "step_now",
 )
 
 Ts = TypeVarTuple("Ts")
@@ -64,6 +73,15 @@ def loop_time() -> float:
 def call_soon(callback: Callable[[], object]) -> None:
     """Call `callback` at the running loop's next turn (no task, no cancel scope)."""
     asyncio.get_running_loop().call_soon(callback)
+
+
+async def checkpoint() -> None:
+    """Let the loop run other tasks once, and raise if the task's scope is cancelled.
+
+    What ``anyio.lowlevel.checkpoint`` does on asyncio (a bare ``sleep(0)``),
+    without looking the backend up.
+    """
+    await asyncio.sleep(0)
 
 
 _event_class: Callable[[], anyio.Event] | None = None
@@ -114,7 +132,7 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         self._runners: set[asyncio.Task[None]] = set()
         #: The waiting runners' futures, the latest waiting last: a call is
         #: handed over by setting one's result.
-        self._idle: list[asyncio.Future[Coroutine[Any, Any, None]]] = []
+        self._idle: list[tuple[asyncio.Task[None], asyncio.Future[Coroutine[Any, Any, None]]]] = []
         self._busy = 0
         self._error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
@@ -136,15 +154,35 @@ class TaskPool(anyio.AsyncContextManagerMixin):
             raise RuntimeError("this task pool is not open")
         self._hand(fn(*args))
 
-    def _hand(self, coro: Coroutine[Any, Any, None]) -> None:
+    def start_now(self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, None]], *args: *Ts) -> None:
+        """Like `start_soon`, but run the call's first step at once, before this returns.
+
+        The call still runs on a runner, its own asyncio task (its cancel
+        scopes, its context, `asyncio.current_task`), as Python 3.12's eager
+        tasks do: a call that ends without waiting costs no turn of the event
+        loop, and one that waits goes on as any task does. Inside another
+        call's first step, or on a loop where that cannot be done safely, the
+        call starts at the next turn (as with `start_soon`).
+
+        Raises:
+            RuntimeError: the pool is not open (outside its ``async with``).
+        """
+        if not self._open:
+            raise RuntimeError("this task pool is not open")
+        step_now(self._hand(fn(*args)))
+
+    def _hand(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Hand `coro` to a runner; return that runner (its step is scheduled)."""
         self._busy += 1
         idle = self._idle
         while idle:
-            waiter = idle.pop()
+            runner, waiter = idle.pop()
             if not waiter.done():  # else its runner was cancelled while it waited
                 waiter.set_result(coro)
-                return
-        self._runners.add(asyncio.get_running_loop().create_task(self._run(coro)))
+                return runner
+        runner = asyncio.get_running_loop().create_task(self._run(coro))
+        self._runners.add(runner)
+        return runner
 
     def _rehand(self, coro: Coroutine[Any, Any, None]) -> None:
         """Hand `coro` to another runner (its own was cancelled), or close it if the pool is."""
@@ -182,7 +220,7 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                 waiter: asyncio.Future[Coroutine[Any, Any, None]] = (
                     asyncio.get_running_loop().create_future()
                 )
-                self._idle.append(waiter)
+                self._idle.append((me, waiter))
                 try:
                     coro = await waiter
                 except asyncio.CancelledError:
@@ -210,6 +248,50 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                     await asyncio.wait(set(self._runners))
         if self._error is not None:
             raise self._error
+
+
+#: The running task of each event loop, as asyncio's tasks enter and leave
+#: it (the C tasks' own dict), or None where asyncio keeps it elsewhere.
+_current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = getattr(
+    asyncio.tasks, "_current_tasks", None
+)
+#: Whether a task's step is being run by `step_now` (they do not nest).
+_stepping = False
+
+
+def step_now(task: asyncio.Task[Any]) -> None:
+    """Run the step of `task` its loop was just asked to run now, not at the next turn.
+
+    Call it right after what scheduled the step (the task made, or the
+    future it waits on resolved): the step is then the loop's last ready
+    callback. The step runs as the loop would run it: as `task` (the
+    current task for its duration, the caller's restored after), in the
+    task's context, its errors handled by the task. Python 3.12's eager
+    tasks run a new task's first step the same way. If the step is not the
+    last ready callback, or another step is being run so, or the loop is
+    not asyncio's own, nothing happens: the loop runs the step at its turn.
+    """
+    global _stepping
+    if _stepping or _current_tasks is None:
+        return
+    loop = task.get_loop()
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        return
+    ready: deque[asyncio.Handle] = loop._ready  # type: ignore[attr-defined]
+    if not ready:
+        return
+    handle = ready[-1]
+    if handle.cancelled() or getattr(handle._callback, "__self__", None) is not task:  # type: ignore[attr-defined]
+        return
+    ready.pop()
+    outer = _current_tasks.pop(loop, None)
+    _stepping = True
+    try:
+        handle._run()
+    finally:
+        _stepping = False
+        if outer is not None:
+            _current_tasks[loop] = outer
 
 
 #: The most runners a pool keeps waiting (after a burst of calls, the others end).
