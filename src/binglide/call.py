@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 import attrs
 
-from ._aio import Waiters
+from ._aio import Waiters, checkpoint
 from .report import Report
 
 if TYPE_CHECKING:
@@ -48,6 +48,7 @@ class CallState:
 
     __slots__ = (
         "_changed",
+        "_changes",
         "_on_wait",
         "error",
         "final",
@@ -55,6 +56,7 @@ class CallState:
         "iterating",
         "job",
         "last",
+        "opening",
         "reports",
         "rid",
         "service",
@@ -82,7 +84,14 @@ class CallState:
         #: The latest report (what a FINAL that repeats it stands for).
         self.last: Report | None = None
         self.iterating = False
+        #: The request is being sent: its caller has no `Call` yet, so it
+        #: cannot have begun to iterate. In one process a handler's first
+        #: step runs as the request is sent, and its reports arrive now:
+        #: every one is kept for a caller that iterates once it has the call.
+        self.opening = False
         self._changed: Waiters | None = None  # made at the first wait
+        #: How many reports and ends came (to tell whether one came meanwhile).
+        self._changes = 0
 
     @property
     def done(self) -> bool:
@@ -100,7 +109,7 @@ class CallState:
         self.last = report
         if report.final:
             self.final = report
-        elif not self.iterating:
+        elif not self.iterating and not self.opening:
             self.reports.clear()  # nobody iterates: keep no stale arrays
         self.reports.append(report)
         self._notify()
@@ -126,13 +135,19 @@ class CallState:
             await changed.wait()
             return
         enter, leave = self._on_wait
+        changes = self._changes
         enter()
         try:
-            await changed.wait()
+            # Telling the broker the task waits may get the answer at once
+            # (in one process the sub-request's handler runs then): wait only
+            # if nothing came meanwhile.
+            if self._changes == changes:
+                await changed.wait()
         finally:
             leave()
 
     def _notify(self) -> None:
+        self._changes += 1
         if self._changed is not None:
             self._changed.notify()
 
@@ -241,6 +256,19 @@ class Call(_Chaining):
             JobError: the request failed (its subclass says how).
         """
         state = self._state
+        reports = state.reports
+        if not state.iterating and len(reports) > 1:
+            # Kept while the request was sent (`CallState.opening`); nobody
+            # iterates: only the latest matters, as if each had replaced the last.
+            latest = reports.pop()
+            reports.clear()
+            reports.append(latest)
+        if state.done:
+            # Answered already (in one process a handler's first step runs
+            # as the request is sent): still a checkpoint, as every await of
+            # a call was, so that a loop of calls lets other tasks run and a
+            # cancelled scope is noticed.
+            await checkpoint()
         while state.final is None:
             if state.error is not None:
                 raise state.error

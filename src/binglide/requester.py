@@ -142,7 +142,11 @@ class Requester:
         self._open[rid] = state
         if group is not None:
             group.add(rid)
-        self.flush()
+        state.opening = True
+        try:
+            self.flush()
+        finally:
+            state.opening = False
         return Call(state, self.cancel)
 
     def cancel(self, rid: int) -> None:

@@ -205,7 +205,7 @@ class Worker:
                 if self._pool is None:
                     return  # closing: our DISCONNECT makes the broker re-issue it
                 run = self._runs[event.tid] = _Run(event.tid)
-                self._pool.start_soon(self._run, event, run)
+                self._pool.start_now(self._run, event, run)
             case TaskCancelled():
                 running = self._runs.get(event.tid)
                 if running is not None:
