@@ -50,7 +50,7 @@ async def test_awaiting_a_call_answered_already_is_still_a_checkpoint() -> None:
                 tg.cancel_scope.cancel()
 
 
-async def test_a_caller_that_only_awaits_keeps_only_the_final_report() -> None:
+async def test_a_caller_that_only_awaits_keeps_the_latest_partial_and_the_final_report() -> None:
     with anyio.fail_after(5):
         async with deployment([Echo]) as d, d.client() as client:
             await client.request("echo", {"x": 1, "parts": 0})
@@ -58,5 +58,8 @@ async def test_a_caller_that_only_awaits_keeps_only_the_final_report() -> None:
             assert call.done()
             report = await call
             # The partials that came as the request was sent are let go once
-            # the caller awaits the final report, as if each had replaced the last.
-            assert [r async for r in call] == [report]
+            # the caller awaits the final report, as if each had replaced the
+            # one before (what a caller that awaits had kept before).
+            kept = [r async for r in call]
+            assert [r.completion for r in kept] == [0.75, 1.0]
+            assert kept[-1] is report

@@ -114,6 +114,16 @@ class CallState:
         self.reports.append(report)
         self._notify()
 
+    def forget_stale(self) -> None:
+        """Keep what `deliver` would have kept had nobody been iterating all along.
+
+        The reports kept while the request was sent (`opening`) are more:
+        the latest intermediate one, and the final one, stay.
+        """
+        reports = self.reports
+        while len(reports) > 2 or (len(reports) == 2 and not reports[-1].final):
+            reports.popleft()
+
     def repeat_last(self) -> None:
         """End the request with the latest report as the final one (a FINAL that says so)."""
         last = self.last
@@ -256,14 +266,9 @@ class Call(_Chaining):
             JobError: the request failed (its subclass says how).
         """
         state = self._state
-        reports = state.reports
-        if not state.iterating and len(reports) > 1:
-            # Kept while the request was sent (`CallState.opening`); nobody
-            # iterates: only the latest matters, as if each had replaced the last.
-            latest = reports.pop()
-            reports.clear()
-            reports.append(latest)
-        if state.done:
+        if len(state.reports) > 2 and not state.iterating:
+            state.forget_stale()
+        if state.final is not None or state.error is not None:
             # Answered already (in one process a handler's first step runs
             # as the request is sent): still a checkpoint, as every await of
             # a call was, so that a loop of calls lets other tasks run and a
