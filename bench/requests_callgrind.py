@@ -16,8 +16,8 @@ valgrind's callgrind and prints the instructions per request of:
 - ``zmq-worker``: the same requests, counting the worker's process
   (`run_worker`; the broker and the client beside it).
 
-Over ZeroMQ only the main thread is counted (the Python code's), not
-ZeroMQ's I/O thread, whose count moves with the processes' timing.
+Only the main thread is counted (the Python code's): not ZeroMQ's I/O
+thread, nor the thread numpy starts, whose counts move with the timing.
 
 Each figure is (a run of ``--requests`` requests less a run of
 ``--warm-up`` requests) / their difference, so that start-up, imports and
@@ -31,6 +31,7 @@ it counts that tree too and prints the ratios. Run::
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -116,13 +117,9 @@ async def run_zmq_scenario(scenario: str, requests: int) -> None:
 
 
 def collected(src: str, scenario: str, requests: int) -> int:
-    """The instructions callgrind counted for a whole child process."""
-    from common import callgrind_instructions  # the parent's only: children stay lean
-
+    """The instructions callgrind counted for a child process's main thread."""
     argv = [sys.executable, __file__, "--child", scenario, "--requests", str(requests)]
-    if scenario.startswith("zmq-"):
-        return main_thread_instructions(argv, src=src)
-    return callgrind_instructions(argv, src=src)
+    return main_thread_instructions(argv, src=src)
 
 
 def main_thread_instructions(argv: list[str], *, src: str) -> int:
@@ -131,6 +128,10 @@ def main_thread_instructions(argv: list[str], *, src: str) -> int:
     Over ZeroMQ, the I/O thread's count, and that of the threads asyncio
     starts to watch the child processes, move by 10% and more from run to
     run with the timing of the three processes; the main thread's do not.
+    In one process too, a thread numpy starts at its import counts 3M to 9M
+    instructions from run to run (its wait spins for as long as the machine
+    lets it), which moved the in-process figures by up to 8% when the whole
+    process was counted.
     """
     import os
     import subprocess
@@ -176,6 +177,11 @@ def main() -> None:
         return
     if args.requests <= args.warm_up:
         parser.error("--requests must be more than --warm-up")
+    # A count is (a long run less a short one): start-up cancels out only if
+    # it is the same in both. Randomised string hashing moves the start-up
+    # (imports: dicts and sets laid out anew) by millions of instructions,
+    # tens of thousands a request in-process: every child hashes alike.
+    os.environ["PYTHONHASHSEED"] = "0"
     trees = {"current": str(SRC)}
     if args.baseline_src:
         trees["baseline"] = args.baseline_src
