@@ -197,3 +197,39 @@ async def test_an_error_in_the_connect_body_escapes_as_itself() -> None:
     with anyio.fail_after(10), pytest.raises(binglide.ServiceUnavailable):
         async with binglide.connect(services=[Echo], builtins=False, workers=1) as client:
             await client.request("nope", {}, timeout=0.1)
+
+
+@all_transports
+async def test_a_complete_report_held_by_a_handler_that_waits_goes_out_idle_or_busy(
+    transport: str,
+) -> None:
+    # A complete report is held (it may be the final one) until the handler
+    # ends or report_interval passes. The worker looks for old ones once an
+    # interval while reports come, and waits to be woken when none came for
+    # an interval: both ways the held report must go out.
+    releases: list[anyio.Event] = []
+
+    class Holder(binglide.Service):
+        name = "holder"
+
+        async def handle(
+            self, task: binglide.Task, ctx: binglide.Context
+        ) -> AsyncIterator[binglide.Report]:
+            yield binglide.Report(np.array([task.body["x"]]))
+            if task.body["wait"]:
+                await releases[-1].wait()
+
+    async def held_report_goes_out(client: binglide.Client, x: int) -> None:
+        releases.append(anyio.Event())
+        reports = []
+        async for report in client.request("holder", {"x": x, "wait": True}):
+            reports.append(report)
+            releases[-1].set()  # only once the held report reached us
+        assert [(r.final, r.array.tolist()) for r in reports] == [(False, [x]), (True, [x])]
+
+    with anyio.fail_after(10):
+        async with deployment([Holder], transport=transport) as d, d.client() as client:
+            await held_report_goes_out(client, 1)  # the worker's first report
+            for i in range(20):  # reports come and go within a step
+                await client.request("holder", {"x": i, "wait": False})
+            await held_report_goes_out(client, 2)

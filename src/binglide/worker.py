@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._aio import TaskPool, call_soon, loop_time, new_cancel_scope
+from ._aio import TaskPool, loop_time, new_cancel_scope, new_event
 from ._groups import leaves
 from .core import (
     BrokerLost,
@@ -352,41 +352,47 @@ class _HeldReports:
     """The reports every task of a worker holds, and the loop that lets old ones go.
 
     One loop per worker (`run`) sends the reports held longer than
-    ``report_interval`` as PARTIALs: no task or timer per report.
+    ``report_interval`` as PARTIALs: no task or timer per report. Most
+    handlers yield one complete report and end in the same step of the event
+    loop, so a report is mostly let go as soon as it is held: while reports
+    come, the loop looks once an interval (a report held meanwhile is seen in
+    time: it cannot be older than that), and only when none came for a whole
+    interval does it wait to be woken by the next.
     """
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
         self._held: dict[int, _TaskReports] = {}
-        self._changed: anyio.Event | None = None
-        self._wake_pending = False
+        #: Set by `add` when `run` waits for a report (none came for an interval).
+        self._parked: anyio.Event | None = None
+        #: How many reports were held so far (did any come while `run` slept?).
+        self._added = 0
 
     def add(self, entry: _TaskReports) -> None:
         """Watch `entry`, which holds a report since ``entry.since``."""
         self._held[entry.tid] = entry
-        if not self._wake_pending:
-            # Most handlers yield one complete report and end in the same step
-            # of the event loop: look again at the next turn, and wake the
-            # loop (a task step, a timer) only for a report still held then.
-            self._wake_pending = True
-            call_soon(self._wake)
+        self._added += 1
+        parked = self._parked
+        if parked is not None:
+            self._parked = None
+            parked.set()
 
     def discard(self, entry: _TaskReports) -> None:
         """Stop watching `entry` (it let its report go)."""
         self._held.pop(entry.tid, None)
-
-    def _wake(self) -> None:
-        self._wake_pending = False
-        if self._held and self._changed is not None:
-            self._changed.set()
 
     async def run(self) -> None:
         """Send every report held longer than the interval as a PARTIAL, forever."""
         interval = self._interval
         while True:
             if not self._held:
-                self._changed = anyio.Event()
-                await self._changed.wait()
+                added = self._added
+                if interval > 0:
+                    await anyio.sleep(interval)
+                    if self._held or self._added != added:
+                        continue  # reports still come: look again in an interval
+                self._parked = parked = new_event()
+                await parked.wait()
                 continue
             oldest = min(h.since for h in self._held.values())
             await anyio.sleep(max(0.0, oldest + interval - loop_time()))
