@@ -106,6 +106,9 @@ class PeerTransport(AsyncResource):
 
     #: How the broker will name this peer (its routing id).
     identity: PeerId
+    #: Whether messages arrive in the sender's own step (in one process): a
+    #: worker then runs a task's first step at once (`binglide.worker`).
+    in_process: bool = False
 
     @abstractmethod
     def send_nowait(self, protocol: Protocol, message: Message) -> None:

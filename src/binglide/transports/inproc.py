@@ -190,6 +190,8 @@ class InprocBroker(BrokerTransport):
 class InprocPeer(PeerTransport):
     """A client's or worker's end of an `InprocNetwork`."""
 
+    in_process = True
+
     def __init__(self, board: _Switchboard, identity: PeerId, end: _End) -> None:
         self.identity = identity
         self._board = board
