@@ -1,8 +1,8 @@
-"""A handler's first step runs as its request is delivered (in one process: as it is sent).
+"""In one process a handler's first step runs as its request is sent.
 
-The worker runs each task's first step at once, on a task of its own
-(`TaskPool.start_now`), so that a handler that answers without waiting costs
-no turn of the event loop. What a caller sees must not change for it: the
+A worker over the in-process transport runs each task's first step at once,
+on a task of its own (`TaskPool.start_now`), so that a handler that answers
+without waiting costs no turn of the event loop. What a caller sees must not change for it: the
 reports it iterates, the checkpoint an ``await`` of a call is, a wait on a
 sub-request whose answer comes while the worker says it waits.
 """
