@@ -10,11 +10,16 @@ sub-request whose answer comes while the worker says it waits.
 from __future__ import annotations
 
 import anyio
+import pytest
+
+from binglide._aio import can_step_now
 
 from .helpers import Echo, deployment
 
 
 async def test_a_handler_that_answers_at_once_has_answered_when_the_request_returns() -> None:
+    if not can_step_now():
+        pytest.skip("this Python keeps the running task where step_now cannot swap it")
     with anyio.fail_after(5):
         async with deployment([Echo]) as d, d.client() as client:
             await client.request("echo", {"x": 1, "parts": 0})  # the worker is known

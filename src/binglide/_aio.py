@@ -55,6 +55,7 @@ __all__ = (
     "TaskPool",
     "Waiters",
     "call_soon",
+    "can_step_now",
     "checkpoint",
     "loop_time",
     "new_cancel_scope",
@@ -259,6 +260,22 @@ _current_tasks: dict[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = geta
 _stepping = False
 
 
+def can_step_now() -> bool:
+    """Whether `step_now` runs steps at once here, called from the running task.
+
+    It does on CPython 3.11 to 3.13, whose tasks keep the running task in
+    ``asyncio.tasks._current_tasks``; on a Python that keeps it elsewhere,
+    or on another loop, steps wait for the loop's turn (correct, one turn
+    slower).
+    """
+    loop = asyncio.get_running_loop()
+    return (
+        _current_tasks is not None
+        and isinstance(loop, asyncio.BaseEventLoop)
+        and _current_tasks.get(loop) is asyncio.current_task(loop)
+    )
+
+
 def step_now(task: asyncio.Task[Any]) -> None:
     """Run the step of `task` its loop was just asked to run now, not at the next turn.
 
@@ -269,7 +286,9 @@ def step_now(task: asyncio.Task[Any]) -> None:
     task's context, its errors handled by the task. Python 3.12's eager
     tasks run a new task's first step the same way. If the step is not the
     last ready callback, or another step is being run so, or the loop is
-    not asyncio's own, nothing happens: the loop runs the step at its turn.
+    not asyncio's own, or this Python does not keep the running task where
+    it can be swapped (`can_step_now`), nothing happens: the loop runs the
+    step at its turn.
     """
     global _stepping
     if _stepping or _current_tasks is None:
@@ -283,8 +302,15 @@ def step_now(task: asyncio.Task[Any]) -> None:
     handle = ready[-1]
     if handle.cancelled() or getattr(handle._callback, "__self__", None) is not task:  # type: ignore[attr-defined]
         return
-    ready.pop()
     outer = _current_tasks.pop(loop, None)
+    if asyncio.current_task(loop) is not None:
+        # This Python keeps the running task elsewhere (3.14's C tasks keep it
+        # in the thread's state): the step would fail to enter its task and be
+        # lost. Leave it to the loop.
+        if outer is not None:
+            _current_tasks[loop] = outer
+        return
+    ready.pop()
     _stepping = True
     try:
         handle._run()
