@@ -39,6 +39,46 @@ const EMPTY_CELL = new Uint32Array(new Uint8Array([14, 14, 18, 255]).buffer)[0];
 const PRINTABLE_PAIR = new Uint8Array(65536);
 for (let a = 0x20; a < 0x7f; a++) PRINTABLE_PAIR.fill(1, a * 256 + 0x20, a * 256 + 0x7f);
 
+/*
+ * The bigram's per-cell loops, each a small function of typed arrays and
+ * numbers only. Inside BigramView.draw they shared its optimised code with
+ * the DOM, the canvas and the reports' JSON-parsed fields, and V8 threw that
+ * code out again and again ("wrong map", "dependent field type constness
+ * changed", --trace-deopt): a paint in the drag's final window then ran its
+ * 65,536 cells in the interpreter (a 20 ms paint with a young-generation GC,
+ * then 35 ms of background compiles in a Chromium trace), while the workers
+ * computed that range's exact answer on the same two cores. Here the loops
+ * keep their optimised code, and they are warmed at load (below), so that a
+ * first paint does not compile them.
+ */
+
+/** The largest of the counts (0 for none). */
+function countsMax(counts) {
+  let max = 0;
+  for (let i = 0; i < counts.length; i++) if (counts[i] > max) max = counts[i];
+  return max;
+}
+
+/** Each cell's pixel at log levelling: log(1 + n) / log(1 + max), a lone pair at level 40 at least. */
+function paintLogCells(counts, pixels, logMax) {
+  for (let i = 0; i < 65536; i++) {
+    const n = counts[i];
+    if (n <= 0) {
+      pixels[i] = EMPTY_CELL;
+      continue;
+    }
+    const v = Math.max(40, Math.round((Math.log1p(n) / logMax) * 255));
+    pixels[i] = BIGRAM_PIXELS[PRINTABLE_PAIR[i]][v];
+  }
+}
+
+{
+  // Warm-up: one paint of a synthetic bigram (every kind of cell) into a scratch image.
+  const counts = new Float32Array(65536);
+  for (let i = 0; i < 65536; i += 3) counts[i] = (i % 1000) + 0.5;
+  paintLogCells(counts, new Uint32Array(65536), Math.log1p(countsMax(counts)));
+}
+
 /** A panel: a title, an indicator, export buttons and a body. */
 export class Panel {
   constructor(title, { exports = [], onExport, extra = [] } = {}) {
@@ -179,10 +219,9 @@ export class BigramView {
     ctx.fillStyle = "#16161a";
     ctx.fillRect(0, 0, 300, 300);
     const counts = this.counts;
-    let max = 0;
+    const max = counts ? countsMax(counts) : 0;
     let levels = null;
     if (counts) {
-      for (let i = 0; i < counts.length; i++) if (counts[i] > max) max = counts[i];
       if (this.leveling === "rank") {
         // Rank levelling: cells by the rank of their count among the non-zero ones.
         const values = Array.from(new Set(Array.from(counts).filter((v) => v > 0))).sort((a, b) => a - b);
@@ -192,10 +231,11 @@ export class BigramView {
     // Each paint of a new range shares the two cores with the kernels
     // computing its exact answer: one 32-bit word per cell from precomputed
     // tables (the per-cell test of both bytes and three byte writes made a
-    // paint 7.6 ms rather than 5.8 ms here).
-    const logMax = Math.log1p(max);
+    // paint 7.6 ms rather than 5.8 ms here), in functions of their own (see
+    // paintLogCells).
     const pixels = this.pixels;
     if (!counts) pixels.fill(EMPTY_CELL);
+    else if (!levels) paintLogCells(counts, pixels, Math.log1p(max));
     else {
       for (let i = 0; i < 65536; i++) {
         const n = counts[i];
@@ -203,8 +243,7 @@ export class BigramView {
           pixels[i] = EMPTY_CELL;
           continue;
         }
-        const t = levels ? levels.get(n) : Math.log1p(n) / logMax;
-        const v = Math.max(40, Math.round(t * 255)); // a lone pair stays visible
+        const v = Math.max(40, Math.round(levels.get(n) * 255)); // a lone pair stays visible
         pixels[i] = BIGRAM_PIXELS[PRINTABLE_PAIR[i]][v];
       }
     }
