@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import hypothesis
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -587,6 +588,70 @@ def test_ent_accumulator_over_pieces_with_look_ahead(impl: str, data: bytes, pie
     assert acc.partial() == kernels.ent_partial(buf)
     with pytest.raises(ValueError, match="count"):
         acc.add(buf[:3], 4)
+
+
+@hypothesis_settings
+@given(data=st.binary(max_size=300), piece=st.integers(1, 40))
+def test_ent_accumulator_packs_as_its_partial(impl: str, data: bytes, piece: int) -> None:
+    # The packing a chunk's result goes out in, straight from the counters.
+    acc = kernels.EntAccumulator()
+    buf = np.frombuffer(data, np.uint8)
+    assert np.array_equal(acc.to_array(), kernels.ent_partial(b"").to_array())
+    for lo in range(0, len(buf), piece):
+        hi = min(len(buf), lo + piece)
+        acc.add(buf[lo : min(len(buf), hi + 5)], hi - lo)
+        packed = acc.to_array()
+        assert packed.dtype == np.uint64
+        assert np.array_equal(packed, acc.partial().to_array())
+        assert kernels.EntPartial.from_array(packed) == acc.partial()
+
+
+def _ent_loops(partial: kernels.EntPartial) -> dict[str, float]:
+    """ent's own loops (randtest.c's ``rt_end``), term by term, in ent's order."""
+    n, counts = partial.size, partial.counts
+    t1 = float(partial.pair_sum + partial.tail[-1] * partial.head[0])
+    t2 = float(sum(v * c for v, c in enumerate(counts)))
+    t3 = float(sum(v * v * c for v, c in enumerate(counts)))
+    den = n * t3 - t2 * t2
+    expected = n / 256.0
+    chisq = datasum = ent = 0.0
+    for v, c in enumerate(counts):
+        chisq += ((c - expected) * (c - expected)) / expected
+        datasum += float(v) * c
+    for c in counts:
+        if c:
+            ent += (c / n) * (3.32192809488736234787 * math.log10(1.0 / (c / n)))
+    return {
+        "entropy": ent,
+        "chi_square": chisq,
+        "mean": datasum / n,
+        "monte_carlo_pi": 4.0 * (partial.inside[0] / (n // 6)) if n >= 6 else math.nan,
+        "serial_correlation": -100000.0 if den == 0.0 else (n * t1 - t2 * t2) / den,
+    }
+
+
+@hypothesis_settings
+@given(
+    counts=st.lists(st.integers(0, 2**45), min_size=256, max_size=256),
+    pairs=st.integers(0, 2**62),
+    inside=st.integers(0, 2**40),
+)
+def test_ent_finish_is_ents_loops_to_the_bit(counts: list[int], pairs: int, inside: int) -> None:
+    # Not approximately: the same floating-point operations in the same
+    # order, so that a result prints (and caches, and compares) as ent's does.
+    n = sum(counts)
+    hypothesis.assume(n > 0)
+    partial = kernels.EntPartial(
+        size=n,
+        counts=tuple(counts),
+        pair_sum=pairs,
+        head=bytes([7, 1, 2, 3, 4])[: min(n, 5)],
+        tail=bytes([5, 6, 7, 8, 200])[-min(n, 5) :],
+        inside=(min(inside, n // 6), 0, 0, 0, 0, 0),
+    )
+    got = kernels.ent_finish(partial)
+    for key, value in _ent_loops(partial).items():
+        assert got[key] == value or (math.isnan(value) and math.isnan(got[key])), key  # type: ignore[literal-required]
 
 
 def _ent_scan_reference(data: bytes, count: int, phase: int) -> tuple[int, list[int]]:

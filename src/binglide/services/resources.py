@@ -159,7 +159,7 @@ class EntResource(Resource):
         for lo, hi, data in source.pieces(start, stop, after=5):
             # The look-ahead stops at the range's end: the stream ends there.
             acc.add(data[: min(hi + 5, stop) - lo], hi - lo)
-        return acc.partial().to_array()
+        return acc.to_array()
 
     def merge(self, parts: Sequence[Array]) -> Array:
         if len(parts) == 1:
