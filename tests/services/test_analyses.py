@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import shutil
 import subprocess
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 import binglide
+from binglide.services import kernels
 from binglide.services.engine import MIN_CHUNK
 
 from . import references as ref
@@ -388,6 +390,48 @@ async def test_stats_equal_ent_to_its_printed_digits(
                 else:
                     assert f"{m['serial_correlation']:.6f}" == f"{scc:.6f}"
                 np.testing.assert_array_equal(report.data, ref.byte_histogram(_load(path)))
+
+
+@pytest.mark.parametrize("batch", [False, True])
+async def test_stats_are_finished_off_the_event_loop(
+    tmp_path: Path, files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, batch: bool
+) -> None:
+    # A batch's files each wait on the event loop between their request and
+    # the next one: ent's statistics of an exact answer are worked out in the
+    # kernel thread that finishes it, not on the loop (estimates still are).
+    finished_on: list[tuple[int, int]] = []
+    real_finish = kernels.ent_finish
+
+    def spy(partial: kernels.EntPartial) -> kernels.EntStats:
+        finished_on.append((partial.size, threading.get_ident()))
+        return real_finish(partial)
+
+    monkeypatch.setattr(kernels, "ent_finish", spy)
+    options: dict[str, Any] = (
+        {"reports": {"estimate": False, "progress": False}, "spread": False} if batch else {}
+    )
+    async with connected(tmp_path) as client:
+        loop_thread = threading.get_ident()
+        with anyio.fail_after(30):
+            for name in ("random-0", f"mixed-{5 * MIN_CHUNK + 7}", "text-1001"):
+                path = files[name]
+                finished_on.clear()
+                reports = [r async for r in client.stats(path, **options)]
+                data = _load(path)
+                exact = [t for size, t in finished_on if size == len(data)]
+                assert exact, name
+                if len(data):  # an empty range is answered at once, on the loop
+                    assert exact[-1] != loop_thread, name
+                final = reports[-1]
+                assert final.final
+                assert final.meta["size"] == len(data)
+                assert final.meta["start"] == 0
+                assert final.meta["stop"] == len(data)
+                np.testing.assert_array_equal(final.data, ref.byte_histogram(data))
+                if len(data):
+                    assert final.meta["entropy"] == pytest.approx(
+                        ref.ent(data.tobytes())["entropy"]
+                    )
 
 
 async def test_reports_go_from_estimate_to_exact(tmp_path: Path, files: dict[str, Path]) -> None:

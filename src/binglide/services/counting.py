@@ -15,6 +15,8 @@ from .resources import EntResource, Histogram, NGrams
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    import numpy as np
+
     from ..report import Task
     from ..service import Context
 
@@ -55,21 +57,27 @@ class StatsService(Service):
     async def handle(self, task: Task, ctx: Context) -> AsyncIterator[Report]:
         parsed = parse_body(task.body, sources=1)
         with opened(parsed.inputs[0], ctx) as op:
-            async for progress in run_chunked(ctx, EntResource(), op, parsed):
-                partial = kernels.EntPartial.from_array(progress.data)
-                # ent prints nan for an empty stream; JSON has no nan: None.
-                stats: dict[str, Any] = {
-                    k: None if isinstance(v, float) and math.isnan(v) else v
-                    for k, v in kernels.ent_finish(partial).items()
-                }
-                if stats["serial_correlation"] == kernels.UNDEFINED_CORRELATION:
-                    # ent -t's sentinel; ent itself prints "undefined".
-                    stats["serial_correlation"] = None
-                stats.update(start=op.start, stop=op.stop)
-                counts = progress.data[4:260].copy()
+            # The exact answer's statistics are worked out in the kernel
+            # thread that finishes it (`run_chunked`'s summarize).
+            async for progress in run_chunked(ctx, EntResource(), op, parsed, summarize=_summary):
+                stats, counts = progress.summary or _summary(progress.data)
                 yield Report(
                     counts,
                     completion=progress.completion,
                     precision=progress.precision,
-                    meta=stats,
+                    meta={**stats, "start": op.start, "stop": op.stop},
                 )
+
+
+def _summary(data: np.ndarray[Any, Any]) -> tuple[dict[str, Any], np.ndarray[Any, Any]]:
+    """Return ent's statistics of a packed partial (JSON-ready), and its 256 byte counts."""
+    partial = kernels.EntPartial.from_array(data)
+    # ent prints nan for an empty stream; JSON has no nan: None.
+    stats: dict[str, Any] = {
+        k: None if isinstance(v, float) and math.isnan(v) else v
+        for k, v in kernels.ent_finish(partial).items()
+    }
+    if stats["serial_correlation"] == kernels.UNDEFINED_CORRELATION:
+        # ent -t's sentinel; ent itself prints "undefined".
+        stats["serial_correlation"] = None
+    return stats, data[4:260].copy()

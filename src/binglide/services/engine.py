@@ -38,7 +38,7 @@ from .planning import floor_power_of_two, plan_chunks, sample_runs
 from .threads import run_kernel
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
     from ..cachefs import ChunkStore
     from ..service import Context
@@ -56,11 +56,20 @@ MAX_CHUNK = 1 << 26
 
 @attrs.frozen
 class Progress:
-    """One answer of the engine: the merged data so far, and how good it is."""
+    """One answer of the engine: the merged data so far, and how good it is.
+
+    Attributes:
+        data: the merged data.
+        completion: the fraction of the range computed exactly.
+        precision: the fraction of its bytes the data comes from.
+        summary: for the exact answer, what ``run_chunked``'s `summarize`
+            made of `data` (None without one, and for the answers before).
+    """
 
     data: Array
     completion: float
     precision: float
+    summary: Any = None
 
 
 def chunk_size_for(length: int, parallelism: int) -> int:
@@ -224,36 +233,56 @@ def _commit_levels(
 
 
 async def run_chunked(
-    ctx: Context, resource: Resource, op: Opened, parsed: Parsed
+    ctx: Context,
+    resource: Resource,
+    op: Opened,
+    parsed: Parsed,
+    *,
+    summarize: Callable[[Array], Any] | None = None,
 ) -> AsyncIterator[Progress]:
-    """Compute `resource` over `op`'s range, yielding answers coarse to exact."""
+    """Compute `resource` over `op`'s range, yielding answers coarse to exact.
+
+    Args:
+        ctx: the task's context.
+        resource: what to compute.
+        op: the opened source and range.
+        parsed: the request.
+        summarize: what the service makes of the exact data (``stats``: ent's
+            statistics), called in the kernel thread that finishes it, so that
+            this work is off the event loop, which every file of a batch
+            waits on; its result is the exact answer's `Progress.summary`.
+    """
     length = op.length
     store = usable_cache(ctx)
+
+    def exact(data: Array) -> Progress:
+        return Progress(data, 1.0, 1.0, None if summarize is None else summarize(data))
+
     if length == 0:
         merged = resource.merge([])
-        yield Progress(resource.finish(op.source, op.start, op.stop, merged), 1.0, 1.0)
+        yield exact(resource.finish(op.source, op.start, op.stop, merged))
         return
     chunk = _chunk_for(ctx, parsed, length)
     levels = _commit_levels(store, resource, parsed, length, chunk)
     fine = [lv for lv in levels if lv <= chunk]
     acc = _Accumulator(resource, op, [lv for lv in levels if lv > chunk], store)
 
-    def finish() -> Array:
+    def finish() -> Progress:
         merged = acc.merged()
         data = resource.finish(op.source, op.start, op.stop, merged)
         # Every part is of the version `op.fid` names (chunk workers check
         # theirs); the bytes read here too, before anything is committed.
         op.source.check_unchanged()
         acc.commit_ordered()
-        return data
+        return exact(data)
 
-    def compute_here(a: int, b: int) -> Array:
+    def compute_here(a: int, b: int) -> Progress:
         # What a chunk worker would do (the finer cache levels stored too),
         # a round trip through the broker nearer.
         acc.add(a, b, compute_chunk(resource, op.source, op.fid, a, b, fine, store))
         return finish()
 
-    def cover() -> tuple[list[tuple[int, int]], list[tuple[int, int]], Array | None]:
+    def cover() -> tuple[list[tuple[int, int]], list[tuple[int, int]], Progress | None]:
         hits, gaps = _cover(store, resource, op, parsed)
         for a, b, array in hits:
             acc.add(a, b, array, cached=True)
@@ -270,9 +299,9 @@ async def run_chunked(
             return gaps, chunks, compute_here(*chunks[0])
         return gaps, chunks, None
 
-    gaps, chunks, data = await run_kernel(cover)
-    if data is not None:
-        yield Progress(data, 1.0, 1.0)
+    gaps, chunks, answered = await run_kernel(cover)
+    if answered is not None:
+        yield answered
         return
     covered = acc.bytes
 
@@ -285,7 +314,7 @@ async def run_chunked(
         yield Progress(data, covered / length, (covered + read) / length)
 
     if len(chunks) == 1:
-        yield Progress(await run_kernel(compute_here, *chunks[0]), 1.0, 1.0)
+        yield await run_kernel(compute_here, *chunks[0])
         return
     send, receive = anyio.create_memory_object_stream[tuple[int, int, Array]](math.inf)
     calls = []
@@ -326,7 +355,7 @@ async def run_chunked(
             if parsed.reports.progress and done < length and limit.ready():
                 estimate = resource.estimate(acc.merged(), length / done)
                 yield Progress(estimate, done / length, done / length)
-    yield Progress(await run_kernel(finish), 1.0, 1.0)
+    yield await run_kernel(finish)
 
 
 def _add_all(acc: _Accumulator, answers: list[tuple[int, int, Array]]) -> None:
