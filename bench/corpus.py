@@ -21,9 +21,19 @@ faster than ``ent`` per file, at least 3x faster than ``binglide stats``
 per file. Every JSON line of the batch is checked: one per file, none
 failed.
 
+Every ``binglide`` process runs with a bytecode cache, as an installed
+program does (``pip install`` compiles every module it installs): untimed
+runs first (one file, then a batch of two) write it under a temporary
+``PYTHONPYCACHEPREFIX``, so the source tree is left alone, and
+``PYTHONDONTWRITEBYTECODE`` in the environment is ignored (as in
+bench/startup.py). ``--no-bytecode`` times the processes as that variable
+leaves them instead: with an editable install, whose source tree holds no
+``__pycache__``, every process compiles every module of the package it
+imports, which figures in bench/RESULTS.md before corpus6's included.
+
 Run (the machine is shared: take the bench lock)::
 
-    flock /work/locks/bench.lock python bench/corpus.py [--repeat 3]
+    flock /work/locks/bench.lock python bench/corpus.py [--repeat 3] [--no-bytecode]
 """
 
 from __future__ import annotations
@@ -31,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import shutil
 import subprocess
@@ -150,6 +161,27 @@ def build_corpus(root: Path, files: int, total: int, seed: int = 16) -> list[Pat
     return paths
 
 
+def child_environment(pycache: Path | None) -> dict[str, str]:
+    """Return the environment of the timed processes.
+
+    Args:
+        pycache: Where they write and find the bytecode of the modules they
+            import (``PYTHONPYCACHEPREFIX``), as an installed program finds
+            it; None for none written (``PYTHONDONTWRITEBYTECODE=1``), so
+            modules without bytecode beside them are compiled on every run.
+    """
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")
+    }
+    if pycache is None:
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
+    else:
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    return env
+
+
 def wall(argv: list[str], **kwargs: Any) -> float:
     """Run `argv` to its end (output discarded); return its wall time in seconds."""
     start = time.perf_counter()
@@ -159,9 +191,9 @@ def wall(argv: list[str], **kwargs: Any) -> float:
     return time.perf_counter() - start
 
 
-def per_file(command: list[str], paths: list[Path]) -> float:
+def per_file(command: list[str], paths: list[Path], env: dict[str, str] | None = None) -> float:
     """Run `command FILE` for every file in turn; return the total wall time."""
-    return sum(wall([*command, str(p)]) for p in paths)
+    return sum(wall([*command, str(p)], env=env) for p in paths)
 
 
 def children_cpu() -> float:
@@ -170,14 +202,16 @@ def children_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def batch(root: Path, cache_dir: Path, out: Path, in_flight: int | None) -> tuple[float, float]:
+def batch(
+    root: Path, cache_dir: Path, out: Path, in_flight: int | None, env: dict[str, str]
+) -> tuple[float, float]:
     """Run the batch over the corpus; check its JSON lines; return its wall and CPU time."""
     argv = [str(BINGLIDE), "stats", str(root), "-R", "--jsonl", str(out), "-q", "--no-progress"]
     argv += ["--cache-dir", str(cache_dir)]
     if in_flight is not None:
         argv += ["--in-flight", str(in_flight)]
     cpu = children_cpu()
-    seconds = wall(argv)
+    seconds = wall(argv, env=env)
     cpu = children_cpu() - cpu
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     failed = [doc["path"] for doc in lines if doc["error"] is not None]
@@ -200,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ent-sample", type=int, default=1, help="the same for ent (1: all)")
     parser.add_argument("--in-flight", type=int, default=None, help="the batch's --in-flight")
     parser.add_argument("--out", default="", help="also write the figures to this file")
+    parser.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="run binglide with PYTHONDONTWRITEBYTECODE=1 and no bytecode cache of its own",
+    )
     args = parser.parse_args(argv)
     ent = shutil.which("ent")
     if ent is None:
@@ -223,20 +262,25 @@ def main(argv: list[str] | None = None) -> int:
     cores: dict[str, list[float]] = {"batch cold": [], "batch warm": []}
     figures: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="binglide-corpus-") as tmp:
-        wall([str(BINGLIDE), "stats", str(paths[0]), "--no-cache"])  # numba's disk cache
+        env = child_environment(None if args.no_bytecode else Path(tmp) / "pycache")
+        # Untimed: the bytecode of every module a run imports, and numba's
+        # disk cache (the largest file is counted by the compiled kernels).
+        warm = [str(BINGLIDE), "stats", "-q", "--no-progress", "--no-cache"]
+        wall([*warm, str(by_size[0])], env=env)
+        wall([*warm, str(by_size[0]), str(by_size[-1]), "--jsonl", os.devnull], env=env)
         print(f"ent on {len(ent_paths)} files ...", flush=True)
         figures["ent per file"] = per_file([ent], ent_paths) * args.ent_sample
         print(f"binglide stats on {len(stats_paths)} files ...", flush=True)
         stats_cmd = [str(BINGLIDE), "stats", "-q", "--no-progress"]
         stats_cmd += ["--cache-dir", str(Path(tmp) / "per-file-cache")]
         figures["binglide stats per file"] = (
-            per_file(stats_cmd, stats_paths) * args.per_file_sample
+            per_file(stats_cmd, stats_paths, env) * args.per_file_sample
         )
         for i in range(args.repeat):
             cache = Path(tmp) / f"cache{i}"
             out = Path(tmp) / "out.jsonl"
             for name in ("batch cold", "batch warm"):
-                seconds, cpu = batch(root, cache, out, args.in_flight)
+                seconds, cpu = batch(root, cache, out, args.in_flight, env)
                 rows[name].append(seconds)
                 cores[name].append(cpu / seconds)
             print(
@@ -272,6 +316,12 @@ def main(argv: list[str] | None = None) -> int:
             f"command: {command_line()}",
             "machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
             f"corpus: {len(paths)} files, {total / GiB:.2f} GiB, page cached",
+            "binglide's bytecode: "
+            + (
+                "none (PYTHONDONTWRITEBYTECODE=1: its modules compiled in every process)"
+                if args.no_bytecode
+                else "cached by untimed runs first, as an installed package's is"
+            ),
             "",
             table(["run", "seconds", "MiB/s", "how"], rows_out),
             "",
