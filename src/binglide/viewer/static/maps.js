@@ -47,6 +47,53 @@ const HILBERT_INDEX = new Uint16Array(TILE_BUCKETS); // (y * 64 + x) -> distance
 for (let y = 0; y < 64; y++) for (let x = 0; x < 64; x++) HILBERT_INDEX[y * 64 + x] = xy2d(6, x, y);
 
 /** Tiles, fetched on demand and shared; what no map wants any more is cancelled. */
+/*
+ * The overlay's cell loop lives in a function of typed arrays and numbers
+ * only, warmed at load, for the reason the bigram's paint loop does (see
+ * views.js): inside `drawOverlay`, with the canvas and the map's fields, V8
+ * threw its optimised code out again and again during a drag ("wrong map",
+ * "insufficient type feedback", --trace-deopt) and compiled it anew (an
+ * 18.6 ms TurboFan compile in one drag), on the cores the workers' kernels
+ * need; up to 32,768 cells a paint ran in the interpreter meanwhile.
+ */
+
+/**
+ * Dim the cells of `buckets` (bucket index per cell, -1 for none) outside
+ * [lo, hi): set each cell's alpha in `mask` (RGBA) to 128 outside and 0
+ * elsewhere, and mark in `rowsIn` each row holding a cell inside. Returns
+ * whether any cell is dimmed.
+ */
+function maskOutside(buckets, mask, columns, bucket, lo, hi, rowsIn) {
+  let dimmed = false;
+  const rows = rowsIn.length;
+  for (let y = 0; y < rows; y++) {
+    let inRow = 0;
+    for (let x = 0; x < columns; x++) {
+      const cell = y * columns + x;
+      const b = buckets[cell];
+      const start = b * bucket;
+      // Half-transparent black: the cell's colour at half its brightness.
+      const outside = b >= 0 && (start + bucket <= lo || start >= hi);
+      mask[cell * 4 + 3] = outside ? 128 : 0;
+      if (outside) dimmed = true;
+      else if (b >= 0) inRow = 1;
+    }
+    rowsIn[y] = inRow;
+  }
+  return dimmed;
+}
+
+{
+  // Warm-up: a wide map's overlay, half its cells inside, into scratch arrays.
+  const columns = 128;
+  const buckets = new Float64Array(columns * ROWS);
+  for (let i = 0; i < buckets.length; i++) buckets[i] = i % 7 === 0 ? -1 : i;
+  const mask = new Uint8ClampedArray(buckets.length * 4);
+  for (let round = 0; round < 4; round++) {
+    maskOutside(buckets, mask, columns, 4096, 4096 * 1000 * round, 4096 * 20000, new Uint8Array(ROWS));
+  }
+}
+
 export class TileStore {
   constructor(wire) {
     this.wire = wire;
@@ -221,6 +268,7 @@ export class OverviewMap {
     this.maskCtx = this.maskCanvas.getContext("2d");
     this.mask = this.maskCtx.createImageData(columns, ROWS);
     this.buckets = new Float64Array(columns * ROWS); // bucket index of each cell, -1 for none
+    this.rowsIn = new Uint8Array(ROWS); // the overlay's: rows with a cell in the highlighted range
     this.drawn = null; // what the cells show: none yet
     this.overlaid = null;
   }
@@ -424,24 +472,10 @@ export class OverviewMap {
     ctx.clearRect(0, 0, AXIS + columns * PIXEL, ROWS * PIXEL);
     if (this.child && this.size > 0) {
       const [childLo, childHi] = this.child;
-      const mask = this.mask.data;
-      const bucket = this.bucket;
-      let dimmed = false;
+      const rowsIn = this.rowsIn;
+      const dimmed = maskOutside(this.buckets, this.mask.data, columns, this.bucket, childLo, childHi, rowsIn);
       ctx.fillStyle = "#ffd400";
-      for (let y = 0; y < ROWS; y++) {
-        let inRow = false;
-        for (let x = 0; x < columns; x++) {
-          const cell = y * columns + x;
-          const b = this.buckets[cell];
-          const start = b * bucket;
-          // Half-transparent black: the cell's colour at half its brightness.
-          const outside = b >= 0 && (start + bucket <= childLo || start >= childHi);
-          mask[cell * 4 + 3] = outside ? 128 : 0;
-          if (outside) dimmed = true;
-          else if (b >= 0) inRow = true;
-        }
-        if (inRow) ctx.fillRect(AXIS - 3, y * PIXEL, 3, PIXEL);
-      }
+      for (let y = 0; y < ROWS; y++) if (rowsIn[y]) ctx.fillRect(AXIS - 3, y * PIXEL, 3, PIXEL);
       if (dimmed) {
         this.maskCtx.putImageData(this.mask, 0, 0);
         ctx.imageSmoothingEnabled = false;
