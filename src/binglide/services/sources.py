@@ -370,7 +370,8 @@ def real_path(path: str) -> str:
 
 def _check_roots(shown: str, real: str, roots: Sequence[StrPath]) -> None:
     for root in roots:
-        real_root = os.path.realpath(root)
+        # Every file a worker opens checks its roots: resolved the cheap way too.
+        real_root = real_path(os.fspath(root))
         try:
             if os.path.commonpath([real_root, real]) == real_root:
                 return
