@@ -72,3 +72,48 @@ def test_preloading_does_nothing_when_numba_is_switched_off(
 ) -> None:
     monkeypatch.setattr(kernels, "_use_numba", False)
     assert kernels.preload_numba() is None
+
+
+def test_small_entropies_have_the_same_bits_whether_numba_is_loaded_or_not() -> None:
+    # A command on a small file runs without numba; the library in a process
+    # that has loaded it (for a large file earlier) must give the same bits
+    # for the same bytes, or a cached answer and a fresh one disagree.
+    _run(
+        "import numpy as np\n"
+        "from binglide.services import kernels as k\n"
+        "rng = np.random.default_rng(7)\n"
+        # Skewed bytes: entropies whose terms round differently in the two
+        # paths (numpy's vector log2 and pairwise sums, numba's loops).
+        "data = np.minimum(rng.exponential(24.0, 300_000), 255).astype(np.uint8)\n"
+        "edges = np.arange(0, data.shape[0] + 1, 3000)\n"
+        "counts = k.segment_histograms(data, edges)\n"
+        "def each():\n"
+        "    return k.segment_entropies(data, edges), k.entropy_of_counts(counts)\n"
+        "cold = each()\n"
+        "assert not k._numba_loaded\n"
+        "k.byte_histogram(np.zeros(k._SMALL, np.uint8))\n"
+        "assert k._numba_loaded\n"
+        "warm = each()\n"
+        "for before, after in zip(cold, warm):\n"
+        "    assert before.tobytes() == after.tobytes(), np.flatnonzero(before != after)\n"
+    )
+
+
+def test_sliding_windows_cut_into_small_runs_give_the_bits_of_one_large_run() -> None:
+    # In a fresh process: runs of windows spanning a few KiB each (as the
+    # service's sub-requests may be) against one run over more than a MiB.
+    _run(
+        "import numpy as np\n"
+        "from binglide.services import kernels as k\n"
+        "from binglide.services.sliding import FRESH_EVERY, sliding_entropies\n"
+        "rng = np.random.default_rng(11)\n"
+        "data = np.minimum(rng.exponential(24.0, 3 * k._SMALL // 2), 255).astype(np.uint8)\n"
+        "read = lambda runs, slot: np.concatenate([data[a:b] for a, b in runs.tolist()])\n"
+        "lo = np.arange(0, data.shape[0] - 4096, 61)\n"
+        "hi = lo + 4096\n"
+        "assert FRESH_EVERY == 64\n"
+        "cuts = range(0, lo.shape[0], FRESH_EVERY)\n"
+        "runs = [sliding_entropies(read, lo[i : i + 64], hi[i : i + 64], base=i) for i in cuts]\n"
+        "whole = sliding_entropies(read, lo, hi)\n"
+        "assert np.concatenate(runs).tobytes() == whole.tobytes()\n"
+    )

@@ -50,6 +50,7 @@ __all__ = (
     "entropy_of_counts",
     "jit",
     "ngram_histogram",
+    "numba_always",
     "numba_for",
     "preload_numba",
     "segment_entropies",
@@ -77,7 +78,8 @@ NUMBA_AVAILABLE: Final[bool] = (
 )
 
 #: Inputs smaller than this (bytes, or counts for `entropy_of_counts`) are
-#: counted by numpy while numba is not loaded yet; the first larger one loads it.
+#: counted by numpy while numba is not loaded yet (their entropies always,
+#: see `numba_for`); the first larger one loads it.
 _SMALL: Final = 1 << 20
 
 
@@ -131,18 +133,46 @@ jit = _jit
 
 # Read at call time, so that tests can run both paths in one process: True
 # always numba (loading it), False never, None numba from `_SMALL` bytes on
-# and for everything once it is loaded.
+# and, for the integer kernels, for everything once it is loaded.
 _use_numba: bool | None = None if NUMBA_AVAILABLE else False
 
 
-def numba_for(size: int) -> bool:
+def numba_for(size: int, *, floats: bool = False) -> bool:
     """Whether the compiled loops run for an input of `size` bytes (loading numba if they must).
 
     Decide once per computation: a kernel's numba and numpy paths give the
-    same integers, but entropies only to about 1e-12.
+    same integers, but entropies only to about 1e-12 (numpy's vector log2
+    and its pairwise sums round differently from the compiled loops).
+
+    Args:
+        size: the input's size (bytes, or counts for `entropy_of_counts`).
+        floats: the kernel computes floating-point results. Their path then
+            depends on `size` alone, never on whether numba happens to be
+            loaded already: the same input gives the same bits in every
+            process (a command on a small file and the library in a process
+            that has loaded numba agree, and so do a cached answer and a
+            fresh one). Integer kernels take the compiled loops for any size
+            once numba is loaded: their results are the same either way.
     """
     use = _use_numba
-    if use is False or (use is None and not _numba_loaded and size < _SMALL):
+    if use is False:
+        return False
+    if use is None and size < _SMALL and (floats or not _numba_loaded):
+        return False
+    _load_numba()
+    return True
+
+
+def numba_always() -> bool:
+    """Whether the compiled loops run whatever the input's size (loading numba if they must).
+
+    For a floating-point computation that is cut into runs of any size and
+    whose two paths compute differently (the sliding windows' entropies): a
+    choice by size would give a run its own path, and the bits would depend
+    on where the cuts fall. So it is numba for every run wherever numba is
+    installed, even for a few windows.
+    """
+    if _use_numba is False:
         return False
     _load_numba()
     return True
@@ -571,7 +601,7 @@ def segment_entropies(buf: Any, edges: Any) -> F64Array:
     out = np.zeros(e.shape[0] - 1, np.float64)
     if not out.shape[0]:
         return out
-    if numba_for(data.shape[0]):
+    if numba_for(data.shape[0], floats=True):
         _nb_segment_entropies(data, e, out)
         return out
     for lo in range(0, out.shape[0], 4096):
@@ -602,7 +632,7 @@ def entropy_of_counts(counts: Any) -> F64Array:
     c = np.asarray(counts, dtype=np.float64)
     if c.ndim < 1:
         raise ValueError("counts must have at least one axis (the bins)")
-    if c.size and numba_for(c.size):
+    if c.size and numba_for(c.size, floats=True):
         rows = np.ascontiguousarray(c.reshape(-1, c.shape[-1]))
         flat = np.zeros(rows.shape[0], np.float64)
         _nb_row_entropy(rows, flat)

@@ -308,8 +308,10 @@ class _Windows:
         self.counts = np.zeros(256, np.int64)
         self.state = np.zeros(3, np.int64)  # cur_lo, cur_hi, updates: starts empty at 0
         self.s = np.zeros(1, np.float64)
-        # numba or numpy, once for the whole computation (by the bytes it covers).
-        self.fast = kernels.numba_for(int(hi.max() - lo.min()) if lo.shape[0] else 0)
+        # numba or numpy, the same for every run of windows of every
+        # computation: the two paths' entropies differ in their last bits,
+        # and a run cut anywhere must give the bits of one whole run.
+        self.fast = kernels.numba_always()
 
     def run(self) -> F64Array:
         for k in range(0, self.all_lo.shape[0], _BATCH):
