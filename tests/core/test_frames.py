@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 
 import pytest
 from hypothesis import given
@@ -207,3 +208,52 @@ def test_job_id_format_and_origin() -> None:
     assert origin_of(job_id_for("a:9", 1)) == "a:9"
     assert origin_of(job_id_for("", 5)) == ""
     assert origin_of("garbage") == "garbage"  # type: ignore[arg-type]
+
+
+def _dumped(obj: object) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+
+
+_TEXT = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+
+
+@given(
+    st.lists(_TEXT, max_size=3),
+    _TEXT,
+    st.integers(min_value=0, max_value=2**70) | st.booleans(),
+    st.none()
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.booleans(),
+    _TEXT,
+)
+def test_request_metadata_is_written_exactly_as_json_dumps_writes_it(
+    ancestry: list[str], job: str, parent: int, timeout: float | None, service: str
+) -> None:
+    # The metadata is written by hand for speed; the bytes must stay what the
+    # sorted-keys json.dumps wrote, whatever the values (a bool, an int, NaN).
+    msg = Request(5, service, (b"b",), job, tuple(ancestry), parent, timeout)
+    client = encode(msg, protocol=Protocol.CLIENT, from_broker=False)
+    meta = {"ancestry": ancestry, "job": job, "parent": parent, "timeout": timeout}
+    assert client[4] == _dumped(meta)
+    worker = encode(msg, protocol=Protocol.WORKER, from_broker=True)
+    assert worker[3] == _dumped({"ancestry": ancestry, "job": job, "service": service})
+
+
+@pytest.mark.parametrize(
+    "meta",
+    [
+        b' {"job": "1:a", "ancestry": ["x/1"]} ',  # whitespace around and inside
+        '{"job":"1:\u00e9","ancestry":[]}'.encode("utf-16"),  # json.loads detects UTF-16
+        b'\xef\xbb\xbf{"job":"1:a"}',  # a UTF-8 byte-order mark
+    ],
+)
+def test_request_metadata_is_read_as_json_loads_reads_it(meta: bytes) -> None:
+    frames = [b"MDPC02", b"\x11", b"svc", b"4", meta]
+    _protocol, request = decode(frames, from_broker=False)
+    expected = json.loads(meta)
+    assert isinstance(request, Request)
+    assert (request.job, list(request.ancestry)) == (
+        expected["job"],
+        expected.get("ancestry", []),
+    )

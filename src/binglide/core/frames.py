@@ -30,6 +30,9 @@ from __future__ import annotations
 
 import enum
 import json
+import json.encoder
+import math
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import LocalProtocolError, RemoteProtocolError
@@ -110,6 +113,63 @@ def _json_frame(obj: Any) -> bytes:
     return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
 
 
+# The request metadata, written by hand as `_json_frame` writes it (keys in
+# sorted order): every request crosses two hops with one, and ``json.dumps``
+# with sorted keys costs more than the rest of the message's frames together
+# (bench/RESULTS.md, issue 13). A value JSON would write otherwise than these
+# helpers (a bool for an int, a float that is not finite, a str subclass with
+# its own encoding...) raises TypeError here and goes through `_json_frame`.
+_quote = json.encoder.encode_basestring_ascii
+
+
+def _strings_json(values: Sequence[str]) -> str:
+    return "[" + ",".join(map(_quote, values)) + "]"
+
+
+def _int_json(value: int) -> str:
+    if type(value) is not int:
+        raise TypeError("not a plain int")
+    return str(value)
+
+
+def _timeout_json(value: float | None) -> str:
+    if value is None:
+        return "null"
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)
+    return _int_json(value)  # type: ignore[arg-type]
+
+
+def _client_meta(msg: Request) -> bytes:
+    """The XREQUEST metadata a client sends: job, ancestry, parent, timeout."""
+    try:
+        return (
+            f'{{"ancestry":{_strings_json(msg.ancestry)},"job":{_quote(msg.job)},'
+            f'"parent":{_int_json(msg.parent)},"timeout":{_timeout_json(msg.timeout)}}}'
+        ).encode()
+    except TypeError:
+        meta = {
+            "job": msg.job,
+            "ancestry": list(msg.ancestry),
+            "parent": msg.parent,
+            "timeout": msg.timeout,
+        }
+        return _json_frame(meta)
+
+
+def _worker_meta(msg: Request) -> bytes:
+    """The XREQUEST metadata the broker sends a worker: service, job, ancestry."""
+    try:
+        return (
+            f'{{"ancestry":{_strings_json(msg.ancestry)},"job":{_quote(msg.job)},'
+            f'"service":{_quote(msg.service)}}}'
+        ).encode()
+    except TypeError:
+        return _json_frame(
+            {"service": msg.service, "job": msg.job, "ancestry": list(msg.ancestry)}
+        )
+
+
 def _failure_json(msg: Failure) -> bytes:
     return _json_frame(
         {
@@ -152,6 +212,124 @@ def _encode_01(msg: Message, *, protocol: Protocol, from_broker: bool) -> list[F
     )
 
 
+# -- MDP/0.2 and binglide's extensions: one encoder per (hop, direction, message type) --
+#
+# A table rather than one ``match``: the common messages (a request, a report)
+# came after a dozen cases, each a tuple compared or a class checked.
+_C, _W = Protocol.CLIENT.value, Protocol.WORKER.value
+
+
+def _e_heartbeat(head: bytes, msg: Heartbeat, extended: bool) -> list[Frame]:
+    return [head, _HEARTBEAT]
+
+
+def _e_broker_heartbeat(head: bytes, msg: Heartbeat, extended: bool) -> list[Frame]:
+    if msg.instance:
+        return [head, _HEARTBEAT, msg.instance.encode()]
+    return [head, _HEARTBEAT]
+
+
+def _e_disconnect(head: bytes, msg: Disconnect, extended: bool) -> list[Frame]:
+    return [head, _DISCONNECT]
+
+
+def _e_client_request(head: bytes, msg: Request, extended: bool) -> list[Frame]:
+    service = msg.service.encode()
+    if not (extended and msg.extended):
+        return [head, _C_REQUEST, service, *msg.payload]
+    return [head, _X_REQUEST, service, b"%d" % msg.rid, _client_meta(msg), *msg.payload]
+
+
+def _e_client_cancel(head: bytes, msg: Cancel, extended: bool) -> list[Frame]:
+    return [head, _X_CANCEL, _rid_frame(msg.rid), msg.job.encode()]
+
+
+def _e_client_report(head: bytes, msg: Partial | Final, extended: bool) -> list[Frame]:
+    final = isinstance(msg, Final)
+    service = msg.service.encode()
+    if not extended:
+        return [head, _C_FINAL if final else _C_PARTIAL, service, *msg.payload]
+    return [head, _X_FINAL if final else _X_PARTIAL, service, b"%d" % msg.rid, *msg.payload]
+
+
+def _e_client_failure(head: bytes, msg: Failure, extended: bool) -> list[Frame]:
+    service = msg.service.encode()
+    if not extended:
+        # A plain MDP/0.2 client knows no failures: it gets a FINAL whose body
+        # says so (documented in docs/protocol.md).
+        return [head, _C_FINAL, service, *_failure_body(msg)]
+    return [head, _X_FAILURE, service, _rid_frame(msg.rid), _failure_json(msg)]
+
+
+def _e_ready(head: bytes, msg: Ready, extended: bool) -> list[Frame]:
+    if msg.extended:
+        return [head, _W_READY, msg.service.encode(), EXTENSION_TAG]
+    return [head, _W_READY, msg.service.encode()]
+
+
+def _e_worker_report(head: bytes, msg: Partial | Final, extended: bool) -> list[Frame]:
+    command = _W_FINAL if isinstance(msg, Final) else _W_PARTIAL
+    return [head, command, b"%d" % msg.rid, b"", *msg.payload]
+
+
+def _e_worker_failure(head: bytes, msg: Failure, extended: bool) -> list[Frame]:
+    return [head, _X_FAILURE, _rid_frame(msg.rid), _failure_json(msg)]
+
+
+def _e_waiting(head: bytes, msg: Waiting, extended: bool) -> list[Frame]:
+    return [head, _X_WAITING, _rid_frame(msg.rid), b"1" if msg.waiting else b"0"]
+
+
+def _e_worker_request(head: bytes, msg: Request, extended: bool) -> list[Frame]:
+    if not extended:
+        return [head, _W_REQUEST, b"%d" % msg.rid, b"", *msg.payload]
+    return [head, _X_REQUEST, b"%d" % msg.rid, _worker_meta(msg), *msg.payload]
+
+
+def _e_worker_cancel(head: bytes, msg: Cancel, extended: bool) -> list[Frame]:
+    return [head, _X_CANCEL, msg.job.encode(), _rid_frame(msg.rid)]
+
+
+_Encoder = Callable[[bytes, Any, bool], list[Frame]]
+#: (header frame, from_broker, message type) -> encoder. Keyed by the header's bytes
+#: (``Protocol._value_``): an enum member hashes in Python (``Enum.__hash__``).
+_ENCODERS: dict[tuple[bytes, bool, type], _Encoder] = {
+    (_C, True, Heartbeat): _e_broker_heartbeat,
+    (_C, False, Heartbeat): _e_heartbeat,
+    (_W, True, Heartbeat): _e_heartbeat,
+    (_W, False, Heartbeat): _e_heartbeat,
+    (_C, True, Disconnect): _e_disconnect,
+    (_C, False, Disconnect): _e_disconnect,
+    (_W, True, Disconnect): _e_disconnect,
+    (_W, False, Disconnect): _e_disconnect,
+    # Client -> broker.
+    (_C, False, Request): _e_client_request,
+    (_C, False, Cancel): _e_client_cancel,
+    # Broker -> client.
+    (_C, True, Partial): _e_client_report,
+    (_C, True, Final): _e_client_report,
+    (_C, True, Failure): _e_client_failure,
+    # Worker -> broker.
+    (_W, False, Ready): _e_ready,
+    (_W, False, Partial): _e_worker_report,
+    (_W, False, Final): _e_worker_report,
+    (_W, False, Failure): _e_worker_failure,
+    (_W, False, Waiting): _e_waiting,
+    # Broker -> worker.
+    (_W, True, Request): _e_worker_request,
+    (_W, True, Cancel): _e_worker_cancel,
+}
+
+
+def _encoder(head: bytes, from_broker: bool, kind: type) -> _Encoder | None:
+    """The table's entry for `kind` or, for a subclass of a message, its base's."""
+    for base in kind.__mro__:
+        entry = _ENCODERS.get((head, from_broker, base))
+        if entry is not None:
+            return entry
+    return None
+
+
 def encode(
     msg: Message, *, protocol: Protocol, from_broker: bool, extended: bool = True
 ) -> list[Frame]:
@@ -170,79 +348,18 @@ def encode(
         LocalProtocolError: `msg` cannot travel in that direction (MDP/0.1
             has no PARTIAL, no failures and no extensions).
     """
-    if protocol is Protocol.CLIENT_01 or protocol is Protocol.WORKER_01:
-        return _encode_01(msg, protocol=protocol, from_broker=from_broker)
-    head: list[Frame] = [protocol.value]
-    match protocol, from_broker, msg:
-        case Protocol.CLIENT, True, Heartbeat(instance=instance) if instance:
-            return [*head, _HEARTBEAT, instance.encode()]
-        case _, _, Heartbeat():
-            return [*head, _HEARTBEAT]
-        case _, _, Disconnect():
-            return [*head, _DISCONNECT]
-        # Client -> broker.
-        case Protocol.CLIENT, False, Request():
-            if not (extended and msg.extended):
-                return [*head, _C_REQUEST, msg.service.encode(), *msg.payload]
-            meta = {
-                "job": msg.job,
-                "ancestry": list(msg.ancestry),
-                "parent": msg.parent,
-                "timeout": msg.timeout,
-            }
-            return [
-                *head,
-                _X_REQUEST,
-                msg.service.encode(),
-                _rid_frame(msg.rid),
-                _json_frame(meta),
-                *msg.payload,
-            ]
-        case Protocol.CLIENT, False, Cancel():
-            return [*head, _X_CANCEL, _rid_frame(msg.rid), msg.job.encode()]
-        # Broker -> client.
-        case Protocol.CLIENT, True, Partial() | Final():
-            final = isinstance(msg, Final)
-            service = msg.service.encode()
-            if not extended:
-                return [*head, _C_FINAL if final else _C_PARTIAL, service, *msg.payload]
-            command = _X_FINAL if final else _X_PARTIAL
-            return [*head, command, service, _rid_frame(msg.rid), *msg.payload]
-        case Protocol.CLIENT, True, Failure():
-            if not extended:
-                # A plain MDP/0.2 client knows no failures: it gets a FINAL
-                # whose body says so (documented in docs/protocol.md).
-                return [*head, _C_FINAL, msg.service.encode(), *_failure_body(msg)]
-            return [
-                *head,
-                _X_FAILURE,
-                msg.service.encode(),
-                _rid_frame(msg.rid),
-                _failure_json(msg),
-            ]
-        # Worker -> broker.
-        case Protocol.WORKER, False, Ready():
-            tail = [EXTENSION_TAG] if msg.extended else []
-            return [*head, _W_READY, msg.service.encode(), *tail]
-        case Protocol.WORKER, False, Partial() | Final():
-            command = _W_FINAL if isinstance(msg, Final) else _W_PARTIAL
-            return [*head, command, _rid_frame(msg.rid), b"", *msg.payload]
-        case Protocol.WORKER, False, Failure():
-            return [*head, _X_FAILURE, _rid_frame(msg.rid), _failure_json(msg)]
-        case Protocol.WORKER, False, Waiting():
-            return [*head, _X_WAITING, _rid_frame(msg.rid), b"1" if msg.waiting else b"0"]
-        # Broker -> worker.
-        case Protocol.WORKER, True, Request():
-            if not extended:
-                return [*head, _W_REQUEST, _rid_frame(msg.rid), b"", *msg.payload]
-            meta = {"service": msg.service, "job": msg.job, "ancestry": list(msg.ancestry)}
-            return [*head, _X_REQUEST, _rid_frame(msg.rid), _json_frame(meta), *msg.payload]
-        case Protocol.WORKER, True, Cancel():
-            return [*head, _X_CANCEL, msg.job.encode(), _rid_frame(msg.rid)]
-    side = "the broker" if from_broker else "a peer"
-    raise LocalProtocolError(
-        f"{type(msg).__name__} cannot be sent by {side} on the {protocol.name.lower()} hop"
-    )
+    head: bytes = protocol._value_
+    encoder = _ENCODERS.get((head, from_broker, type(msg)))
+    if encoder is None:
+        if protocol is Protocol.CLIENT_01 or protocol is Protocol.WORKER_01:
+            return _encode_01(msg, protocol=protocol, from_broker=from_broker)
+        encoder = _encoder(head, from_broker, type(msg))
+        if encoder is None:
+            side = "the broker" if from_broker else "a peer"
+            raise LocalProtocolError(
+                f"{type(msg).__name__} cannot be sent by {side} on the {protocol.name.lower()} hop"
+            )
+    return encoder(head, msg, extended)
 
 
 def _bytes(frame: Frame) -> bytes:
@@ -263,9 +380,26 @@ def _rid(frame: Frame) -> int:
     return int(raw)
 
 
+#: The scanner ``json.loads`` ends in, called directly: a compact object that
+#: binglide wrote needs neither its encoding detection nor its whitespace skips.
+_scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _loads(raw: bytes) -> Any:
+    """``json.loads(raw)``: the usual compact UTF-8 text scanned at once, the rest by it."""
+    try:
+        text = raw.decode()
+        value, end = _scan(text, 0)
+        if end == len(text):
+            return value
+    except (UnicodeDecodeError, StopIteration, ValueError):
+        pass  # another encoding, whitespace around, or not JSON: json.loads tells
+    return json.loads(raw)
+
+
 def _json(frame: Frame, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(_bytes(frame))
+        value = _loads(_bytes(frame))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # RecursionError: deeply nested arrays from a rogue peer must not
         # take the broker down with them.
@@ -276,8 +410,11 @@ def _json(frame: Frame, what: str) -> dict[str, Any]:
 
 
 def _strings(value: Any, what: str) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+    if not isinstance(value, list):
         raise RemoteProtocolError(f"{what} is not a list of strings")
+    for item in value:  # a loop, not all(...): no generator for a list of one or two
+        if not isinstance(item, str):
+            raise RemoteProtocolError(f"{what} is not a list of strings")
     return tuple(value)
 
 
@@ -324,7 +461,8 @@ def decode(frames: Sequence[Frame], *, from_broker: bool) -> tuple[Protocol, Mes
     """
     if frames and len(frames[0]) == 0:
         frames = frames[1:]  # MDP/0.1's empty delimiter: tolerated, never sent
-    _need(frames, 2, "a message")
+    if len(frames) < 2:
+        _need(frames, 2, "a message")
     header = _bytes(frames[0])
     protocol = _PROTOCOLS.get(header)
     if protocol is None:
@@ -339,7 +477,13 @@ def decode(frames: Sequence[Frame], *, from_broker: bool) -> tuple[Protocol, Mes
     body = frames[2:]
     if protocol is Protocol.WORKER_01:
         return protocol, _decode_worker_01(command, body, from_broker=from_broker)
-    return protocol, _decode(protocol, command, body, from_broker=from_broker)
+    decoder = _DECODERS.get((header, from_broker, command))
+    if decoder is None:
+        who = "the broker" if from_broker else "a peer"
+        raise RemoteProtocolError(
+            f"command {command[:4]!r} is not allowed from {who} on the {protocol.name.lower()} hop"
+        )
+    return protocol, decoder(command, body)
 
 
 def _decode_worker_01(command: bytes, f: Sequence[Frame], *, from_broker: bool) -> Message:
@@ -365,73 +509,130 @@ def _decode_worker_01(command: bytes, f: Sequence[Frame], *, from_broker: bool) 
     )
 
 
-def _decode(
-    protocol: Protocol, command: bytes, f: Sequence[Frame], *, from_broker: bool
-) -> Message:
-    if command == _HEARTBEAT:
-        if protocol is Protocol.CLIENT and from_broker and f:
-            return Heartbeat(_text(f[0], "broker instance id"))
-        return Heartbeat()
-    if command == _DISCONNECT:
-        return Disconnect()
-    match protocol, from_broker, command:
-        case Protocol.CLIENT, False, b"\x01":
-            _need(f, 1, "REQUEST")
-            return Request(0, _text(f[0], "service name"), tuple(f[1:]), extended=False)
-        case Protocol.CLIENT, False, b"\x11":
-            _need(f, 3, "XREQUEST")
-            meta = _json(f[2], "request metadata")
-            return _request(_rid(f[1]), _text(f[0], "service name"), meta, tuple(f[3:]))
-        case Protocol.CLIENT, False, b"\x12":
-            _need(f, 2, "CANCEL")
-            return Cancel(job=_text(f[1], "job id"), rid=_rid(f[0]))
-        case Protocol.CLIENT, True, b"\x02" | b"\x03":
-            _need(f, 1, "PARTIAL/FINAL")
-            cls = Final if command == _C_FINAL else Partial
-            return cls(0, tuple(f[1:]), _text(f[0], "service name"))
-        case Protocol.CLIENT, True, b"\x13" | b"\x14":
-            _need(f, 2, "XPARTIAL/XFINAL")
-            cls = Final if command == _X_FINAL else Partial
-            return cls(_rid(f[1]), tuple(f[2:]), _text(f[0], "service name"))
-        case Protocol.CLIENT, True, b"\x15":
-            _need(f, 3, "FAILURE")
-            return _failure(_rid(f[1]), _text(f[0], "service name"), f[2])
-        case Protocol.WORKER, False, b"\x01":
-            _need(f, 1, "READY")
-            extended = len(f) > 1 and _bytes(f[1]) == EXTENSION_TAG
-            return Ready(_text(f[0], "service name"), extended)
-        case Protocol.WORKER, False, b"\x03" | b"\x04":
-            _need(f, 2, "PARTIAL/FINAL")
-            if len(_bytes(f[1])) != 0:
-                raise RemoteProtocolError("PARTIAL/FINAL needs an empty frame after the address")
-            cls = Final if command == _W_FINAL else Partial
-            return cls(_rid(f[0]), tuple(f[2:]))
-        case Protocol.WORKER, False, b"\x15":
-            _need(f, 2, "FAILURE")
-            return _failure(_rid(f[0]), "", f[1])
-        case Protocol.WORKER, False, b"\x16":
-            _need(f, 2, "WAITING")
-            flag = _bytes(f[1])
-            if flag not in (b"0", b"1"):
-                raise RemoteProtocolError("WAITING flag must be '0' or '1'")
-            return Waiting(_rid(f[0]), flag == b"1")
-        case Protocol.WORKER, True, b"\x02":
-            _need(f, 2, "REQUEST")
-            return Request(_rid(f[0]), "", tuple(f[2:]), extended=False)
-        case Protocol.WORKER, True, b"\x11":
-            _need(f, 2, "XREQUEST")
-            meta = _json(f[1], "request metadata")
-            service = meta.get("service")
-            if not isinstance(service, str):
-                raise RemoteProtocolError("request metadata lacks the service name")
-            return _request(_rid(f[0]), service, meta, tuple(f[2:]))
-        case Protocol.WORKER, True, b"\x12":
-            _need(f, 2, "CANCEL")
-            return Cancel(job=_text(f[0], "job id"), rid=_rid(f[1]))
-    who = "the broker" if from_broker else "a peer"
-    raise RemoteProtocolError(
-        f"command {command[:4]!r} is not allowed from {who} on the {protocol.name.lower()} hop"
-    )
+# -- MDP/0.2 and binglide's extensions: one decoder per (hop, direction, command) --------
+
+
+def _d_heartbeat(command: bytes, f: Sequence[Frame]) -> Message:
+    return Heartbeat()
+
+
+def _d_broker_heartbeat(command: bytes, f: Sequence[Frame]) -> Message:
+    return Heartbeat(_text(f[0], "broker instance id")) if f else Heartbeat()
+
+
+def _d_disconnect(command: bytes, f: Sequence[Frame]) -> Message:
+    return Disconnect()
+
+
+def _d_client_request(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 1, "REQUEST")
+    return Request(0, _text(f[0], "service name"), tuple(f[1:]), extended=False)
+
+
+def _d_client_xrequest(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 3, "XREQUEST")
+    meta = _json(f[2], "request metadata")
+    return _request(_rid(f[1]), _text(f[0], "service name"), meta, tuple(f[3:]))
+
+
+def _d_client_cancel(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "CANCEL")
+    return Cancel(job=_text(f[1], "job id"), rid=_rid(f[0]))
+
+
+def _d_client_report(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 1, "PARTIAL/FINAL")
+    cls = Final if command == _C_FINAL else Partial
+    return cls(0, tuple(f[1:]), _text(f[0], "service name"))
+
+
+def _d_client_xreport(command: bytes, f: Sequence[Frame]) -> Message:
+    if len(f) < 2:
+        _need(f, 2, "XPARTIAL/XFINAL")
+    cls = Final if command == _X_FINAL else Partial
+    return cls(_rid(f[1]), tuple(f[2:]), _text(f[0], "service name"))
+
+
+def _d_client_failure(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 3, "FAILURE")
+    return _failure(_rid(f[1]), _text(f[0], "service name"), f[2])
+
+
+def _d_ready(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 1, "READY")
+    extended = len(f) > 1 and _bytes(f[1]) == EXTENSION_TAG
+    return Ready(_text(f[0], "service name"), extended)
+
+
+def _d_worker_report(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "PARTIAL/FINAL")
+    if len(f[1]) != 0:
+        raise RemoteProtocolError("PARTIAL/FINAL needs an empty frame after the address")
+    cls = Final if command == _W_FINAL else Partial
+    return cls(_rid(f[0]), tuple(f[2:]))
+
+
+def _d_worker_failure(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "FAILURE")
+    return _failure(_rid(f[0]), "", f[1])
+
+
+def _d_waiting(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "WAITING")
+    flag = _bytes(f[1])
+    if flag not in (b"0", b"1"):
+        raise RemoteProtocolError("WAITING flag must be '0' or '1'")
+    return Waiting(_rid(f[0]), flag == b"1")
+
+
+def _d_worker_request(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "REQUEST")
+    return Request(_rid(f[0]), "", tuple(f[2:]), extended=False)
+
+
+def _d_worker_xrequest(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "XREQUEST")
+    meta = _json(f[1], "request metadata")
+    service = meta.get("service")
+    if not isinstance(service, str):
+        raise RemoteProtocolError("request metadata lacks the service name")
+    return _request(_rid(f[0]), service, meta, tuple(f[2:]))
+
+
+def _d_worker_cancel(command: bytes, f: Sequence[Frame]) -> Message:
+    _need(f, 2, "CANCEL")
+    return Cancel(job=_text(f[0], "job id"), rid=_rid(f[1]))
+
+
+_Decoder = Callable[[bytes, "Sequence[Frame]"], Message]
+#: (header frame, from_broker, command) -> decoder of the frames after the command. Keyed
+#: by bytes: an enum member hashes in Python (``Enum.__hash__``), bytes in C.
+_DECODERS: dict[tuple[bytes, bool, bytes], _Decoder] = {
+    (_C, True, _HEARTBEAT): _d_broker_heartbeat,
+    (_C, False, _HEARTBEAT): _d_heartbeat,
+    (_W, True, _HEARTBEAT): _d_heartbeat,
+    (_W, False, _HEARTBEAT): _d_heartbeat,
+    (_C, True, _DISCONNECT): _d_disconnect,
+    (_C, False, _DISCONNECT): _d_disconnect,
+    (_W, True, _DISCONNECT): _d_disconnect,
+    (_W, False, _DISCONNECT): _d_disconnect,
+    (_C, False, _C_REQUEST): _d_client_request,
+    (_C, False, _X_REQUEST): _d_client_xrequest,
+    (_C, False, _X_CANCEL): _d_client_cancel,
+    (_C, True, _C_PARTIAL): _d_client_report,
+    (_C, True, _C_FINAL): _d_client_report,
+    (_C, True, _X_PARTIAL): _d_client_xreport,
+    (_C, True, _X_FINAL): _d_client_xreport,
+    (_C, True, _X_FAILURE): _d_client_failure,
+    (_W, False, _W_READY): _d_ready,
+    (_W, False, _W_PARTIAL): _d_worker_report,
+    (_W, False, _W_FINAL): _d_worker_report,
+    (_W, False, _X_FAILURE): _d_worker_failure,
+    (_W, False, _X_WAITING): _d_waiting,
+    (_W, True, _W_REQUEST): _d_worker_request,
+    (_W, True, _X_REQUEST): _d_worker_xrequest,
+    (_W, True, _X_CANCEL): _d_worker_cancel,
+}
 
 
 def _request(rid: int, service: str, meta: dict[str, Any], payload: tuple[Frame, ...]) -> Request:
@@ -440,11 +641,14 @@ def _request(rid: int, service: str, meta: dict[str, Any], payload: tuple[Frame,
     timeout = meta.get("timeout")
     if not isinstance(job, str):
         raise RemoteProtocolError("request metadata: job is not a string")
-    if not isinstance(parent, int) or isinstance(parent, bool) or parent < 0:
+    # JSON gives plain ints and floats: ``type() is`` answers the usual case at once.
+    if type(parent) is not int or parent < 0:
         raise RemoteProtocolError("request metadata: parent is not a task id")
-    if timeout is not None and (
-        not isinstance(timeout, int | float) or isinstance(timeout, bool) or not timeout > 0
-    ):
+    if timeout is not None and not (type(timeout) in _NUMBERS and timeout > 0):
         raise RemoteProtocolError("request metadata: timeout is not a positive number")
     ancestry = _strings(meta.get("ancestry", []), "request metadata: ancestry")
     return Request(rid, service, payload, job, ancestry, parent, timeout)
+
+
+#: What a JSON number decodes to (a bool is neither).
+_NUMBERS = (int, float)
