@@ -237,3 +237,30 @@ def test_arrays_of_every_dtype_arrive_as_they_left(
         assert received.dtype == sent.dtype
         assert received.shape == sent.shape
         assert received.tobytes() == sent.tobytes()
+
+
+def test_a_report_header_seen_again_decodes_as_the_first_time() -> None:
+    # decode_report keeps the plan of a header it has read: a report decoded
+    # from it again must be a new one, the arrays its own frames', nothing shared.
+    wire = [bytes(f) for f in encode_report(binglide.Report(np.arange(3), meta={"k": "v"}))]
+    first = decode_report(wire, final=False)
+    first.meta["k"] = "changed by the caller"
+    again = [wire[0], np.arange(3, 6).tobytes()]
+    second = decode_report(again, final=True)
+    assert second.meta == {"k": "v"}
+    assert second.final
+    assert not first.final
+    np.testing.assert_array_equal(second.array, [3, 4, 5])
+    np.testing.assert_array_equal(first.array, [0, 1, 2])
+    # What the frames themselves say is checked every time.
+    with pytest.raises(binglide.errors.RemoteProtocolError, match="array frames"):
+        decode_report([wire[0]], final=True)
+    with pytest.raises(binglide.errors.RemoteProtocolError, match="does not match its spec"):
+        decode_report([wire[0], b"\x00" * 5], final=True)
+    mapping = binglide.Report({"a": np.ones(2), "b": np.zeros(1)})
+    wire = [bytes(f) for f in encode_report(mapping)]
+    for _ in range(2):
+        got = decode_report(wire, final=True)
+        assert isinstance(got.data, dict)
+        assert sorted(got.data) == ["a", "b"]
+        np.testing.assert_array_equal(got.data["b"], [0.0])

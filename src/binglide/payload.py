@@ -167,21 +167,46 @@ def _array_frames(
     return "[" + ",".join(specs) + "]", frames, contiguous
 
 
-def _arrays(specs: Any, frames: Sequence[Frame]) -> tuple[np.ndarray[Any, Any], ...]:
-    if not isinstance(specs, list) or len(specs) != len(frames):
+#: An array's spec, read and checked: its dtype and shape.
+_Spec = tuple[np.dtype[Any], tuple[int, ...]]
+
+
+def _specs(specs: Any) -> list[_Spec]:
+    """Read and check the array specs of a payload header."""
+    if not isinstance(specs, list):
         raise RemoteProtocolError("the payload header does not describe its array frames")
     out = []
-    for spec, frame in zip(specs, frames, strict=True):
+    for spec in specs:
         try:
             dtype = _dtype(spec["dtype"])
             shape = tuple(int(n) for n in spec["shape"])
             if dtype.hasobject or any(n < 0 for n in shape):
                 raise ValueError("bad array spec")
-            array = np.frombuffer(frame, dtype=dtype) if len(frame) else np.empty(0, dtype)
-            out.append(array.reshape(shape))
         except (KeyError, TypeError, ValueError) as exc:
             raise RemoteProtocolError(f"an array frame does not match its spec {spec!r}") from exc
+        out.append((dtype, shape))
+    return out
+
+
+def _views(specs: Sequence[_Spec], frames: Sequence[Frame]) -> tuple[np.ndarray[Any, Any], ...]:
+    """The arrays that `frames` hold, as `specs` say (views, no copies)."""
+    if len(specs) != len(frames):
+        raise RemoteProtocolError("the payload header does not describe its array frames")
+    out = []
+    for (dtype, shape), frame in zip(specs, frames, strict=True):
+        try:
+            array = np.frombuffer(frame, dtype=dtype) if len(frame) else np.empty(0, dtype)
+            out.append(array.reshape(shape))
+        except (TypeError, ValueError) as exc:
+            spec = {"dtype": dtype.str, "shape": list(shape)}
+            raise RemoteProtocolError(f"an array frame does not match its spec {spec!r}") from exc
     return tuple(out)
+
+
+def _arrays(specs: Any, frames: Sequence[Frame]) -> tuple[np.ndarray[Any, Any], ...]:
+    if not isinstance(specs, list) or len(specs) != len(frames):
+        raise RemoteProtocolError("the payload header does not describe its array frames")
+    return _views(_specs(specs), frames)
 
 
 def _header(frames: Sequence[Frame]) -> dict[str, Any]:
@@ -314,6 +339,35 @@ def _float_json(value: float) -> str:
     return "1.0" if value == 1.0 else repr(float(value))
 
 
+#: What a report header says, read and checked: the data's kind, the mapping's
+#: keys, the arrays' specs, completion, precision and meta.
+_ReportPlan = tuple[str, list[str], list[_Spec], Any, Any, Any]
+#: The plans of report headers seen lately, by the header's bytes: a service
+#: answers with the same header again and again (the same dtypes, shapes and
+#: meta), and parsing it was the larger half of decoding a small report.
+#: Only plans whose meta holds plain scalars are kept (a report's meta is
+#: copied from the plan: nothing a caller holds is shared), at most
+#: `_MAX_REPORT_PLANS`.
+_report_plans: dict[bytes, _ReportPlan] = {}
+_MAX_REPORT_PLANS = 256
+
+
+def _report_plan(frames: Sequence[Frame]) -> _ReportPlan:
+    header = _header(frames)
+    specs = _specs(header.get("arrays", []))
+    kind = header.get("data")
+    keys: list[str] = []
+    if kind == "mapping":
+        raw_keys = header.get("keys")
+        if not isinstance(raw_keys, list) or len(raw_keys) != len(specs):
+            raise RemoteProtocolError("the report's keys do not match its arrays")
+        keys = [str(k) for k in raw_keys]
+    elif not (kind == "none" or (kind == "array" and len(specs) == 1)):
+        raise RemoteProtocolError(f"unknown report data kind {kind!r}")
+    meta = header.get("meta") or {}
+    return kind, keys, specs, header.get("completion", 1.0), header.get("precision", 1.0), meta
+
+
 def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
     """Return the `Report` that `frames` carry.
 
@@ -325,29 +379,27 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
         return Report(
             known, completion=completion, precision=precision, meta=known_meta, final=final
         )
-    header = _header(frames)
-    arrays = _arrays(header.get("arrays", []), frames[1:])
-    kind = header.get("data")
+    if not frames:
+        raise RemoteProtocolError("the payload is empty: it needs a header frame")
+    head = bytes(frames[0])
+    plan = _report_plans.get(head)
+    if plan is None:
+        plan = _report_plan(frames)
+        meta = plan[5]
+        if isinstance(meta, dict) and _survives_json(meta):
+            if len(_report_plans) >= _MAX_REPORT_PLANS:
+                _report_plans.clear()
+            _report_plans[head] = plan
+    kind, keys, specs, completion, precision, meta = plan
+    arrays = _views(specs, frames[1:])
     data: Data
-    if kind == "none":
-        data = None
-    elif kind == "array" and len(arrays) == 1:
+    if kind == "array":
         data = arrays[0]
-    elif kind == "mapping":
-        keys = header.get("keys")
-        if not isinstance(keys, list) or len(keys) != len(arrays):
-            raise RemoteProtocolError("the report's keys do not match its arrays")
-        data = dict(zip((str(k) for k in keys), arrays, strict=True))
+    elif kind == "none":
+        data = None
     else:
-        raise RemoteProtocolError(f"unknown report data kind {kind!r}")
-    meta = header.get("meta") or {}
+        data = dict(zip(keys, arrays, strict=True))
     try:
-        return Report(
-            data,
-            completion=header.get("completion", 1.0),
-            precision=header.get("precision", 1.0),
-            meta=meta,
-            final=final,
-        )
+        return Report(data, completion=completion, precision=precision, meta=meta, final=final)
     except (TypeError, ValueError) as exc:
         raise RemoteProtocolError(f"the report header is invalid: {exc}") from exc
