@@ -405,7 +405,9 @@ def router_incoming(frames: Sequence[Frame], dropped: Dropped | None = None) -> 
     warning logged): one rogue peer never stops the broker serving everyone
     else.
     """
-    peer = PeerId(bytes(frames[0]).decode("latin-1"))
+    # PeerId is a NewType, whose call is a Python function call on 3.11: a
+    # broker decodes a routing id per message, and the str is the id.
+    peer: PeerId = bytes(frames[0]).decode("latin-1")  # type: ignore[assignment]
     try:
         protocol, message = decode(frames[1:], from_broker=False)
     except RemoteProtocolError as exc:
