@@ -116,9 +116,9 @@ def _json_frame(obj: Any) -> bytes:
 # The request metadata, written by hand as `_json_frame` writes it (keys in
 # sorted order): every request crosses two hops with one, and ``json.dumps``
 # with sorted keys costs more than the rest of the message's frames together
-# (bench/RESULTS.md, issue 13). A value JSON would write otherwise than these
-# helpers (a bool for an int, a float that is not finite, a str subclass with
-# its own encoding...) raises TypeError here and goes through `_json_frame`.
+# (bench/RESULTS.md, issue 13). A value these helpers would not write as JSON
+# does (a bool where an int goes, a float that is not finite, anything but a
+# str where a string goes) raises TypeError here and goes through `_json_frame`.
 _quote = json.encoder.encode_basestring_ascii
 
 
