@@ -11,7 +11,6 @@ waiting, so that it can take other tasks meanwhile (the progress guarantee).
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -45,8 +44,6 @@ from .requester import Requester
 from .service import Context, Service, Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     import zmq
     from anyio.abc import TaskStatus
 
@@ -204,7 +201,7 @@ class Worker:
             case TaskStarted():
                 if self._pool is None:
                     return  # closing: our DISCONNECT makes the broker re-issue it
-                run = self._runs[event.tid] = _Run(event.tid)
+                run = self._runs[event.tid] = _Run(self, event.tid)
                 if self._transport.in_process:
                     # The request came in its sender's step: answering in it
                     # saves the loop turns of the whole round trip.
@@ -236,12 +233,12 @@ class Worker:
             job=started.job,
             ancestry=started.ancestry,
             settings=self.settings,
-            wait_hooks=functools.partial(self._wait_hooks, run),
+            wait_hooks=run.wait_hooks,
             sub_requests=run.sub_requests,
         )
         try:
             with run.scope:
-                await self._handle(started, ctx)
+                await self._handle(started, ctx, run)
             if run.scope.cancelled_caught:
                 self._counts["cancelled"] += 1
         finally:
@@ -253,7 +250,7 @@ class Worker:
             # more: our DISCONNECT makes the broker re-issue it.
             self._flush()
 
-    async def _handle(self, started: TaskStarted, ctx: Context) -> None:
+    async def _handle(self, started: TaskStarted, ctx: Context, run: _Run) -> None:
         tid = started.tid
         try:
             body, arrays = decode_body(started.payload)
@@ -261,12 +258,9 @@ class Worker:
             self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
             return
         task = Task(self.service.name, body, arrays, started.job, started.payload)
-        # The last report a handler yields is the final one. A report with
-        # work left (completion < 1) goes out at once as a PARTIAL; a complete
-        # one is held until the handler ends (then it is the FINAL) or yields
-        # again, or for report_interval at most (a caller must not wait on a
-        # slow handler for a report it already has; the FINAL then says so).
-        reports = _TaskReports(tid, self._report, self._held)
+        # The last report a handler yields is the final one: the run holds
+        # each complete one until it knows (a caller must not wait on a slow
+        # handler for a report it already has; the FINAL then says so).
         try:
             try:
                 async for report in self.service.handle(task, ctx):
@@ -274,13 +268,13 @@ class Worker:
                         raise TypeError(
                             f"handlers yield Report objects, not {type(report).__name__}"
                         )
-                    reports.hold(report)
+                    run.hold(report)
             except ExceptionGroup as group:
                 # A handler awaiting sub-requests in a task group gets their
                 # errors grouped; the caller wants the sub-request's error.
                 raise _first_job_error(group) or group from None
         except JobError as exc:
-            reports.drop()
+            run.drop()
             # A sub-request failed, or the handler refused its input.
             kind = exc.kind
             remote_type = exc.remote_type if isinstance(exc, JobFailed) else type(exc).__name__
@@ -288,15 +282,15 @@ class Worker:
             self._fail(tid, kind, exc.message, remote_type=remote_type, cycle=cycle)
             return
         except Exception as exc:
-            reports.drop()
+            run.drop()
             log.exception("the %r handler raised", self.service.name)
             name = f"{type(exc).__module__}.{type(exc).__qualname__}"
             self._fail(tid, "failed", str(exc), remote_type=name.removeprefix("builtins."))
             return
         except BaseException:
-            reports.drop()
+            run.drop()
             raise
-        reports.finish()
+        run.finish()
 
     def _report(self, tid: int, report: Report | None, final: bool) -> None:
         if report is None:
@@ -316,24 +310,16 @@ class Worker:
             self._counts["failed"] += 1
         self._flush()
 
-    def _wait_hooks(self, run: _Run) -> WaitHooks:
-        return functools.partial(self._enter_wait, run), functools.partial(self._leave_wait, run)
-
-    def _enter_wait(self, run: _Run) -> None:
-        run.waits += 1
-        if run.waits == 1 and self._runs.get(run.tid) is run:
-            self._machine.waiting(run.tid, True)
-            self._flush()
-
-    def _leave_wait(self, run: _Run) -> None:
-        run.waits -= 1
-        if run.waits == 0 and self._runs.get(run.tid) is run:
-            self._machine.waiting(run.tid, False)
-            self._flush()
-
 
 class _Run:
-    """One run of a task: its cancel scope, how many of its awaits wait, its open sub-requests.
+    """One run of a task: all the worker keeps of it, in one object.
+
+    Its cancel scope, how many of its awaits wait on sub-requests (the wait
+    hooks its `Context` calls), its open sub-requests, and its reports: the
+    last one held until it is known not to be final. A report with work
+    left (completion < 1) goes out at once as a PARTIAL; a complete one is
+    held until the handler ends (then it is the FINAL) or yields again, or
+    for ``report_interval`` at most (`_HeldReports`).
 
     The broker may give this worker a task again (it thought the worker
     dead, and took it back) while the previous run still unwinds its
@@ -341,13 +327,78 @@ class _Run:
     the newer one's.
     """
 
-    __slots__ = ("scope", "sub_requests", "tid", "waits")
+    __slots__ = ("_held", "_sent_any", "_worker", "scope", "since", "sub_requests", "tid", "waits")
 
-    def __init__(self, tid: int) -> None:
+    def __init__(self, worker: Worker, tid: int) -> None:
+        self._worker = worker
         self.tid = tid
         self.scope = new_cancel_scope()
         self.waits = 0
         self.sub_requests: set[int] = set()
+        self._held: Report | None = None
+        #: When the held report was yielded.
+        self.since = 0.0
+        self._sent_any = False
+
+    # -- waiting on sub-requests (the progress guarantee) ------------------------------
+
+    def wait_hooks(self) -> WaitHooks:
+        """The hooks the task's sub-requests call as it starts and stops waiting on them."""
+        return self._enter_wait, self._leave_wait
+
+    def _enter_wait(self) -> None:
+        self.waits += 1
+        worker = self._worker
+        if self.waits == 1 and worker._runs.get(self.tid) is self:
+            worker._machine.waiting(self.tid, True)
+            worker._flush()
+
+    def _leave_wait(self) -> None:
+        self.waits -= 1
+        worker = self._worker
+        if self.waits == 0 and worker._runs.get(self.tid) is self:
+            worker._machine.waiting(self.tid, False)
+            worker._flush()
+
+    # -- reports ------------------------------------------------------------------------
+
+    def hold(self, report: Report) -> None:
+        """Take the handler's latest report (sending the one held before it)."""
+        if self._held is not None:
+            self.send_held()
+        self._held = report
+        if report.completion < 1.0:
+            # Work is left, so this cannot be the final answer: send it now
+            # (the first estimate of a job is the one a viewer waits for).
+            self.send_held()
+            return
+        self.since = loop_time()
+        self._worker._held.add(self)
+
+    def finish(self) -> None:
+        """The handler ended: send the final report."""
+        worker = self._worker
+        worker._held.discard(self)
+        if self._held is not None:
+            worker._report(self.tid, self._held, True)
+        elif self._sent_any:
+            worker._report(self.tid, None, True)
+        else:
+            worker._report(self.tid, Report(None), True)
+        self._held = None
+
+    def drop(self) -> None:
+        """The handler failed or was cancelled: send nothing more."""
+        self._worker._held.discard(self)
+        self._held = None
+
+    def send_held(self) -> None:
+        """Send the held report as a PARTIAL (it was held long enough, or a newer came)."""
+        self._worker._held.discard(self)
+        held, self._held = self._held, None
+        if held is not None:
+            self._worker._report(self.tid, held, False)
+            self._sent_any = True
 
 
 def _first_job_error(group: BaseExceptionGroup[BaseException]) -> JobError | None:
@@ -369,13 +420,13 @@ class _HeldReports:
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
-        self._held: dict[int, _TaskReports] = {}
+        self._held: dict[int, _Run] = {}
         #: Set by `add` when `run` waits for a report (none came for an interval).
         self._parked: anyio.Event | None = None
         #: How many reports were held so far (did any come while `run` slept?).
         self._added = 0
 
-    def add(self, entry: _TaskReports) -> None:
+    def add(self, entry: _Run) -> None:
         """Watch `entry`, which holds a report since ``entry.since``."""
         self._held[entry.tid] = entry
         self._added += 1
@@ -384,7 +435,7 @@ class _HeldReports:
             self._parked = None
             parked.set()
 
-    def discard(self, entry: _TaskReports) -> None:
+    def discard(self, entry: _Run) -> None:
         """Stop watching `entry` (it let its report go)."""
         self._held.pop(entry.tid, None)
 
@@ -407,67 +458,6 @@ class _HeldReports:
             for held in list(self._held.values()):
                 if now - held.since >= interval:
                     held.send_held()
-
-
-class _TaskReports:
-    """The reports of one task: the last one held until it is known not to be final.
-
-    Args:
-        tid: the task.
-        send: sends ``(tid, report, final)``; a None report is `REPEAT_LAST`.
-        held: where a held report is watched.
-    """
-
-    def __init__(
-        self,
-        tid: int,
-        send: Callable[[int, Report | None, bool], None],
-        held: _HeldReports,
-    ) -> None:
-        self.tid = tid
-        self._send = send
-        self._watch = held
-        self._held: Report | None = None
-        #: When the held report was yielded.
-        self.since = 0.0
-        self._sent_any = False
-
-    def hold(self, report: Report) -> None:
-        """Take the handler's latest report (sending the one held before it)."""
-        if self._held is not None:
-            self.send_held()
-        self._held = report
-        if report.completion < 1.0:
-            # Work is left, so this cannot be the final answer: send it now
-            # (the first estimate of a job is the one a viewer waits for).
-            self.send_held()
-            return
-        self.since = loop_time()
-        self._watch.add(self)
-
-    def finish(self) -> None:
-        """The handler ended: send the final report."""
-        self._watch.discard(self)
-        if self._held is not None:
-            self._send(self.tid, self._held, True)
-        elif self._sent_any:
-            self._send(self.tid, None, True)
-        else:
-            self._send(self.tid, Report(None), True)
-        self._held = None
-
-    def drop(self) -> None:
-        """The handler failed or was cancelled: send nothing more."""
-        self._watch.discard(self)
-        self._held = None
-
-    def send_held(self) -> None:
-        """Send the held report as a PARTIAL (it was held long enough, or a newer came)."""
-        self._watch.discard(self)
-        held, self._held = self._held, None
-        if held is not None:
-            self._send(self.tid, held, False)
-            self._sent_any = True
 
 
 async def run_worker(
