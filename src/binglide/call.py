@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 import anyio
 import attrs
 
-from ._aio import Waiters, checkpoint
+from ._aio import Waiters
 from .report import Report
 
 if TYPE_CHECKING:
@@ -257,14 +257,8 @@ class Call(_Chaining):
             self._cancel(self._state.rid)
 
     def __await__(self) -> Generator[Any, None, Report]:
-        return self.wait().__await__()
-
-    async def wait(self) -> Report:
-        """Wait for the final report and return it.
-
-        Raises:
-            JobError: the request failed (its subclass says how).
-        """
+        # A generator, not a coroutine: awaiting a call answered already (in
+        # one process, most are) runs this frame alone, no coroutine chain.
         state = self._state
         if len(state.reports) > 2 and not state.iterating:
             state.forget_stale()
@@ -272,13 +266,22 @@ class Call(_Chaining):
             # Answered already (in one process a handler's first step runs
             # as the request is sent): still a checkpoint, as every await of
             # a call was, so that a loop of calls lets other tasks run and a
-            # cancelled scope is noticed.
-            await checkpoint()
+            # cancelled scope is noticed. A bare yield is what asyncio.sleep(0)
+            # does: the task gives the loop one turn.
+            yield
         while state.final is None:
             if state.error is not None:
                 raise state.error
-            await state.wait_change()
+            yield from state.wait_change().__await__()
         return state.final
+
+    async def wait(self) -> Report:
+        """Wait for the final report and return it (what ``await call`` does).
+
+        Raises:
+            JobError: the request failed (its subclass says how).
+        """
+        return await self
 
     def __aiter__(self) -> AsyncIterator[Report]:
         return self._iterate()
