@@ -44,9 +44,9 @@ class _End:
     __slots__ = ("backlog", "deliver", "ended", "error")
 
     def __init__(self) -> None:
-        #: Calls the end's handler with one item (None: not delivering now).
-        self.deliver: Callable[[Any], None] | None = None
-        self.backlog: deque[Any] = deque()
+        #: Calls the end's handler with one item's fields (None: not delivering now).
+        self.deliver: Callable[..., None] | None = None
+        self.backlog: deque[tuple[Any, ...]] = deque()
         self.error: BaseException | None = None
         self.ended: anyio.Event | None = None
 
@@ -58,7 +58,7 @@ class _End:
             if self.ended is not None:
                 self.ended.set()
 
-    async def serve(self, deliver: Callable[[Any], None], board: _Switchboard) -> None:
+    async def serve(self, deliver: Callable[..., None], board: _Switchboard) -> None:
         """Deliver to `deliver` until the end stops, then raise why."""
         if self.deliver is not None:
             raise anyio.BusyResourceError("delivering from")
@@ -82,10 +82,10 @@ class _Switchboard:
         self.broker = _End()
         self.bound = False
         self.peers: dict[PeerId, _End] = {}
-        self._queue: deque[tuple[_End, Any]] = deque()
+        self._queue: deque[tuple[_End, tuple[Any, ...]]] = deque()
         self._busy = False
 
-    def post(self, end: _End, item: Any) -> None:
+    def post(self, end: _End, item: tuple[Any, ...]) -> None:
         self._queue.append((end, item))
         if not self._busy:
             self._run()
@@ -110,7 +110,7 @@ class _Switchboard:
                     end.backlog.append(item)
                     continue
                 try:
-                    deliver(item)
+                    deliver(*item)
                 except Exception as exc:
                     end.end(exc)
         finally:
@@ -176,8 +176,8 @@ class InprocBroker(BrokerTransport):
         # Objects are never malformed: nothing is dropped here.
         task_status.started()
 
-        def deliver(item: Any) -> None:
-            handler((item,))
+        def deliver(*item: Any) -> None:
+            handler((item,))  # item: (peer, protocol, message)
 
         await self._end.serve(deliver, self._board)
 
@@ -219,11 +219,8 @@ class InprocPeer(PeerTransport):
         if self._closed:
             raise TransportClosed(f"peer {self.identity!r} is closed")
         task_status.started()
-
-        def deliver(item: tuple[Protocol, Message]) -> None:
-            handler(*item)
-
-        await self._end.serve(deliver, self._board)
+        # Called with an item's fields, (protocol, message): no wrapper a message.
+        await self._end.serve(handler, self._board)
 
     async def aclose(self) -> None:
         if self._closed:
