@@ -242,8 +242,9 @@ class Worker:
             if run.scope.cancelled_caught:
                 self._counts["cancelled"] += 1
         finally:
-            # Whatever the handler left running is of no use once it ended.
-            self._requester.cancel_group(run.sub_requests)
+            if run.sub_requests:
+                # Whatever the handler left running is of no use once it ended.
+                self._requester.cancel_group(run.sub_requests)
             if self._runs.get(tid) is run:  # not a later run of the same task
                 del self._runs[tid]
             # A task cancelled locally (we are shutting down) says nothing

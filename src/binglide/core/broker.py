@@ -1031,7 +1031,8 @@ class BrokerMachine:
         self._end(task, end)
         if known:
             self._send(task.client, task.client_protocol, reply_msg, task.client_extended)
-        self._dispatch(worker.service, now)
+        if self._services[worker.service].pending:  # the usual case: nothing queued
+            self._dispatch(worker.service, now)
 
     def _time_task(self, worker: _Worker, task: Task, now: float) -> None:
         # The service time: from dispatch, or from the end of the worker's
