@@ -66,6 +66,8 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
         self._open = False
         self._closed = False
         self._heard = anyio.Event()
+        #: Whether `_heard` is set (a plain flag: read at every message).
+        self._heard_once = False
         self._plain = anyio.Event()
         self._missing: tuple[str, ...] = ()
         #: The embedded broker, when `binglide.connect` started one (for its statistics).
@@ -180,7 +182,8 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
         try:
             if protocol is not Protocol.CLIENT:
                 raise RemoteProtocolError("the broker sent a worker message to a client")
-            if not self._heard.is_set():
+            if not self._heard_once:
+                self._heard_once = True
                 self._heard.set()
             if self._broker_lost:
                 # The broker answers again (restarted, or back on the

@@ -119,6 +119,8 @@ class Worker:
         self._held = _HeldReports(self.settings.report_interval)
         self._pool: TaskPool | None = None
         self._registered = anyio.Event()
+        #: Whether `_registered` is set (a plain flag: read at every message).
+        self._spoken_to = False
 
     def statistics(self) -> WorkerStatistics:
         """Return a snapshot of this worker's tasks and counters."""
@@ -165,7 +167,8 @@ class Worker:
     # -- messages and timers ---------------------------------------------------------
 
     def _on_message(self, protocol: Protocol, msg: Message) -> None:
-        if not self._registered.is_set():
+        if not self._spoken_to:
+            self._spoken_to = True
             self._registered.set()  # the broker speaks only to workers it knows
         try:
             if protocol is Protocol.CLIENT:
