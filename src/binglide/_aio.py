@@ -195,8 +195,8 @@ class TaskPool(anyio.AsyncContextManagerMixin):
     async def _run(self, coro: Coroutine[Any, Any, None]) -> None:
         me = asyncio.current_task()
         assert me is not None
-        # The context every call starts in (copying it is O(1)).
-        fresh = contextvars.copy_context()
+        # The context every call starts in, listed once for the runner's life.
+        fresh = list(contextvars.copy_context().items())
         try:
             while True:
                 try:
@@ -324,12 +324,16 @@ def step_now(task: asyncio.Task[Any]) -> None:
 _MAX_IDLE_RUNNERS = 64
 
 
-def _changed(fresh: contextvars.Context) -> bool:
-    """Whether the current context differs from `fresh` (a call set a variable)."""
+def _changed(fresh: list[tuple[contextvars.ContextVar[Any], Any]]) -> bool:
+    """Whether the current context differs from `fresh`, its items (a call set a variable)."""
     now = contextvars.copy_context()
     if len(now) != len(fresh):
         return True
-    return any(now.get(var, _MISSING) is not value for var, value in fresh.items())
+    # A loop, not any() over a generator: no generator frame made and resumed a call.
+    for var, value in fresh:  # noqa: SIM110
+        if now.get(var, _MISSING) is not value:
+            return True
+    return False
 
 
 _MISSING = object()
