@@ -100,7 +100,7 @@ class CallState:
 
     def deliver(self, report: Report) -> None:
         """Take a report (the final one ends the request); ignored once done."""
-        if self.done:
+        if self.final is not None or self.error is not None:  # done
             return
         last = self.last
         if last is not None and report.completion < last.completion:

@@ -194,7 +194,10 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
                 self._requester.resend_open()
             # The machine reads the time for liveness only: none without heartbeats.
             lost = self._requester.receive(msg, loop_time() if self._heartbeat_interval else 0.0)
-            if self._requester.plain_broker:
+            # Through a plain broker (`_missing` lists what it lacks, and is
+            # empty while the broker speaks binglide's protocol: read first,
+            # it spares two property calls a message).
+            if self._missing and self._requester.plain_broker:
                 self._requester.flush()  # a FINAL lets the next plain request go
         except RemoteProtocolError as exc:
             log.warning("dropped a malformed message from the broker: %s", exc)
