@@ -9,7 +9,7 @@ import anyio
 import pytest
 
 from binglide import _aio
-from binglide._aio import TaskPool, can_step_now
+from binglide._aio import PoolCall, TaskPool, can_step_now
 
 
 def skip_unless_steps_run_now() -> None:
@@ -314,3 +314,113 @@ async def test_start_now_where_the_running_task_cannot_be_swapped_waits_for_the_
             await anyio.wait_all_tasks_blocked()
             assert ran == ["call"]
             assert len(pool) == 0
+
+
+async def test_a_pool_call_cancels_its_call_alone_and_its_shielded_cleanup_runs() -> None:
+    outcomes: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            started, cleaned = anyio.Event(), anyio.Event()
+            other_go = anyio.Event()
+
+            async def victim() -> None:
+                try:
+                    started.set()
+                    await anyio.sleep_forever()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.lowlevel.checkpoint()  # not cancelled: shielded
+                        outcomes.append("victim cleaned up")
+                    cleaned.set()
+
+            async def bystander() -> None:
+                await other_go.wait()
+                outcomes.append("bystander ran through")
+
+            call = PoolCall()
+            pool.start_soon(victim, call=call)
+            pool.start_soon(bystander, call=PoolCall())
+            await started.wait()
+            call.cancel()
+            await cleaned.wait()
+            other_go.set()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0
+    assert outcomes == ["victim cleaned up", "bystander ran through"]
+
+
+async def test_a_pool_call_cancelled_before_it_started_is_cancelled_at_its_first_checkpoint() -> (
+    None
+):
+    reached: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def call() -> None:
+                try:
+                    reached.append("first step")
+                    await anyio.lowlevel.checkpoint()
+                    reached.append("after the checkpoint")
+                finally:
+                    reached.append("finally")
+
+            handle = PoolCall()
+            pool.start_soon(call, call=handle)  # on a new runner, not started yet
+            handle.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0
+    assert reached == ["first step", "finally"]
+
+
+async def test_a_pool_call_cancelled_after_it_ended_cancels_nothing_later() -> None:
+    outcomes: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+
+            async def quick() -> None:
+                outcomes.append("quick")
+
+            handle = PoolCall()
+            pool.start_soon(quick, call=handle)
+            await anyio.wait_all_tasks_blocked()
+            [runner] = pool._runners  # waiting for its next call
+
+            async def later() -> None:
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()
+                outcomes.append("later ran through")
+
+            pool.start_soon(later, call=PoolCall())  # the same runner takes it
+            handle.cancel()  # the old call's handle: the runner's new call is not its
+            await anyio.wait_all_tasks_blocked()
+            assert pool._runners == {runner}
+    assert outcomes == ["quick", "later ran through"]
+
+
+async def test_the_runner_of_a_cancelled_call_ends_and_the_next_call_runs_on_a_new_one() -> None:
+    outcomes: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            started = anyio.Event()
+
+            async def victim() -> None:
+                started.set()
+                await anyio.sleep_forever()
+
+            handle = PoolCall()
+            pool.start_soon(victim, call=handle)
+            await started.wait()
+            [first] = pool._runners
+            handle.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert pool._runners == set()  # its scope was cancelled: it ended
+
+            async def next_call() -> None:
+                for _ in range(3):
+                    await anyio.lowlevel.checkpoint()
+                outcomes.append("next ran through")
+
+            pool.start_soon(next_call, call=PoolCall())
+            await anyio.wait_all_tasks_blocked()
+            assert first not in pool._runners
+    assert outcomes == ["next ran through"]

@@ -20,7 +20,8 @@ module, the runtime asks asyncio directly:
   asyncio task it keeps (a runner), cheaper again. Calls still live in a
   scope: they end before the pool does, and an error in one cancels the
   pool's body and is raised. `TaskPool.start_now` runs a call's first step
-  at once, through `step_now`.
+  at once, through `step_now`. A call given a `PoolCall` can be cancelled
+  alone, through one anyio cancel scope per runner (not one per call).
 - `step_now`: run a task's step that was just scheduled now, as the task,
   instead of at the loop's next turn: what Python 3.12's eager tasks do for
   a task's first step, on 3.11 and for a waiting runner's wake-up too. A
@@ -52,6 +53,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "EdgeWatcher",
+    "PoolCall",
     "TaskPool",
     "Waiters",
     "call_soon",
@@ -110,6 +112,42 @@ def new_cancel_scope() -> anyio.CancelScope:
     return scope
 
 
+class PoolCall:
+    """A call of a `TaskPool` that can be cancelled on its own (`TaskPool.start_now`).
+
+    Cancelling it cancels the call as an anyio cancel scope around it would:
+    at its next checkpoint (or at once if it waits), respecting the shielded
+    scopes inside it; a call cancelled before it started is cancelled at its
+    first checkpoint. Once the call ended, `cancel` does nothing.
+
+    Attributes:
+        cancel_called: whether `cancel` was called.
+    """
+
+    __slots__ = ("_runner", "cancel_called")
+
+    def __init__(self) -> None:
+        self.cancel_called = False
+        #: The runner running the call now (None: not started, or ended).
+        self._runner: _Runner | None = None
+
+    def cancel(self) -> None:
+        """Cancel the call (see the class docstring); idempotent."""
+        self.cancel_called = True
+        runner = self._runner
+        if runner is not None and runner.scope is not None:
+            runner.scope.cancel()
+
+
+class _Runner:
+    """A runner's cancel scope, entered once for all its calls."""
+
+    __slots__ = ("scope",)
+
+    def __init__(self) -> None:
+        self.scope: anyio.CancelScope | None = None
+
+
 class TaskPool(anyio.AsyncContextManagerMixin):
     """Run short tasks on reused asyncio tasks, inside a scope like a task group's.
 
@@ -133,7 +171,7 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         self._runners: set[asyncio.Task[None]] = set()
         #: The waiting runners' futures, the latest waiting last: a call is
         #: handed over by setting one's result.
-        self._idle: list[tuple[asyncio.Task[None], asyncio.Future[Coroutine[Any, Any, None]]]] = []
+        self._idle: list[tuple[asyncio.Task[None], asyncio.Future[_Handed]]] = []
         self._busy = 0
         self._error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
@@ -144,18 +182,28 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         return self._busy
 
     def start_soon(
-        self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, None]], *args: *Ts
+        self,
+        fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, None]],
+        *args: *Ts,
+        call: PoolCall | None = None,
     ) -> None:
         """Run ``fn(*args)`` on a runner of this pool (a waiting one, or a new one).
+
+        With `call`, the call can be cancelled on its own (`PoolCall`).
 
         Raises:
             RuntimeError: the pool is not open (outside its ``async with``).
         """
         if not self._open:
             raise RuntimeError("this task pool is not open")
-        self._hand(fn(*args))
+        self._hand(fn(*args), call)
 
-    def start_now(self, fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, None]], *args: *Ts) -> None:
+    def start_now(
+        self,
+        fn: Callable[[Unpack[Ts]], Coroutine[Any, Any, None]],
+        *args: *Ts,
+        call: PoolCall | None = None,
+    ) -> None:
         """Like `start_soon`, but run the call's first step at once, before this returns.
 
         The call still runs on a runner, its own asyncio task (its cancel
@@ -170,67 +218,78 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         """
         if not self._open:
             raise RuntimeError("this task pool is not open")
-        step_now(self._hand(fn(*args)))
+        step_now(self._hand(fn(*args), call))
 
-    def _hand(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+    def _hand(self, coro: Coroutine[Any, Any, None], call: PoolCall | None) -> asyncio.Task[None]:
         """Hand `coro` to a runner; return that runner (its step is scheduled)."""
         self._busy += 1
         idle = self._idle
         while idle:
             runner, waiter = idle.pop()
             if not waiter.done():  # else its runner was cancelled while it waited
-                waiter.set_result(coro)
+                waiter.set_result((coro, call))
                 return runner
-        runner = asyncio.get_running_loop().create_task(self._run(coro))
+        runner = asyncio.get_running_loop().create_task(self._run(coro, call))
         self._runners.add(runner)
         return runner
 
-    def _rehand(self, coro: Coroutine[Any, Any, None]) -> None:
-        """Hand `coro` to another runner (its own was cancelled), or close it if the pool is."""
+    def _rehand(self, handed: _Handed) -> None:
+        """Hand a call to another runner (its own was cancelled), or close it if the pool is."""
         if self._open:
-            self._hand(coro)
+            self._hand(*handed)
         else:
-            coro.close()
+            handed[0].close()
 
-    async def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+    async def _run(self, coro: Coroutine[Any, Any, None], call: PoolCall | None) -> None:
         me = asyncio.current_task()
         assert me is not None
         # The context every call starts in, listed once for the runner's life.
         fresh = list(contextvars.copy_context().items())
+        runner = _Runner()
         try:
-            while True:
-                try:
-                    await coro
-                except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
-                    raise  # cancelled: not an error; the loop's own exits go through
-                except BaseException as error:
-                    if self._error is None:
-                        self._error = error
-                        if self._scope is not None:
-                            self._scope.cancel()
-                    return
-                finally:
-                    self._busy -= 1
-                if (
-                    not self._open
-                    or me.cancelling()
-                    or _changed(fresh)
-                    or len(self._idle) >= _MAX_IDLE_RUNNERS
-                ):
-                    return  # the next call gets a fresh task
-                waiter: asyncio.Future[Coroutine[Any, Any, None]] = (
-                    asyncio.get_running_loop().create_future()
-                )
-                self._idle.append((me, waiter))
-                try:
-                    coro = await waiter
-                except asyncio.CancelledError:
-                    if waiter.done() and not waiter.cancelled():
-                        # A call was handed over just before the cancellation
-                        # came: it is not this runner's to lose.
+            # One cancel scope for all the runner's calls (anyio's costs more
+            # than the rest of a call's hand-over): a call's `PoolCall`
+            # cancels it while that call runs, and the runner ends with it.
+            with new_cancel_scope() as scope:
+                runner.scope = scope
+                while True:
+                    if call is not None:
+                        call._runner = runner
+                        if call.cancel_called:
+                            scope.cancel()  # cancelled before it started
+                    try:
+                        await coro
+                    except (asyncio.CancelledError, KeyboardInterrupt, SystemExit):
+                        raise  # cancelled: not an error; the loop's own exits go through
+                    except BaseException as error:
+                        if self._error is None:
+                            self._error = error
+                            if self._scope is not None:
+                                self._scope.cancel()
+                        return
+                    finally:
                         self._busy -= 1
-                        self._rehand(waiter.result())
-                    raise
+                        if call is not None:
+                            call._runner = None
+                    if (
+                        scope.cancel_called  # the call swallowed its cancellation
+                        or not self._open
+                        or me.cancelling()
+                        or _changed(fresh)
+                        or len(self._idle) >= _MAX_IDLE_RUNNERS
+                    ):
+                        return  # the next call gets a fresh task
+                    waiter: asyncio.Future[_Handed] = asyncio.get_running_loop().create_future()
+                    self._idle.append((me, waiter))
+                    try:
+                        coro, call = await waiter
+                    except asyncio.CancelledError:
+                        if waiter.done() and not waiter.cancelled():
+                            # A call was handed over just before the cancellation
+                            # came: it is not this runner's to lose.
+                            self._busy -= 1
+                            self._rehand(waiter.result())
+                        raise
         finally:
             self._runners.discard(me)
 
@@ -319,6 +378,9 @@ def step_now(task: asyncio.Task[Any]) -> None:
         if outer is not None:
             _current_tasks[loop] = outer
 
+
+#: A call handed to a runner: its coroutine, and its `PoolCall` if it has one.
+_Handed = tuple["Coroutine[Any, Any, None]", PoolCall | None]
 
 #: The most runners a pool keeps waiting (after a burst of calls, the others end).
 _MAX_IDLE_RUNNERS = 64

@@ -2,8 +2,9 @@
 
 The worker drives a `WorkerMachine` (its tasks) and has a `Requester` (its
 handlers' sub-requests) over one transport. Each task runs in a task of its
-own and in its own cancel scope; a CANCEL from the broker for the task's job cancels that
-scope, which cancels whatever the handler awaits (sub-requests included).
+own (a runner of the worker's `TaskPool`) and can be cancelled on its own; a
+CANCEL from the broker for the task's job cancels it, as a cancel scope around
+it would: whatever the handler awaits (sub-requests included).
 While a handler awaits a sub-request, the worker tells the broker the task is
 waiting, so that it can take other tasks meanwhile (the progress guarantee).
 """
@@ -18,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._aio import TaskPool, loop_time, new_cancel_scope, new_event
+from ._aio import PoolCall, TaskPool, loop_time, new_event
 from ._groups import leaves
 from .core import (
     BrokerLost,
@@ -208,19 +209,19 @@ class Worker:
                 if self._transport.in_process:
                     # The request came in its sender's step: answering in it
                     # saves the loop turns of the whole round trip.
-                    self._pool.start_now(self._run, event, run)
+                    self._pool.start_now(self._run, event, run, call=run)
                 else:
                     # Over ZeroMQ this is not shown to pay (bench/RESULTS.md,
                     # issue 13, sixth pass): the task starts at the next turn.
-                    self._pool.start_soon(self._run, event, run)
+                    self._pool.start_soon(self._run, event, run, call=run)
             case TaskCancelled():
                 running = self._runs.get(event.tid)
                 if running is not None:
-                    running.scope.cancel()
+                    running.cancel()
             case WorkerLost():
                 log.warning("%s; registering again", event.reason)
                 for run in self._runs.values():
-                    run.scope.cancel()
+                    run.cancel()
 
     def _flush(self) -> None:
         for msg in self._machine.outgoing():
@@ -240,10 +241,11 @@ class Worker:
             sub_requests=run.sub_requests,
         )
         try:
-            with run.scope:
-                await self._handle(started, ctx, run)
-            if run.scope.cancelled_caught:
+            await self._handle(started, ctx, run)
+        except anyio.get_cancelled_exc_class():
+            if run.cancel_called:
                 self._counts["cancelled"] += 1
+            raise  # to the runner's scope, which ends with it
         finally:
             if run.sub_requests:
                 # Whatever the handler left running is of no use once it ended.
@@ -315,11 +317,12 @@ class Worker:
         self._flush()
 
 
-class _Run:
+class _Run(PoolCall):
     """One run of a task: all the worker keeps of it, in one object.
 
-    Its cancel scope, how many of its awaits wait on sub-requests (the wait
-    hooks its `Context` calls), its open sub-requests, and its reports: the
+    Its cancellation (it is the task pool's handle of its call), how many of
+    its awaits wait on sub-requests (the wait hooks its `Context` calls), its
+    open sub-requests, and its reports: the
     last one held until it is known not to be final. A report with work
     left (completion < 1) goes out at once as a PARTIAL; a complete one is
     held until the handler ends (then it is the FINAL) or yields again, or
@@ -331,12 +334,12 @@ class _Run:
     the newer one's.
     """
 
-    __slots__ = ("_held", "_sent_any", "_worker", "scope", "since", "sub_requests", "tid", "waits")
+    __slots__ = ("_held", "_sent_any", "_worker", "since", "sub_requests", "tid", "waits")
 
     def __init__(self, worker: Worker, tid: int) -> None:
+        super().__init__()
         self._worker = worker
         self.tid = tid
-        self.scope = new_cancel_scope()
         self.waits = 0
         self.sub_requests: set[int] = set()
         self._held: Report | None = None
