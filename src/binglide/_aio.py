@@ -272,7 +272,8 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                         if call is not None:
                             call._runner = None
                     if (
-                        scope.cancel_called  # the call swallowed its cancellation
+                        # Cancelled (its scope is), yet it returned: it swallowed it.
+                        (call is not None and call.cancel_called)
                         or not self._open
                         or me.cancelling()
                         or _changed(fresh)

@@ -217,10 +217,9 @@ class ClientMachine:
             case Partial() | Final() | Failure():
                 if msg.rid not in self._open:
                     return None  # cancelled, or a duplicate: nobody waits for it
-                reply = Reply(msg.rid, msg)
-                if reply.last:
+                if not isinstance(msg, Partial):  # the reply is the last (`Reply.last`)
                     del self._open[msg.rid]
-                return reply
+                return Reply(msg.rid, msg)
             case Heartbeat(instance=instance):
                 if instance and self._instance and instance != self._instance:
                     # A restarted broker knows nothing of our requests.
