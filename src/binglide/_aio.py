@@ -162,9 +162,10 @@ class TaskPool(anyio.AsyncContextManagerMixin):
     first cancel scope in it, costs more than handing a call to a waiting
     runner (bench/RESULTS.md, issue 13). Calls on one runner stay apart: a
     runner whose call left anything behind (a context variable set, a
-    cancellation still counted on the task) ends instead of taking another
-    call, so every call starts as a fresh task would (same context, nothing
-    pending). At most 64 runners wait; after a burst of calls the others end.
+    cancellation still counted on the task, its cancel scope cancelled through
+    a `PoolCall`) ends instead of taking another call, so every call starts as
+    a fresh task would (same context, nothing pending, a scope not cancelled).
+    At most 64 runners wait; after a burst of calls the others end.
     """
 
     def __init__(self) -> None:
