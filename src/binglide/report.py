@@ -18,7 +18,18 @@ __all__ = ("Data", "Report", "Task")
 Data: TypeAlias = "np.ndarray[Any, Any] | Mapping[str, np.ndarray[Any, Any]] | None"
 
 
-@attrs.frozen(eq=False, init=False)
+def _completion(value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"completion must be within 0..1, not {value}")
+    return value
+
+
+def _meta(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+@attrs.frozen(eq=False)
 class Report:
     """One answer to a request.
 
@@ -34,38 +45,13 @@ class Report:
             1.0 is exact.
         meta: JSON-able scalars that go with the data.
         final: set by the runtime: whether this is the last report.
-
-    Raises:
-        ValueError: `completion` is not within 0..1.
     """
 
     data: Data = None
-    completion: float = attrs.field(default=1.0, kw_only=True)
-    precision: float = attrs.field(default=1.0, kw_only=True)
-    meta: dict[str, Any] = attrs.field(factory=dict, kw_only=True)
+    completion: float = attrs.field(default=1.0, kw_only=True, converter=_completion)
+    precision: float = attrs.field(default=1.0, kw_only=True, converter=float)
+    meta: dict[str, Any] = attrs.field(factory=dict, kw_only=True, converter=_meta)
     final: bool = attrs.field(default=False, kw_only=True)
-
-    def __init__(
-        self,
-        data: Data = None,
-        *,
-        completion: float = 1.0,
-        precision: float = 1.0,
-        meta: Mapping[str, Any] | None = None,
-        final: bool = False,
-    ) -> None:
-        # Written by hand: attrs' own, with a converter per field, made three
-        # Python calls of each report (two a request in one process: the
-        # handler's, the caller's), for what a few lines do here.
-        completion = float(completion)
-        if not 0.0 <= completion <= 1.0:
-            raise ValueError(f"completion must be within 0..1, not {completion}")
-        set_field = object.__setattr__  # frozen: what attrs' own __init__ does
-        set_field(self, "data", data)
-        set_field(self, "completion", completion)
-        set_field(self, "precision", float(precision))
-        set_field(self, "meta", dict(meta or {}))
-        set_field(self, "final", final)
 
     @property
     def array(self) -> np.ndarray[Any, Any]:
