@@ -42,15 +42,19 @@ def test_reports_are_immutable() -> None:
 
 def test_a_report_owns_plain_copies_of_what_it_was_given() -> None:
     meta = {"k": 1}
-    report = binglide.Report(None, completion=np.float32(0.25), precision=1, meta=meta)
+    report = binglide.Report(None, completion=np.float32(0.25), precision=1, meta=meta)  # type: ignore[arg-type]
     meta["k"] = 2  # the caller's mapping changes later: the report's does not
     assert report.meta == {"k": 1}
-    assert type(report.completion) is float and report.completion == 0.25
-    assert type(report.precision) is float and report.precision == 1.0
-    assert binglide.Report().meta == {} and binglide.Report(meta=None).meta == {}
-    assert binglide.Report().completion == 1.0 and not binglide.Report().final
+    assert type(report.completion) is float
+    assert report.completion == 0.25
+    assert type(report.precision) is float
+    assert report.precision == 1.0
+    assert binglide.Report().meta == {}
+    assert binglide.Report(meta=None).meta == {}
+    assert binglide.Report().completion == 1.0
+    assert not binglide.Report().final
     for bad in (-0.1, 1.5, float("nan")):
-        with pytest.raises(ValueError, match="completion must be within 0..1"):
+        with pytest.raises(ValueError, match=r"completion must be within 0\.\.1"):
             binglide.Report(completion=bad)
 
 
