@@ -266,8 +266,10 @@ async def test_a_batch_file_is_one_task_opened_once_stored_once(
             assert sorted(resolved) == sorted(data)  # one resolution (one opening) a file
     # One cache entry a file, the file's own range: what a rerun reads (the
     # finer blocks a viewer zooming in would read are not made for a batch),
-    # and none for a file under the smallest block worth one (1 MiB).
-    entries = sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").glob("ENT_*"))
+    # and none for a file under the smallest block worth one (1 MiB). A
+    # whole file counts the Monte Carlo groups of one residue: ENTA blocks.
+    assert not list((tmp_path / "cache").glob("ENT_*"))
+    entries = sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").glob("ENTA_*"))
     assert entries == sorted(
         f"0_{len(content)}" for content in data.values() if len(content) > MiB
     )

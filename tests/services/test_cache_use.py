@@ -257,3 +257,74 @@ def test_ent_merge_of_one_part_is_that_part_unaliased() -> None:
     np.testing.assert_array_equal(merged, general)
     assert merged.dtype == np.uint64
     assert not np.shares_memory(merged, part)
+
+
+async def test_stats_from_a_multiple_of_6_count_one_residue_in_entries_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream starting at a multiple of 6 (a whole file) counts only the
+    # Monte Carlo groups at multiples of 6 (`ENTA` blocks); any other start
+    # counts all six residues (`ENT` blocks). Neither kind of entry answers
+    # the other; each answer is exact, from computed and cached blocks alike.
+    seen: list[tuple[str, int, int]] = []
+    original = resources.EntResource.compute
+
+    def spy(self: resources.EntResource, source, start: int, stop: int):
+        seen.append((self.name, start, stop))
+        return original(self, source, start, stop)
+
+    monkeypatch.setattr(resources.EntResource, "compute", spy)
+    path = tmp_path / "f.bin"
+    data = np.random.default_rng(3).integers(0, 256, 10 * MiB + 5, dtype=np.uint8)
+    data[2 * MiB : 3 * MiB] = 0xFF  # groups outside the circle
+    data[5 * MiB : 5 * MiB + 100_001] = 0  # and inside
+    path.write_bytes(data.tobytes())
+
+    def names() -> set[str]:
+        return {name for name, _, _ in seen}
+
+    async def stats(span: tuple[int, int]) -> None:
+        reports = [r async for r in client.stats(path, span)]
+        expected = ref.ent(data[span[0] : span[1]].tobytes())
+        final = reports[-1].meta
+        for name in ("entropy", "chi_square", "mean", "monte_carlo_pi"):
+            assert final[name] == pytest.approx(expected[name], rel=1e-12), (span, name)
+        np.testing.assert_array_equal(
+            reports[-1].data, ref.byte_histogram(data[span[0] : span[1]])
+        )
+        for report in reports[:-1]:
+            # Estimates (cached blocks and samples merged as if adjacent):
+            # every run's count read, whatever its residue in the sample.
+            assert 2.5 < report.meta["monte_carlo_pi"] < 3.5, span
+
+    size = len(data)
+    with anyio.fail_after(60):
+        async with connected(tmp_path / "cache") as client:
+            await stats((0, size))
+            assert seen
+            assert names() == {"ENTA"}
+            assert sorted({p.name.split("_", 1)[0] for p in (tmp_path / "cache").iterdir()}) == [
+                "ENTA"
+            ]
+            seen.clear()
+            await stats((0, size))
+            assert seen == []  # answered from the cache
+            # Aligned on 6 but not on a block: the cached blocks inside, the
+            # ragged ends computed with one residue.
+            await stats((6 * 100_003, size - 3))
+            assert names() == {"ENTA"}
+            assert sum(b - a for _, a, b in seen) < 3 * MiB
+            seen.clear()
+            # Not a multiple of 6: every residue, none of the ENTA entries.
+            for start in (3, MiB + 1, 5):
+                await stats((start, size))
+                assert names() == {"ENT"}
+            seen.clear()
+            await stats((3, size))
+            # Its own entries, from the first unaligned request: only the
+            # ragged ends (under a block) computed again.
+            assert names() == {"ENT"}
+            assert sum(b - a for _, a, b in seen) < 2 * MiB
+            seen.clear()
+            await stats((0, size))
+            assert seen == []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import attrs
 import hypothesis
 import numpy as np
 import pytest
@@ -565,6 +566,76 @@ def test_ent_merge_any_chunking(impl: str, data: bytes, cuts: list[int]) -> None
     assert_stats_equal(kernels.ent_finish(left_fold), ref.ent(data))
 
 
+@hypothesis_settings
+@given(data=st.binary(max_size=300), piece=st.integers(1, 40), residue=st.integers(0, 5))
+def test_ent_accumulator_of_one_residue(impl: str, data: bytes, piece: int, residue: int) -> None:
+    # Only the Monte Carlo groups at offsets of one residue: the rest of the
+    # partial as the full one's, and every entry of `inside` that residue's
+    # exact count; packed as it is.
+    acc = kernels.EntAccumulator(residue=residue)
+    buf = np.frombuffer(data, np.uint8)
+    for lo in range(0, len(buf), piece):
+        hi = min(len(buf), lo + piece)
+        acc.add(buf[lo : min(len(buf), hi + 5)], hi - lo)
+    full = kernels.ent_partial(buf)
+    assert acc.partial() == attrs.evolve(full, inside=(full.inside[residue],) * 6)
+    assert np.array_equal(acc.to_array(), acc.partial().to_array())
+
+
+def test_ent_accumulator_rejects_a_residue_out_of_range() -> None:
+    for residue in (-1, 6):
+        with pytest.raises(ValueError, match="residue"):
+            kernels.EntAccumulator(residue=residue)
+
+
+def _aligned_part(data: bytes, a: int, b: int) -> kernels.EntPartial:
+    """The ENTA block [a, b) of a file: its groups at file offsets that are multiples of 6."""
+    acc = kernels.EntAccumulator(residue=-a % 6)
+    acc.add(np.frombuffer(data[a:b], np.uint8))  # a block's groups end within it
+    return acc.partial()
+
+
+def _assert_aligned_parts_merge_exactly(data: bytes, edges: list[int]) -> None:
+    parts = [_aligned_part(data, a, b) for a, b in itertools.pairwise(edges)]
+    left_fold = functools.reduce(kernels.ent_merge, parts, kernels.ent_partial(b""))
+    right_fold = functools.reduce(
+        lambda acc, p: kernels.ent_merge(p, acc), reversed(parts), kernels.ent_partial(b"")
+    )
+    stream = data[edges[0] : edges[-1]]
+    whole = kernels.ent_partial(stream)
+    for merged in (left_fold, right_fold):
+        assert attrs.evolve(merged, inside=whole.inside) == whole, edges
+        assert merged.inside[0] == whole.inside[0], edges
+        assert_stats_equal(kernels.ent_finish(merged), ref.ent(stream))
+
+
+@pytest.mark.parametrize("kind", ["random", "pattern", "mixed"])
+@pytest.mark.parametrize("start", [0, 6, 12])
+def test_ent_merges_partials_of_one_residue_at_every_split(
+    impl: str, kind: str, start: int
+) -> None:
+    # What the ENTA cache blocks rely on: each block [a, b) of the file counts
+    # only the groups at file offsets that are multiples of 6 (its residue
+    # (-a) mod 6); a stream from a multiple of 6 merged from such blocks,
+    # cut at any one or two points (every phase of the group boundary,
+    # straddling groups, blocks shorter than a group), has ent's statistics.
+    data = make(kind, 44).tobytes()
+    for c1 in range(start, len(data) + 1):
+        _assert_aligned_parts_merge_exactly(data, sorted({start, c1, len(data)}))
+        for c2 in range(c1 + 1, min(len(data), c1 + 8) + 1):
+            _assert_aligned_parts_merge_exactly(data, sorted({start, c1, c2, len(data)}))
+
+
+@hypothesis_settings
+@given(data=st.binary(min_size=1, max_size=300), cuts=st.lists(st.integers(0, 300), max_size=8))
+def test_ent_merges_partials_of_one_residue_any_chunking(
+    impl: str, data: bytes, cuts: list[int]
+) -> None:
+    _assert_aligned_parts_merge_exactly(
+        data, sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
+    )
+
+
 def test_ent_partial_pack_round_trip() -> None:
     for size in (0, 3, 5, 1000):
         partial = kernels.ent_partial(make("random", size))
@@ -670,6 +741,7 @@ def _ent_scan_reference(data: bytes, count: int, phase: int) -> tuple[int, list[
 _B = kernels._ENT_BLOCK
 _SCAN_COUNTS = [
     *range(14),
+    17, 18, 19, 23, 24, 25, 29, 30, 31,
     95, 96, 97, 101, 102, 191, 192, 193, 1000,
     _B - 1, _B, _B + 1, 1 << 15, _B + 97, 2 * _B + 5, 3 * _B - 1,
 ]  # fmt: skip
@@ -709,6 +781,24 @@ def test_ent_scans_match_a_plain_reference(monkeypatch: pytest.MonkeyPatch, coun
             np.testing.assert_array_equal(
                 counts, np.arange(256) + ref.byte_histogram(buf[:count]).astype(np.int64)
             )
+        # One residue: the groups at offsets first, first + 6, ... (< count),
+        # from a buffer at every alignment of its address (the kernel reads
+        # words) and from a strided one (it cannot).
+        padded = np.zeros(buf.shape[0] + 8, np.uint8)
+        strided = np.zeros(2 * buf.shape[0], np.uint8)
+        strided[::2] = buf
+        views = [padded[shift : shift + buf.shape[0]] for shift in range(4)] + [strided[::2]]
+        for view in views:
+            view[:] = buf
+            for first in range(6):
+                hits = by_t[1][first]
+                assert kernels._nb_ent_groups_at(view, count, first) == hits, (ahead, first)
+                counts = np.arange(256, dtype=np.int64)
+                piece = kernels._nb_ent_piece_at(view, count, first, counts)
+                assert piece == (by_t[0], hits), (ahead, first)
+                np.testing.assert_array_equal(
+                    counts, np.arange(256) + ref.byte_histogram(buf[:count]).astype(np.int64)
+                )
 
 
 def test_byte_histogram_adds_into_out(impl: str) -> None:
@@ -780,6 +870,14 @@ def test_ent_matches_ent_program_on_samples(impl: str, path: Path) -> None:
     # Chunks of 100001 bytes: groups straddle most boundaries.
     parts = [kernels.ent_partial(data[i : i + 100_001]) for i in range(0, len(data), 100_001)]
     partial = functools.reduce(kernels.ent_merge, parts, kernels.ent_partial(b""))
+    assert_prints_like_ent(kernels.ent_finish(partial), ent_t(path))
+    # The same chunks counting only the groups at multiples of 6 (ENTA blocks).
+    aligned = []
+    for i in range(0, len(data), 100_001):
+        acc = kernels.EntAccumulator(residue=-i % 6)
+        acc.add(data[i : i + 100_001])
+        aligned.append(acc.partial())
+    partial = functools.reduce(kernels.ent_merge, aligned, kernels.ent_partial(b""))
     assert_prints_like_ent(kernels.ent_finish(partial), ent_t(path))
 
 
