@@ -292,10 +292,11 @@ async def test_stats_from_a_multiple_of_6_count_one_residue_in_entries_of_their_
         np.testing.assert_array_equal(
             reports[-1].data, ref.byte_histogram(data[span[0] : span[1]])
         )
-        for report in reports[:-1]:
-            # Estimates (cached blocks and samples merged as if adjacent):
+        if len(reports) > 1:
+            # The first estimate (cached blocks and the sample's runs merged
+            # as if adjacent; deterministic, unlike the progress reports'):
             # every run's count read, whatever its residue in the sample.
-            assert 2.5 < report.meta["monte_carlo_pi"] < 3.5, span
+            assert 2.5 < reports[0].meta["monte_carlo_pi"] < 3.5, span
 
     size = len(data)
     with anyio.fail_after(60):

@@ -102,6 +102,24 @@ def test_byte_histogram_unaligned_views_and_bytes(impl: str) -> None:
     )
 
 
+def test_compiled_histogram_of_any_range_into_counts_already_there() -> None:
+    # The kernel a segment or piece calls, on ranges that start at every
+    # offset mod 16 and end around its 16-byte steps and its 1024-byte small
+    # path, contiguous and strided, adding into counts already there.
+    if not kernels.NUMBA_AVAILABLE:
+        pytest.skip("numba is not available (missing, or BINGLIDE_NO_NUMBA is set)")
+    data = make("mixed", 5000)
+    strided = np.zeros(2 * data.shape[0], np.uint8)
+    strided[::2] = data
+    for buf in (data, strided[::2]):
+        for lo in range(16):
+            for length in (0, 1, 15, 16, 17, 1023, 1024, 1025, 1039, 1040, 1041, 4000):
+                out = np.arange(256, dtype=np.int64)
+                kernels._nb_hist_into(buf, lo, lo + length, out)
+                expected = np.arange(256) + ref.byte_histogram(data[lo : lo + length])
+                np.testing.assert_array_equal(out, expected, err_msg=f"{lo} {length}")
+
+
 def test_byte_histogram_readonly_memmap(impl: str, tmp_path: Path) -> None:
     data = make("random", 5000)
     path = tmp_path / "f"
