@@ -9,6 +9,8 @@ fallback of `EntAccumulator` for ``ent``), the kernels on one thread, and the
 kernels on two threads over the two halves. ``ent`` is what a whole file's
 ``stats`` computes (the Monte Carlo groups of one residue, ``ENTA``), ``ent
 @any`` what a range starting anywhere else does (every residue, ``ENT``).
+The ``, file`` rows time a resource over the file the way a worker computes
+it (read in 1 MiB pieces into a reused buffer, CPU time of the thread).
 For ``ent`` it also times the ``ent`` tool on the file (the yardstick of
 issue 16), when it is installed.
 Prints the median of the runs in GB/s and the ratios.
@@ -29,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from binglide.services import kernels
+from binglide.services import kernels, resources
+from binglide.services.sources import open_source
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -93,6 +96,24 @@ def whole_file_ent(buf: Any) -> Any:
     return acc.partial()
 
 
+def file_gbps(resource: Any, path: Path, runs: int) -> float:
+    """Median GB/s (CPU time of this thread) of `resource` over the file, as a worker computes it.
+
+    `Resource.compute` reads the file into a reused buffer piece by piece (1
+    MiB: the piece stays in the core's cache for the kernel's passes), where
+    the other rows hand the kernels the whole mapped file at once, so that
+    each pass reads it from memory.
+    """
+    with open_source(path) as source:
+        resource.compute(source, 0, 2 << 20)  # compile / warm up
+        times = []
+        for _ in range(runs):
+            t = time.thread_time()
+            resource.compute(source, 0, source.size)
+            times.append(time.thread_time() - t)
+        return source.size / statistics.median(times) / 1e9
+
+
 def ent_tool_gbps(ent: str, path: Path, runs: int) -> float:
     """Median GB/s of the ``ent`` tool reading the (page-cached) file."""
     times = []
@@ -149,6 +170,16 @@ def main() -> None:
                 f"{name:9}  baseline {base:5.2f} GB/s | kernel 1 thread {one:5.2f} GB/s"
                 f" ({one / base:4.1f}x) | 2 threads {two:5.2f} GB/s"
                 f" ({two / base:4.1f}x baseline, {two / one:4.2f}x 1 thread)"
+            )
+        # The way a worker computes a file: pieces read into a reused buffer.
+        whole_file = getattr(resources, "ent_resource_for", lambda _: resources.EntResource())(0)
+        for name, resource in [
+            ("histogram", resources.Histogram()),
+            ("ent", whole_file),
+            ("ent @any", resources.EntResource()),
+        ]:
+            print(
+                f"{name + ', file':15} {file_gbps(resource, path, args.runs):5.2f} GB/s, 1 thread"
             )
         ent = shutil.which("ent")
         if ent is not None:
