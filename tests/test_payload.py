@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 import binglide
 from binglide.payload import (
-    ReportFrames,
+    DeferredReport,
     decode_body,
     decode_report,
+    defer_report,
     encode_body,
     encode_report,
 )
@@ -101,21 +102,105 @@ def _same(a: binglide.Report, b: binglide.Report) -> None:
 def test_a_report_decoded_in_process_is_what_parsing_gives(
     report: binglide.Report, final: bool
 ) -> None:
-    frames = encode_report(report)
-    assert isinstance(frames, ReportFrames)
-    _same(decode_report(frames, final=final), _parsed(report, final=final))
+    payload = defer_report(report)
+    decoded = decode_report(payload, final=final)
+    _same(decoded, _parsed(report, final=final))
+    for array in _arrays_of(decoded):
+        assert not array.flags.writeable  # as an array parsed off a socket
+    # Read as frames (at a ZeroMQ socket), it is what encode_report makes.
+    wire = tuple(bytes(f) for f in payload)
+    assert wire == tuple(bytes(f) for f in encode_report(report))
+    _same(decode_report(wire, final=final), _parsed(report, final=final))
+
+
+def _arrays_of(report: binglide.Report) -> list[np.ndarray[Any, Any]]:
+    if report.data is None:
+        return []
+    if isinstance(report.data, np.ndarray):
+        return [report.data]
+    return list(report.data.values())
 
 
 def test_the_in_process_shortcut_is_taken_when_it_is_exact() -> None:
-    assert encode_report(binglide.Report(np.ones(2), meta={"a": 1})).decoded is not None
+    assert isinstance(defer_report(binglide.Report(np.ones(2), meta={"a": 1})), DeferredReport)
+    assert isinstance(defer_report(binglide.Report(meta={"a": True, "b": None})), DeferredReport)
     # JSON would change these: only parsing can tell what the peer sees.
-    assert encode_report(binglide.Report(np.ones(2), meta={"a": (1,)})).decoded is None
-    assert encode_report(binglide.Report({1: np.ones(2)})).decoded is None  # type: ignore[dict-item]
+    for report in (
+        binglide.Report(np.ones(2), meta={"a": (1,)}),
+        binglide.Report(np.ones(2), meta={"a": {"b": 1}}),
+        binglide.Report(np.ones(2), meta={1: "a"}),  # type: ignore[dict-item]
+        binglide.Report({1: np.ones(2)}),  # type: ignore[dict-item]
+    ):
+        payload = defer_report(report)
+        assert type(payload) is tuple
+        assert payload == encode_report(report)
     # The decoded report owns its meta: the handler's dict may change afterwards.
     meta = {"a": 1}
-    frames = encode_report(binglide.Report(np.ones(2), meta=meta))
-    meta["a"] = 2
-    assert decode_report(frames, final=True).meta == {"a": 1}
+    report = binglide.Report(np.ones(2), meta=meta)
+    payload = defer_report(report)
+    report.meta["a"] = 2
+    assert decode_report(payload, final=True).meta == {"a": 1}
+    first = decode_report(payload, final=False)
+    first.meta["a"] = 3
+    assert decode_report(payload, final=True).meta == {"a": 1}
+    # ... and so the frames made later at a socket say what was yielded.
+    assert json.loads(bytes(payload[0]))["meta"] == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        binglide.Report(np.array([object()])),
+        binglide.Report({"a": np.array([None])}),
+        binglide.Report(np.ones(1), meta={"x": float("nan")}),
+        binglide.Report(np.ones(1), meta={"x": {"y": float("inf")}}),
+        binglide.Report(np.ones(1), meta={"x": object()}),
+        binglide.Report(np.ones(1), precision=float("inf")),
+    ],
+)
+def test_a_report_deferred_is_checked_as_one_encoded(report: binglide.Report) -> None:
+    with pytest.raises(TypeError) as encoded:
+        encode_report(report)
+    with pytest.raises(TypeError) as deferred:
+        defer_report(report)
+    assert str(deferred.value) == str(encoded.value)
+
+
+def test_a_receiver_cannot_write_the_senders_arrays() -> None:
+    sent = np.arange(4)
+    for payload in (defer_report(binglide.Report(sent)), encode_report(binglide.Report(sent))):
+        got = decode_report(payload, final=True).array
+        assert np.shares_memory(got, sent)  # no copy
+        with pytest.raises(ValueError, match="read-only"):
+            got[0] = 9
+    assert sent.flags.writeable  # the sender's own array is as it was
+    body_array = np.arange(3.0)
+    _, (received,) = decode_body(encode_body({}, [body_array]))
+    with pytest.raises(ValueError, match="read-only"):
+        received[0] = 1.0
+    np.testing.assert_array_equal(body_array, [0.0, 1.0, 2.0])
+    mapping = binglide.Report({"a": np.ones(2)})
+    payload = defer_report(mapping)
+    first = decode_report(payload, final=False)
+    assert isinstance(first.data, dict)
+    first.data["b"] = np.zeros(1)
+    again = decode_report(payload, final=True)
+    assert isinstance(again.data, dict)
+    assert list(again.data) == ["a"]
+
+
+def test_a_deferred_report_is_a_sequence_of_its_frames() -> None:
+    report = binglide.Report({"b": np.arange(3), "a": np.zeros(0)}, completion=0.5, meta={"k": 1})
+    payload = defer_report(report)
+    frames = encode_report(report)
+    assert len(payload) == len(frames) == 3
+    assert payload
+    assert [bytes(f) for f in payload] == [bytes(f) for f in frames]
+    assert bytes(payload[0]) == frames[0]
+    assert frames[0] in payload
+    assert payload == defer_report(report)
+    assert payload != encode_report(binglide.Report())
+    assert [*payload] == list(frames)  # as frames.encode reads it
 
 
 _dtypes = st.sampled_from(

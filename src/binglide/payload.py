@@ -7,11 +7,19 @@ own without copies (a memoryview of the array on the way out,
 canonical JSON (sorted keys), so that equal questions have equal bytes, which
 is what loop detection compares. See docs/protocol.md for the layout.
 
-A report crosses the in-process transport as the frames object it was
-encoded to (`ReportFrames`), which remembers the report: decoding it in the
-same process gives the report back without parsing, exactly as parsing would
-(the same arrays, the same meta values). Over ZeroMQ, frames arrive as plain
-frames and are parsed.
+A report crosses the in-process transport as a `DeferredReport`: what the
+receiver will decode (its arrays, read-only views; its meta, copied), checked
+as `encode_report` checks a report, and encoded only if something reads it
+as frames (a ZeroMQ socket: `binglide.core.frames.encode` iterates it). In
+one process nobody does, so a report is neither encoded nor parsed there.
+A report whose meta JSON would change (tuples, nested values, int keys)
+crosses as the frames it was encoded to, parsed at the other end, so that
+the receiver gets what a remote one would. Over ZeroMQ, frames arrive as
+plain frames and are parsed.
+
+An array a peer receives is read-only, however it came: a client cannot
+change the worker's array through the report it got, nor a worker the
+client's through the request's arrays.
 """
 
 from __future__ import annotations
@@ -29,15 +37,16 @@ from .errors import RemoteProtocolError
 from .report import Data, Report
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from .core import Frame
 
 __all__ = (
     "REPEAT_LAST",
-    "ReportFrames",
+    "DeferredReport",
     "decode_body",
     "decode_report",
+    "defer_report",
     "encode_body",
     "encode_report",
     "is_repeat_last",
@@ -148,13 +157,10 @@ def _dtype(spec: str) -> np.dtype[Any]:
     return np.dtype(spec)
 
 
-def _array_frames(
-    arrays: Sequence[np.ndarray[Any, Any]],
-) -> tuple[str, list[Frame], list[np.ndarray[Any, Any]]]:
-    """Return the specs of `arrays` as JSON, their frames, and the contiguous arrays they view."""
+def _array_frames(arrays: Sequence[np.ndarray[Any, Any]]) -> tuple[str, list[Frame]]:
+    """Return the specs of `arrays` as JSON, and their frames."""
     specs: list[str] = []
     frames: list[Frame] = []
-    contiguous = []
     for array in arrays:
         # Not np.ascontiguousarray: it makes a 0-d array 1-d, and the shape
         # is part of what the receiver must get back.
@@ -163,8 +169,7 @@ def _array_frames(
             raise TypeError("object arrays cannot be sent; use numeric dtypes")
         specs.append(_spec_json(array))
         frames.append(_byte_view(array) if array.size else b"")
-        contiguous.append(array)
-    return "[" + ",".join(specs) + "]", frames, contiguous
+    return "[" + ",".join(specs) + "]", frames
 
 
 #: An array's spec, read and checked: its dtype and shape.
@@ -196,10 +201,15 @@ def _views(specs: Sequence[_Spec], frames: Sequence[Frame]) -> tuple[np.ndarray[
     for (dtype, shape), frame in zip(specs, frames, strict=True):
         try:
             array = np.frombuffer(frame, dtype=dtype) if len(frame) else np.empty(0, dtype)
-            out.append(array.reshape(shape))
+            array = array.reshape(shape)
         except (TypeError, ValueError) as exc:
             spec = {"dtype": dtype.str, "shape": list(shape)}
             raise RemoteProtocolError(f"an array frame does not match its spec {spec!r}") from exc
+        if type(frame) is memoryview and not frame.readonly:
+            # A view of the sender's own array (in one process): the receiver
+            # must not write through it. Frames off a socket are read-only.
+            array.flags.writeable = False
+        out.append(array)
     return tuple(out)
 
 
@@ -227,26 +237,6 @@ def _header(frames: Sequence[Frame]) -> dict[str, Any]:
     return header
 
 
-class ReportFrames(tuple["Frame", ...]):
-    """The frames of a report, remembering what they decode to (see the module docstring).
-
-    Attributes:
-        decoded: ``(data, completion, precision, meta)`` as parsing the
-            frames gives them, or None when only parsing can tell (a meta
-            whose values JSON would change, such as tuples or int keys).
-    """
-
-    decoded: tuple[Data, float, float, dict[str, Any]] | None = None
-
-
-_JSON_SCALARS = (str, int, float, type(None))
-
-
-def _survives_json(meta: Mapping[str, Any]) -> bool:
-    """Whether `meta` comes back from JSON as it is (str keys, plain scalar values)."""
-    return all(type(k) is str and type(v) in _JSON_SCALARS for k, v in meta.items())
-
-
 def encode_body(
     body: Mapping[str, Any] | None, arrays: Sequence[np.ndarray[Any, Any]] = ()
 ) -> tuple[Frame, ...]:
@@ -256,7 +246,7 @@ def encode_body(
         TypeError: the body is not JSON-able, or an array has an object dtype.
     """
     if len(arrays):
-        specs_json, frames, _ = _array_frames(arrays)
+        specs_json, frames = _array_frames(arrays)
     else:
         specs_json, frames = "[]", []  # the usual body: no arrays
     try:
@@ -281,8 +271,12 @@ def decode_body(frames: Sequence[Frame]) -> tuple[Any, tuple[np.ndarray[Any, Any
     return header.get("body"), _arrays(specs, frames[1:])
 
 
-def encode_report(report: Report) -> ReportFrames:
-    """Return the frames of `report` (its `final` flag travels as the command)."""
+def encode_report(report: Report) -> tuple[Frame, ...]:
+    """Return the frames of `report` (its `final` flag travels as the command).
+
+    Raises:
+        TypeError: an array has an object dtype, or the meta is not JSON-able.
+    """
     data: Any = report.data
     keys: list[str] = []
     arrays: list[np.ndarray[Any, Any]] = []
@@ -292,23 +286,155 @@ def encode_report(report: Report) -> ReportFrames:
         kind, keys, arrays = "mapping", list(data), [np.asarray(v) for v in data.values()]
     else:
         kind, arrays = "array", [np.asarray(data)]
-    specs_json, frames, contiguous = _array_frames(arrays)
-    meta = report.meta
+    return _report_frames(kind, keys, arrays, report.completion, report.precision, report.meta)
+
+
+def _report_frames(
+    kind: str,
+    keys: list[Any],
+    arrays: Sequence[np.ndarray[Any, Any]],
+    completion: float,
+    precision: float,
+    meta: Mapping[str, Any],
+) -> tuple[Frame, ...]:
+    specs_json, frames = _array_frames(arrays)
     try:
-        head = _report_header(report.completion, report.precision, meta, kind, keys, specs_json)
+        head = _report_header(completion, precision, meta, kind, keys, specs_json)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"report meta is not JSON-able: {exc}") from exc
-    encoded = ReportFrames((head, *frames))
-    if (not meta or _survives_json(meta)) and (not keys or all(type(k) is str for k in keys)):
-        decoded: Data
-        if kind == "none":
+    return (head, *frames)
+
+
+def _plain_meta(meta: Mapping[str, Any]) -> bool:
+    """Whether `meta` comes back from JSON as it is: str keys, and scalars JSON writes."""
+    for key, value in meta.items():
+        if type(key) is not str:
+            return False
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return False  # JSON has no NaN: encode_report refuses it
+        elif kind not in _PLAIN_SCALARS:
+            return False
+    return True
+
+
+#: The types of meta values JSON gives back as they were (floats checked apart).
+_PLAIN_SCALARS = frozenset((str, int, bool, type(None)))
+
+
+def _readonly(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """`array` as the receiver gets it: C-contiguous, and a read-only view of the sender's.
+
+    Raises:
+        TypeError: an object array (what `encode_report` refuses).
+    """
+    array = np.asarray(array, order="C")
+    if array.dtype.hasobject:
+        raise TypeError("object arrays cannot be sent; use numeric dtypes")
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+class DeferredReport(tuple["Frame", ...]):
+    """A report's payload within one process (see the module docstring).
+
+    Its tuple holds nothing of its own: read as a sequence of frames (its
+    length, iteration, indexing: what `binglide.core.frames.encode` does at a
+    ZeroMQ socket, in a broker that serves remote peers too) it is the
+    report's frames, encoded at the first read. In one process nobody reads
+    them: `decode_report` returns a report of `decoded` directly.
+
+    Attributes:
+        decoded: ``(data, completion, precision, meta)``: what parsing the
+            frames would give (the arrays C-contiguous and read-only, the
+            meta a snapshot of plain scalars).
+    """
+
+    decoded: tuple[Data, float, float, dict[str, Any]]
+    _frames: tuple[Frame, ...] | None
+
+    def __new__(cls, decoded: tuple[Data, float, float, dict[str, Any]]) -> DeferredReport:
+        self = tuple.__new__(cls)
+        self.decoded = decoded
+        self._frames = None
+        return self
+
+    def frames(self) -> tuple[Frame, ...]:
+        """Return the report's frames, encoding them at the first call."""
+        frames = self._frames
+        if frames is None:
+            data, completion, precision, meta = self.decoded
+            if data is None:
+                frames = _report_frames("none", [], [], completion, precision, meta)
+            elif isinstance(data, np.ndarray):
+                frames = _report_frames("array", [], [data], completion, precision, meta)
+            else:
+                keys, arrays = list(data), list(data.values())
+                frames = _report_frames("mapping", keys, arrays, completion, precision, meta)
+            self._frames = frames
+        return frames
+
+    def __len__(self) -> int:
+        return len(self.frames())
+
+    def __bool__(self) -> bool:
+        return True  # a report's frames start with its header
+
+    def __iter__(self) -> Iterator[Frame]:
+        return iter(self.frames())
+
+    def __getitem__(self, index: Any) -> Any:
+        return self.frames()[index]
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.frames()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, DeferredReport):
+            other = other.frames()
+        return self.frames() == other
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.frames())
+
+    def __repr__(self) -> str:
+        return f"DeferredReport({self.decoded!r})"
+
+
+def defer_report(report: Report) -> tuple[Frame, ...]:
+    """Return the payload of `report` for a receiver in this process.
+
+    A `DeferredReport` when its meta survives JSON as it is (else the frames
+    `encode_report` makes, which the receiver parses). Either way the report
+    is checked as `encode_report` checks it.
+
+    Raises:
+        TypeError: an array has an object dtype, or the meta is not JSON-able.
+    """
+    meta = report.meta
+    if (meta and not _plain_meta(meta)) or not math.isfinite(report.precision):
+        return encode_report(report)  # JSON changes the meta, or it raises
+    data: Any = report.data
+    decoded: Data
+    try:
+        if data is None:
             decoded = None
-        elif kind == "array":
-            decoded = contiguous[0]
+        elif isinstance(data, np.ndarray):
+            decoded = _readonly(data)
+        elif isinstance(data, Mapping):
+            if not all(type(k) is str for k in data):
+                return encode_report(report)  # JSON makes the keys strings
+            decoded = {k: _readonly(v) for k, v in data.items()}
         else:
-            decoded = dict(zip(keys, contiguous, strict=True))
-        encoded.decoded = (decoded, report.completion, report.precision, dict(meta))
-    return encoded
+            decoded = _readonly(data)
+    except TypeError:
+        return encode_report(report)  # raises as a report that travels does
+    return DeferredReport((decoded, report.completion, report.precision, dict(meta)))
 
 
 def _report_header(
@@ -374,8 +500,10 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
     Raises:
         RemoteProtocolError: the frames are not a binglide report.
     """
-    if type(frames) is ReportFrames and frames.decoded is not None:
+    if type(frames) is DeferredReport:
         known, completion, precision, known_meta = frames.decoded
+        if type(known) is dict:
+            known = dict(known)  # the receiver's own mapping
         return Report(
             known, completion=completion, precision=precision, meta=known_meta, final=final
         )
@@ -386,7 +514,7 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
     if plan is None:
         plan = _report_plan(frames)
         meta = plan[5]
-        if isinstance(meta, dict) and _survives_json(meta):
+        if isinstance(meta, dict) and _plain_meta(meta):
             if len(_report_plans) >= _MAX_REPORT_PLANS:
                 _report_plans.clear()
             _report_plans[head] = plan

@@ -33,7 +33,7 @@ from .errors import (
     LoopError,
     RemoteProtocolError,
 )
-from .payload import decode_report, encode_body, is_repeat_last
+from .payload import DeferredReport, decode_report, encode_body, is_repeat_last
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -219,12 +219,13 @@ class Requester:
             state.fail(error_from_failure(reply, job=state.job, service=state.service))
             return None
         final = isinstance(reply, Final)
-        if final and is_repeat_last(reply.payload):
+        payload = reply.payload
+        if final and type(payload) is not DeferredReport and is_repeat_last(payload):
             self._close(rid)
             state.repeat_last()
             return None
         try:
-            report = decode_report(reply.payload, final=final)
+            report = decode_report(payload, final=final)
         except RemoteProtocolError as exc:
             if isinstance(reply, Partial):
                 log.warning("dropped a malformed report for %r: %s", state.service, exc)

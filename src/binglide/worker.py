@@ -39,7 +39,7 @@ from .errors import (
     TransportError,
 )
 from .outbox import Outbox
-from .payload import REPEAT_LAST, decode_body, encode_report
+from .payload import REPEAT_LAST, decode_body, defer_report, encode_report
 from .report import Report, Task
 from .requester import Requester
 from .service import Context, Service, Settings
@@ -114,6 +114,9 @@ class Worker:
         self._machine = WorkerMachine(service.name, heartbeat_interval=heartbeat_interval)
         #: Whether the machine keeps time (for liveness: heartbeats on).
         self._timed = heartbeat_interval is not None
+        #: How a report becomes its payload: in one process, its frames are
+        #: made only if a socket reads them (the broker may serve remote peers).
+        self._payload = defer_report if transport.in_process else encode_report
         #: The current run of each task held.
         self._runs: dict[int, _Run] = {}
         self._counts: Counter[str] = Counter()
@@ -303,7 +306,7 @@ class Worker:
             payload = REPEAT_LAST
         else:
             try:
-                payload = encode_report(report)
+                payload = self._payload(report)
             except TypeError as exc:
                 self._fail(tid, "failed", str(exc), remote_type="TypeError")
                 return
