@@ -233,22 +233,59 @@ class Worker:
     # -- tasks ------------------------------------------------------------------------
 
     async def _run(self, started: TaskStarted, run: _Run) -> None:
+        # One coroutine a task (every step of the handler goes through it).
         tid = started.tid
-        ctx = Context(
-            self._requester,
-            tid=tid,
-            job=started.job,
-            ancestry=started.ancestry,
-            settings=self.settings,
-            wait_hooks=run.wait_hooks,
-            sub_requests=run.sub_requests,
-        )
         try:
-            await self._handle(started, ctx, run)
-        except anyio.get_cancelled_exc_class():
-            if run.cancel_called:
-                self._counts["cancelled"] += 1
-            raise  # to the runner's scope, which ends with it
+            try:
+                body, arrays = decode_body(started.payload)
+            except RemoteProtocolError as exc:
+                self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
+                return
+            task = Task(self.service.name, body, arrays, started.job, started.payload)
+            ctx = Context(
+                self._requester,
+                tid=tid,
+                job=started.job,
+                ancestry=started.ancestry,
+                settings=self.settings,
+                wait_hooks=run.wait_hooks,
+                sub_requests=run.sub_requests,
+            )
+            # The last report a handler yields is the final one: the run holds
+            # each complete one until it knows (a caller must not wait on a slow
+            # handler for a report it already has; the FINAL then says so).
+            try:
+                try:
+                    async for report in self.service.handle(task, ctx):
+                        if not isinstance(report, Report):
+                            raise TypeError(
+                                f"handlers yield Report objects, not {type(report).__name__}"
+                            )
+                        run.hold(report)
+                except ExceptionGroup as group:
+                    # A handler awaiting sub-requests in a task group gets their
+                    # errors grouped; the caller wants the sub-request's error.
+                    raise _first_job_error(group) or group from None
+            except JobError as exc:
+                run.drop()
+                # A sub-request failed, or the handler refused its input.
+                kind = exc.kind
+                remote_type = exc.remote_type if isinstance(exc, JobFailed) else type(exc).__name__
+                cycle = exc.cycle if isinstance(exc, LoopError) else ()
+                self._fail(tid, kind, exc.message, remote_type=remote_type, cycle=cycle)
+                return
+            except Exception as exc:
+                run.drop()
+                log.exception("the %r handler raised", self.service.name)
+                name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+                self._fail(tid, "failed", str(exc), remote_type=name.removeprefix("builtins."))
+                return
+            except BaseException as exc:
+                run.drop()
+                if run.cancel_called and isinstance(exc, anyio.get_cancelled_exc_class()):
+                    self._counts["cancelled"] += 1
+                raise  # a cancellation: to the runner's scope, which ends with it
+            run.finish()
         finally:
             if run.sub_requests:
                 # Whatever the handler left running is of no use once it ended.
@@ -258,48 +295,6 @@ class Worker:
             # A task cancelled locally (we are shutting down) says nothing
             # more: our DISCONNECT makes the broker re-issue it.
             self._flush()
-
-    async def _handle(self, started: TaskStarted, ctx: Context, run: _Run) -> None:
-        tid = started.tid
-        try:
-            body, arrays = decode_body(started.payload)
-        except RemoteProtocolError as exc:
-            self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
-            return
-        task = Task(self.service.name, body, arrays, started.job, started.payload)
-        # The last report a handler yields is the final one: the run holds
-        # each complete one until it knows (a caller must not wait on a slow
-        # handler for a report it already has; the FINAL then says so).
-        try:
-            try:
-                async for report in self.service.handle(task, ctx):
-                    if not isinstance(report, Report):
-                        raise TypeError(
-                            f"handlers yield Report objects, not {type(report).__name__}"
-                        )
-                    run.hold(report)
-            except ExceptionGroup as group:
-                # A handler awaiting sub-requests in a task group gets their
-                # errors grouped; the caller wants the sub-request's error.
-                raise _first_job_error(group) or group from None
-        except JobError as exc:
-            run.drop()
-            # A sub-request failed, or the handler refused its input.
-            kind = exc.kind
-            remote_type = exc.remote_type if isinstance(exc, JobFailed) else type(exc).__name__
-            cycle = exc.cycle if isinstance(exc, LoopError) else ()
-            self._fail(tid, kind, exc.message, remote_type=remote_type, cycle=cycle)
-            return
-        except Exception as exc:
-            run.drop()
-            log.exception("the %r handler raised", self.service.name)
-            name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-            self._fail(tid, "failed", str(exc), remote_type=name.removeprefix("builtins."))
-            return
-        except BaseException:
-            run.drop()
-            raise
-        run.finish()
 
     def _report(self, tid: int, report: Report | None, final: bool) -> None:
         if report is None:
