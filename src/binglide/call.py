@@ -17,12 +17,12 @@ import anyio
 import attrs
 
 from ._aio import Waiters
+from .core import JobId, job_id_for
 from .report import Report
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Generator
 
-    from .core import JobId
     from .errors import JobError
 
 __all__ = ("Call", "CallState", "Then", "WaitHooks")
@@ -38,10 +38,16 @@ WaitHooks = tuple["Callable[[], None]", "Callable[[], None]"]
 class CallState:
     """What one request has received so far: the runtime's side of its `Call`.
 
-    Attributes:
+    Args:
         rid: the request id (the requester's numbering).
         service: the service asked.
-        job: the job id of the request tree.
+        job: the job id of the request tree, or empty for a new job: then
+            it is the job id of request `rid` of the client `origin`.
+        origin: the requesting peer's identity.
+
+    Attributes:
+        rid: the request id.
+        service: the service asked.
         group: the set that holds its id while it is open (a task's sub-requests).
         iterating: someone iterates the call: keep every report, not the latest.
     """
@@ -49,12 +55,13 @@ class CallState:
     __slots__ = (
         "_changed",
         "_changes",
+        "_job",
         "_on_wait",
+        "_origin",
         "error",
         "final",
         "group",
         "iterating",
-        "job",
         "last",
         "opening",
         "reports",
@@ -66,14 +73,17 @@ class CallState:
         self,
         rid: int,
         service: str,
-        job: JobId,
+        job: str,
+        origin: str,
         *,
         group: set[int] | None = None,
         on_wait: WaitHooks | None = None,
     ) -> None:
         self.rid = rid
         self.service = service
-        self.job = job
+        #: The job id, once asked for (most calls never are: it is made then).
+        self._job = job
+        self._origin = origin
         self.group = group
         self._on_wait = on_wait
         self.reports: deque[Report] = deque()
@@ -97,6 +107,14 @@ class CallState:
     def done(self) -> bool:
         """Whether the final report or an error has arrived."""
         return self.final is not None or self.error is not None
+
+    @property
+    def job(self) -> JobId:
+        """The job id of the request tree."""
+        job = self._job
+        if not job:
+            job = self._job = job_id_for(self._origin, self.rid)
+        return JobId(job)
 
     def deliver(self, report: Report) -> None:
         """Take a report (the final one ends the request); ignored once done."""
@@ -230,7 +248,6 @@ class Call(_Chaining):
     Calls are made by `Client.request` and `Context.request`, not directly.
 
     Attributes:
-        job: the job id of the request tree.
         service: the service asked.
     """
 
@@ -238,7 +255,11 @@ class Call(_Chaining):
         self._state = state
         self._cancel = cancel
         self.service = state.service
-        self.job = state.job
+
+    @property
+    def job(self) -> JobId:
+        """The job id of the request tree."""
+        return self._state.job
 
     def __repr__(self) -> str:
         state = "done" if self._state.done else "open"

@@ -23,7 +23,6 @@ from .core import (
     Partial,
     PeerId,
     Protocol,
-    job_id_for,
 )
 from .errors import (
     JOB_ERRORS_BY_KIND,
@@ -132,13 +131,7 @@ class Requester:
         rid = self._machine.request(
             service, payload, job=job, ancestry=ancestry, parent=parent, timeout=timeout
         )
-        state = CallState(
-            rid,
-            service,
-            JobId(job) if job else job_id_for(self._identity, rid),
-            group=group,
-            on_wait=on_wait,
-        )
+        state = CallState(rid, service, job, self._identity, group=group, on_wait=on_wait)
         self._open[rid] = state
         if group is not None:
             group.add(rid)
