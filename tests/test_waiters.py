@@ -1,10 +1,20 @@
-"""`Waiters`: what a `Call` waits on between two of its reports."""
+"""`Waiters`: what a `Call` waits on between two of its reports, woken at once."""
 
 from __future__ import annotations
 
-import anyio
+import asyncio
+from typing import TYPE_CHECKING, Any
 
+import anyio
+import numpy as np
+
+import binglide
 from binglide._aio import Waiters
+
+from .helpers import deployment
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 
 async def test_notify_wakes_every_task_waiting_and_only_those() -> None:
@@ -57,3 +67,65 @@ async def test_a_cancelled_waiter_leaves_the_others_waiting_and_nothing_behind()
             waiters.notify()
     assert woken == ["cancelled one", "kept"]
     assert waiters._futures == []
+
+
+async def test_notify_runs_the_woken_steps_before_it_returns() -> None:
+    waiters = Waiters()
+    woken: list[tuple[str, asyncio.Task[Any] | None]] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def wait(name: str) -> None:
+                await waiters.wait()
+                woken.append((name, asyncio.current_task()))
+                with anyio.CancelScope() as scope:  # entered in the step run at once
+                    scope.cancel()
+                    await anyio.sleep_forever()
+                woken.append((f"{name} cancelled", asyncio.current_task()))
+
+            tg.start_soon(wait, "a")
+            await anyio.wait_all_tasks_blocked()
+            me = asyncio.current_task()
+            waiters.notify()
+            # Its step ran as itself, in notify: no turn of the loop yet.
+            assert [name for name, _ in woken] == ["a"]
+            assert woken[0][1] is not me
+            assert asyncio.current_task() is me
+            await anyio.wait_all_tasks_blocked()
+            assert [name for name, _ in woken] == ["a", "a cancelled"]
+            assert woken[1][1] is woken[0][1]
+
+
+async def test_a_handler_awaiting_a_sub_request_goes_on_as_the_answer_arrives() -> None:
+    # In one process the sub-request is answered as it is sent, and the
+    # handler awaiting it goes on at once: the whole request tree is
+    # answered before the client's request() returns, without a loop turn.
+    with anyio.fail_after(10):
+        async with (
+            deployment([Echo, Caller], workers={"echo": 1, "caller": 1}) as d,
+            d.client() as client,
+        ):
+            await client.request("caller", {"n": 1})  # warm: both workers known
+            call = client.request("caller", {"n": 2})
+            assert call.done()
+            report = await call
+            assert report.array.tolist() == [3]
+
+
+class Echo(binglide.Service):
+    name = "echo"
+
+    async def handle(
+        self, task: binglide.Task, ctx: binglide.Context
+    ) -> AsyncIterator[binglide.Report]:
+        yield binglide.Report(np.array([task.body["n"]]))
+
+
+class Caller(binglide.Service):
+    name = "caller"
+
+    async def handle(
+        self, task: binglide.Task, ctx: binglide.Context
+    ) -> AsyncIterator[binglide.Report]:
+        echoed = await ctx.request("echo", task.body)
+        yield binglide.Report(echoed.array + 1)

@@ -30,6 +30,8 @@ module, the runtime asks asyncio directly:
 - `Waiters`: tasks waiting for a change, each on a bare future, woken at
   once; what an ``anyio.Event`` made anew for each change does, for a
   third of its cost (the wrapper, asyncio's event and its own future).
+  A woken task's step runs at once (`step_now`), not at the loop's next
+  turn: a handler awaiting a sub-request goes on as the answer arrives.
 - `EdgeWatcher`: watch an edge-triggered file descriptor (ZeroMQ's) through
   one reader callback on the loop, which delivers what arrived at once (no
   task to wake) or wakes a waiting task's future, instead of pyzmq's
@@ -408,34 +410,40 @@ class Waiters:
 
     `wait` returns at the next `notify` after it began (or raises when its
     task is cancelled: a cancelled waiter leaves the others waiting).
+    `notify` runs each woken task's step at once, before it returns
+    (`step_now`), where it can: the task goes on as the change happens,
+    not a turn of the loop later. What called `notify` goes on after.
     """
 
     __slots__ = ("_futures",)
 
     def __init__(self) -> None:
-        self._futures: list[asyncio.Future[None]] = []
+        self._futures: list[tuple[asyncio.Future[None], asyncio.Task[Any] | None]] = []
 
     async def wait(self) -> None:
         """Wait for the next `notify`."""
         future = asyncio.get_running_loop().create_future()
         futures = self._futures
-        futures.append(future)
+        entry = (future, asyncio.current_task())
+        futures.append(entry)
         try:
             await future
         finally:
             if not future.done() or future.cancelled():
                 # Cancelled: no notify took it out.
                 with contextlib.suppress(ValueError):
-                    futures.remove(future)
+                    futures.remove(entry)
 
     def notify(self) -> None:
-        """Wake every task waiting now."""
+        """Wake every task waiting now (running their steps at once where it can)."""
         futures = self._futures
         if futures:
             self._futures = []
-            for future in futures:
+            for future, task in futures:
                 if not future.done():
                     future.set_result(None)
+                    if task is not None:
+                        step_now(task)
 
 
 class EdgeWatcher:
