@@ -1,9 +1,10 @@
 """`Call`, the handle of one request, and `Then`, a function of its result.
 
-A `Call` reads a `CallState` that the runtime fills as the request's reports
-arrive (`binglide.requester.Requester`). The two share the state the way
-anyio's memory-stream ends share theirs: the public handle has no method
-that only the runtime may call, and the runtime never touches the handle.
+A request is one object: the `Call` its caller holds is also what the
+runtime fills as the request's reports arrive (`binglide.requester.Requester`
+makes a `CallState`, the subclass that adds the runtime's side: `deliver`,
+`fail`, `repeat_last`). The public class has no method that only the
+runtime may call; the runtime never uses the caller's methods.
 """
 
 from __future__ import annotations
@@ -33,151 +34,6 @@ U = TypeVar("U")
 #: Called when a task starts and stops waiting on a sub-request (the worker
 #: tells the broker, for the progress guarantee).
 WaitHooks = tuple["Callable[[], None]", "Callable[[], None]"]
-
-
-class CallState:
-    """What one request has received so far: the runtime's side of its `Call`.
-
-    Args:
-        rid: the request id (the requester's numbering).
-        service: the service asked.
-        job: the job id of the request tree, or empty for a new job: then
-            it is the job id of request `rid` of the client `origin`.
-        origin: the requesting peer's identity.
-
-    Attributes:
-        rid: the request id.
-        service: the service asked.
-        group: the set that holds its id while it is open (a task's sub-requests).
-        iterating: someone iterates the call: keep every report, not the latest.
-    """
-
-    __slots__ = (
-        "_changed",
-        "_changes",
-        "_job",
-        "_on_wait",
-        "_origin",
-        "error",
-        "final",
-        "group",
-        "iterating",
-        "last",
-        "opening",
-        "reports",
-        "rid",
-        "service",
-    )
-
-    def __init__(
-        self,
-        rid: int,
-        service: str,
-        job: str,
-        origin: str,
-        *,
-        group: set[int] | None = None,
-        on_wait: WaitHooks | None = None,
-    ) -> None:
-        self.rid = rid
-        self.service = service
-        #: The job id, once asked for (most calls never are: it is made then).
-        self._job = job
-        self._origin = origin
-        self.group = group
-        self._on_wait = on_wait
-        self.reports: deque[Report] = deque()
-        #: The final report, once it came.
-        self.final: Report | None = None
-        #: The error the request ended with, if it failed.
-        self.error: JobError | None = None
-        #: The latest report (what a FINAL that repeats it stands for).
-        self.last: Report | None = None
-        self.iterating = False
-        #: The request is being sent: its caller has no `Call` yet, so it
-        #: cannot have begun to iterate. In one process a handler's first
-        #: step runs as the request is sent, and its reports arrive now:
-        #: every one is kept for a caller that iterates once it has the call.
-        self.opening = False
-        self._changed: Waiters | None = None  # made at the first wait
-        #: How many reports and ends came (to tell whether one came meanwhile).
-        self._changes = 0
-
-    @property
-    def done(self) -> bool:
-        """Whether the final report or an error has arrived."""
-        return self.final is not None or self.error is not None
-
-    @property
-    def job(self) -> JobId:
-        """The job id of the request tree."""
-        job = self._job
-        if not job:
-            job = self._job = job_id_for(self._origin, self.rid)
-        return JobId(job)
-
-    def deliver(self, report: Report) -> None:
-        """Take a report (the final one ends the request); ignored once done."""
-        if self.final is not None or self.error is not None:  # done
-            return
-        last = self.last
-        if last is not None and report.completion < last.completion:
-            # Completion never decreases, whatever a handler reports.
-            report = attrs.evolve(report, completion=last.completion)
-        self.last = report
-        if report.final:
-            self.final = report
-        elif not self.iterating and not self.opening:
-            self.reports.clear()  # nobody iterates: keep no stale arrays
-        self.reports.append(report)
-        self._notify()
-
-    def forget_stale(self) -> None:
-        """Keep what `deliver` would have kept had nobody been iterating all along.
-
-        The reports kept while the request was sent (`opening`) are more:
-        the latest intermediate one, and the final one, stay.
-        """
-        reports = self.reports
-        while len(reports) > 2 or (len(reports) == 2 and not reports[-1].final):
-            reports.popleft()
-
-    def repeat_last(self) -> None:
-        """End the request with the latest report as the final one (a FINAL that says so)."""
-        last = self.last
-        self.deliver(Report(None, final=True) if last is None else attrs.evolve(last, final=True))
-
-    def fail(self, error: JobError) -> None:
-        """End the request with `error`; ignored once done."""
-        if self.done:
-            return
-        self.error = error
-        self._notify()
-
-    async def wait_change(self) -> None:
-        """Wait for the next report or the end (telling the wait hooks, if any)."""
-        changed = self._changed
-        if changed is None:
-            changed = self._changed = Waiters()
-        if self._on_wait is None:
-            await changed.wait()
-            return
-        enter, leave = self._on_wait
-        changes = self._changes
-        enter()
-        try:
-            # Telling the broker the task waits may get the answer at once
-            # (in one process the sub-request's handler runs then): wait only
-            # if nothing came meanwhile.
-            if self._changes == changes:
-                await changed.wait()
-        finally:
-            leave()
-
-    def _notify(self) -> None:
-        self._changes += 1
-        if self._changed is not None:
-            self._changed.notify()
 
 
 class _Chaining(Awaitable[Any]):
@@ -251,50 +107,106 @@ class Call(_Chaining):
         service: the service asked.
     """
 
-    def __init__(self, state: CallState, cancel: Callable[[int], None]) -> None:
-        self._state = state
+    __slots__ = (
+        "_cancel",
+        "_changed",
+        "_changes",
+        "_error",
+        "_final",
+        "_iterating",
+        "_job",
+        "_last",
+        "_on_wait",
+        "_origin",
+        "_reports",
+        "group",
+        "opening",
+        "rid",
+        "service",
+    )
+
+    def __init__(
+        self,
+        rid: int,
+        service: str,
+        job: str,
+        origin: str,
+        cancel: Callable[[int], None],
+        *,
+        group: set[int] | None = None,
+        on_wait: WaitHooks | None = None,
+    ) -> None:
+        #: The request id (the requester's numbering).
+        self.rid = rid
+        self.service = service
+        #: The job id, or empty until first asked for (it is made then from
+        #: `origin`, the requesting peer's identity, and `rid`).
+        self._job = job
+        self._origin = origin
+        #: Cancels request `rid` (the requester's `cancel`).
         self._cancel = cancel
-        self.service = state.service
+        #: The set that holds the request id while it is open (a task's sub-requests).
+        self.group = group
+        self._on_wait = on_wait
+        self._reports: deque[Report] = deque()
+        #: The final report, once it came.
+        self._final: Report | None = None
+        #: The error the request ended with, if it failed.
+        self._error: JobError | None = None
+        #: The latest report (what a FINAL that repeats it stands for).
+        self._last: Report | None = None
+        #: Someone iterates the call: keep every report, not the latest.
+        self._iterating = False
+        #: The request is being sent: its caller has no `Call` yet, so it
+        #: cannot have begun to iterate. In one process a handler's first
+        #: step runs as the request is sent, and its reports arrive now:
+        #: every one is kept for a caller that iterates once it has the call.
+        self.opening = False
+        self._changed: Waiters | None = None  # made at the first wait
+        #: How many reports and ends came (to tell whether one came meanwhile).
+        self._changes = 0
+
+    def __repr__(self) -> str:
+        state = "done" if self.done() else "open"
+        return f"<Call {self.service!r} job={self.job!r} {state}>"
 
     @property
     def job(self) -> JobId:
         """The job id of the request tree."""
-        return self._state.job
-
-    def __repr__(self) -> str:
-        state = "done" if self._state.done else "open"
-        return f"<Call {self.service!r} job={self.job!r} {state}>"
+        job = self._job
+        if not job:
+            job = self._job = job_id_for(self._origin, self.rid)
+        return JobId(job)
 
     def done(self) -> bool:
         """Return whether the final report or an error has arrived."""
-        return self._state.done
+        return self._final is not None or self._error is not None
 
     def cancel(self) -> None:
         """Cancel the request and everything it caused; awaiting it raises `JobCancelled`.
 
         Idempotent; a no-op once the call is done.
         """
-        if not self._state.done:
-            self._cancel(self._state.rid)
+        if self._final is None and self._error is None:
+            self._cancel(self.rid)
 
     def __await__(self) -> Generator[Any, None, Report]:
         # A generator, not a coroutine: awaiting a call answered already (in
         # one process, most are) runs this frame alone, no coroutine chain.
-        state = self._state
-        if len(state.reports) > 2 and not state.iterating:
-            state.forget_stale()
-        if state.final is not None or state.error is not None:
+        if len(self._reports) > 2 and not self._iterating:
+            self._forget_stale()
+        if self._final is not None or self._error is not None:
             # Answered already (in one process a handler's first step runs
             # as the request is sent): still a checkpoint, as every await of
             # a call was, so that a loop of calls lets other tasks run and a
             # cancelled scope is noticed. A bare yield is what asyncio.sleep(0)
             # does: the task gives the loop one turn.
             yield
-        while state.final is None:
-            if state.error is not None:
-                raise state.error
-            yield from state.wait_change().__await__()
-        return state.final
+        while self._final is None:
+            if self._error is not None:
+                raise self._error
+            yield from self._wait_change().__await__()
+        return self._final
 
     async def wait(self) -> Report:
         """Wait for the final report and return it (what ``await call`` does).
@@ -308,15 +220,84 @@ class Call(_Chaining):
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[Report]:
-        state = self._state
-        state.iterating = True
+        self._iterating = True
+        reports = self._reports
         while True:
-            if state.reports:
-                report = state.reports.popleft()
+            if reports:
+                report = reports.popleft()
                 yield report
                 if report.final:
                     return
                 continue
-            if state.error is not None:
-                raise state.error
-            await state.wait_change()
+            if self._error is not None:
+                raise self._error
+            await self._wait_change()
+
+    def _forget_stale(self) -> None:
+        """Keep what `CallState.deliver` would have kept had nobody been iterating all along.
+
+        The reports kept while the request was sent (`opening`) are more:
+        the latest intermediate one, and the final one, stay.
+        """
+        reports = self._reports
+        while len(reports) > 2 or (len(reports) == 2 and not reports[-1].final):
+            reports.popleft()
+
+    async def _wait_change(self) -> None:
+        """Wait for the next report or the end (telling the wait hooks, if any)."""
+        changed = self._changed
+        if changed is None:
+            changed = self._changed = Waiters()
+        if self._on_wait is None:
+            await changed.wait()
+            return
+        enter, leave = self._on_wait
+        changes = self._changes
+        enter()
+        try:
+            # Telling the broker the task waits may get the answer at once
+            # (in one process the sub-request's handler runs then): wait only
+            # if nothing came meanwhile.
+            if self._changes == changes:
+                await changed.wait()
+        finally:
+            leave()
+
+    def _notify(self) -> None:
+        self._changes += 1
+        if self._changed is not None:
+            self._changed.notify()
+
+
+class CallState(Call):
+    """A `Call` as the runtime sees it: what fills it as its replies arrive."""
+
+    __slots__ = ()
+
+    def deliver(self, report: Report) -> None:
+        """Take a report (the final one ends the request); ignored once done."""
+        if self._final is not None or self._error is not None:  # done
+            return
+        last = self._last
+        if last is not None and report.completion < last.completion:
+            # Completion never decreases, whatever a handler reports.
+            report = attrs.evolve(report, completion=last.completion)
+        self._last = report
+        if report.final:
+            self._final = report
+        elif not self._iterating and not self.opening:
+            self._reports.clear()  # nobody iterates: keep no stale arrays
+        self._reports.append(report)
+        self._notify()
+
+    def repeat_last(self) -> None:
+        """End the request with the latest report as the final one (a FINAL that says so)."""
+        last = self._last
+        self.deliver(Report(None, final=True) if last is None else attrs.evolve(last, final=True))
+
+    def fail(self, error: JobError) -> None:
+        """End the request with `error`; ignored once done."""
+        if self._final is not None or self._error is not None:
+            return
+        self._error = error
+        self._notify()

@@ -131,7 +131,9 @@ class Requester:
         rid = self._machine.request(
             service, payload, job=job, ancestry=ancestry, parent=parent, timeout=timeout
         )
-        state = CallState(rid, service, job, self._identity, group=group, on_wait=on_wait)
+        state = CallState(
+            rid, service, job, self._identity, self.cancel, group=group, on_wait=on_wait
+        )
         self._open[rid] = state
         if group is not None:
             group.add(rid)
@@ -140,7 +142,7 @@ class Requester:
             self.flush()
         finally:
             state.opening = False
-        return Call(state, self.cancel)
+        return state
 
     def cancel(self, rid: int) -> None:
         """Cancel open request `rid`: tell the broker, fail its call with `JobCancelled`."""
