@@ -92,8 +92,8 @@ class WorkerMachine:
             case Request():
                 if msg.rid in self._tasks:
                     raise RemoteProtocolError(f"task {msg.rid} is already held by this worker")
-                self._tasks[msg.rid] = JobId(msg.job)
-                return [TaskStarted(msg.rid, JobId(msg.job), msg.ancestry, msg.payload)]
+                job = self._tasks[msg.rid] = JobId(msg.job)
+                return [TaskStarted(msg.rid, job, msg.ancestry, msg.payload)]
             case Cancel():
                 hit = [
                     tid

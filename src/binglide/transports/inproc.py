@@ -175,11 +175,9 @@ class InprocBroker(BrokerTransport):
     ) -> None:
         # Objects are never malformed: nothing is dropped here.
         task_status.started()
-
-        def deliver(*item: Any) -> None:
-            handler((item,))  # item: (peer, protocol, message)
-
-        await self._end.serve(deliver, self._board)
+        # Each item for the broker is posted as ``(batch,)``, a batch of one
+        # ``(peer, protocol, message)``: the handler takes it as it is.
+        await self._end.serve(handler, self._board)
 
     async def aclose(self) -> None:
         self._end.end(TransportClosed("the broker's in-process transport is closed"))
@@ -204,7 +202,7 @@ class InprocPeer(PeerTransport):
         broker = self._board.broker
         if broker.error is not None:
             raise TransportBroken("the in-process broker is gone")
-        self._board.post(broker, (self.identity, protocol, message))
+        self._board.post(broker, (((self.identity, protocol, message),),))
 
     async def send(self, protocol: Protocol, message: Message) -> None:
         await anyio.lowlevel.checkpoint()
