@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import numpy as np
+import pytest
 
 import binglide
 from binglide._aio import Waiters
+from binglide.core import Message, Protocol, Waiting
+from binglide.transports.inproc import InprocPeer
 
 from .helpers import deployment
 
@@ -127,5 +130,50 @@ class Caller(binglide.Service):
     async def handle(
         self, task: binglide.Task, ctx: binglide.Context
     ) -> AsyncIterator[binglide.Report]:
-        echoed = await ctx.request("echo", task.body)
+        echoed = await ctx.request(task.body.get("via", "echo"), {"n": task.body["n"]})
         yield binglide.Report(echoed.array + 1)
+
+
+async def test_the_broker_hears_of_a_wait_only_if_it_outlasts_the_step(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A handler awaiting a sub-request answered in the same step (one
+    # process, a free worker) says nothing of it; one that must wait tells
+    # the broker (the progress guarantee), and that it stopped.
+    said: list[bool] = []
+    send = InprocPeer.send_nowait
+
+    def spy(self: InprocPeer, protocol: Protocol, message: Message) -> None:
+        if isinstance(message, Waiting):
+            said.append(message.waiting)
+        send(self, protocol, message)
+
+    monkeypatch.setattr(InprocPeer, "send_nowait", spy)
+    Gate.opened = anyio.Event()
+    with anyio.fail_after(10):
+        async with (
+            deployment([Echo, Caller, Gate]) as d,
+            d.client() as client,
+        ):
+            assert (await client.request("caller", {"n": 1})).array.tolist() == [2]
+            assert said == []
+            call = client.request("caller", {"n": 1, "via": "gate"})
+            await anyio.wait_all_tasks_blocked()
+            assert said == [True]
+            assert d.broker.statistics().services  # the broker serves on meanwhile
+            Gate.opened.set()
+            assert (await call).array.tolist() == [2]
+            assert said == [True, False]
+
+
+class Gate(binglide.Service):
+    """Answers like Echo once `opened` is set."""
+
+    name = "gate"
+    opened: anyio.Event
+
+    async def handle(
+        self, task: binglide.Task, ctx: binglide.Context
+    ) -> AsyncIterator[binglide.Report]:
+        await Gate.opened.wait()
+        yield binglide.Report(np.array([task.body["n"]]))

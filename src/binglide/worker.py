@@ -353,8 +353,15 @@ class _Run(PoolCall):
 
     def _enter_wait(self) -> None:
         self.waits += 1
+        if self.waits == 1:
+            # Told once what is being delivered now is (at once over ZeroMQ):
+            # in one process the sub-request is often answered in the same
+            # step, and then the broker need not hear of a wait at all.
+            self._worker._transport.call_when_delivered(self._announce_wait)
+
+    def _announce_wait(self) -> None:
         worker = self._worker
-        if self.waits == 1 and worker._runs.get(self.tid) is self:
+        if self.waits and worker._runs.get(self.tid) is self:
             worker._machine.waiting(self.tid, True)
             worker._flush()
 
@@ -362,7 +369,7 @@ class _Run(PoolCall):
         self.waits -= 1
         worker = self._worker
         if self.waits == 0 and worker._runs.get(self.tid) is self:
-            worker._machine.waiting(self.tid, False)
+            worker._machine.waiting(self.tid, False)  # nothing if it was never announced
             worker._flush()
 
     # -- reports ------------------------------------------------------------------------

@@ -110,6 +110,16 @@ class PeerTransport(AsyncResource):
     #: worker then runs a task's first step at once (`binglide.worker`).
     in_process: bool = False
 
+    def call_when_delivered(self, fn: Callable[[], None]) -> None:
+        """Call `fn` once the messages being delivered now, and what they cause, are.
+
+        In one process a message sent is delivered in its sender's step, and
+        so are its consequences (a sub-request's answer, say): `fn` runs
+        after them, before any other step. Elsewhere (and by default) it
+        runs at once.
+        """
+        fn()
+
     @abstractmethod
     def send_nowait(self, protocol: Protocol, message: Message) -> None:
         """Send `message` on hop `protocol` to the broker now.

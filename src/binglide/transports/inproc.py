@@ -83,6 +83,8 @@ class _Switchboard:
         self.bound = False
         self.peers: dict[PeerId, _End] = {}
         self._queue: deque[tuple[_End, tuple[Any, ...]]] = deque()
+        #: What to call once the queue is empty (`call_when_delivered`), by end.
+        self._after: list[tuple[_End, Callable[[], None]]] = []
         self._busy = False
 
     def post(self, end: _End, item: tuple[Any, ...]) -> None:
@@ -97,22 +99,44 @@ class _Switchboard:
         if not self._busy:
             self._run()
 
+    def call_when_delivered(self, end: _End, fn: Callable[[], None]) -> None:
+        """Call `fn` when nothing is left to deliver (now if nothing is being delivered).
+
+        What it raises belongs to `end`, as what its handler raises does.
+        """
+        if self._busy:
+            self._after.append((end, fn))
+            return
+        fn()
+
     def _run(self) -> None:
         self._busy = True
         queue = self._queue
+        after = self._after
         try:
-            while queue:
-                end, item = queue.popleft()
-                if end.error is not None:
-                    continue  # the end stopped: what comes for it is lost
-                deliver = end.deliver
-                if deliver is None:
-                    end.backlog.append(item)
-                    continue
-                try:
-                    deliver(*item)
-                except Exception as exc:
-                    end.end(exc)
+            while True:
+                while queue:
+                    end, item = queue.popleft()
+                    if end.error is not None:
+                        continue  # the end stopped: what comes for it is lost
+                    deliver = end.deliver
+                    if deliver is None:
+                        end.backlog.append(item)
+                        continue
+                    try:
+                        deliver(*item)
+                    except Exception as exc:
+                        end.end(exc)
+                if not after:
+                    break
+                # The queue is empty: what waited for that goes now (and
+                # what it sends is delivered before the next of them).
+                end, fn = after.pop(0)
+                if end.error is None:
+                    try:
+                        fn()
+                    except Exception as exc:
+                        end.end(exc)
         finally:
             self._busy = False
 
@@ -207,6 +231,11 @@ class InprocPeer(PeerTransport):
     async def send(self, protocol: Protocol, message: Message) -> None:
         await anyio.lowlevel.checkpoint()
         self.send_nowait(protocol, message)
+
+    def call_when_delivered(self, fn: Callable[[], None]) -> None:
+        # The switchboard delivers in the sender's step: `fn` waits for the
+        # end of that (a sub-request's answer may come in it).
+        self._board.call_when_delivered(self._end, fn)
 
     async def deliver_to(
         self,
