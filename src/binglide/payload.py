@@ -341,10 +341,12 @@ class DeferredReport(tuple["Frame", ...]):
     """A report's payload within one process (see the module docstring).
 
     Its tuple holds nothing of its own: read as a sequence of frames (its
-    length, iteration, indexing: what `binglide.core.frames.encode` does at a
-    ZeroMQ socket, in a broker that serves remote peers too) it is the
-    report's frames, encoded at the first read. In one process nobody reads
-    them: `decode_report` returns a report of `decoded` directly.
+    length, iteration, indexing: what `binglide.core.frames.encode` does
+    before a ZeroMQ socket sends a message) it is the report's frames,
+    encoded at the first read. In one process nobody reads them:
+    `decode_report` returns a report of `decoded` directly. (No broker
+    routes between the in-process transport and ZeroMQ today; this keeps a
+    payload correct wherever it goes.)
 
     Attributes:
         decoded: ``(data, completion, precision, meta)``: what parsing the

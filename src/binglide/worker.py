@@ -115,7 +115,7 @@ class Worker:
         #: Whether the machine keeps time (for liveness: heartbeats on).
         self._timed = heartbeat_interval is not None
         #: How a report becomes its payload: in one process, its frames are
-        #: made only if a socket reads them (the broker may serve remote peers).
+        #: made only if something reads them as frames (a socket would).
         self._payload = defer_report if transport.in_process else encode_report
         #: The current run of each task held.
         self._runs: dict[int, _Run] = {}
