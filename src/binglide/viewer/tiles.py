@@ -299,7 +299,11 @@ class ClassesService(binglide.Service):
                 _sample_counts, file, start, stop, block, abandon_on_cancel=False
             )
             if read < length:
-                yield binglide.Report(counts, completion=0.0, precision=read / length, meta=meta)
+                # A copy: `counts` is refined in place below, and a report is
+                # a value (the client may keep the estimate).
+                yield binglide.Report(
+                    counts.copy(), completion=0.0, precision=read / length, meta=meta
+                )
             else:
                 yield binglide.Report(counts, meta=meta)
                 return
