@@ -14,7 +14,9 @@ valgrind's callgrind and prints the instructions per request of:
   client's process (`connect_remote`; the broker and the worker run as
   plain processes beside it, not counted);
 - ``zmq-worker``: the same requests, counting the worker's process
-  (`run_worker`; the broker and the client beside it).
+  (`run_worker`; the broker and the client beside it);
+- ``zmq-broker``: the same requests, counting the broker's process
+  (``binglide broker``'s blocking loop; the worker and the client beside it).
 
 Only the main thread is counted (the Python code's): not ZeroMQ's I/O
 thread, nor the thread numpy starts, whose counts move with the timing.
@@ -40,7 +42,7 @@ import anyio.abc
 
 BENCH = Path(__file__).resolve().parent
 SRC = BENCH.parent / "src"
-SCENARIOS = ("echo", "caller", "pipelined", "pingpong", "zmq-client", "zmq-worker")
+SCENARIOS = ("echo", "caller", "pipelined", "pingpong", "zmq-client", "zmq-worker", "zmq-broker")
 
 
 async def run_scenario(scenario: str, requests: int) -> None:
@@ -116,6 +118,40 @@ async def run_zmq_scenario(scenario: str, requests: int) -> None:
                 await process.wait()
 
 
+def run_zmq_broker(requests: int) -> None:
+    """`requests` sequential echoes over ZeroMQ, this process the broker.
+
+    The broker is ``binglide broker`` (its blocking loop, in the main thread,
+    as `bench/broker.py` runs it); a thread runs the client as a plain
+    process and, once it is done, stops the broker as SIGTERM does.
+    """
+    import signal
+    import subprocess
+    import tempfile
+    import threading
+
+    from binglide.cli.main import main as cli
+
+    with tempfile.TemporaryDirectory(prefix="binglide-callgrind-") as tmp:
+        address = f"ipc://{tmp}/broker"
+        worker = subprocess.Popen(_role(address, "binglide-worker"), stdout=subprocess.DEVNULL)
+
+        def client() -> None:
+            # As many warm-up requests as the other zmq scenarios make.
+            argv = [*_role(address, "binglide-client"), "--requests", str(requests + 20)]
+            try:
+                subprocess.run(argv, stdout=subprocess.DEVNULL, check=False)
+            finally:
+                os.kill(os.getpid(), signal.SIGTERM)  # the broker's exit, as `binglide broker`'s
+
+        threading.Thread(target=client, daemon=True).start()
+        try:
+            cli(["broker", address, "--heartbeat-interval", "1.0"])
+        finally:
+            worker.terminate()
+            worker.wait()
+
+
 def collected(src: str, scenario: str, requests: int) -> int:
     """The instructions callgrind counted for a child process's main thread."""
     argv = [sys.executable, __file__, "--child", scenario, "--requests", str(requests)]
@@ -172,6 +208,9 @@ def main() -> None:
     parser.add_argument("--only", choices=SCENARIOS, help="one scenario")
     parser.add_argument("--child", choices=SCENARIOS, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child == "zmq-broker":  # a blocking loop, not an event loop's
+        run_zmq_broker(args.requests)
+        return
     if args.child:
         anyio.run(run_scenario, args.child, args.requests)
         return
