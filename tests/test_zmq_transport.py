@@ -27,7 +27,14 @@ from binglide.core import (
 )
 from binglide.errors import TransportClosed
 from binglide.transports.base import Incoming
-from binglide.transports.zeromq import ZmqBroker, ZmqPeer, new_context, shared_context
+from binglide.transports.zeromq import (
+    ZmqBroker,
+    ZmqPeer,
+    events_reader,
+    has_message,
+    new_context,
+    shared_context,
+)
 
 from .zmq_helpers import (
     HB,
@@ -279,3 +286,31 @@ def test_new_context_runs_its_io_threads_without_wakeup_preemption() -> None:
 def test_shared_context_is_one_per_process_and_binglides_own() -> None:
     assert shared_context() is shared_context()
     assert shared_context() is not zmq.asyncio.Context.instance()
+
+
+def test_the_events_reader_and_has_message_read_zmq_events_and_refuse_a_closed_socket() -> None:
+    # They read ZMQ_EVENTS through zmq_poll (cheaper than pyzmq's get): the
+    # same bits as the option, and a closed socket an error, never a poll of
+    # whatever its released handle stands for.
+    ctx = zmq.Context()
+    try:
+        server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        server.bind("inproc://events")
+        client.connect("inproc://events")
+        events = events_reader(server)
+        assert events() == server.get(zmq.EVENTS) == zmq.POLLOUT
+        assert not has_message(server)
+        client.send_multipart([b"a", b"b"])
+        assert events() == server.get(zmq.EVENTS) == zmq.POLLIN | zmq.POLLOUT
+        assert has_message(server)
+        assert server.recv_multipart() == [b"a", b"b"]
+        assert not has_message(server)
+        server.close(linger=0)
+        with pytest.raises(zmq.ZMQError) as caught:
+            events()
+        assert caught.value.errno == zmq.ENOTSOCK
+        with pytest.raises(zmq.ZMQError):
+            has_message(server)
+        client.close(linger=0)
+    finally:
+        ctx.term()

@@ -41,7 +41,6 @@ Choices, and why:
 from __future__ import annotations
 
 import contextlib
-import functools
 import ipaddress
 import logging
 import os
@@ -79,6 +78,7 @@ __all__ = (
     "ZmqPeer",
     "bind_router",
     "generate_keys",
+    "events_reader",
     "has_message",
     "is_local_address",
     "new_context",
@@ -279,10 +279,18 @@ class CurveClientKeys:
 # and crosses three sockets each way. The hot paths call the backend directly.
 _raw_send: Any = zmq.backend.Socket.send
 _raw_recv: Any = zmq.backend.Socket.recv
-_raw_get: Any = zmq.backend.Socket.get
+# ``ZMQ_EVENTS`` is read through ``zmq_poll`` with a zero timeout, never through
+# pyzmq's ``Socket.get``: ``get`` looks the option up as a ``SocketOption``
+# enum and its type through Python properties, ~8,700 instructions a read
+# against ~2,500 for a poll (callgrind; bench/RESULTS.md, issue 13, eighth
+# pass), and an end reads the events two or three times a message. libzmq's
+# ``zmq_poll`` reads ``ZMQ_EVENTS`` itself (processing the socket's commands,
+# which re-arms its descriptor, exactly as the read does) and masks it with
+# the events asked.
+_zmq_poll: Any = zmq.backend.zmq_poll
 # Plain ints: pyzmq's enum members cost an enum call at every use (``|``, get).
 _DONTWAIT, _SNDMORE = int(zmq.DONTWAIT), int(zmq.SNDMORE)
-_EVENTS, _POLLIN, _POLLOUT = int(zmq.EVENTS), int(zmq.POLLIN), int(zmq.POLLOUT)
+_POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
 
 
 def send_frames(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: int = 0) -> None:
@@ -325,8 +333,31 @@ def has_message(sock: Any) -> bool:
 
     Cheaper than the ``zmq.Again`` a non-blocking receive raises when none is
     (pyzmq builds that exception in Python, imports included).
+
+    Raises:
+        zmq.ZMQError: `sock` is closed (``ENOTSOCK``) or its context terminated.
     """
-    return bool(_raw_get(sock, _EVENTS) & _POLLIN)
+    if sock.closed:  # zmq_poll would take a closed socket's NULL handle for fd 0
+        raise zmq.ZMQError(zmq.ENOTSOCK)
+    return bool(_zmq_poll([(sock, _POLLIN)], 0))
+
+
+def events_reader(sock: Any) -> Callable[[], int]:
+    """Return a function that reads `sock`'s ``ZMQ_EVENTS`` (``POLLIN``, ``POLLOUT`` bits).
+
+    Reading them re-arms the socket's edge-triggered descriptor (see
+    `binglide._aio.EdgeWatcher`). The function raises ``zmq.ZMQError`` once
+    `sock` is closed or its context terminated.
+    """
+    items = [(sock, _POLLIN | _POLLOUT)]
+
+    def events() -> int:
+        if sock.closed:  # zmq_poll would take a closed socket's NULL handle for fd 0
+            raise zmq.ZMQError(zmq.ENOTSOCK)
+        ready = _zmq_poll(items, 0)
+        return ready[0][1] if ready else 0
+
+    return events
 
 
 def bind_router(
@@ -432,11 +463,7 @@ class _ZmqEnd:
         self._socket = sock
         self._what = what
         self._closed = False
-        # A partial, not a lambda: reading the events (twice or three times a
-        # message) then runs no Python frame of ours.
-        self._watcher = EdgeWatcher(
-            cast("int", sock.getsockopt(zmq.FD)), functools.partial(_raw_get, sock, _EVENTS)
-        )
+        self._watcher = EdgeWatcher(cast("int", sock.getsockopt(zmq.FD)), events_reader(sock))
         #: Sends waiting for room: a send_nowait must not overtake them.
         self._blocked_sends = 0
         #: Set when delivery must end (closed, or it failed), with why.
@@ -499,6 +526,7 @@ class _ZmqEnd:
         self._delivery_ended = ended = new_event()
         self._delivery_error = None
         sock = self._socket
+        poll_in = [(sock, _POLLIN)]
 
         def ready() -> None:
             # Up to _DRAIN messages a turn: then the others in this loop get theirs.
@@ -509,8 +537,9 @@ class _ZmqEnd:
             try:
                 while True:
                     messages.append(receive_frames(sock, _DONTWAIT))
-                    # has_message, inlined: this runs once a message.
-                    if len(messages) >= _DRAIN or not _raw_get(sock, _EVENTS) & _POLLIN:
+                    # has_message, inlined: this runs once a message (the socket
+                    # is open: its receive just succeeded).
+                    if len(messages) >= _DRAIN or not _zmq_poll(poll_in, 0):
                         break
             except zmq.Again:
                 pass
