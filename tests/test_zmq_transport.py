@@ -33,6 +33,8 @@ from binglide.transports.zeromq import (
     events_reader,
     has_message,
     new_context,
+    receive_frames,
+    send_frames,
     shared_context,
 )
 
@@ -311,6 +313,36 @@ def test_the_events_reader_and_has_message_read_zmq_events_and_refuse_a_closed_s
         assert caught.value.errno == zmq.ENOTSOCK
         with pytest.raises(zmq.ZMQError):
             has_message(server)
-        client.close(linger=0)
     finally:
-        ctx.term()
+        ctx.destroy(linger=0)
+
+
+def test_frames_of_every_kind_and_size_go_out_and_come_back_whole() -> None:
+    # Small bytes are copied, 64 KiB and more go without a copy and come
+    # back as views; the last frame ends the message, whatever its kind.
+    big = np.arange(1 << 15, dtype=np.uint32)  # 128 KiB
+    small = np.arange(8, dtype=np.uint8)
+    messages: list[list[Any]] = [
+        [b"only"],
+        [b""],
+        [b"head", b"", bytes(big.data), b"tail"],
+        [b"head", small.data, big.data],  # views of 1- and 4-byte items
+        [big.data, b"x" * (64 << 10), zmq.Frame(b"frame")],
+    ]
+    ctx = zmq.Context()
+    try:
+        server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        server.rcvtimeo = 10_000  # a frame that never ends its message fails, not hangs
+        server.bind("inproc://frames")
+        client.connect("inproc://frames")
+        for message in messages:
+            send_frames(client, message)
+        for message in messages:
+            got = receive_frames(server)
+            assert [bytes(f) for f in got] == [bytes(f) for f in message]
+            for frame in got:
+                # A view of ZeroMQ's buffer from 64 KiB on, bytes under.
+                assert isinstance(frame, memoryview if len(frame) >= 64 << 10 else bytes)
+        assert not has_message(server)
+    finally:
+        ctx.destroy(linger=0)

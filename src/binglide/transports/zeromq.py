@@ -301,15 +301,25 @@ def send_frames(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: int = 0) 
     when the socket cannot take the message: ZeroMQ takes a multipart
     message whole or not at all.
     """
+    # The frames but the last, then the last: no index compared per frame.
     last = len(frames) - 1
     more = flags | _SNDMORE
-    for i, f in enumerate(frames):
+    for f in frames[:last]:
         if isinstance(f, bytes) and len(f) < _ZERO_COPY_THRESHOLD:
-            _raw_send(sock, f, more if i < last else flags)
+            _raw_send(sock, f, more)
         else:
-            size = f.nbytes if isinstance(f, memoryview) else len(f)
-            copy = size < _ZERO_COPY_THRESHOLD
-            _raw_send(sock, f, more if i < last else flags, copy=copy)
+            _send_large(sock, f, more)
+    f = frames[last]
+    if isinstance(f, bytes) and len(f) < _ZERO_COPY_THRESHOLD:
+        _raw_send(sock, f, flags)
+    else:
+        _send_large(sock, f, flags)
+
+
+def _send_large(sock: Any, frame: Frame | zmq.Frame, flags: int) -> None:
+    """Send a frame that is not small bytes: without a copy from 64 KiB on."""
+    size = frame.nbytes if isinstance(frame, memoryview) else len(frame)
+    _raw_send(sock, frame, flags, copy=size < _ZERO_COPY_THRESHOLD)
 
 
 def receive_frames(sock: Any, flags: int = 0) -> list[Frame]:
