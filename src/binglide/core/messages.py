@@ -3,7 +3,13 @@
 The same messages stand for MDP/0.1 (7/MDP) commands: its REPLY is a `Final`
 (an MDP/0.1 worker answers each request exactly once).
 
-These are plain values: no logic, no encoding. `binglide.core.frames` turns
+These are plain values: no logic, no encoding. They are immutable by
+convention (nothing assigns to a message's fields after it is made; mypy
+checks the types, the tests the values): each has a hand-written
+``__init__`` of plain slot assignments, which makes one in about a quarter of
+the time attrs' frozen ``__init__`` takes (it sets each field through
+``object.__setattr__``), and a request makes six. They stay attrs classes
+(equality by class and fields, hashing, ``repr``, `attrs.evolve`). `binglide.core.frames` turns
 them into ZeroMQ frames and back, and the machines consume and produce them.
 
 The same class serves both hops of a request: a `Request` from a client to the
@@ -39,7 +45,7 @@ __all__ = (
 Frame: TypeAlias = bytes | memoryview
 
 
-@attrs.frozen
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Ready:
     """A worker announces the service it serves (MDP/0.2 READY).
 
@@ -52,8 +58,12 @@ class Ready:
     service: str
     extended: bool = True
 
+    def __init__(self, service: str, extended: bool = True) -> None:
+        self.service = service
+        self.extended = extended
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Request:
     """Ask for one task (MDP/0.2 REQUEST, with binglide's additions).
 
@@ -83,8 +93,28 @@ class Request:
     timeout: float | None = None
     extended: bool = True
 
+    def __init__(
+        self,
+        rid: int,
+        service: str,
+        payload: tuple[Frame, ...] = (),
+        job: str = "",
+        ancestry: tuple[str, ...] = (),
+        parent: int = 0,
+        timeout: float | None = None,
+        extended: bool = True,
+    ) -> None:
+        self.rid = rid
+        self.service = service
+        self.payload = payload
+        self.job = job
+        self.ancestry = ancestry
+        self.parent = parent
+        self.timeout = timeout
+        self.extended = extended
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Partial:
     """An intermediate report for request `rid` (MDP/0.2 PARTIAL)."""
 
@@ -92,8 +122,13 @@ class Partial:
     payload: tuple[Frame, ...] = ()
     service: str = ""
 
+    def __init__(self, rid: int, payload: tuple[Frame, ...] = (), service: str = "") -> None:
+        self.rid = rid
+        self.payload = payload
+        self.service = service
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Final:
     """The last report for request `rid` (MDP/0.2 FINAL)."""
 
@@ -101,8 +136,13 @@ class Final:
     payload: tuple[Frame, ...] = ()
     service: str = ""
 
+    def __init__(self, rid: int, payload: tuple[Frame, ...] = (), service: str = "") -> None:
+        self.rid = rid
+        self.payload = payload
+        self.service = service
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Failure:
     """Request `rid` ended without a result (binglide extension).
 
@@ -123,8 +163,24 @@ class Failure:
     cycle: tuple[str, ...] = ()
     service: str = ""
 
+    def __init__(
+        self,
+        rid: int,
+        kind: str,
+        message: str,
+        remote_type: str = "",
+        cycle: tuple[str, ...] = (),
+        service: str = "",
+    ) -> None:
+        self.rid = rid
+        self.kind = kind
+        self.message = message
+        self.remote_type = remote_type
+        self.cycle = cycle
+        self.service = service
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Cancel:
     """Cancel work (binglide extension).
 
@@ -137,8 +193,12 @@ class Cancel:
     job: str = ""
     rid: int = 0
 
+    def __init__(self, job: str = "", rid: int = 0) -> None:
+        self.job = job
+        self.rid = rid
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Waiting:
     """A worker's task starts (True) or stops (False) waiting on sub-requests.
 
@@ -149,8 +209,12 @@ class Waiting:
     rid: int
     waiting: bool
 
+    def __init__(self, rid: int, waiting: bool) -> None:
+        self.rid = rid
+        self.waiting = waiting
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Heartbeat:
     """I am alive (MDP/0.2 HEARTBEAT).
 
@@ -163,8 +227,11 @@ class Heartbeat:
 
     instance: str = ""
 
+    def __init__(self, instance: str = "") -> None:
+        self.instance = instance
 
-@attrs.frozen
+
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Disconnect:
     """I am leaving, or you are not welcome (MDP/0.2 DISCONNECT)."""
 
