@@ -420,6 +420,24 @@ def test_heartbeats_go_to_workers_every_interval() -> None:
     assert to(d.tick(1.5), "w") == []
 
 
+def test_a_worker_that_leaves_with_a_request_to_its_own_service_queued() -> None:
+    # The worker is the only one of "b", and also a client of "b": its task
+    # goes back to the queue, its own request is cancelled with it as a
+    # client, and the service, idle, is forgotten once (not twice: the
+    # second time was a KeyError that broke the machine).
+    d = make()
+    d.worker("w", Ready("b"))
+    [request] = to(d.client("w", Request(1, "b", (b"x",))), "w")
+    assert isinstance(request, Request)
+    assert d.worker("w", Disconnect()) == []
+    stats = d.machine.statistics()
+    assert (stats.workers, stats.clients, stats.jobs, stats.services) == (0, 0, 0, ())
+    assert stats.cancelled == 1
+    d.worker("w2", Ready("b"))  # the machine serves on
+    [again] = to(d.client("c", Request(1, "b")), "w2")
+    assert isinstance(again, Request)
+
+
 def test_unknown_worker_gets_disconnect() -> None:
     d = make()
     assert to(d.worker("ghost", Final(5)), "ghost") == [Disconnect()]

@@ -1175,7 +1175,10 @@ class BrokerMachine:
         task.worker = None
 
     def _forget_if_idle(self, svc: _Service) -> None:
-        if not svc.pending and not svc.workers:
+        # Once only: a worker dropped with a request of its own queued at its
+        # own service forgets the service when that request is cancelled
+        # (`_drop_client`), before `_drop_worker` looks again.
+        if not svc.pending and not svc.workers and self._services.get(svc.name) is svc:
             del self._services[svc.name]
 
     def _subtree(self, task: Task) -> list[Task]:
