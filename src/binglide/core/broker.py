@@ -41,7 +41,7 @@ of `BrokerMachine`:
 - *admission* (``_refusal``, its rules in order): whether a valid request
   becomes a task or is answered at once with a failure; the first rule that
   refuses it answers;
-- *dispatch* (``_rank``): which worker of a service takes its
+- *dispatch* (``_refresh``'s verdict): which worker of a service takes its
   next task (table below).
 
 Fair dispatch. Each service queues its pending tasks per *origin*: the real
@@ -321,7 +321,7 @@ class _Worker:
     tasks: set[int] = attrs.Factory(set)
     waiting: set[int] = attrs.Factory(set)
     last_done: float = float("-inf")  # when its last task ended
-    # Dispatch bookkeeping (`BrokerMachine._refresh`): its `_rank` verdict for
+    # Dispatch bookkeeping (`BrokerMachine._refresh`): its verdict for
     # the state it is in, the state's version, and when it was last given a
     # task (or registered), in its service's order.
     verdict: int = -1
@@ -365,31 +365,12 @@ class _Refusal:
     cycle: tuple[str, ...] = ()
 
 
-#: Dispatch verdicts of `_rank` besides a rank: the worker may take nothing now...
+#: Dispatch verdicts of `BrokerMachine._refresh` besides a rank: the worker may take nothing now...
 _BUSY = -1
 #: ...or it computes nothing and waits at its stack bound (an overflow may go to it).
 _BLOCKED = -2
 #: Ranks order by computing tasks first, then by tasks held.
 _PER_COMPUTING = 1 << 32
-
-
-def _rank(worker: _Worker, prefetch: int, bound: int) -> int:
-    """Dispatch rule: `worker`'s rank if it may take a task now (lowest first).
-
-    Returns a rank (>= 0: computing tasks, then tasks held: the least
-    computing, then the least loaded, worker takes the next task), `_BUSY` or
-    `_BLOCKED` (the module docstring's table).
-    """
-    held = len(worker.tasks)
-    if not worker.extended:
-        return 0 if not held else _BUSY  # plain MDP: one task at a time
-    waiting = len(worker.waiting)
-    computing = held - waiting
-    # The stack bound is for waiting tasks, the prefetch depth for computing
-    # ones (with a depth of 1: while none computes).
-    if computing < prefetch and waiting < bound:
-        return computing * _PER_COMPUTING + held
-    return _BLOCKED if not computing else _BUSY
 
 
 #: What each hop may carry to the broker besides REQUEST (client) and READY (worker).
@@ -453,6 +434,12 @@ class BrokerMachine:
         self._notices: list[tuple[PeerId, str]] = []
         # The internal error that broke the machine, if one did (module docstring).
         self._error: BaseException | None = None
+        # Whether the short paths of the usual REQUEST and FINAL are taken
+        # (`_quick_request`, `_quick_final`): the admission rules they skip
+        # cannot refuse a request when a tree may be one deep and a queue
+        # hold one task. (Tests turn them off to compare with the general
+        # rules.)
+        self._quick = cfg.max_depth > 0 and cfg.max_queued > 0
 
     # -- inputs ---------------------------------------------------------------
 
@@ -465,6 +452,18 @@ class BrokerMachine:
         """
         if self._error is not None:
             self._check_usable()
+        kind = type(msg)
+        if (kind is Final or kind is Request) and self._quick:
+            # Most of the traffic: a short path, or False having changed nothing.
+            try:
+                if kind is Final:
+                    if self._quick_final(peer, protocol, msg, now):  # type: ignore[arg-type]
+                        return
+                elif self._quick_request(peer, protocol, msg, now):  # type: ignore[arg-type]
+                    return
+            except BaseException as exc:
+                self._poison(exc)
+                raise
         worker_hop = protocol in WORKER_PROTOCOLS
         if worker_hop:
             self._check_worker(msg)
@@ -779,7 +778,7 @@ class BrokerMachine:
         return svc
 
     def _pick_worker(self, svc: _Service) -> _Worker | None:
-        """The worker of `svc` that takes its next task, if any may (`_rank`).
+        """The worker of `svc` that takes its next task, if any may (`_refresh`).
 
         The available worker of the lowest rank, then the least recently
         used, is the top of `svc.ready` once the stale entries are gone.
@@ -800,10 +799,29 @@ class BrokerMachine:
         return None
 
     def _refresh(self, worker: _Worker) -> None:
-        """Take note of `worker`'s new state: its verdict, and its place among the ready."""
+        """Take note of `worker`'s new state: its verdict, and its place among the ready.
+
+        The verdict is the dispatch rule: a rank if the worker may take a task
+        now (>= 0, lowest first: computing tasks, then tasks held, so the least
+        computing, then the least loaded, worker takes the next task),
+        `_BUSY` or `_BLOCKED` (the module docstring's table).
+        """
         svc = self._services[worker.service]
-        verdict = _rank(worker, svc.depth, self.config.stack_bound)
-        svc.blocked += (verdict == _BLOCKED) - (worker.verdict == _BLOCKED)
+        held = len(worker.tasks)
+        if not worker.extended:
+            verdict = 0 if not held else _BUSY  # plain MDP: one task at a time
+        else:
+            waiting = len(worker.waiting)
+            computing = held - waiting
+            # The stack bound is for waiting tasks, the prefetch depth for
+            # computing ones (with a depth of 1: while none computes).
+            if computing < svc.depth and waiting < self.config.stack_bound:
+                verdict = computing * _PER_COMPUTING + held
+            else:
+                verdict = _BLOCKED if not computing else _BUSY
+        old = worker.verdict
+        if verdict == _BLOCKED or old == _BLOCKED:
+            svc.blocked += (verdict == _BLOCKED) - (old == _BLOCKED)
         worker.verdict = verdict
         worker.version += 1
         if verdict >= 0:
@@ -831,6 +849,147 @@ class BrokerMachine:
         client.expiry = now + self._silence
         self._client_expiry[client.peer] = None
         self._client_expiry.move_to_end(client.peer)
+
+    # -- the short paths ----------------------------------------------------------
+    # The usual REQUEST (a known extended client's, not a sub-request, to a
+    # service with nothing queued and a worker ready) and the usual FINAL (of
+    # a task without sub-requests, from the worker holding it) are most of the
+    # traffic. Each short path checks that its message is one of those,
+    # changing nothing, and then does what the general rules would do (the
+    # same changes, the same output, in the same order) with a fraction of the
+    # calls; any other message goes to the general rules. Their conditions
+    # make the validation and admission rules pass by construction: a known
+    # client's new request id, a service that exists (services are made only
+    # for valid names, never ``mmi.*``), no parent, no ancestry (so no loop
+    # and depth 0), an empty queue. tests/core/test_quick_paths.py feeds
+    # random traffic to a machine with them and one without and compares
+    # every output and the whole state after each message.
+
+    def _quick_request(self, peer: PeerId, protocol: Protocol, msg: Request, now: float) -> bool:
+        """Handle the usual REQUEST (see above); False, having changed nothing, if not one."""
+        if protocol is not Protocol.CLIENT or not msg.extended or msg.parent or msg.ancestry:
+            return False
+        client = self._clients.get(peer)
+        rid = msg.rid
+        if client is None or not rid or rid in client.requests or self._next_heartbeat is None:
+            return False
+        service = msg.service
+        svc = self._services.get(service)
+        if svc is None or svc.pending:
+            return False
+        # `_pick_worker` without its overflow: the top of the ready heap once
+        # the stale entries are gone (the general path would drop them too).
+        ready = svc.ready
+        workers = self._workers
+        while True:
+            if not ready:
+                return False
+            _, _, version, holder = ready[0]
+            worker = workers.get(holder)
+            if worker is not None and worker.version == version:
+                break
+            heapq.heappop(ready)
+        # The message is the usual one: from here on, what `_receive_client`,
+        # `_on_request` and `_assign` do for it.
+        if client.expiry is not None:
+            self._heard_client(client, now)
+        payload = msg.payload
+        entry = request_digest(service, payload)
+        tid = self._ids()
+        job = JobId(msg.job) if msg.job else job_id_for(peer, rid)
+        timeout = msg.timeout
+        ancestry = (entry,)
+        task = Task(
+            tid,
+            peer,
+            rid,
+            protocol,
+            True,
+            service,
+            job,
+            ancestry,
+            payload,
+            0,
+            now + (timeout if timeout is not None else self.config.service_timeout),
+            timeout,
+            now,
+            now,
+            TaskState.DISPATCHED,
+            holder,
+        )
+        client.plain = False
+        self._tasks[tid] = task
+        tids = self._jobs.get(job)
+        if tids is None:
+            self._jobs[job] = {tid}
+        else:
+            tids.add(tid)
+        client.requests[rid] = tid
+        order = svc.workers
+        del order[holder]
+        order[holder] = None
+        svc.clock += 1
+        worker.lru = svc.clock
+        worker.tasks.add(tid)
+        self._refresh(worker)
+        self._out.append(
+            Outgoing(
+                holder,
+                worker.protocol,
+                Request(tid, service, payload, job, ancestry),
+                worker.extended,
+            )
+        )
+        return True
+
+    def _quick_final(self, peer: PeerId, protocol: Protocol, msg: Final, now: float) -> bool:
+        """Handle the usual FINAL (see above); False, having changed nothing, if not one."""
+        worker = self._workers.get(peer)
+        if worker is None or protocol is not worker.protocol or self._next_heartbeat is None:
+            return False
+        tasks = self._tasks
+        task = tasks.get(msg.rid)
+        if task is None or task.worker != peer or task.children:
+            return False
+        # The message is the usual one: from here on, what `_receive_worker`,
+        # `_on_report` and `_end` do for it (the task is DISPATCHED: it has a
+        # worker).
+        worker.expiry = now + worker.silence
+        self._worker_expiry[worker.silence].move_to_end(peer)
+        requester = task.client
+        client = self._clients.get(requester)
+        self._time_task(worker, task, now)
+        tid = task.tid
+        task.state = TaskState.COMPLETED
+        self._ended[TaskState.COMPLETED] += 1
+        del tasks[tid]
+        job = task.job
+        tids = self._jobs.get(job)
+        if tids is not None:
+            tids.discard(tid)
+            if not tids:
+                del self._jobs[job]
+        rid = task.rid
+        if client is not None and client.requests.get(rid) == tid:
+            del client.requests[rid]
+            if client.plain and not client.requests:
+                del self._clients[requester]
+        if task.parent:
+            parent = tasks.get(task.parent)
+            if parent is not None:
+                parent.children.discard(tid)
+        worker.tasks.discard(tid)
+        worker.waiting.discard(tid)
+        self._refresh(worker)
+        task.worker = None
+        if client is not None:
+            reply = Final(rid, msg.payload, task.service)
+            self._out.append(
+                Outgoing(requester, task.client_protocol, reply, task.client_extended)
+            )
+        if self._services[worker.service].pending:
+            self._dispatch(worker.service, now)
+        return True
 
     # -- client protocol ----------------------------------------------------------
 
@@ -1044,14 +1203,22 @@ class BrokerMachine:
         sample = now - start if now > start else 0.0
         worker.last_done = now
         svc = self._services[task.service]
-        if svc.task_time is None:
-            svc.task_time = sample
+        task_time = svc.task_time
+        if task_time is None:
+            task_time = sample
         else:
             # A moving average that a quarter of each new sample moves: one
             # long task cuts the depth at once (it lifts the average), a few
             # short ones restore it.
-            svc.task_time += (sample - svc.task_time) / 4
-        depth = self._prefetch(svc.task_time)
+            task_time += (sample - task_time) / 4
+        svc.task_time = task_time
+        # `_prefetch`, without its call in the usual cases.
+        cfg = self.config
+        window = cfg.prefetch_window
+        if window is None or task_time * cfg.prefetch < window:
+            depth = cfg.prefetch
+        else:
+            depth = self._prefetch(task_time)
         if depth != svc.depth:
             svc.depth = depth
             for peer in svc.workers:  # their verdicts depend on it
