@@ -142,17 +142,27 @@ def feed(
             machine is broken from then on (`binglide.core.broker`), so the
             broker stops rather than serve on from an unknown state.
     """
-    peer, protocol, msg = incoming
-    try:
-        machine.receive(peer, protocol, msg, now)
-    except RemoteProtocolError as exc:
-        if drops is None:
-            log.warning("dropped a message from peer %r: %s", peer, exc)
-        else:
-            drops.dropped(peer, exc, now)
-    except Exception:
-        log.critical("internal error while handling a message from peer %r", peer, exc_info=True)
-        raise
+    _feed_all(machine, (incoming,), now, drops)
+
+
+def _feed_all(
+    machine: BrokerMachine, received: Iterable[Incoming], now: float, drops: DropLog | None
+) -> None:
+    """`feed` each message of `received` in turn (one call a batch, not one a message)."""
+    receive = machine.receive
+    for peer, protocol, msg in received:
+        try:
+            receive(peer, protocol, msg, now)
+        except RemoteProtocolError as exc:
+            if drops is None:
+                log.warning("dropped a message from peer %r: %s", peer, exc)
+            else:
+                drops.dropped(peer, exc, now)
+        except Exception:
+            log.critical(
+                "internal error while handling a message from peer %r", peer, exc_info=True
+            )
+            raise
 
 
 def turn(
@@ -172,8 +182,7 @@ def turn(
         The messages to send, in order, and when the machine's timers are
         next due (None: nothing to time).
     """
-    for incoming in received:
-        feed(machine, incoming, now, drops)
+    _feed_all(machine, received, now, drops)
     for peer, what in machine.notices():
         # Handled (a DISCONNECT sent), but a peer misbehaved: said as a drop is.
         if drops is None:

@@ -414,6 +414,12 @@ class BrokerMachine:
         self._deadlines: list[tuple[float, int]] = []
         self._queued = 0  # tasks PENDING, every service
         self._next_heartbeat: float | None = None
+        # What `next_deadline` last said, kept until something it reads may
+        # have changed (`_deadline_stale`): in one process, where nobody
+        # heartbeats and nothing queues, that is never after a REQUEST or a
+        # FINAL, and the runtime asks after every message.
+        self._deadline: float | None = None
+        self._deadline_stale = True
         self._ended = dict.fromkeys(
             (TaskState.COMPLETED, TaskState.FAILED, TaskState.CANCELLED), 0
         )
@@ -474,6 +480,7 @@ class BrokerMachine:
         try:
             if self._next_heartbeat is None:
                 self._next_heartbeat = now + self.config.heartbeat_interval
+                self._deadline_stale = True
             if worker_hop:
                 self._receive_worker(peer, protocol, msg, now)
             else:
@@ -489,6 +496,7 @@ class BrokerMachine:
             LocalProtocolError: an earlier internal error broke the machine.
         """
         self._check_usable()
+        self._deadline_stale = True
         try:
             self._handle_timer(now)
         except BaseException as exc:
@@ -503,7 +511,9 @@ class BrokerMachine:
         """
         if self._error is not None:
             self._check_usable()
-        # Called after every turn: the earliest of a few queue heads, no list.
+        if not self._deadline_stale:
+            return self._deadline
+        # The earliest of a few queue heads, no list.
         best = math.inf
         workers = self._workers
         for queue in self._worker_expiry.values():
@@ -526,7 +536,9 @@ class BrokerMachine:
         heartbeat = self._next_heartbeat
         if heartbeat is not None and (workers or best != math.inf) and heartbeat < best:
             best = heartbeat
-        return None if best == math.inf else best
+        self._deadline = deadline = None if best == math.inf else best
+        self._deadline_stale = False
+        return deadline
 
     def outgoing(self) -> list[Outgoing]:
         """Return and forget the messages to send, in order.
@@ -836,7 +848,10 @@ class BrokerMachine:
                 heapq.heapify(ready)
 
     def _heard_worker(self, worker: _Worker, now: float, *, new: bool = False) -> None:
-        worker.expiry = now + worker.silence
+        expiry = now + worker.silence
+        if new or expiry != worker.expiry:  # (never, in one process: inf)
+            self._deadline_stale = True
+        worker.expiry = expiry
         queue = self._worker_expiry.get(worker.silence)
         if queue is None:
             queue = self._worker_expiry[worker.silence] = OrderedDict()
@@ -846,6 +861,7 @@ class BrokerMachine:
             queue.move_to_end(worker.peer)
 
     def _heard_client(self, client: _Client, now: float) -> None:
+        self._deadline_stale = True
         client.expiry = now + self._silence
         self._client_expiry[client.peer] = None
         self._client_expiry.move_to_end(client.peer)
@@ -954,13 +970,18 @@ class BrokerMachine:
         # The message is the usual one: from here on, what `_receive_worker`,
         # `_on_report` and `_end` do for it (the task is DISPATCHED: it has a
         # worker).
-        worker.expiry = now + worker.silence
+        expiry = now + worker.silence
+        if expiry != worker.expiry:  # (never, in one process: inf)
+            self._deadline_stale = True
+        worker.expiry = expiry
         self._worker_expiry[worker.silence].move_to_end(peer)
         requester = task.client
         client = self._clients.get(requester)
         self._time_task(worker, task, now)
         tid = task.tid
         task.state = TaskState.COMPLETED
+        if self._deadlines:
+            self._deadline_stale = True
         self._ended[TaskState.COMPLETED] += 1
         del tasks[tid]
         job = task.job
@@ -1239,6 +1260,7 @@ class BrokerMachine:
             queue.append(task.tid)
         svc.pending += 1
         self._queued += 1
+        self._deadline_stale = True
         deadlines = self._deadlines
         heapq.heappush(deadlines, (task.deadline, task.tid))
         if len(deadlines) > 64 + 2 * self._queued:
@@ -1312,6 +1334,8 @@ class BrokerMachine:
         client identities and service names.
         """
         was = advance(task, state)
+        if self._deadlines:  # it may have an entry there (while or since it was queued)
+            self._deadline_stale = True
         self._ended[state] += 1
         self._tasks.pop(task.tid, None)
         tids = self._jobs.get(task.job)
@@ -1448,6 +1472,7 @@ class BrokerMachine:
             self._reply(task, Failure(task.rid, "unavailable", why, "", (), task.service))
 
     def _drop_worker(self, peer: PeerId, now: float) -> None:
+        self._deadline_stale = True
         worker = self._workers.pop(peer)
         svc = self._services[worker.service]
         del svc.workers[peer]
@@ -1471,6 +1496,7 @@ class BrokerMachine:
         self._forget_if_idle(svc)
 
     def _drop_client(self, peer: PeerId, now: float) -> None:
+        self._deadline_stale = True
         client = self._clients.pop(peer)
         self._client_expiry.pop(peer, None)
         for tid in list(client.requests.values()):
