@@ -155,7 +155,10 @@ def step(draw: st.DrawFn, now: float, held: dict[str, list[int]]) -> tuple[Any, 
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.data(), st.sampled_from([{}, {"prefetch_window": None}, {"max_depth": 2}]))
+@given(
+    st.data(),
+    st.sampled_from([{}, {"prefetch_window": None}, {"max_depth": 2}, {"max_queued": 2}]),
+)
 def test_the_short_paths_do_what_the_general_rules_do(
     data: st.DataObject, config: dict[str, Any]
 ) -> None:

@@ -238,6 +238,11 @@ class Outgoing(NamedTuple):
     extended: bool = True
 
 
+#: Makes an `Outgoing` from its four fields, without the Python call of the
+#: named tuple's ``__new__`` (the broker makes two a request).
+_outgoing = tuple.__new__
+
+
 @attrs.frozen
 class ServiceStatistics:
     """A snapshot of one service.
@@ -442,10 +447,9 @@ class BrokerMachine:
         self._error: BaseException | None = None
         # Whether the short paths of the usual REQUEST and FINAL are taken
         # (`_quick_request`, `_quick_final`): the admission rules they skip
-        # cannot refuse a request when a tree may be one deep and a queue
-        # hold one task. (Tests turn them off to compare with the general
-        # rules.)
-        self._quick = cfg.max_depth > 0 and cfg.max_queued > 0
+        # cannot refuse a request without ancestry when a tree may be one
+        # deep. (Tests turn them off to compare with the general rules.)
+        self._quick = cfg.max_depth > 0
 
     # -- inputs ---------------------------------------------------------------
 
@@ -868,7 +872,7 @@ class BrokerMachine:
 
     # -- the short paths ----------------------------------------------------------
     # The usual REQUEST (a known extended client's, not a sub-request, to a
-    # service with nothing queued and a worker ready) and the usual FINAL (of
+    # service that has a worker or a queue) and the usual FINAL (of
     # a task without sub-requests, from the worker holding it) are most of the
     # traffic. Each short path checks that its message is one of those,
     # changing nothing, and then does what the general rules would do (the
@@ -877,7 +881,7 @@ class BrokerMachine:
     # make the validation and admission rules pass by construction: a known
     # client's new request id, a service that exists (services are made only
     # for valid names, never ``mmi.*``), no parent, no ancestry (so no loop
-    # and depth 0), an empty queue. tests/core/test_quick_paths.py feeds
+    # and depth 0), room in its queue. tests/core/test_quick_paths.py feeds
     # random traffic to a machine with them and one without and compares
     # every output and the whole state after each message.
 
@@ -891,22 +895,10 @@ class BrokerMachine:
             return False
         service = msg.service
         svc = self._services.get(service)
-        if svc is None or svc.pending:
+        if svc is None or svc.pending >= self.config.max_queued:
             return False
-        # `_pick_worker` without its overflow: the top of the ready heap once
-        # the stale entries are gone (the general path would drop them too).
-        ready = svc.ready
-        workers = self._workers
-        while True:
-            if not ready:
-                return False
-            _, _, version, holder = ready[0]
-            worker = workers.get(holder)
-            if worker is not None and worker.version == version:
-                break
-            heapq.heappop(ready)
-        # The message is the usual one: from here on, what `_receive_client`,
-        # `_on_request` and `_assign` do for it.
+        # The message is a usual one: from here on, what `_receive_client`,
+        # `_on_request` and (for a task given at once) `_assign` do for it.
         if client.expiry is not None:
             self._heard_client(client, now)
         payload = msg.payload
@@ -929,9 +921,6 @@ class BrokerMachine:
             now + (timeout if timeout is not None else self.config.service_timeout),
             timeout,
             now,
-            now,
-            TaskState.DISPATCHED,
-            holder,
         )
         client.plain = False
         self._tasks[tid] = task
@@ -941,6 +930,17 @@ class BrokerMachine:
         else:
             tids.add(tid)
         client.requests[rid] = tid
+        # Nothing queued before it: the fair queue would hand it to the worker
+        # `_pick_worker` names, so it goes there at once (as in `_on_request`).
+        worker = None if svc.pending else self._pick_worker(svc)
+        if worker is None:
+            self._enqueue(task, front=False)
+            self._dispatch(service, now)
+            return True
+        holder = worker.peer
+        task.state = TaskState.DISPATCHED  # from PENDING, as `advance` would
+        task.worker = holder
+        task.dispatched = now
         order = svc.workers
         del order[holder]
         order[holder] = None
@@ -949,11 +949,14 @@ class BrokerMachine:
         worker.tasks.add(tid)
         self._refresh(worker)
         self._out.append(
-            Outgoing(
-                holder,
-                worker.protocol,
-                Request(tid, service, payload, job, ancestry),
-                worker.extended,
+            _outgoing(
+                Outgoing,
+                (
+                    holder,
+                    worker.protocol,
+                    Request(tid, service, payload, job, ancestry),
+                    worker.extended,
+                ),
             )
         )
         return True
@@ -1006,7 +1009,7 @@ class BrokerMachine:
         if client is not None:
             reply = Final(rid, msg.payload, task.service)
             self._out.append(
-                Outgoing(requester, task.client_protocol, reply, task.client_extended)
+                _outgoing(Outgoing, (requester, task.client_protocol, reply, task.client_extended))
             )
         if self._services[worker.service].pending:
             self._dispatch(worker.service, now)
@@ -1319,7 +1322,7 @@ class BrokerMachine:
         self._refresh(worker)
         msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
         if worker.extended:
-            self._out.append(Outgoing(peer, worker.protocol, msg))
+            self._out.append(_outgoing(Outgoing, (peer, worker.protocol, msg, True)))
         else:
             self._send(peer, worker.protocol, msg, False)
 
@@ -1518,7 +1521,7 @@ class BrokerMachine:
                 return
             if type(msg) is Partial and protocol is Protocol.CLIENT_01:
                 return  # an MDP/0.1 client gets one REPLY: the FINAL
-        self._out.append(Outgoing(peer, protocol, msg, extended))
+        self._out.append(_outgoing(Outgoing, (peer, protocol, msg, extended)))
 
     def _reply(self, task: Task, msg: Message) -> None:
         """Send `msg` to the requester of `task`, in the form it asked in."""
