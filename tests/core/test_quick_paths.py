@@ -94,17 +94,21 @@ def feed(machine: BrokerMachine, step: tuple[Any, ...]) -> tuple[Any, ...]:
     return error, machine.outgoing(), deadline, machine.notices()
 
 
-def step(draw: st.DrawFn, now: float, held: dict[str, list[int]]) -> tuple[Any, ...]:
+def step(
+    draw: st.DrawFn, now: float, held: dict[str, list[int]], ancestry: dict[int, tuple[str, ...]]
+) -> tuple[Any, ...]:
     """One step: a message from a client or a worker, or a timer tick.
 
     `held` is what each worker was given (task ids), so that most reports
-    answer a task their sender holds.
+    answer a task their sender holds and most sub-requests name one as their
+    parent, with its `ancestry` (as a worker does).
     """
-    kind = draw(st.sampled_from(["request"] * 5 + ["report"] * 5 + ["worker", "client", "tick"]))
+    kinds = ["request"] * 5 + ["report"] * 5 + ["worker", "client", "client", "tick"]
+    kind = draw(st.sampled_from(kinds))
     if kind == "tick":
         return ("tick", now)
     if kind == "request":
-        peer = draw(st.sampled_from([*CLIENTS, "w1", "w3"]))  # workers issue sub-requests
+        peer = draw(st.sampled_from([*CLIENTS, "w1", "w1", "w2", "w3"]))  # and sub-requests
         service = draw(st.sampled_from(SERVICES))
         payload = (draw(st.sampled_from([b"x", b"y", b"{}"])),)
         # p1 speaks plain MDP/0.2 and sometimes binglide's form (so a plain
@@ -113,16 +117,20 @@ def step(draw: st.DrawFn, now: float, held: dict[str, list[int]]) -> tuple[Any, 
             msg: Message = Request(0, service, payload, extended=False)
         else:
             rid = draw(st.integers(0, 8))
-            sub = draw(st.integers(0, 3)) == 0
-            parent = draw(st.sampled_from([0, *held.get(peer, [])[-2:], 77])) if sub else 0
-            ancestry = draw(st.sampled_from([(), ("a/1",), ("x/2", "y/3")])) if sub else ()
+            mine = held.get(peer, [])[-2:]
+            sub = draw(st.integers(0, 3)) < (2 if mine else 1)
+            parent = draw(st.sampled_from([*mine, *mine, *mine, 0, 77])) if sub else 0
+            lineage = draw(
+                st.sampled_from([ancestry.get(parent, ()), ("a/1",), ("x/2", "y/3"), ("a/1",) * 3])
+            )
+            lineage = lineage if sub else ()
             job = draw(st.sampled_from(["", "", "", "9:elsewhere1"]))
             timeout = draw(st.sampled_from([None, None, 0.5]))
-            msg = Request(rid, service, payload, job, ancestry, parent, timeout)
+            msg = Request(rid, service, payload, job, lineage, parent, timeout)
         protocol = Protocol.CLIENT_01 if peer == "o1" else Protocol.CLIENT
         return ("msg", peer, protocol, msg, now)
     if kind == "client":
-        peer = draw(st.sampled_from(CLIENTS))
+        peer = draw(st.sampled_from([*CLIENTS, "w1", "w2"]))
         protocol = Protocol.CLIENT_01 if peer == "o1" else Protocol.CLIENT
         cancel = Cancel(rid=draw(st.integers(1, 8)))
         choices: list[Message] = [Heartbeat(), cancel, cancel, Disconnect()]
@@ -157,32 +165,38 @@ def step(draw: st.DrawFn, now: float, held: dict[str, list[int]]) -> tuple[Any, 
 @settings(max_examples=150, deadline=None)
 @given(
     st.data(),
-    st.sampled_from([{}, {"prefetch_window": None}, {"max_depth": 2}, {"max_queued": 2}]),
+    st.sampled_from(
+        [{}, {"prefetch_window": None}, {"max_depth": 2}, {"max_depth": 0}, {"max_queued": 2}]
+    ),
 )
 def test_the_short_paths_do_what_the_general_rules_do(
     data: st.DataObject, config: dict[str, Any]
 ) -> None:
     quick, general = machines(**config)
     held: dict[str, list[int]] = {}
+    ancestry: dict[int, tuple[str, ...]] = {}
     now = 0.0
     steps: list[tuple[Any, ...]] = [
         ("msg", "w1", Protocol.WORKER, Ready("a"), now),
         ("msg", "w2", Protocol.WORKER, Ready("a"), now),
         ("msg", "w3", Protocol.WORKER, Ready("b", extended=False), now),
         ("msg", "c1", Protocol.CLIENT, Heartbeat(), now),
+        ("msg", "w1", Protocol.CLIENT, Heartbeat(), now),  # a client as well
+        ("msg", "w2", Protocol.CLIENT, Heartbeat(), now),
         ("msg", "c2", Protocol.CLIENT, Request(99, "c"), now),
     ]
     for prelude in steps:
         assert feed(quick, prelude) == feed(general, prelude)
     for _ in range(data.draw(st.integers(1, 60))):
         now += data.draw(st.sampled_from([0.0, 0.0, 0.0, 0.001, 0.3, 2.0]))
-        steps.append(data.draw(st.composite(step)(now, held)))
+        steps.append(data.draw(st.composite(step)(now, held, ancestry)))
         done = feed(quick, steps[-1])
         assert done == feed(general, steps[-1]), steps
         assert snapshot(quick) == snapshot(general), steps
         for out in done[1]:
             if isinstance(out.message, Request) and out.peer in SERVICE:
                 held.setdefault(out.peer, []).append(out.message.rid)
+                ancestry[out.message.rid] = out.message.ancestry
         for peer, tids in held.items():
             tids[:] = [t for t in tids if t in quick._tasks and quick._tasks[t].worker == peer]
 

@@ -446,10 +446,9 @@ class BrokerMachine:
         # The internal error that broke the machine, if one did (module docstring).
         self._error: BaseException | None = None
         # Whether the short paths of the usual REQUEST and FINAL are taken
-        # (`_quick_request`, `_quick_final`): the admission rules they skip
-        # cannot refuse a request without ancestry when a tree may be one
-        # deep. (Tests turn them off to compare with the general rules.)
-        self._quick = cfg.max_depth > 0
+        # (`_quick_request`, `_quick_final`); tests turn them off to compare
+        # with the general rules.
+        self._quick = True
 
     # -- inputs ---------------------------------------------------------------
 
@@ -871,42 +870,55 @@ class BrokerMachine:
         self._client_expiry.move_to_end(client.peer)
 
     # -- the short paths ----------------------------------------------------------
-    # The usual REQUEST (a known extended client's, not a sub-request, to a
-    # service that has a worker or a queue) and the usual FINAL (of
-    # a task without sub-requests, from the worker holding it) are most of the
-    # traffic. Each short path checks that its message is one of those,
-    # changing nothing, and then does what the general rules would do (the
-    # same changes, the same output, in the same order) with a fraction of the
-    # calls; any other message goes to the general rules. Their conditions
-    # make the validation and admission rules pass by construction: a known
-    # client's new request id, a service that exists (services are made only
-    # for valid names, never ``mmi.*``), no parent, no ancestry (so no loop
-    # and depth 0), room in its queue. tests/core/test_quick_paths.py feeds
-    # random traffic to a machine with them and one without and compares
-    # every output and the whole state after each message.
+    # The usual REQUEST (a known extended client's, or a worker's sub-request
+    # of a task it holds, to a service that has a worker or a queue) and the
+    # usual FINAL (of a task without sub-requests, from the worker holding
+    # it) are most of the traffic. Each short path checks that its message is
+    # one of those, changing nothing, and then does what the general rules
+    # would do (the same changes, the same output, in the same order) with a
+    # fraction of the calls; any other message goes to the general rules.
+    # Their conditions make the validation and admission rules pass by
+    # construction: a known client's new request id, not 0; a service that
+    # exists (services are made only for valid names, never ``mmi.*``); a
+    # parent, if any, alive, held by the sender and of the same job; an
+    # ancestry shorter than the bound without the request's own entry (no
+    # loop); room in the queue. tests/core/test_quick_paths.py feeds random
+    # traffic to a machine with them and one without and compares every
+    # output and the whole state after each message.
 
     def _quick_request(self, peer: PeerId, protocol: Protocol, msg: Request, now: float) -> bool:
         """Handle the usual REQUEST (see above); False, having changed nothing, if not one."""
-        if protocol is not Protocol.CLIENT or not msg.extended or msg.parent or msg.ancestry:
+        if protocol is not Protocol.CLIENT or not msg.extended:
             return False
         client = self._clients.get(peer)
         rid = msg.rid
         if client is None or not rid or rid in client.requests or self._next_heartbeat is None:
             return False
+        parent = None
+        if msg.parent:
+            parent = self._tasks.get(msg.parent)
+            if parent is None or parent.worker != peer or (msg.job and msg.job != parent.job):
+                return False
+        cfg = self.config
         service = msg.service
         svc = self._services.get(service)
-        if svc is None or svc.pending >= self.config.max_queued:
+        if svc is None or svc.pending >= cfg.max_queued or len(msg.ancestry) >= cfg.max_depth:
             return False
+        payload = msg.payload
+        entry = request_digest(service, payload)
+        if msg.ancestry:
+            if entry in msg.ancestry:
+                return False  # a loop
+            ancestry: tuple[str, ...] = (*msg.ancestry, entry)
+        else:
+            ancestry = (entry,)
         # The message is a usual one: from here on, what `_receive_client`,
         # `_on_request` and (for a task given at once) `_assign` do for it.
         if client.expiry is not None:
             self._heard_client(client, now)
-        payload = msg.payload
-        entry = request_digest(service, payload)
         tid = self._ids()
         job = JobId(msg.job) if msg.job else job_id_for(peer, rid)
         timeout = msg.timeout
-        ancestry = (entry,)
         task = Task(
             tid,
             peer,
@@ -917,8 +929,8 @@ class BrokerMachine:
             job,
             ancestry,
             payload,
-            0,
-            now + (timeout if timeout is not None else self.config.service_timeout),
+            msg.parent,
+            now + (timeout if timeout is not None else cfg.service_timeout),
             timeout,
             now,
         )
@@ -930,6 +942,8 @@ class BrokerMachine:
         else:
             tids.add(tid)
         client.requests[rid] = tid
+        if parent is not None:
+            parent.children.add(tid)
         # Nothing queued before it: the fair queue would hand it to the worker
         # `_pick_worker` names, so it goes there at once (as in `_on_request`).
         worker = None if svc.pending else self._pick_worker(svc)
