@@ -189,7 +189,7 @@ def turn(
             log.warning("peer %r: %s", peer, what)
         else:
             drops.dropped(peer, what, now)
-    if drops is not None:
+    if drops is not None and drops._counted:  # (the usual turn: no call)
         drops.flush(now)
     deadline = machine.next_deadline()
     if deadline is not None and deadline <= now:

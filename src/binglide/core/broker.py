@@ -852,16 +852,18 @@ class BrokerMachine:
 
     def _heard_worker(self, worker: _Worker, now: float, *, new: bool = False) -> None:
         expiry = now + worker.silence
-        if new or expiry != worker.expiry:  # (never, in one process: inf)
-            self._deadline_stale = True
-        worker.expiry = expiry
-        queue = self._worker_expiry.get(worker.silence)
-        if queue is None:
-            queue = self._worker_expiry[worker.silence] = OrderedDict()
         if new:
+            queue = self._worker_expiry.get(worker.silence)
+            if queue is None:
+                queue = self._worker_expiry[worker.silence] = OrderedDict()
             queue[worker.peer] = None  # a registered worker is in its queue until dropped
+        elif expiry != worker.expiry:  # (never in one process, where it is inf)
+            # Its queue stays in expiry order: an unchanged expiry keeps its place.
+            self._worker_expiry[worker.silence].move_to_end(worker.peer)
         else:
-            queue.move_to_end(worker.peer)
+            return
+        self._deadline_stale = True
+        worker.expiry = expiry
 
     def _heard_client(self, client: _Client, now: float) -> None:
         self._deadline_stale = True
@@ -988,10 +990,10 @@ class BrokerMachine:
         # `_on_report` and `_end` do for it (the task is DISPATCHED: it has a
         # worker).
         expiry = now + worker.silence
-        if expiry != worker.expiry:  # (never, in one process: inf)
+        if expiry != worker.expiry:  # `_heard_worker` (never in one process: inf)
+            self._worker_expiry[worker.silence].move_to_end(peer)
             self._deadline_stale = True
-        worker.expiry = expiry
-        self._worker_expiry[worker.silence].move_to_end(peer)
+            worker.expiry = expiry
         requester = task.client
         client = self._clients.get(requester)
         self._time_task(worker, task, now)
