@@ -44,6 +44,14 @@ of `BrokerMachine`:
 - *dispatch* (``_refresh``'s verdict): which worker of a service takes its
   next task (table below).
 
+Short paths. The usual REQUEST (a known extended client's, or a worker's
+sub-request of a task it holds) and the usual FINAL (of a task without
+sub-requests) skip the calls of the rules above: `BrokerMachine.receive`
+first offers them to ``_quick_request`` and ``_quick_final``, which check
+conditions under which every validation and admission rule passes (changing
+nothing if one does not hold: the message then goes through the rules) and
+make exactly the changes and output the rules would make.
+
 Fair dispatch. Each service queues its pending tasks per *origin*: the real
 client that started the job (recovered from the job id), served round-robin,
 so a client with 1,000 queued chunks does not starve a client with one.
