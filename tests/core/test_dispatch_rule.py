@@ -1,8 +1,11 @@
 """The dispatch rule, checked against a model of it under random traffic.
 
-The broker finds the next worker of a service without looking at every
-worker (a heap of the available ones, kept as their states change). This
-test keeps its own plain model of every worker, built only from the
+The broker finds the next worker of a service of many workers without
+looking at every worker (a heap of the available ones, kept as their states
+change), and that of a service of a few by looking at each (no heap kept).
+Both ways, and a service going from one to the other as workers come and
+go, are checked (`_SCAN_WORKERS`, the most workers looked at, set low and
+high). This test keeps its own plain model of every worker, built only from the
 messages exchanged, and checks every dispatch against the rule as the
 module docstring states it: the available worker with the fewest computing
 tasks, then the fewest tasks, then the least recently used; when none is
@@ -12,7 +15,10 @@ recently used order) takes it anyway.
 
 from __future__ import annotations
 
+from unittest import mock
+
 import attrs
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +32,7 @@ from binglide.core import (
     Request,
     Waiting,
 )
+from binglide.core import broker as broker_module
 from binglide.core.broker import Outgoing
 
 from ..helpers import BrokerDriver
@@ -87,11 +94,20 @@ ops = st.lists(
 )
 
 
+# 0: a heap for every service; 2: a heap from three workers on, made and
+# dropped as workers come and go; 1000: never a heap.
+@pytest.mark.parametrize("scan", [0, 2, broker_module._SCAN_WORKERS, 1000])
 @settings(max_examples=150, deadline=None)
 @given(depth=st.integers(1, 3), bound=st.integers(1, 3), operations=ops)
 def test_every_dispatch_follows_the_rule(
-    depth: int, bound: int, operations: list[tuple[str, object]]
+    scan: int, depth: int, bound: int, operations: list[tuple[str, object]]
 ) -> None:
+    with mock.patch.object(broker_module, "_SCAN_WORKERS", scan):
+        check_operations(depth, bound, operations)
+
+
+def check_operations(depth: int, bound: int, operations: list[tuple[str, object]]) -> None:
+    """Feed `operations` to a machine and check its every dispatch against the model."""
     config = BrokerConfig(
         prefetch=depth, prefetch_window=None, stack_bound=bound, heartbeat_interval=1e9
     )
@@ -129,3 +145,8 @@ def test_every_dispatch_follows_the_rule(
                 (model.waiting[peer].add if waiting else model.waiting[peer].discard)(tid)
                 out = d.worker(peer, Waiting(tid, waiting))
         check(model, out)
+        # A heap of the ready, where one is kept, counts the blocked workers
+        # (what an overflow goes by) as the model does.
+        svc = d.machine._services.get("s")
+        if svc is not None and svc.ready is not None:
+            assert svc.blocked == sum(model.blocked(p) for p in model.order)

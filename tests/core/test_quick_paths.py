@@ -14,6 +14,7 @@ messages, and be in the same state, every table and counter of it.
 from __future__ import annotations
 
 from typing import Any
+from unittest import mock
 
 import attrs
 import pytest
@@ -37,6 +38,7 @@ from binglide.core import (
     Request,
     Waiting,
 )
+from binglide.core import broker as broker_module
 from binglide.errors import RemoteProtocolError
 
 #: Who takes part: (peer, hop protocol). Workers serve "a" (w1, w2, extended),
@@ -162,6 +164,9 @@ def step(
     return ("msg", peer, protocol, msg, now)
 
 
+# A service of a few workers has no heap of the ready (the usual case), one
+# of many has one (`_SCAN_WORKERS`: 0 makes one for every service).
+@pytest.mark.parametrize("scan", [broker_module._SCAN_WORKERS, 0])
 @settings(max_examples=150, deadline=None)
 @given(
     st.data(),
@@ -170,8 +175,14 @@ def step(
     ),
 )
 def test_the_short_paths_do_what_the_general_rules_do(
-    data: st.DataObject, config: dict[str, Any]
+    scan: int, data: st.DataObject, config: dict[str, Any]
 ) -> None:
+    with mock.patch.object(broker_module, "_SCAN_WORKERS", scan):
+        compare_under_random_traffic(data, config)
+
+
+def compare_under_random_traffic(data: st.DataObject, config: dict[str, Any]) -> None:
+    """Feed the same random traffic to a machine with short paths and one without."""
     quick, general = machines(**config)
     held: dict[str, list[int]] = {}
     ancestry: dict[int, tuple[str, ...]] = {}

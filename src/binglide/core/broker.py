@@ -41,7 +41,7 @@ of `BrokerMachine`:
 - *admission* (``_refusal``, its rules in order): whether a valid request
   becomes a task or is answered at once with a failure; the first rule that
   refuses it answers;
-- *dispatch* (``_refresh``'s verdict): which worker of a service takes its
+- *dispatch* (``_verdict``): which worker of a service takes its
   next task (table below).
 
 Short paths. The usual REQUEST (a known extended client's, or a worker's
@@ -334,9 +334,10 @@ class _Worker:
     tasks: set[int] = attrs.Factory(set)
     waiting: set[int] = attrs.Factory(set)
     last_done: float = float("-inf")  # when its last task ended
-    # Dispatch bookkeeping (`BrokerMachine._refresh`): its verdict for
-    # the state it is in, the state's version, and when it was last given a
-    # task (or registered), in its service's order.
+    # Dispatch bookkeeping: when it was last given a task (or registered),
+    # in its service's order; and, while its service keeps a heap of the
+    # ready (`_Service.ready`), its verdict for the state it is in and the
+    # state's version (`BrokerMachine._refresh`).
     verdict: int = -1
     version: int = 0
     lru: int = 0
@@ -361,11 +362,14 @@ class _Service:
     queues: OrderedDict[str, deque[int]] = attrs.Factory(OrderedDict)
     pending: int = 0
     task_time: float | None = None  # smoothed service time, seconds
-    # The available workers as (rank, lru, version, peer), lazy: an entry
-    # whose version is not its worker's any more is dropped when it comes up,
-    # so the next worker is found without looking at every worker.
-    ready: list[tuple[int, int, int, PeerId]] = attrs.Factory(list)
-    blocked: int = 0  # workers whose verdict is _BLOCKED
+    # For a service of more than `_SCAN_WORKERS` workers, the available ones
+    # as (rank, lru, version, peer), lazy: an entry whose version is not its
+    # worker's any more is dropped when it comes up, so the next worker is
+    # found without looking at every worker. None for a service of a few
+    # workers (the usual case: one): `_pick_worker` looks at each of them,
+    # which costs less than keeping a heap at every change of their states.
+    ready: list[tuple[int, int, int, PeerId]] | None = None
+    blocked: int = 0  # workers whose verdict is _BLOCKED, while `ready` is kept
     clock: int = 0  # counts dispatches and registrations: the workers' lru
 
 
@@ -378,12 +382,16 @@ class _Refusal:
     cycle: tuple[str, ...] = ()
 
 
-#: Dispatch verdicts of `BrokerMachine._refresh` besides a rank: the worker may take nothing now...
+#: Dispatch verdicts of `BrokerMachine._verdict` besides a rank: the worker may take nothing now...
 _BUSY = -1
 #: ...or it computes nothing and waits at its stack bound (an overflow may go to it).
 _BLOCKED = -2
 #: Ranks order by computing tasks first, then by tasks held.
 _PER_COMPUTING = 1 << 32
+#: The most workers a service has for `_pick_worker` to look at each of them
+#: (no heap of the ready kept): a look at a worker costs about what a heap
+#: entry made and dropped does, and a worker's state changes twice a task.
+_SCAN_WORKERS = 4
 
 
 #: What each hop may carry to the broker besides REQUEST (client) and READY (worker).
@@ -801,54 +809,96 @@ class BrokerMachine:
         return svc
 
     def _pick_worker(self, svc: _Service) -> _Worker | None:
-        """The worker of `svc` that takes its next task, if any may (`_refresh`).
+        """The worker of `svc` that takes its next task, if any may (`_verdict`).
 
         The available worker of the lowest rank, then the least recently
-        used, is the top of `svc.ready` once the stale entries are gone.
+        used: the first of the lowest rank in `svc.workers`' order for a
+        service of a few workers, else the top of `svc.ready` once the stale
+        entries are gone.
         """
         ready = svc.ready
         workers = self._workers
-        while ready:
-            _, _, version, peer = ready[0]
-            worker = workers.get(peer)
-            if worker is not None and worker.version == version:
-                return worker
-            heapq.heappop(ready)
-        if svc.workers and svc.blocked == len(svc.workers):
+        if ready is None:
+            # The rule of `_verdict`, worker by worker, in LRU order (ranks
+            # tie only between workers of different lru: the first wins).
+            best = None
+            best_rank = 0
+            blocked = 0
+            depth = svc.depth
+            bound = self.config.stack_bound
+            for peer in svc.workers:
+                worker = workers[peer]
+                held = len(worker.tasks)
+                if not worker.extended:
+                    if held:
+                        continue
+                    rank = 0
+                else:
+                    waiting = len(worker.waiting)
+                    computing = held - waiting
+                    if computing >= depth or waiting >= bound:
+                        blocked += not computing
+                        continue
+                    rank = computing * _PER_COMPUTING + held
+                if not rank:
+                    return worker  # idle: nobody ranks before it
+                if best is None or rank < best_rank:
+                    best = worker
+                    best_rank = rank
+            if best is not None:
+                return best
+        else:
+            while ready:
+                _, _, version, peer = ready[0]
+                worker = workers.get(peer)
+                if worker is not None and worker.version == version:
+                    return worker
+                heapq.heappop(ready)
+            blocked = svc.blocked
+        if svc.workers and blocked == len(svc.workers):
             # Every worker waits at its bound and none computes: without one
             # more task somewhere the tree could never finish (module docstring).
             self._overflows += 1
             return min((workers[p] for p in svc.workers), key=lambda w: len(w.tasks))
         return None
 
+    def _verdict(self, worker: _Worker, depth: int) -> int:
+        """The dispatch rule for `worker` now, its service's prefetch depth being `depth`.
+
+        A rank if the worker may take a task now (>= 0, lowest first:
+        computing tasks, then tasks held, so the least computing, then the
+        least loaded, worker takes the next task), `_BUSY` or `_BLOCKED`
+        (the module docstring's table). `_pick_worker` applies the same rule
+        inline to a service of a few workers.
+        """
+        held = len(worker.tasks)
+        if not worker.extended:
+            return 0 if not held else _BUSY  # plain MDP: one task at a time
+        waiting = len(worker.waiting)
+        computing = held - waiting
+        # The stack bound is for waiting tasks, the prefetch depth for
+        # computing ones (with a depth of 1: while none computes).
+        if computing < depth and waiting < self.config.stack_bound:
+            return computing * _PER_COMPUTING + held
+        return _BLOCKED if not computing else _BUSY
+
     def _refresh(self, worker: _Worker) -> None:
         """Take note of `worker`'s new state: its verdict, and its place among the ready.
 
-        The verdict is the dispatch rule: a rank if the worker may take a task
-        now (>= 0, lowest first: computing tasks, then tasks held, so the least
-        computing, then the least loaded, worker takes the next task),
-        `_BUSY` or `_BLOCKED` (the module docstring's table).
+        Only a service that keeps a heap of the ready (`_Service.ready`)
+        needs it: for a few workers, `_pick_worker` looks at each.
         """
         svc = self._services[worker.service]
-        held = len(worker.tasks)
-        if not worker.extended:
-            verdict = 0 if not held else _BUSY  # plain MDP: one task at a time
-        else:
-            waiting = len(worker.waiting)
-            computing = held - waiting
-            # The stack bound is for waiting tasks, the prefetch depth for
-            # computing ones (with a depth of 1: while none computes).
-            if computing < svc.depth and waiting < self.config.stack_bound:
-                verdict = computing * _PER_COMPUTING + held
-            else:
-                verdict = _BLOCKED if not computing else _BUSY
+        ready = svc.ready
+        if ready is None:
+            return
+        verdict = self._verdict(worker, svc.depth)
         old = worker.verdict
         if verdict == _BLOCKED or old == _BLOCKED:
             svc.blocked += (verdict == _BLOCKED) - (old == _BLOCKED)
         worker.verdict = verdict
         worker.version += 1
         if verdict >= 0:
-            ready = svc.ready
             heapq.heappush(ready, (verdict, worker.lru, worker.version, worker.peer))
             if len(ready) > 64 + 4 * len(svc.workers):
                 # Mostly stale: keep the current entries (amortised O(1) a change).
@@ -858,6 +908,31 @@ class BrokerMachine:
                 ]
                 heapq.heapify(ready)
 
+    def _keep_ready(self, svc: _Service) -> None:
+        """Keep a heap of the ready workers of `svc` if it has many, else none.
+
+        Called as a worker registers or leaves: the heap is made afresh from
+        every worker's verdict when the service grows past `_SCAN_WORKERS`,
+        and dropped when it shrinks back.
+        """
+        many = len(svc.workers) > _SCAN_WORKERS
+        if many == (svc.ready is not None):
+            return
+        svc.blocked = 0
+        if not many:
+            svc.ready = None
+            return
+        ready = []
+        for peer in svc.workers:
+            worker = self._workers[peer]
+            worker.verdict = verdict = self._verdict(worker, svc.depth)
+            worker.version += 1
+            if verdict >= 0:
+                ready.append((verdict, worker.lru, worker.version, peer))
+            svc.blocked += verdict == _BLOCKED
+        heapq.heapify(ready)
+        svc.ready = ready
+
     def _heard_worker(self, worker: _Worker, now: float, *, new: bool = False) -> None:
         expiry = now + worker.silence
         if new:
@@ -865,19 +940,37 @@ class BrokerMachine:
             if queue is None:
                 queue = self._worker_expiry[worker.silence] = OrderedDict()
             queue[worker.peer] = None  # a registered worker is in its queue until dropped
+            self._deadline_stale = True
         elif expiry != worker.expiry:  # (never in one process, where it is inf)
             # Its queue stays in expiry order: an unchanged expiry keeps its place.
             self._worker_expiry[worker.silence].move_to_end(worker.peer)
+            self._moved_expiry(worker.expiry, expiry)
         else:
             return
-        self._deadline_stale = True
         worker.expiry = expiry
 
     def _heard_client(self, client: _Client, now: float) -> None:
-        self._deadline_stale = True
-        client.expiry = now + self._silence
-        self._client_expiry[client.peer] = None
-        self._client_expiry.move_to_end(client.peer)
+        expiry = now + self._silence
+        old = client.expiry
+        if old is None:
+            self._deadline_stale = True
+            self._client_expiry[client.peer] = None
+        else:
+            self._client_expiry.move_to_end(client.peer)
+            self._moved_expiry(old, expiry)
+        client.expiry = expiry
+
+    def _moved_expiry(self, old: float, new: float) -> None:
+        """Take note that a peer's expiry moved from `old` to `new` (for `next_deadline`).
+
+        The deadline kept is still the earliest of all if neither is at or
+        before it: the peer's expiry was not it, and does not become it (the
+        usual case: a peer heard well before it expires, the next heartbeat
+        due first). Else it is worked out afresh when asked.
+        """
+        deadline = self._deadline
+        if deadline is None or old <= deadline or new <= deadline:
+            self._deadline_stale = True
 
     # -- the short paths ----------------------------------------------------------
     # The usual REQUEST (a known extended client's, or a worker's sub-request
@@ -971,7 +1064,8 @@ class BrokerMachine:
         svc.clock += 1
         worker.lru = svc.clock
         worker.tasks.add(tid)
-        self._refresh(worker)
+        if svc.ready is not None:  # (a service of many workers: `_refresh`)
+            self._refresh(worker)
         self._out.append(
             _outgoing(
                 Outgoing,
@@ -1000,11 +1094,14 @@ class BrokerMachine:
         expiry = now + worker.silence
         if expiry != worker.expiry:  # `_heard_worker` (never in one process: inf)
             self._worker_expiry[worker.silence].move_to_end(peer)
-            self._deadline_stale = True
+            deadline = self._deadline  # `_moved_expiry`, without its call
+            if deadline is None or expiry <= deadline or worker.expiry <= deadline:
+                self._deadline_stale = True
             worker.expiry = expiry
         requester = task.client
         client = self._clients.get(requester)
-        self._time_task(worker, task, now)
+        svc = self._services[worker.service]
+        self._time_task(worker, task, svc, now)
         tid = task.tid
         task.state = TaskState.COMPLETED
         if self._deadlines:
@@ -1028,14 +1125,15 @@ class BrokerMachine:
                 parent.children.discard(tid)
         worker.tasks.discard(tid)
         worker.waiting.discard(tid)
-        self._refresh(worker)
+        if svc.ready is not None:
+            self._refresh(worker)
         task.worker = None
         if client is not None:
             reply = Final(rid, msg.payload, task.service)
             self._out.append(
                 _outgoing(Outgoing, (requester, task.client_protocol, reply, task.client_extended))
             )
-        if self._services[worker.service].pending:
+        if svc.pending:
             self._dispatch(worker.service, now)
         return True
 
@@ -1209,7 +1307,10 @@ class BrokerMachine:
         svc.workers[peer] = None
         svc.clock += 1
         worker.lru = svc.clock
-        self._refresh(worker)
+        if svc.ready is None:
+            self._keep_ready(svc)  # a heap of the ready once it has many workers
+        else:
+            self._refresh(worker)
         self._dispatch(msg.service, now)
 
     def _on_report(self, worker: _Worker, msg: Partial | Final | Failure, now: float) -> None:
@@ -1222,7 +1323,7 @@ class BrokerMachine:
                 reply = Partial(task.rid, msg.payload, task.service)
                 self._send(task.client, task.client_protocol, reply, task.client_extended)
             return
-        self._time_task(worker, task, now)
+        self._time_task(worker, task, self._services[worker.service], now)
         if isinstance(msg, Final):
             reply_msg: Message = Final(task.rid, msg.payload, task.service)
             end = TaskState.COMPLETED
@@ -1241,7 +1342,7 @@ class BrokerMachine:
         if self._services[worker.service].pending:  # the usual case: nothing queued
             self._dispatch(worker.service, now)
 
-    def _time_task(self, worker: _Worker, task: Task, now: float) -> None:
+    def _time_task(self, worker: _Worker, task: Task, svc: _Service, now: float) -> None:
         # The service time: from dispatch, or from the end of the worker's
         # previous task if that came later (a prefetched task waits its turn
         # on the worker; that wait is not its own time).
@@ -1250,7 +1351,6 @@ class BrokerMachine:
             start = worker.last_done
         sample = now - start if now > start else 0.0
         worker.last_done = now
-        svc = self._services[task.service]
         task_time = svc.task_time
         if task_time is None:
             task_time = sample
@@ -1269,8 +1369,9 @@ class BrokerMachine:
             depth = self._prefetch(task_time)
         if depth != svc.depth:
             svc.depth = depth
-            for peer in svc.workers:  # their verdicts depend on it
-                self._refresh(self._workers[peer])
+            if svc.ready is not None:
+                for peer in svc.workers:  # their verdicts depend on it
+                    self._refresh(self._workers[peer])
 
     # -- dispatch -----------------------------------------------------------------
 
@@ -1343,7 +1444,8 @@ class BrokerMachine:
         task.worker = peer
         task.dispatched = now
         worker.tasks.add(task.tid)
-        self._refresh(worker)
+        if svc.ready is not None:
+            self._refresh(worker)
         msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
         if worker.extended:
             self._out.append(_outgoing(Outgoing, (peer, worker.protocol, msg, True)))
@@ -1503,7 +1605,9 @@ class BrokerMachine:
         worker = self._workers.pop(peer)
         svc = self._services[worker.service]
         del svc.workers[peer]
-        svc.blocked -= worker.verdict == _BLOCKED
+        if svc.ready is not None:
+            svc.blocked -= worker.verdict == _BLOCKED
+            self._keep_ready(svc)  # none kept once it has a few workers
         self._worker_expiry[worker.silence].pop(peer, None)
         # Its tasks go back to the front of their queues; the sub-requests it
         # issued for them die with it (the re-run issues them again).
