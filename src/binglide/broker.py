@@ -395,7 +395,6 @@ def run_broker_blocking(
 
     from .transports.zeromq import (
         bind_router,
-        has_message,
         new_context,
         receive_frames,
         router_incoming,
@@ -414,29 +413,15 @@ def run_broker_blocking(
         ctx.term()
         raise
     clock = time.monotonic
-    poller = zmq.Poller()
-    poller.register(sock, zmq.POLLIN)
-
-    def send(outgoing: list[Outgoing]) -> None:
-        for out in outgoing:
-            try:
-                send_frames(sock, router_outgoing(out))
-            except zmq.ZMQError as exc:
-                log.warning("could not send to peer %r: %s", out.peer, exc)
-
-    def ready() -> Iterable[Incoming]:
-        for i in range(_DRAIN_BLOCKING):
-            # The poll has just said a message is there: ask only from the
-            # second on (a failed receive raises zmq.Again, dearer than asking).
-            if i and not has_message(sock):
-                return
-            try:
-                frames = receive_frames(sock, zmq.DONTWAIT)
-            except zmq.Again:
-                return
-            incoming = router_incoming(frames, dropped)
-            if incoming is not None:
-                yield incoming
+    # ``zmq_poll`` itself, on a list made once: `zmq.Poller.poll` adds a
+    # Python call, and `has_message` a closed-socket check and a list, per
+    # message (the socket is open until this function returns). libzmq's
+    # poll reads ZMQ_EVENTS, which re-arms the socket's descriptor.
+    poll = zmq.zmq_poll
+    pollin = [(sock, int(zmq.POLLIN))]
+    again = zmq.Again
+    zmq_error = zmq.ZMQError
+    dontwait = int(zmq.DONTWAIT)
 
     def dropped(peer: PeerId, error: RemoteProtocolError) -> None:
         drops.dropped(peer, error, clock())
@@ -446,15 +431,34 @@ def run_broker_blocking(
             on_bound(bound)
         deadline = machine.next_deadline()
         while True:
-            timeout = None if deadline is None else max(0, math.ceil((deadline - clock()) * 1000))
+            timeout = -1 if deadline is None else max(0, math.ceil((deadline - clock()) * 1000))
+            batch: list[Incoming] = []
+            if poll(pollin, timeout):
+                # Every message that is ready, up to a bound (the timers'
+                # turn comes after it): the poll has just said one is there,
+                # and a zero-timeout poll says whether another is (a failed
+                # receive raises zmq.Again, dearer than asking).
+                for _ in range(_DRAIN_BLOCKING):
+                    try:
+                        frames = receive_frames(sock, dontwait)
+                    except again:
+                        break
+                    incoming = router_incoming(frames, dropped)
+                    if incoming is not None:
+                        batch.append(incoming)
+                    if not poll(pollin, 0):
+                        break
             # Send what the whole batch produced in one burst: a send wakes
             # ZeroMQ's I/O thread, which on a busy machine preempts this one;
             # a send per message received made a context switch pair of every
             # message. The turn reads the clock after the batch, so that its
             # timers see the time they run at.
-            batch = list(ready()) if poller.poll(timeout) else []
             outgoing, deadline = turn(machine, batch, clock(), drops)
-            send(outgoing)
+            for out in outgoing:
+                try:
+                    send_frames(sock, router_outgoing(out))
+                except zmq_error as exc:
+                    log.warning("could not send to peer %r: %s", out.peer, exc)
     finally:
         sock.close(linger=0)
         if authenticator is not None:
