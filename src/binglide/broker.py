@@ -21,6 +21,7 @@ the machine refuses to go on from an unknown state.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -142,27 +143,27 @@ def feed(
             machine is broken from then on (`binglide.core.broker`), so the
             broker stops rather than serve on from an unknown state.
     """
-    _feed_all(machine, (incoming,), now, drops)
+    peer, protocol, msg = incoming
+    try:
+        machine.receive(peer, protocol, msg, now)
+    except RemoteProtocolError as exc:
+        _refused(peer, exc, now, drops)
+    except Exception:
+        _broken(peer)
+        raise
 
 
-def _feed_all(
-    machine: BrokerMachine, received: Iterable[Incoming], now: float, drops: DropLog | None
-) -> None:
-    """`feed` each message of `received` in turn (one call a batch, not one a message)."""
-    receive = machine.receive
-    for peer, protocol, msg in received:
-        try:
-            receive(peer, protocol, msg, now)
-        except RemoteProtocolError as exc:
-            if drops is None:
-                log.warning("dropped a message from peer %r: %s", peer, exc)
-            else:
-                drops.dropped(peer, exc, now)
-        except Exception:
-            log.critical(
-                "internal error while handling a message from peer %r", peer, exc_info=True
-            )
-            raise
+def _refused(peer: PeerId, exc: RemoteProtocolError, now: float, drops: DropLog | None) -> None:
+    """Log a message the machine refused (rate-limited with `drops`)."""
+    if drops is None:
+        log.warning("dropped a message from peer %r: %s", peer, exc)
+    else:
+        drops.dropped(peer, exc, now)
+
+
+def _broken(peer: PeerId) -> None:
+    """Log the internal error the machine raised on a message from `peer` (being handled)."""
+    log.critical("internal error while handling a message from peer %r", peer, exc_info=True)
 
 
 def turn(
@@ -182,7 +183,15 @@ def turn(
         The messages to send, in order, and when the machine's timers are
         next due (None: nothing to time).
     """
-    _feed_all(machine, received, now, drops)
+    receive = machine.receive
+    for peer, protocol, msg in received:  # `feed`, inline: a turn a message in one process
+        try:
+            receive(peer, protocol, msg, now)
+        except RemoteProtocolError as exc:
+            _refused(peer, exc, now, drops)
+        except Exception:
+            _broken(peer)
+            raise
     for peer, what in machine.notices():
         # Handled (a DISCONNECT sent), but a peer misbehaved: said as a drop is.
         if drops is None:
@@ -234,6 +243,9 @@ class Broker:
         #: When the timer task wakes next (inf: never), and how to wake it sooner.
         self._timer_at = math.inf
         self._timer_changed: anyio.Event | None = None
+        #: The clock: the running loop's, from `serve` on (`loop_time`'s
+        #: calls, without looking the loop up at every message).
+        self._clock: Callable[[], float] = loop_time
 
     def statistics(self) -> BrokerStatistics:
         """Return a snapshot of the broker's queues, tasks and counters."""
@@ -247,6 +259,7 @@ class Broker:
                 as itself (not in an exception group).
         """
         errors: list[Exception] = []
+        self._clock = asyncio.get_running_loop().time
         try:
             async with anyio.create_task_group() as tg:
 
@@ -276,24 +289,26 @@ class Broker:
             raise next((e for e in errors if not isinstance(e, LocalProtocolError)), errors[0])
 
     def _dropped(self, peer: PeerId, error: RemoteProtocolError) -> None:
-        self.drops.dropped(peer, error, loop_time())
+        self.drops.dropped(peer, error, self._clock())
 
     def _on_batch(self, batch: Sequence[Incoming]) -> None:
-        outgoing, deadline = turn(self.machine, batch, loop_time(), self.drops)
+        outgoing, deadline = turn(self.machine, batch, self._clock(), self.drops)
+        post = self._outbox.post
         for out in outgoing:
-            self._outbox.post(out)
+            post(out)
         if deadline is not None and deadline < self._timer_at and self._timer_changed:
             self._timer_changed.set()
 
     async def _timers(self) -> None:
         machine = self.machine
+        clock = self._clock
         while True:
-            outgoing, deadline = turn(machine, (), loop_time(), self.drops)
+            outgoing, deadline = turn(machine, (), clock(), self.drops)
             for out in outgoing:
                 self._outbox.post(out)
             self._timer_at = math.inf if deadline is None else deadline
             self._timer_changed = changed = anyio.Event()
-            with anyio.move_on_after(self._timer_at - loop_time()):
+            with anyio.move_on_after(self._timer_at - clock()):
                 await changed.wait()
 
     def _send_nowait(self, out: Outgoing) -> None:
