@@ -850,9 +850,9 @@ class BrokerMachine:
         else:
             while ready:
                 _, _, version, peer = ready[0]
-                worker = workers.get(peer)
-                if worker is not None and worker.version == version:
-                    return worker
+                top = workers.get(peer)
+                if top is not None and top.version == version:
+                    return top
                 heapq.heappop(ready)
             blocked = svc.blocked
         if svc.workers and blocked == len(svc.workers):
@@ -1017,10 +1017,17 @@ class BrokerMachine:
             ancestry = (entry,)
         # The message is a usual one: from here on, what `_receive_client`,
         # `_on_request` and (for a task given at once) `_assign` do for it.
-        if client.expiry is not None:
-            self._heard_client(client, now)
+        expiry = client.expiry
+        if expiry is not None:  # `_heard_client`, without its calls
+            self._client_expiry.move_to_end(peer)
+            heard = now + self._silence
+            deadline = self._deadline  # `_moved_expiry`
+            if deadline is None or expiry <= deadline or heard <= deadline:
+                self._deadline_stale = True
+            client.expiry = heard
         tid = self._ids()
-        job = JobId(msg.job) if msg.job else job_id_for(peer, rid)
+        # (A sub-request's job as it came: a NewType's call is a Python call.)
+        job: JobId = msg.job or job_id_for(peer, rid)  # type: ignore[assignment]
         timeout = msg.timeout
         task = Task(
             tid,
