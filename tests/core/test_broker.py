@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Callable
 
@@ -128,6 +129,39 @@ def test_worker_cancels_one_sub_request_and_its_subtree_only() -> None:
     assert to(out, "w3") == [Cancel(job, 102)]
     assert to(out, "c") == []
     assert d.machine.statistics().dispatched == 1  # the root goes on
+
+
+def documented_entry(service: str, payload: tuple[bytes, ...]) -> str:
+    """docs/protocol.md section 6, written out: BLAKE2b-64 of the name, then length:frame each."""
+    data = service.encode() + b"".join(str(len(f)).encode() + b":" + f for f in payload)
+    return f"{service}/{hashlib.blake2b(data, digest_size=8).hexdigest()}"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        (),
+        (b"",),
+        (b"x",),
+        (b"x" * 255,),
+        (b"y" * 256,),
+        (b"z" * 70_000,),
+        (b"{}", b"a" * 300, b""),
+    ],
+)
+def test_the_ancestry_entry_is_the_documented_digest(payload: tuple[bytes, ...]) -> None:
+    assert request_digest("sv\u00e9", payload) == documented_entry("sv\u00e9", payload)
+    # The usual request (its client known, a worker ready: the short path)
+    # carries the same entry to its worker, and a second one too (the
+    # service's hasher is copied, never updated in place).
+    d = make()
+    d.worker("w", Ready("sv\u00e9"))
+    d.client("c", Heartbeat())
+    for rid in (1, 2):
+        [req] = to(d.client("c", Request(rid, "sv\u00e9", payload)), "w")
+        assert isinstance(req, Request)
+        assert req.ancestry == (documented_entry("sv\u00e9", payload),)
+        d.worker("w", Final(req.rid, (b"done",)))
 
 
 def test_loop_is_refused_with_the_cycle() -> None:
