@@ -73,6 +73,22 @@ def snapshot(machine: BrokerMachine) -> Any:
     return _value(state)
 
 
+def check_queues_wait_for_workers(machine: BrokerMachine) -> None:
+    """After every message, a service with tasks queued has no worker that may take one.
+
+    (What the short path of a REQUEST that queues relies on: it does not
+    dispatch the service, which could give nothing.) No worker has an
+    available verdict, and not every worker is blocked (an overflow).
+    """
+    for svc in machine._services.values():
+        if not svc.pending:
+            continue
+        workers = [machine._workers[p] for p in svc.workers]
+        verdicts = [machine._verdict(w, svc.depth) for w in workers]
+        assert all(v < 0 for v in verdicts), (svc.name, verdicts)
+        assert not workers or not all(v == broker_module._BLOCKED for v in verdicts)
+
+
 def machines(**config: Any) -> tuple[BrokerMachine, BrokerMachine]:
     cfg = BrokerConfig(heartbeat_interval=1.0, liveness=3, stack_bound=2, prefetch=3, **config)
     quick, general = BrokerMachine(cfg, ids=IdSource(1)), BrokerMachine(cfg, ids=IdSource(1))
@@ -207,6 +223,7 @@ def compare_under_random_traffic(data: st.DataObject, config: dict[str, Any]) ->
         done = feed(quick, steps[-1])
         assert done == feed(general, steps[-1]), steps
         assert snapshot(quick) == snapshot(general), steps
+        check_queues_wait_for_workers(general)
         for out in done[1]:
             if isinstance(out.message, Request) and out.peer in SERVICE:
                 held.setdefault(out.peer, []).append(out.message.rid)

@@ -1048,7 +1048,12 @@ class BrokerMachine:
             client.expiry = heard
         tid = self._ids()
         # (A sub-request's job as it came: a NewType's call is a Python call.)
-        job: JobId = msg.job or job_id_for(peer, rid)  # type: ignore[assignment]
+        if msg.job:
+            job: JobId = msg.job  # type: ignore[assignment]
+            origin = None  # `_enqueue` reads it from the job id, if it must
+        else:
+            job = job_id_for(peer, rid)
+            origin = peer  # what `origin_of` reads from it
         timeout = msg.timeout
         task = Task(
             tid,
@@ -1079,8 +1084,11 @@ class BrokerMachine:
         # `_pick_worker` names, so it goes there at once (as in `_on_request`).
         worker = None if svc.pending else self._pick_worker(svc)
         if worker is None:
-            self._enqueue(task, front=False)
-            self._dispatch(service, now)
+            # Queued. `_on_request` would `_dispatch` the service now, which
+            # would give nothing: no worker may take a task, as the pick just
+            # said, or as every turn leaves a service with a queue (each
+            # change that may free a worker of it dispatches its queue).
+            self._enqueue(task, front=False, origin=origin)
             return True
         holder = worker.peer
         task.state = TaskState.DISPATCHED  # from PENDING, as `advance` would
@@ -1403,9 +1411,11 @@ class BrokerMachine:
 
     # -- dispatch -----------------------------------------------------------------
 
-    def _enqueue(self, task: Task, *, front: bool) -> None:
+    def _enqueue(self, task: Task, *, front: bool, origin: str | None = None) -> None:
+        """Queue `task` at its service, behind the others of its `origin` (`origin_of` its job)."""
         svc = self._services.get(task.service) or self._service(task.service)
-        origin = origin_of(task.job)
+        if origin is None:
+            origin = origin_of(task.job)
         queue = svc.queues.get(origin)
         if queue is None:
             queue = svc.queues[origin] = deque()
