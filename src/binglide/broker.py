@@ -21,7 +21,6 @@ the machine refuses to go on from an unknown state.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import os
@@ -243,9 +242,6 @@ class Broker:
         #: When the timer task wakes next (inf: never), and how to wake it sooner.
         self._timer_at = math.inf
         self._timer_changed: anyio.Event | None = None
-        #: The clock: the running loop's, from `serve` on (`loop_time`'s
-        #: calls, without looking the loop up at every message).
-        self._clock: Callable[[], float] = loop_time
 
     def statistics(self) -> BrokerStatistics:
         """Return a snapshot of the broker's queues, tasks and counters."""
@@ -259,7 +255,6 @@ class Broker:
                 as itself (not in an exception group).
         """
         errors: list[Exception] = []
-        self._clock = asyncio.get_running_loop().time
         try:
             async with anyio.create_task_group() as tg:
 
@@ -289,10 +284,10 @@ class Broker:
             raise next((e for e in errors if not isinstance(e, LocalProtocolError)), errors[0])
 
     def _dropped(self, peer: PeerId, error: RemoteProtocolError) -> None:
-        self.drops.dropped(peer, error, self._clock())
+        self.drops.dropped(peer, error, loop_time())
 
     def _on_batch(self, batch: Sequence[Incoming]) -> None:
-        outgoing, deadline = turn(self.machine, batch, self._clock(), self.drops)
+        outgoing, deadline = turn(self.machine, batch, loop_time(), self.drops)
         post = self._outbox.post
         for out in outgoing:
             post(out)
@@ -301,14 +296,13 @@ class Broker:
 
     async def _timers(self) -> None:
         machine = self.machine
-        clock = self._clock
         while True:
-            outgoing, deadline = turn(machine, (), clock(), self.drops)
+            outgoing, deadline = turn(machine, (), loop_time(), self.drops)
             for out in outgoing:
                 self._outbox.post(out)
             self._timer_at = math.inf if deadline is None else deadline
             self._timer_changed = changed = anyio.Event()
-            with anyio.move_on_after(self._timer_at - clock()):
+            with anyio.move_on_after(self._timer_at - loop_time()):
                 await changed.wait()
 
     def _send_nowait(self, out: Outgoing) -> None:
