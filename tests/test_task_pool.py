@@ -424,3 +424,173 @@ async def test_the_runner_of_a_cancelled_call_ends_and_the_next_call_runs_on_a_n
             await anyio.wait_all_tasks_blocked()
             assert first not in pool._runners
     assert outcomes == ["next ran through"]
+
+
+async def _warm_runner(pool: TaskPool) -> asyncio.Task[None]:
+    """Run a call to its end and return its runner, now waiting for the next call."""
+
+    async def quick() -> None:
+        pass
+
+    pool.start_soon(quick)
+    await anyio.wait_all_tasks_blocked()
+    [runner] = pool._runners
+    return runner
+
+
+async def test_start_now_on_a_waiting_runner_runs_a_step_that_ends_without_waking_it() -> None:
+    skip_unless_steps_run_now()
+    seen: list[object] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            runner = await _warm_runner(pool)
+            [(_, waiter, _)] = pool._idle
+
+            async def call() -> None:
+                seen.append(asyncio.current_task())
+
+            pool.start_now(call)
+            assert seen == [runner]  # run as the runner, before start_now returned
+            # Still waiting on the same future: the call did not go through it.
+            assert pool._idle == [(runner, waiter, pool._idle[0][2])]
+            assert not waiter.done()
+            assert len(pool) == 0
+            pool.start_now(call)
+            assert seen == [runner, runner]
+
+
+async def test_a_variable_set_in_a_first_step_on_a_waiting_runner_is_not_seen_by_the_next() -> (
+    None
+):
+    skip_unless_steps_run_now()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    seen: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            runner = await _warm_runner(pool)
+
+            async def setter() -> None:
+                var.set("set")
+
+            async def reader() -> None:
+                seen.append(var.get())
+
+            pool.start_now(setter)
+            assert var.get() == "unset"  # not the caller's context either
+            await anyio.wait_all_tasks_blocked()
+            assert runner not in pool._runners  # it ended: its context changed
+            pool.start_now(reader)
+            await anyio.wait_all_tasks_blocked()
+    assert seen == ["unset"]
+
+
+async def test_a_first_step_on_a_waiting_runner_that_waits_goes_on_in_that_runner() -> None:
+    skip_unless_steps_run_now()
+    var: contextvars.ContextVar[str] = contextvars.ContextVar("var", default="unset")
+    steps: list[tuple[str, object, str]] = []
+    resume = anyio.Event()
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            runner = await _warm_runner(pool)
+
+            async def call() -> None:
+                var.set("set in the first step")
+                with anyio.CancelScope():  # entered before the wait, left after it
+                    steps.append(("first", asyncio.current_task(), var.get()))
+                    await resume.wait()
+                    steps.append(("second", asyncio.current_task(), var.get()))
+
+            pool.start_now(call)
+            assert [s[0] for s in steps] == ["first"]
+            assert len(pool) == 1
+            resume.set()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0
+    assert steps == [
+        ("first", runner, "set in the first step"),
+        ("second", runner, "set in the first step"),
+    ]
+
+
+async def test_a_pool_call_cancels_a_call_that_waits_after_a_first_step_on_a_waiting_runner() -> (
+    None
+):
+    skip_unless_steps_run_now()
+    outcomes: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            runner = await _warm_runner(pool)
+
+            async def victim() -> None:
+                try:
+                    await anyio.sleep_forever()
+                finally:
+                    with anyio.CancelScope(shield=True):
+                        await anyio.lowlevel.checkpoint()  # not cancelled: shielded
+                        outcomes.append("cleaned up")
+
+            handle = PoolCall()
+            pool.start_now(victim, call=handle)
+            assert pool._runners == {runner}  # the waiting runner took it
+            handle.cancel()
+            await anyio.wait_all_tasks_blocked()
+            assert len(pool) == 0
+            assert pool._runners == set()  # its scope was cancelled: it ended
+    assert outcomes == ["cleaned up"]
+
+
+async def test_a_call_that_fails_in_a_first_step_on_a_waiting_runner_cancels_the_body() -> None:
+    skip_unless_steps_run_now()
+    with anyio.fail_after(5):
+        with pytest.raises(ValueError, match="at once"):
+            async with TaskPool() as pool:
+                await _warm_runner(pool)
+
+                async def fail() -> None:
+                    raise ValueError("at once")
+
+                pool.start_now(fail)
+                await anyio.sleep_forever()
+
+
+async def test_a_cancellation_raised_in_a_first_step_on_a_waiting_runner_is_no_error() -> None:
+    skip_unless_steps_run_now()
+    ran: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            runner = await _warm_runner(pool)
+
+            async def cancelled() -> None:
+                raise asyncio.CancelledError
+
+            async def after() -> None:
+                ran.append("after")
+
+            pool.start_now(cancelled)
+            # Its runner raised it, in its own task, before start_now returned.
+            assert runner.cancelled()
+            assert len(pool) == 0
+            await anyio.wait_all_tasks_blocked()
+            pool.start_now(after)
+    assert ran == ["after"]
+
+
+async def test_a_call_waiting_after_a_first_step_on_a_waiting_runner_is_cancelled_at_exit() -> (
+    None
+):
+    skip_unless_steps_run_now()
+    outcomes: list[str] = []
+    with anyio.fail_after(5):
+        async with TaskPool() as pool:
+            await _warm_runner(pool)
+
+            async def held() -> None:
+                try:
+                    await anyio.sleep_forever()
+                except anyio.get_cancelled_exc_class():
+                    outcomes.append("cancelled")
+                    raise
+
+            pool.start_now(held)
+            await anyio.wait_all_tasks_blocked()
+    assert outcomes == ["cancelled"]

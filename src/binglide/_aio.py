@@ -20,7 +20,9 @@ module, the runtime asks asyncio directly:
   asyncio task it keeps (a runner), cheaper again. Calls still live in a
   scope: they end before the pool does, and an error in one cancels the
   pool's body and is raised. `TaskPool.start_now` runs a call's first step
-  at once, through `step_now`. A call given a `PoolCall` can be cancelled
+  at once: on a waiting runner, as that runner but without waking it (a call
+  that ends in its first step costs the runner nothing; one that waits is
+  handed to it); else through `step_now`. A call given a `PoolCall` can be cancelled
   alone, through one anyio cancel scope per runner (not one per call).
 - `step_now`: run a task's step that was just scheduled now, as the task,
   instead of at the loop's next turn: what Python 3.12's eager tasks do for
@@ -43,14 +45,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import types
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, TypeVarTuple, Unpack
+from typing import TYPE_CHECKING, TypeVarTuple, Unpack, cast
 
 import anyio
 
 if TYPE_CHECKING:
     from collections import deque
-    from collections.abc import AsyncIterator, Callable, Coroutine
+    from collections.abc import AsyncIterator, Callable, Coroutine, Generator
     from typing import Any
 
 __all__ = (
@@ -142,12 +145,16 @@ class PoolCall:
 
 
 class _Runner:
-    """A runner's cancel scope, entered once for all its calls."""
+    """A runner's own state: its cancel scope, entered once for all its calls, and its context."""
 
-    __slots__ = ("scope",)
+    __slots__ = ("context", "fresh", "scope")
 
     def __init__(self) -> None:
         self.scope: anyio.CancelScope | None = None
+        #: The context the runner's task runs in (and every call on it).
+        self.context = contextvars.copy_context()
+        #: What it holds when a call starts (listed once for the runner's life).
+        self.fresh = list(self.context.items())
 
 
 class TaskPool(anyio.AsyncContextManagerMixin):
@@ -172,9 +179,9 @@ class TaskPool(anyio.AsyncContextManagerMixin):
 
     def __init__(self) -> None:
         self._runners: set[asyncio.Task[None]] = set()
-        #: The waiting runners' futures, the latest waiting last: a call is
-        #: handed over by setting one's result.
-        self._idle: list[tuple[asyncio.Task[None], asyncio.Future[_Handed]]] = []
+        #: The waiting runners and their futures, the latest waiting last: a
+        #: call is handed over by setting one's result (None: end).
+        self._idle: list[tuple[asyncio.Task[None], asyncio.Future[_Handed | None], _Runner]] = []
         self._busy = 0
         self._error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
@@ -221,18 +228,110 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         """
         if not self._open:
             raise RuntimeError("this task pool is not open")
-        step_now(self._hand(fn(*args), call))
+        coro = fn(*args)
+        idle = self._idle
+        if idle and not _stepping and (call is None or not call.cancel_called):
+            runner, waiter, state = idle[-1]
+            if not waiter.done():  # else its runner was cancelled while it waited
+                idle.pop()
+                if self._step_on(runner, waiter, state, coro, call):
+                    return
+                idle.append((runner, waiter, state))  # this loop cannot: as below
+        step_now(self._hand(coro, call))
+
+    def _step_on(
+        self,
+        runner: asyncio.Task[None],
+        waiter: asyncio.Future[_Handed | None],
+        state: _Runner,
+        coro: Coroutine[Any, Any, None],
+        call: PoolCall | None,
+    ) -> bool:
+        """Run the first step of `coro` as waiting `runner`'s, without waking it.
+
+        What `step_now` does with a runner's step, less the hand-over (a
+        future's result, the loop's handle, the runner's own frames): the
+        call's step runs as the runner (the current task, the runner's
+        context and cancel scope). A call that ends in it leaves the runner
+        waiting as it was; one that waits is handed to the runner, which
+        goes on with it (`_resumed`) as if it had run the step itself.
+        Return False if this loop cannot swap its running task (nothing ran).
+        """
+        global _stepping
+        loop = runner.get_loop()
+        if _current_tasks is None or not isinstance(loop, asyncio.BaseEventLoop):
+            return False
+        outer = _current_tasks.pop(loop, None)
+        if asyncio.current_task(loop) is not None:
+            # The running task is kept elsewhere (see `step_now`).
+            if outer is not None:
+                _current_tasks[loop] = outer
+            return False
+        _current_tasks[loop] = runner
+        _stepping = True
+        self._busy += 1
+        if call is not None:
+            call._runner = state
+        handed: _Handed | None = None
+        try:
+            pending = state.context.run(coro.send, None)
+        except StopIteration:
+            pass
+        except (asyncio.CancelledError, KeyboardInterrupt, SystemExit, GeneratorExit) as exc:
+            # The runner raises it, in its task and its scope, as if it had run the step.
+            handed = (_raising(exc), call)
+        except BaseException as error:
+            if self._error is None:
+                self._error = error
+                if self._scope is not None:
+                    self._scope.cancel()
+            self._busy -= 1
+            if call is not None:
+                call._runner = None
+            waiter.set_result(None)  # the runner ends, as when its call fails
+            return True
+        else:
+            # A generator-based coroutine: awaited, sent to and closed alike.
+            handed = (cast("Coroutine[Any, Any, None]", _resumed(coro, pending)), call)
+        finally:
+            _stepping = False
+            if outer is None:
+                del _current_tasks[loop]
+            else:
+                _current_tasks[loop] = outer
+        if handed is not None:
+            waiter.set_result(handed)
+            step_now(runner)  # it waits as its call does, before this returns
+            return True
+        self._busy -= 1
+        if call is not None:
+            call._runner = None
+        if (
+            (call is not None and call.cancel_called)
+            or not self._open
+            or runner.cancelling()
+            or waiter.done()
+            or _changed(state.context, state.fresh)
+        ):
+            if not waiter.done():
+                waiter.set_result(None)  # the next call gets a fresh task
+        else:
+            self._idle.append((runner, waiter, state))
+        return True
 
     def _hand(self, coro: Coroutine[Any, Any, None], call: PoolCall | None) -> asyncio.Task[None]:
         """Hand `coro` to a runner; return that runner (its step is scheduled)."""
         self._busy += 1
         idle = self._idle
         while idle:
-            runner, waiter = idle.pop()
+            runner, waiter, _state = idle.pop()
             if not waiter.done():  # else its runner was cancelled while it waited
                 waiter.set_result((coro, call))
                 return runner
-        runner = asyncio.get_running_loop().create_task(self._run(coro, call))
+        state = _Runner()
+        runner = asyncio.get_running_loop().create_task(
+            self._run(coro, call, state), context=state.context
+        )
         self._runners.add(runner)
         return runner
 
@@ -243,12 +342,11 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         else:
             handed[0].close()
 
-    async def _run(self, coro: Coroutine[Any, Any, None], call: PoolCall | None) -> None:
+    async def _run(
+        self, coro: Coroutine[Any, Any, None], call: PoolCall | None, runner: _Runner
+    ) -> None:
         me = asyncio.current_task()
         assert me is not None
-        # The context every call starts in, listed once for the runner's life.
-        fresh = list(contextvars.copy_context().items())
-        runner = _Runner()
         try:
             # One cancel scope for all the runner's calls (anyio's costs more
             # than the rest of a call's hand-over): a call's `PoolCall`
@@ -279,21 +377,28 @@ class TaskPool(anyio.AsyncContextManagerMixin):
                         (call is not None and call.cancel_called)
                         or not self._open
                         or me.cancelling()
-                        or _changed(fresh)
+                        or _changed(runner.context, runner.fresh)
                         or len(self._idle) >= _MAX_IDLE_RUNNERS
                     ):
                         return  # the next call gets a fresh task
-                    waiter: asyncio.Future[_Handed] = asyncio.get_running_loop().create_future()
-                    self._idle.append((me, waiter))
+                    waiter: asyncio.Future[_Handed | None] = (
+                        asyncio.get_running_loop().create_future()
+                    )
+                    self._idle.append((me, waiter, runner))
                     try:
-                        coro, call = await waiter
+                        handed = await waiter
                     except asyncio.CancelledError:
                         if waiter.done() and not waiter.cancelled():
-                            # A call was handed over just before the cancellation
-                            # came: it is not this runner's to lose.
-                            self._busy -= 1
-                            self._rehand(waiter.result())
+                            handed = waiter.result()
+                            if handed is not None:
+                                # A call was handed over just before the cancellation
+                                # came: it is not this runner's to lose.
+                                self._busy -= 1
+                                self._rehand(handed)
                         raise
+                    if handed is None:
+                        return  # its call was run without it (`_step_on`), and left things behind
+                    coro, call = handed
         finally:
             self._runners.discard(me)
 
@@ -390,9 +495,10 @@ _Handed = tuple["Coroutine[Any, Any, None]", PoolCall | None]
 _MAX_IDLE_RUNNERS = 64
 
 
-def _changed(fresh: list[tuple[contextvars.ContextVar[Any], Any]]) -> bool:
-    """Whether the current context differs from `fresh`, its items (a call set a variable)."""
-    now = contextvars.copy_context()
+def _changed(
+    now: contextvars.Context, fresh: list[tuple[contextvars.ContextVar[Any], Any]]
+) -> bool:
+    """Whether context `now` differs from `fresh`, its items as a call began (a call set one)."""
     if len(now) != len(fresh):
         return True
     # A loop, not any() over a generator: no generator frame made and resumed a call.
@@ -403,6 +509,35 @@ def _changed(fresh: list[tuple[contextvars.ContextVar[Any], Any]]) -> bool:
 
 
 _MISSING = object()
+
+
+@types.coroutine
+def _resumed(coro: Coroutine[Any, Any, None], pending: Any) -> Generator[Any, Any, None]:
+    """Go on with `coro`, whose first step (run outside its runner, `_step_on`) yielded `pending`.
+
+    Run by the runner: it waits on what the step waits on, as the task that
+    ran the step would, then steps `coro` itself (what it throws in goes to
+    `coro`: its cancellation, say).
+    """
+    while True:
+        try:
+            yield pending
+        except GeneratorExit:
+            coro.close()
+            raise
+        except BaseException as exc:
+            try:
+                pending = coro.throw(exc)
+            except StopIteration:
+                return
+            continue
+        break
+    yield from coro
+
+
+async def _raising(exc: BaseException) -> None:
+    """Raise `exc` (what a call's first step raised, for its runner to raise as its own)."""
+    raise exc
 
 
 class Waiters:
