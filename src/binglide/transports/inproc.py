@@ -82,36 +82,41 @@ class _Switchboard:
         self.broker = _End()
         self.bound = False
         self.peers: dict[PeerId, _End] = {}
-        self._queue: deque[tuple[_End, tuple[Any, ...]]] = deque()
+        #: What waits to be delivered, in order (the transports append to it
+        #: and call `run` when not `busy`: what `post` does).
+        self.queue: deque[tuple[_End, tuple[Any, ...]]] = deque()
         #: What to call once the queue is empty (`call_when_delivered`), by end.
         self._after: list[tuple[_End, Callable[[], None]]] = []
-        self._busy = False
+        #: Whether `run` is delivering (a handler's sends then only queue).
+        self.busy = False
 
     def post(self, end: _End, item: tuple[Any, ...]) -> None:
-        self._queue.append((end, item))
-        if not self._busy:
-            self._run()
+        """Deliver `item` to `end` after what is queued (now, if nothing is being delivered)."""
+        self.queue.append((end, item))
+        if not self.busy:
+            self.run()
 
     def flush_backlog(self, end: _End) -> None:
         # What waited for the end goes before anything its delivery causes.
-        self._queue.extend((end, item) for item in end.backlog)
+        self.queue.extend((end, item) for item in end.backlog)
         end.backlog.clear()
-        if not self._busy:
-            self._run()
+        if not self.busy:
+            self.run()
 
     def call_when_delivered(self, end: _End, fn: Callable[[], None]) -> None:
         """Call `fn` when nothing is left to deliver (now if nothing is being delivered).
 
         What it raises belongs to `end`, as what its handler raises does.
         """
-        if self._busy:
+        if self.busy:
             self._after.append((end, fn))
             return
         fn()
 
-    def _run(self) -> None:
-        self._busy = True
-        queue = self._queue
+    def run(self) -> None:
+        """Deliver what is queued, in order, until nothing is left (see the module docstring)."""
+        self.busy = True
+        queue = self.queue
         after = self._after
         try:
             while True:
@@ -138,7 +143,7 @@ class _Switchboard:
                     except Exception as exc:
                         end.end(exc)
         finally:
-            self._busy = False
+            self.busy = False
 
 
 class InprocNetwork:
@@ -182,9 +187,13 @@ class InprocBroker(BrokerTransport):
     def send_nowait(self, out: Outgoing) -> None:
         if self._end.error is not None:
             raise TransportClosed("the broker's in-process transport is closed")
-        end = self._board.peers.get(out.peer)
+        board = self._board
+        end = board.peers.get(out.peer)
         if end is not None:  # else the peer left: like a ROUTER, drop it
-            self._board.post(end, (out.protocol, out.message))
+            # `board.post`, inline (every message of the network comes here or below).
+            board.queue.append((end, (out.protocol, out.message)))
+            if not board.busy:
+                board.run()
 
     async def send(self, out: Outgoing) -> None:
         await anyio.lowlevel.checkpoint()
@@ -223,10 +232,14 @@ class InprocPeer(PeerTransport):
     def send_nowait(self, protocol: Protocol, message: Message) -> None:
         if self._closed:
             raise TransportClosed(f"peer {self.identity!r} is closed")
-        broker = self._board.broker
+        board = self._board
+        broker = board.broker
         if broker.error is not None:
             raise TransportBroken("the in-process broker is gone")
-        self._board.post(broker, (((self.identity, protocol, message),),))
+        # `board.post`, inline.
+        board.queue.append((broker, (((self.identity, protocol, message),),)))
+        if not board.busy:
+            board.run()
 
     async def send(self, protocol: Protocol, message: Message) -> None:
         await anyio.lowlevel.checkpoint()
