@@ -7,7 +7,8 @@ generic calls cost more than the work they wrap; there, and only through this
 module, the runtime asks asyncio directly:
 
 - `loop_time`: ``anyio.current_time()`` finds the backend on every call
-  (sniffio, the current task), a few microseconds per message.
+  (sniffio, the current task), a few microseconds per message;
+  `loop_clock`: the loop's own clock, for an owner that reads it often.
 - `call_soon`: run a callback at the loop's next turn, without a task.
 - `new_event`, `new_cancel_scope`: anyio's ``Event()`` and ``CancelScope()``
   look the backend up at every construction (sniffio, the current task),
@@ -64,6 +65,7 @@ __all__ = (
     "call_soon",
     "can_step_now",
     "checkpoint",
+    "loop_clock",
     "loop_time",
     "new_cancel_scope",
     "new_event",
@@ -76,6 +78,11 @@ Ts = TypeVarTuple("Ts")
 def loop_time() -> float:
     """Return the running event loop's time in seconds (what ``anyio.current_time`` reads)."""
     return asyncio.get_running_loop().time()
+
+
+def loop_clock() -> Callable[[], float]:
+    """Return the running event loop's clock: what `loop_time` calls, to call it directly."""
+    return asyncio.get_running_loop().time
 
 
 def call_soon(callback: Callable[[], object]) -> None:

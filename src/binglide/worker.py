@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._aio import PoolCall, TaskPool, loop_time, new_event
+from ._aio import PoolCall, TaskPool, loop_clock, loop_time, new_event
 from ._groups import leaves
 from .core import (
     BrokerLost,
@@ -45,6 +45,8 @@ from .requester import Requester
 from .service import Context, Service, Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import zmq
     from anyio.abc import TaskStatus
 
@@ -121,6 +123,8 @@ class Worker:
         self._runs: dict[int, _Run] = {}
         self._counts: Counter[str] = Counter()
         self._held = _HeldReports(self.settings.report_interval)
+        #: The event loop's clock (`loop_time`; its bound method once serving).
+        self._clock: Callable[[], float] = loop_time
         self._pool: TaskPool | None = None
         self._registered = anyio.Event()
         #: Whether `_registered` is set (a plain flag: read at every message).
@@ -150,6 +154,7 @@ class Worker:
         try:
             async with anyio.create_task_group() as tg, TaskPool() as pool:
                 self._pool = pool
+                self._clock = loop_clock()
                 tg.start_soon(self._outbox.run)
                 tg.start_soon(self._held.run)
                 tg.start_soon(self._timer_loop)
@@ -292,9 +297,10 @@ class Worker:
                 self._requester.cancel_group(run.sub_requests)
             if self._runs.get(tid) is run:  # not a later run of the same task
                 del self._runs[tid]
-            # A task cancelled locally (we are shutting down) says nothing
-            # more: our DISCONNECT makes the broker re-issue it.
-            self._flush()
+            # Nothing to flush: what the run said went out as it said it
+            # (`_report`, `_fail`), and a task cancelled locally (we are
+            # shutting down) says nothing more: our DISCONNECT makes the
+            # broker re-issue it.
 
     def _report(self, tid: int, report: Report | None, final: bool) -> None:
         if report is None:
@@ -335,7 +341,9 @@ class _Run(PoolCall):
     __slots__ = ("_held", "_sent_any", "_worker", "since", "sub_requests", "tid", "waits")
 
     def __init__(self, worker: Worker, tid: int) -> None:
-        super().__init__()
+        # `PoolCall.__init__`, inline (a run is made per task).
+        self.cancel_called = False
+        self._runner = None
         self._worker = worker
         self.tid = tid
         self.waits = 0
@@ -384,8 +392,9 @@ class _Run(PoolCall):
             # (the first estimate of a job is the one a viewer waits for).
             self.send_held()
             return
-        self.since = loop_time()
-        self._worker._held.add(self)
+        worker = self._worker
+        self.since = worker._clock()
+        worker._held.add(self)
 
     def finish(self) -> None:
         """The handler ended: send the final report."""
