@@ -496,6 +496,10 @@ def _report_plan(frames: Sequence[Frame]) -> _ReportPlan:
     return kind, keys, specs, header.get("completion", 1.0), header.get("precision", 1.0), meta
 
 
+_new_report = object.__new__
+_set_field = object.__setattr__  # what attrs' frozen `__init__` sets fields with
+
+
 def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
     """Return the `Report` that `frames` carry.
 
@@ -506,9 +510,15 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
         known, completion, precision, known_meta = frames.decoded
         if type(known) is dict:
             known = dict(known)  # the receiver's own mapping
-        return Report(
-            known, completion=completion, precision=precision, meta=known_meta, final=final
-        )
+        # Made without `Report.__init__`: its converters checked these values
+        # already, in the sender's `Report` (two Python calls a report saved).
+        report = _new_report(Report)
+        _set_field(report, "data", known)
+        _set_field(report, "completion", completion)
+        _set_field(report, "precision", precision)
+        _set_field(report, "meta", dict(known_meta) if known_meta else {})  # the receiver's own
+        _set_field(report, "final", final)
+        return report
     if not frames:
         raise RemoteProtocolError("the payload is empty: it needs a header frame")
     head = bytes(frames[0])
