@@ -288,7 +288,10 @@ class CallState(Call):
         elif not self._iterating and not self.opening:
             self._reports.clear()  # nobody iterates: keep no stale arrays
         self._reports.append(report)
-        self._notify()
+        # `_notify`, inline (every report comes here).
+        self._changes += 1
+        if self._changed is not None:
+            self._changed.notify()
 
     def repeat_last(self) -> None:
         """End the request with the latest report as the final one (a FINAL that says so)."""

@@ -139,7 +139,8 @@ class Requester:
             group.add(rid)
         state.opening = True
         try:
-            self.flush()
+            for msg in self._machine.outgoing():  # `flush`, inline
+                self._post(Protocol.CLIENT, msg)
         finally:
             state.opening = False
         return state
@@ -237,7 +238,10 @@ class Requester:
             )
             return None
         if final:
-            self._close(rid)
+            # `_close`, inline.
+            del self._open[rid]
+            if state.group is not None:
+                state.group.discard(rid)
         state.deliver(report)
         return None
 
