@@ -193,6 +193,9 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         self._error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
         self._open = False
+        #: The loop of the runners, once a call's first step ran as a waiting
+        #: one's (`_step_on`: it looks once whether the loop lets it).
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
         """The calls running (waiting runners do not count)."""
@@ -265,15 +268,22 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         Return False if this loop cannot swap its running task (nothing ran).
         """
         global _stepping
-        loop = runner.get_loop()
-        if _current_tasks is None or not isinstance(loop, asyncio.BaseEventLoop):
-            return False
+        loop = self._loop
+        if loop is None:
+            # Looked at once a pool (its runners are all of one loop).
+            loop = runner.get_loop()
+            if not (
+                _current_tasks is not None
+                and isinstance(loop, asyncio.BaseEventLoop)
+                # Called from a task (else nothing tells), in a dict asyncio
+                # reads (else the running task is kept elsewhere: `step_now`).
+                and asyncio.current_task(loop) is not None
+                and can_step_now()
+            ):
+                return False
+            self._loop = loop
+        assert _current_tasks is not None
         outer = _current_tasks.pop(loop, None)
-        if asyncio.current_task(loop) is not None:
-            # The running task is kept elsewhere (see `step_now`).
-            if outer is not None:
-                _current_tasks[loop] = outer
-            return False
         _current_tasks[loop] = runner
         _stepping = True
         self._busy += 1
