@@ -311,9 +311,11 @@ class Worker:
             except TypeError as exc:
                 self._fail(tid, "failed", str(exc), remote_type="TypeError")
                 return
-        if self._machine.report(tid, payload, final=final) and final:
+        machine = self._machine
+        if machine.report(tid, payload, final=final) and final:
             self._counts["completed"] += 1
-        self._flush()
+        for msg in machine.outgoing():  # `_flush`, inline (every report comes here)
+            self._outbox.post(Protocol.WORKER, msg)
 
     def _fail(self, tid: int, kind: str, message: str, **extra: Any) -> None:
         if self._machine.fail(tid, kind, message, **extra):
@@ -394,12 +396,20 @@ class _Run(PoolCall):
             return
         worker = self._worker
         self.since = worker._clock()
-        worker._held.add(self)
+        # Watched by the worker's `_HeldReports` (written here: most tasks hold
+        # a report, their final one, and a call a report counts).
+        held = worker._held
+        held.entries[self.tid] = self
+        held.added += 1
+        parked = held.parked
+        if parked is not None:
+            held.parked = None
+            parked.set()
 
     def finish(self) -> None:
         """The handler ended: send the final report."""
         worker = self._worker
-        worker._held.discard(self)
+        worker._held.entries.pop(self.tid, None)  # `_HeldReports.discard`, inline
         if self._held is not None:
             worker._report(self.tid, self._held, True)
         elif self._sent_any:
@@ -441,42 +451,35 @@ class _HeldReports:
 
     def __init__(self, interval: float) -> None:
         self._interval = interval
-        self._held: dict[int, _Run] = {}
-        #: Set by `add` when `run` waits for a report (none came for an interval).
-        self._parked: anyio.Event | None = None
+        #: The runs watched, by task id (`_Run.hold` and `finish` write it directly).
+        self.entries: dict[int, _Run] = {}
+        #: Set by `_Run.hold` when `run` waits for a report (none came for an interval).
+        self.parked: anyio.Event | None = None
         #: How many reports were held so far (did any come while `run` slept?).
-        self._added = 0
-
-    def add(self, entry: _Run) -> None:
-        """Watch `entry`, which holds a report since ``entry.since``."""
-        self._held[entry.tid] = entry
-        self._added += 1
-        parked = self._parked
-        if parked is not None:
-            self._parked = None
-            parked.set()
+        self.added = 0
 
     def discard(self, entry: _Run) -> None:
         """Stop watching `entry` (it let its report go)."""
-        self._held.pop(entry.tid, None)
+        self.entries.pop(entry.tid, None)
 
     async def run(self) -> None:
         """Send every report held longer than the interval as a PARTIAL, forever."""
         interval = self._interval
+        entries = self.entries
         while True:
-            if not self._held:
-                added = self._added
+            if not entries:
+                added = self.added
                 if interval > 0:
                     await anyio.sleep(interval)
-                    if self._held or self._added != added:
+                    if entries or self.added != added:
                         continue  # reports still come: look again in an interval
-                self._parked = parked = new_event()
+                self.parked = parked = new_event()
                 await parked.wait()
                 continue
-            oldest = min(h.since for h in self._held.values())
+            oldest = min(h.since for h in entries.values())
             await anyio.sleep(max(0.0, oldest + interval - loop_time()))
             now = loop_time()
-            for held in list(self._held.values()):
+            for held in list(entries.values()):
                 if now - held.since >= interval:
                     held.send_held()
 
