@@ -193,8 +193,8 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         self._error: BaseException | None = None
         self._scope: anyio.CancelScope | None = None
         self._open = False
-        #: The loop of the runners, once a call's first step ran as a waiting
-        #: one's (`_step_on`: it looks once whether the loop lets it).
+        #: The loop of the runners if a call's first step can run as a waiting
+        #: one's there (`_step_on`; looked at as the pool opens), else None.
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def __len__(self) -> int:
@@ -269,20 +269,8 @@ class TaskPool(anyio.AsyncContextManagerMixin):
         """
         global _stepping
         loop = self._loop
-        if loop is None:
-            # Looked at once a pool (its runners are all of one loop).
-            loop = runner.get_loop()
-            if not (
-                _current_tasks is not None
-                and isinstance(loop, asyncio.BaseEventLoop)
-                # Called from a task (else nothing tells), in a dict asyncio
-                # reads (else the running task is kept elsewhere: `step_now`).
-                and asyncio.current_task(loop) is not None
-                and can_step_now()
-            ):
-                return False
-            self._loop = loop
-        assert _current_tasks is not None
+        if loop is None or _current_tasks is None:
+            return False
         outer = _current_tasks.pop(loop, None)
         _current_tasks[loop] = runner
         _stepping = True
@@ -422,6 +410,9 @@ class TaskPool(anyio.AsyncContextManagerMixin):
     @asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[TaskPool]:
         self._open = True
+        # Whether the running task can be swapped (`can_step_now`), looked at
+        # once, here, in a task: `start_now` may be called from a callback.
+        self._loop = asyncio.get_running_loop() if can_step_now() else None
         try:
             with anyio.CancelScope() as self._scope:
                 yield self

@@ -214,14 +214,13 @@ class Worker:
                 if self._pool is None:
                     return  # closing: our DISCONNECT makes the broker re-issue it
                 run = self._runs[event.tid] = _Run(self, event.tid)
-                if self._transport.in_process:
-                    # The request came in its sender's step: answering in it
-                    # saves the loop turns of the whole round trip.
-                    self._pool.start_now(self._run, event, run, call=run)
-                else:
-                    # Over ZeroMQ this is not shown to pay (bench/RESULTS.md,
-                    # issue 13, sixth pass): the task starts at the next turn.
-                    self._pool.start_soon(self._run, event, run, call=run)
+                # The handler's first step runs at once (as the task's own,
+                # `TaskPool.start_now`): in one process the request came in
+                # its sender's step, and answering in it saves the round
+                # trip's loop turns; over ZeroMQ it runs in the socket's
+                # callback, with no task to wake (bench/RESULTS.md, issue 13,
+                # ninth pass).
+                self._pool.start_now(self._run, event, run, call=run)
             case TaskCancelled():
                 running = self._runs.get(event.tid)
                 if running is not None:

@@ -107,7 +107,7 @@ class PeerTransport(AsyncResource):
     #: How the broker will name this peer (its routing id).
     identity: PeerId
     #: Whether messages arrive in the sender's own step (in one process): a
-    #: worker then runs a task's first step at once (`binglide.worker`).
+    #: worker's reports then cross as their objects (`payload.defer_report`).
     in_process: bool = False
 
     def call_when_delivered(self, fn: Callable[[], None]) -> None:
