@@ -349,3 +349,37 @@ def test_a_report_header_seen_again_decodes_as_the_first_time() -> None:
         assert isinstance(got.data, dict)
         assert sorted(got.data) == ["a", "b"]
         np.testing.assert_array_equal(got.data["b"], [0.0])
+
+
+def test_a_one_array_report_encodes_alike_whether_its_header_was_made_before_or_not() -> None:
+    cases = [
+        (np.arange(3, dtype=np.int64), 1.0, 1.0),
+        (np.arange(4, dtype=np.int64), 1.0, 1.0),  # another shape, same dtype
+        (np.arange(3, dtype=">i8"), 1.0, 1.0),  # another byte order, same shape
+        (np.zeros((2, 3), np.float32), 0.5, 0.25),
+        (np.zeros((0,), np.uint8), 1.0, 0.5),
+        (np.asfortranarray(np.arange(6.0).reshape(2, 3)), 0.75, 1.0),
+        (np.array(7, dtype=np.int16), 1.0, 1.0),  # 0-d
+    ]
+    for _ in range(2):  # the second time, every header was made before
+        for array, completion, precision in cases:
+            frames = encode_report(
+                binglide.Report(array, completion=completion, precision=precision)
+            )
+            assert json.loads(bytes(frames[0])) == {
+                "arrays": [{"dtype": array.dtype.str, "shape": list(array.shape)}],
+                "completion": completion,
+                "data": "array",
+                "keys": [],
+                "meta": {},
+                "precision": precision,
+                "v": 1,
+            }
+            got = decode_report(frames, final=True)
+            assert got.array.dtype == array.dtype
+            np.testing.assert_array_equal(got.array, array)
+            assert (got.completion, got.precision) == (completion, precision)
+        with pytest.raises(TypeError, match="object arrays"):
+            encode_report(binglide.Report(np.array([object()])))
+        with pytest.raises(TypeError, match="not JSON-able"):
+            encode_report(binglide.Report(np.arange(3), precision=float("nan")))

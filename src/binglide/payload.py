@@ -271,6 +271,13 @@ def decode_body(frames: Sequence[Frame]) -> tuple[Any, tuple[np.ndarray[Any, Any
     return header.get("body"), _arrays(specs, frames[1:])
 
 
+#: The headers of one-array reports without meta lately encoded, by the
+#: array's dtype and shape and the report's completion and precision (what
+#: such a header says): at most `_MAX_ARRAY_HEADS`.
+_array_heads: dict[tuple[np.dtype[Any], tuple[int, ...], float, float], Frame] = {}
+_MAX_ARRAY_HEADS = 256
+
+
 def encode_report(report: Report) -> tuple[Frame, ...]:
     """Return the frames of `report` (its `final` flag travels as the command).
 
@@ -278,6 +285,18 @@ def encode_report(report: Report) -> tuple[Frame, ...]:
         TypeError: an array has an object dtype, or the meta is not JSON-able.
     """
     data: Any = report.data
+    if type(data) is np.ndarray and not report.meta:
+        # The usual report: one array, no meta. Its header is the same for
+        # the same dtype, shape, completion and precision: made once.
+        array = np.asarray(data, order="C")
+        key = (array.dtype, array.shape, report.completion, report.precision)
+        head = _array_heads.get(key)
+        if head is None:
+            head = _report_frames("array", [], [array], *key[2:], {})[0]  # checks it too
+            if len(_array_heads) >= _MAX_ARRAY_HEADS:
+                _array_heads.clear()
+            _array_heads[key] = head
+        return (head, _byte_view(array) if array.size else b"")
     keys: list[str] = []
     arrays: list[np.ndarray[Any, Any]] = []
     if data is None:
