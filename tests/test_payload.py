@@ -383,3 +383,26 @@ def test_a_one_array_report_encodes_alike_whether_its_header_was_made_before_or_
             encode_report(binglide.Report(np.array([object()])))
         with pytest.raises(TypeError, match="not JSON-able"):
             encode_report(binglide.Report(np.arange(3), precision=float("nan")))
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("completion", 2.0), ("completion", -0.5), ("completion", "most"), ("precision", "high")],
+)
+def test_a_report_header_with_a_bad_completion_or_precision_is_refused(
+    field: str, value: Any
+) -> None:
+    header = {
+        "arrays": [],
+        "completion": 1.0,
+        "data": "none",
+        "keys": [],
+        "meta": {},
+        "precision": 1.0,
+        "v": 1,
+        field: value,
+    }
+    frames = (json.dumps(header).encode(),)
+    for _ in range(2):  # refused every time: a bad header is never remembered
+        with pytest.raises(binglide.errors.RemoteProtocolError, match="report header is invalid"):
+            decode_report(frames, final=True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import RemoteProtocolError
-from .report import Data, Report
+from .report import Data, Report, _completion
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -512,7 +512,13 @@ def _report_plan(frames: Sequence[Frame]) -> _ReportPlan:
     elif not (kind == "none" or (kind == "array" and len(specs) == 1)):
         raise RemoteProtocolError(f"unknown report data kind {kind!r}")
     meta = header.get("meta") or {}
-    return kind, keys, specs, header.get("completion", 1.0), header.get("precision", 1.0), meta
+    try:
+        # What `Report` makes of them, checked once a plan (see `decode_report`).
+        completion = _completion(header.get("completion", 1.0))
+        precision = float(header.get("precision", 1.0))
+    except (TypeError, ValueError) as exc:
+        raise RemoteProtocolError(f"the report header is invalid: {exc}") from exc
+    return kind, keys, specs, completion, precision, meta
 
 
 _new_report = object.__new__
@@ -529,15 +535,9 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
         known, completion, precision, known_meta = frames.decoded
         if type(known) is dict:
             known = dict(known)  # the receiver's own mapping
-        # Made without `Report.__init__`: its converters checked these values
-        # already, in the sender's `Report` (two Python calls a report saved).
-        report = _new_report(Report)
-        _set_field(report, "data", known)
-        _set_field(report, "completion", completion)
-        _set_field(report, "precision", precision)
-        _set_field(report, "meta", dict(known_meta) if known_meta else {})  # the receiver's own
-        _set_field(report, "final", final)
-        return report
+        # The sender's `Report` converted and checked these values already.
+        meta = dict(known_meta) if known_meta else {}  # the receiver's own
+        return _trusted_report(known, completion, precision, meta, final)
     if not frames:
         raise RemoteProtocolError("the payload is empty: it needs a header frame")
     head = bytes(frames[0])
@@ -558,7 +558,22 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
         data = None
     else:
         data = dict(zip(keys, arrays, strict=True))
-    try:
-        return Report(data, completion=completion, precision=precision, meta=meta, final=final)
-    except (TypeError, ValueError) as exc:
-        raise RemoteProtocolError(f"the report header is invalid: {exc}") from exc
+    if type(meta) is not dict:
+        try:
+            return Report(data, completion=completion, precision=precision, meta=meta, final=final)
+        except (TypeError, ValueError) as exc:
+            raise RemoteProtocolError(f"the report header is invalid: {exc}") from exc
+    return _trusted_report(data, completion, precision, dict(meta) if meta else {}, final)
+
+
+def _trusted_report(
+    data: Data, completion: float, precision: float, meta: dict[str, Any], final: bool
+) -> Report:
+    """A `Report` of values its converters made already, made without them."""
+    report: Report = _new_report(Report)
+    _set_field(report, "data", data)
+    _set_field(report, "completion", completion)
+    _set_field(report, "precision", precision)
+    _set_field(report, "meta", meta)
+    _set_field(report, "final", final)
+    return report
