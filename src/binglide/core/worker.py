@@ -113,9 +113,13 @@ class WorkerMachine:
         """Queue a report for task `tid`; return False if the task is gone."""
         if tid not in self._tasks:
             return False
-        self._out.append(Final(tid, payload) if final else Partial(tid, payload))
         if final:
-            self._end(tid)
+            self._out.append(Final(tid, payload))
+            # `_end`, inline (every task ends here or in `fail`).
+            del self._tasks[tid]
+            self._waiting.discard(tid)
+        else:
+            self._out.append(Partial(tid, payload))
         return True
 
     def fail(
