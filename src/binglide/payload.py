@@ -250,8 +250,18 @@ def encode_body(
     else:
         specs_json, frames = "[]", []  # the usual body: no arrays
     try:
-        # _dump({"v": _VERSION, "body": body, "arrays": specs}), by hand.
-        body_json = "null" if body is None else _dump_str(body)
+        # _dump({"v": _VERSION, "body": body, "arrays": specs}), by hand
+        # (`_dump_str`, inline: every request comes here).
+        if body is None:
+            body_json = "null"
+        elif _encoder is not None:
+            body_json = "".join(_encoder(body, 0))
+        else:
+            body_json = _dump_str(body)
+    except RecursionError as exc:
+        raise TypeError(
+            "the request body is not JSON-able: the value refers to itself (or nests too deep)"
+        ) from exc
     except (TypeError, ValueError) as exc:
         raise TypeError(f"the request body is not JSON-able: {exc}") from exc
     head = f'{{"arrays":{specs_json},"body":{body_json},"v":{_VERSION}}}'.encode()
@@ -445,6 +455,10 @@ def defer_report(report: Report) -> tuple[Frame, ...]:
     try:
         if data is None:
             decoded = None
+        elif type(data) is np.ndarray and data.flags.c_contiguous and not data.dtype.hasobject:
+            # `_readonly`, inline (the usual report: one array).
+            decoded = data.view()
+            decoded.setflags(write=False)
         elif isinstance(data, np.ndarray):
             decoded = _readonly(data)
         elif isinstance(data, Mapping):
@@ -455,7 +469,14 @@ def defer_report(report: Report) -> tuple[Frame, ...]:
             decoded = _readonly(data)
     except TypeError:
         return encode_report(report)  # raises as a report that travels does
-    return DeferredReport((decoded, report.completion, report.precision, dict(meta)))
+    # `DeferredReport(...)`, without its `__new__` call (one a report).
+    deferred = _new_tuple(DeferredReport)
+    deferred.decoded = (decoded, report.completion, report.precision, dict(meta))
+    deferred._frames = None
+    return deferred
+
+
+_new_tuple = tuple.__new__
 
 
 def _report_header(
