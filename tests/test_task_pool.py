@@ -594,3 +594,27 @@ async def test_a_call_waiting_after_a_first_step_on_a_waiting_runner_is_cancelle
             pool.start_now(held)
             await anyio.wait_all_tasks_blocked()
     assert outcomes == ["cancelled"]
+
+
+async def test_loop_clock_reads_what_the_loop_time_reads() -> None:
+    loop = asyncio.get_running_loop()
+    clock = _aio.loop_clock()
+    before = loop.time()
+    now = clock()
+    assert before <= now <= loop.time()
+
+
+def test_loop_clock_of_a_loop_with_a_clock_of_its_own_is_that_clock() -> None:
+    class ShiftedLoop(asyncio.SelectorEventLoop):
+        def time(self) -> float:
+            return super().time() + 1000.0
+
+    async def read() -> tuple[float, float]:
+        return _aio.loop_clock()(), asyncio.get_running_loop().time()
+
+    loop = ShiftedLoop()
+    try:
+        clocked, timed = loop.run_until_complete(read())
+    finally:
+        loop.close()
+    assert timed - 1.0 < clocked <= timed

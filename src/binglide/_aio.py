@@ -46,6 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
 import types
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, TypeVarTuple, Unpack, cast
@@ -81,8 +82,15 @@ def loop_time() -> float:
 
 
 def loop_clock() -> Callable[[], float]:
-    """Return the running event loop's clock: what `loop_time` calls, to call it directly."""
-    return asyncio.get_running_loop().time
+    """Return the running event loop's clock: what `loop_time` calls, to call it directly.
+
+    For asyncio's own loops, whose ``time()`` is ``time.monotonic()``, that
+    function itself (no Python call around it).
+    """
+    loop = asyncio.get_running_loop()
+    if type(loop).time is asyncio.BaseEventLoop.time:
+        return time.monotonic
+    return loop.time
 
 
 def call_soon(callback: Callable[[], object]) -> None:

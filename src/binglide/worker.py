@@ -191,8 +191,22 @@ class Worker:
             log.warning("dropped a malformed message from the broker: %s", exc)
             return
         for event in events:
-            self._on_event(event)
-        self._flush()
+            if type(event) is TaskStarted:  # the usual message: a task (no call to dispatch it)
+                pool = self._pool
+                if pool is None:
+                    continue  # closing: our DISCONNECT makes the broker re-issue it
+                run = self._runs[event.tid] = _Run(self, event.tid)
+                # The handler's first step runs at once (as the task's own,
+                # `TaskPool.start_now`): in one process the request came in
+                # its sender's step, and answering in it saves the round
+                # trip's loop turns; over ZeroMQ it runs in the socket's
+                # callback, with no task to wake (bench/RESULTS.md, issue 13,
+                # ninth pass).
+                pool.start_now(self._run, event, run, call=run)
+            else:
+                self._on_event(event)
+        for out in self._machine.outgoing():  # `_flush`, inline
+            self._outbox.post(Protocol.WORKER, out)
 
     async def _timer_loop(self) -> None:
         # Tick first: the machine has no deadline until its first tick, and
@@ -209,18 +223,8 @@ class Worker:
             await anyio.sleep(max(0.0, deadline - loop_time()))
 
     def _on_event(self, event: TaskStarted | TaskCancelled | WorkerLost) -> None:
+        # A task started is met in `_on_message` (the only place one comes from).
         match event:
-            case TaskStarted():
-                if self._pool is None:
-                    return  # closing: our DISCONNECT makes the broker re-issue it
-                run = self._runs[event.tid] = _Run(self, event.tid)
-                # The handler's first step runs at once (as the task's own,
-                # `TaskPool.start_now`): in one process the request came in
-                # its sender's step, and answering in it saves the round
-                # trip's loop turns; over ZeroMQ it runs in the socket's
-                # callback, with no task to wake (bench/RESULTS.md, issue 13,
-                # ninth pass).
-                self._pool.start_now(self._run, event, run, call=run)
             case TaskCancelled():
                 running = self._runs.get(event.tid)
                 if running is not None:
