@@ -324,7 +324,8 @@ class TaskPool(anyio.AsyncContextManagerMixin):
             or not self._open
             or runner.cancelling()
             or waiter.done()
-            or _changed(state.context, state.fresh)
+            # No call when the context is empty and stays so (the usual case).
+            or ((len(state.context) or state.fresh) and _changed(state.context, state.fresh))
         ):
             if not waiter.done():
                 waiter.set_result(None)  # the next call gets a fresh task
