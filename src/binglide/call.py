@@ -205,7 +205,14 @@ class Call(_Chaining):
         while self._final is None:
             if self._error is not None:
                 raise self._error
-            yield from self._wait_change().__await__()
+            if self._on_wait is None:
+                # `_wait_change` without its coroutine (a caller's usual wait).
+                changed = self._changed
+                if changed is None:
+                    changed = self._changed = Waiters()
+                yield from changed.wait().__await__()
+            else:
+                yield from self._wait_change().__await__()
         return self._final
 
     async def wait(self) -> Report:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._aio import loop_time
+from ._aio import loop_clock, loop_time
 from .analyses import AnalysisMethods
 from .call import Call, Then
 from .core import BrokerPlain, Disconnect, Message, Protocol
@@ -70,6 +70,8 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
         self._heard_once = False
         self._plain = anyio.Event()
         self._missing: tuple[str, ...] = ()
+        #: The event loop's clock (`loop_time`; the loop's own once open).
+        self._clock: Callable[[], float] = loop_time
         #: The embedded broker, when `binglide.connect` started one (for its statistics).
         self.broker: Broker | None = None
         #: Rewrites every request body before it goes (`binglide.connect` sets
@@ -79,6 +81,7 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
     @asynccontextmanager
     async def __asynccontextmanager__(self) -> AsyncIterator[Client]:
         error: Exception | None = None
+        self._clock = loop_clock()
         try:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._outbox.run)
@@ -193,7 +196,7 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
                 self._broker_lost = False
                 self._requester.resend_open()
             # The machine reads the time for liveness only: none without heartbeats.
-            lost = self._requester.receive(msg, loop_time() if self._heartbeat_interval else 0.0)
+            lost = self._requester.receive(msg, self._clock() if self._heartbeat_interval else 0.0)
             # Through a plain broker (`_missing` lists what it lacks, and is
             # empty while the broker speaks binglide's protocol: read first,
             # it spares two property calls a message).

@@ -123,7 +123,7 @@ class Worker:
         self._runs: dict[int, _Run] = {}
         self._counts: Counter[str] = Counter()
         self._held = _HeldReports(self.settings.report_interval)
-        #: The event loop's clock (`loop_time`; its bound method once serving).
+        #: The event loop's clock (`loop_time`; the loop's own once serving).
         self._clock: Callable[[], float] = loop_time
         self._pool: TaskPool | None = None
         self._registered = anyio.Event()
@@ -186,7 +186,7 @@ class Worker:
                 if isinstance(lost, BrokerLost):
                     log.warning("%s", lost.reason)
                 return
-            events = self._machine.receive(msg, loop_time() if self._timed else 0.0)
+            events = self._machine.receive(msg, self._clock() if self._timed else 0.0)
         except RemoteProtocolError as exc:
             log.warning("dropped a malformed message from the broker: %s", exc)
             return
