@@ -556,15 +556,9 @@ def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
         known, completion, precision, known_meta = frames.decoded
         if type(known) is dict:
             known = dict(known)  # the receiver's own mapping
-        # The sender's `Report` converted and checked these values already:
-        # `_trusted_report`, inline (in one process every report comes here).
-        report: Report = _new_report(Report)
-        _set_field(report, "data", known)
-        _set_field(report, "completion", completion)
-        _set_field(report, "precision", precision)
-        _set_field(report, "meta", dict(known_meta) if known_meta else {})  # the receiver's own
-        _set_field(report, "final", final)
-        return report
+        # The sender's `Report` converted and checked these values already.
+        meta = dict(known_meta) if known_meta else {}  # the receiver's own
+        return _trusted_report(known, completion, precision, meta, final)
     if not frames:
         raise RemoteProtocolError("the payload is empty: it needs a header frame")
     head = bytes(frames[0])
