@@ -34,7 +34,16 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import RemoteProtocolError
-from .report import Data, Report, _completion
+from .report import (
+    Data,
+    Report,
+    _completion,
+    _set_completion,
+    _set_data,
+    _set_final,
+    _set_meta,
+    _set_precision,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -543,7 +552,6 @@ def _report_plan(frames: Sequence[Frame]) -> _ReportPlan:
 
 
 _new_report = object.__new__
-_set_field = object.__setattr__  # what attrs' frozen `__init__` sets fields with
 
 
 def decode_report(frames: Sequence[Frame], *, final: bool) -> Report:
@@ -592,9 +600,10 @@ def _trusted_report(
 ) -> Report:
     """A `Report` of values its converters made already, made without them."""
     report: Report = _new_report(Report)
-    _set_field(report, "data", data)
-    _set_field(report, "completion", completion)
-    _set_field(report, "precision", precision)
-    _set_field(report, "meta", meta)
-    _set_field(report, "final", final)
+    # Its slots' own setters (what `Report.__init__` writes with).
+    _set_data(report, data)
+    _set_completion(report, completion)
+    _set_precision(report, precision)
+    _set_meta(report, meta)
+    _set_final(report, final)
     return report

@@ -63,12 +63,18 @@ class _Broker(enum.Enum):
     PLAIN = "plain"  # silent to binglide's extensions: plain MDP/0.2
 
 
-@attrs.frozen
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Reply:
     """A report or failure for open request `rid`."""
 
     rid: int
     message: Partial | Final | Failure
+
+    def __init__(self, rid: int, message: Partial | Final | Failure) -> None:
+        # By hand, as the messages' are: attrs' frozen `__init__` sets each
+        # field through `object.__setattr__` (one a reply).
+        self.rid = rid
+        self.message = message
 
     @property
     def last(self) -> bool:

@@ -36,7 +36,7 @@ from .messages import (
 __all__ = ("TaskCancelled", "TaskStarted", "WorkerLost", "WorkerMachine")
 
 
-@attrs.frozen
+@attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class TaskStarted:
     """The broker gave us task `tid`."""
 
@@ -44,6 +44,16 @@ class TaskStarted:
     job: JobId
     ancestry: tuple[str, ...]
     payload: tuple[Frame, ...]
+
+    def __init__(
+        self, tid: int, job: JobId, ancestry: tuple[str, ...], payload: tuple[Frame, ...]
+    ) -> None:
+        # By hand, as the messages' are: attrs' frozen `__init__` sets each
+        # field through `object.__setattr__`, three times the cost (one a task).
+        self.tid = tid
+        self.job = job
+        self.ancestry = ancestry
+        self.payload = payload
 
 
 @attrs.frozen
@@ -88,12 +98,16 @@ class WorkerMachine:
         """
         if self._liveness is not None:
             self._liveness.heard(now)
+        if isinstance(msg, Request):  # the usual message: a task
+            rid = msg.rid
+            if rid in self._tasks:
+                raise RemoteProtocolError(f"task {rid} is already held by this worker")
+            # A job id is a string: `JobId` only names it (calling it, or
+            # `cast`, is a Python call a task on 3.11).
+            job: JobId = msg.job  # type: ignore[assignment]
+            self._tasks[rid] = job
+            return [TaskStarted(rid, job, msg.ancestry, msg.payload)]
         match msg:
-            case Request():
-                if msg.rid in self._tasks:
-                    raise RemoteProtocolError(f"task {msg.rid} is already held by this worker")
-                job = self._tasks[msg.rid] = JobId(msg.job)
-                return [TaskStarted(msg.rid, job, msg.ancestry, msg.payload)]
             case Cancel():
                 hit = [
                     tid
