@@ -37,6 +37,10 @@ __all__ = ("Call", "Client", "Then")
 
 log = logging.getLogger("binglide.client")
 
+# Protocol's members as module names: an enum member read off its class is a
+# call of `EnumType.__getattr__`'s hook on 3.11 (read at every message).
+_CLIENT = Protocol.CLIENT
+
 
 class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
     """A connection to a broker that sends requests and receives their reports.
@@ -164,7 +168,7 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
             return
         self._closed = True
         self._requester.cancel_all()
-        self._outbox.post(Protocol.CLIENT, Disconnect())
+        self._outbox.post(_CLIENT, Disconnect())
         with anyio.CancelScope(shield=True):
             with anyio.move_on_after(1.0):
                 try:
@@ -183,7 +187,7 @@ class Client(AnalysisMethods, anyio.AsyncContextManagerMixin):
 
     def _on_message(self, protocol: Protocol, msg: Message) -> None:
         try:
-            if protocol is not Protocol.CLIENT:
+            if protocol is not _CLIENT:
                 raise RemoteProtocolError("the broker sent a worker message to a client")
             if not self._heard_once:
                 self._heard_once = True

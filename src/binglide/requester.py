@@ -45,6 +45,10 @@ __all__ = ("Requester", "error_from_failure")
 
 log = logging.getLogger("binglide.client")
 
+# Protocol's members as module names: an enum member read off its class is a
+# call of `EnumType.__getattr__`'s hook on 3.11 (read at every message).
+_CLIENT = Protocol.CLIENT
+
 
 def error_from_failure(failure: Failure, *, job: JobId, service: str) -> JobError:
     """Return the `JobError` a ``Failure`` message stands for."""
@@ -140,7 +144,7 @@ class Requester:
         state.opening = True
         try:
             for msg in self._machine.outgoing():  # `flush`, inline
-                self._post(Protocol.CLIENT, msg)
+                self._post(_CLIENT, msg)
         finally:
             state.opening = False
         return state
@@ -191,7 +195,7 @@ class Requester:
     def flush(self) -> None:
         """Post what the machine says to send."""
         for msg in self._machine.outgoing():
-            self._post(Protocol.CLIENT, msg)
+            self._post(_CLIENT, msg)
 
     def receive(self, msg: Message, now: float) -> BrokerLost | None:
         """Take one client-hop message from the broker; route a reply to its call.

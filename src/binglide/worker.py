@@ -62,6 +62,11 @@ DEFAULT_HEARTBEAT_INTERVAL = 1.0
 
 log = logging.getLogger("binglide.worker")
 
+# Protocol's members as module names: an enum member read off its class is a
+# call of `EnumType.__getattr__`'s hook on 3.11 (read at every message).
+_WORKER = Protocol.WORKER
+_CLIENT = Protocol.CLIENT
+
 
 @attrs.frozen
 class WorkerStatistics:
@@ -167,7 +172,7 @@ class Worker:
             # Say goodbye so that the broker re-issues our tasks at once and
             # cancels the sub-requests we issued (MDP/0.2 DISCONNECT).
             self._pool = None
-            self._outbox.post(Protocol.WORKER, Disconnect())
+            self._outbox.post(_WORKER, Disconnect())
             with anyio.move_on_after(1.0, shield=True):
                 with contextlib.suppress(TransportError):
                     await self._outbox.drain()
@@ -180,7 +185,7 @@ class Worker:
             self._spoken_to = True
             self._registered.set()  # the broker speaks only to workers it knows
         try:
-            if protocol is Protocol.CLIENT:
+            if protocol is _CLIENT:
                 # Its requester has no heartbeats: the time means nothing to it.
                 lost = self._requester.receive(msg, 0.0)
                 if isinstance(lost, BrokerLost):
@@ -206,7 +211,7 @@ class Worker:
             else:
                 self._on_event(event)
         for out in self._machine.outgoing():  # `_flush`, inline
-            self._outbox.post(Protocol.WORKER, out)
+            self._outbox.post(_WORKER, out)
 
     async def _timer_loop(self) -> None:
         # Tick first: the machine has no deadline until its first tick, and
@@ -236,7 +241,7 @@ class Worker:
 
     def _flush(self) -> None:
         for msg in self._machine.outgoing():
-            self._outbox.post(Protocol.WORKER, msg)
+            self._outbox.post(_WORKER, msg)
 
     # -- tasks ------------------------------------------------------------------------
 
@@ -318,7 +323,7 @@ class Worker:
         if machine.report(tid, payload, final=final) and final:
             self._counts["completed"] += 1
         for msg in machine.outgoing():  # `_flush`, inline (every report comes here)
-            self._outbox.post(Protocol.WORKER, msg)
+            self._outbox.post(_WORKER, msg)
 
     def _fail(self, tid: int, kind: str, message: str, **extra: Any) -> None:
         if self._machine.fail(tid, kind, message, **extra):

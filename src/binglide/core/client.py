@@ -63,6 +63,14 @@ class _Broker(enum.Enum):
     PLAIN = "plain"  # silent to binglide's extensions: plain MDP/0.2
 
 
+# The members, as module names: an enum member read off its class is a call
+# of `EnumType.__getattr__`'s hook on 3.11 (about a Python call each; read at
+# every request and reply).
+_UNKNOWN = _Broker.UNKNOWN
+_BINGLIDE = _Broker.BINGLIDE
+_PLAIN = _Broker.PLAIN
+
+
 @attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand
 class Reply:
     """A report or failure for open request `rid`."""
@@ -136,7 +144,7 @@ class ClientMachine:
         self._lost = False
         self._instance = ""
         self._fallback = plain_fallback and self._liveness is not None
-        self._broker = _Broker.UNKNOWN
+        self._broker = _UNKNOWN
         # Plain MDP/0.2 (module docstring): the requests waiting their turn,
         # the one in flight, and whether it was cancelled meanwhile.
         self._plain_queue: deque[int] = deque()
@@ -146,7 +154,7 @@ class ClientMachine:
     @property
     def plain_broker(self) -> bool:
         """Whether the broker is taken for a plain MDP/0.2 one (module docstring)."""
-        return self._broker is _Broker.PLAIN
+        return self._broker is _PLAIN
 
     @property
     def open_requests(self) -> tuple[int, ...]:
@@ -169,7 +177,7 @@ class ClientMachine:
         rid = self._ids()
         msg = Request(rid, service, payload, job, ancestry, parent, timeout)
         self._open[rid] = msg
-        if self._broker is _Broker.PLAIN:
+        if self._broker is _PLAIN:
             self._plain_queue.append(rid)
             self._plain_next()
         else:
@@ -185,7 +193,7 @@ class ClientMachine:
         """
         if self._open.pop(rid, None) is None:
             return False
-        if self._broker is not _Broker.PLAIN:
+        if self._broker is not _PLAIN:
             self._out.append(Cancel(rid=rid))
         elif rid == self._plain_current:
             self._plain_cancelled = True
@@ -196,7 +204,7 @@ class ClientMachine:
     def resend_open(self) -> None:
         """Queue every open request again (after the broker came back)."""
         self._lost = False
-        if self._broker is not _Broker.PLAIN:
+        if self._broker is not _PLAIN:
             self._out.extend(self._open.values())
 
     def receive(self, msg: Message, now: float = 0.0) -> Reply | BrokerLost | None:
@@ -208,15 +216,15 @@ class ClientMachine:
         """
         if self._liveness is not None:
             self._liveness.heard(now)
-        if self._broker is not _Broker.BINGLIDE:
+        if self._broker is not _BINGLIDE:
             plain_reply = isinstance(msg, Partial | Final) and msg.rid == 0
-            if self._broker is _Broker.PLAIN and plain_reply:
+            if self._broker is _PLAIN and plain_reply:
                 return self._plain_reply(msg)  # type: ignore[arg-type]
             if not plain_reply and not isinstance(msg, Disconnect):
                 # Only a binglide broker says this (RFC 18 clients get no
                 # HEARTBEAT, XFINAL or FAILURE).
-                switched = self._broker is _Broker.PLAIN
-                self._broker = _Broker.BINGLIDE
+                switched = self._broker is _PLAIN
+                self._broker = _BINGLIDE
                 if switched:
                     return self._back_to_binglide()
         match msg:
@@ -249,9 +257,9 @@ class ClientMachine:
         beat, lost = self._liveness.tick(now)
         if beat:
             self._out.append(Heartbeat())
-        if not lost or self._broker is _Broker.PLAIN:
+        if not lost or self._broker is _PLAIN:
             return None  # a plain broker never heartbeats: its silence says nothing
-        if self._broker is _Broker.UNKNOWN and self._fallback:
+        if self._broker is _UNKNOWN and self._fallback:
             return self._fall_back()
         if not self._liveness.answered:
             return self._lose("no broker has answered yet")
@@ -267,7 +275,7 @@ class ClientMachine:
         return out
 
     def _fall_back(self) -> BrokerPlain:
-        self._broker = _Broker.PLAIN
+        self._broker = _PLAIN
         # What was sent in binglide's form went unheard: send it again, plainly.
         self._plain_queue.extend(self._open)
         self._plain_next()

@@ -14,10 +14,11 @@ worker more work meanwhile (the progress guarantee, see core.broker).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import attrs
 
 from ..errors import LocalProtocolError, RemoteProtocolError
-from .ids import JobId
 from .liveness import Liveness
 from .messages import (
     Cancel,
@@ -32,6 +33,9 @@ from .messages import (
     Request,
     Waiting,
 )
+
+if TYPE_CHECKING:
+    from .ids import JobId
 
 __all__ = ("TaskCancelled", "TaskStarted", "WorkerLost", "WorkerMachine")
 
