@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import anyio
 import attrs
@@ -98,3 +99,55 @@ async def test_a_client_is_entered_once() -> None:
             async with client:
                 with pytest.raises(RuntimeError, match="already been entered"):
                     await client.__aenter__()
+
+
+@pytest.mark.parametrize(
+    ("completion", "precision", "meta"),
+    [
+        (1.0, 1.0, None),
+        (0.0, 0.5, {}),
+        (0.25, 2, {"k": 1}),
+        (np.float32(0.5), np.float64(0.125), {"a": "b", "c": None}),
+        (1, True, (("k", 1),)),
+        (True, "0.5", {"k": [1]}),
+    ],
+)
+def test_a_report_holds_what_its_fields_converters_make(
+    completion: Any, precision: Any, meta: Any
+) -> None:
+    # `Report.__init__` is written by hand (issue 13): it must make what the
+    # fields' declared converters make, whatever the input's type.
+    fields = attrs.fields(binglide.Report)
+    data = np.arange(3)
+    report = binglide.Report(data, completion=completion, precision=precision, meta=meta)
+    assert report.data is data
+    for name, given in (("completion", completion), ("precision", precision), ("meta", meta)):
+        converter = getattr(fields, name).converter
+        expected = converter(given)
+        assert getattr(report, name) == expected
+        assert type(getattr(report, name)) is type(expected)
+    assert report.meta is not meta
+    assert report.final is False
+    assert binglide.Report(final=True).final is True
+    with pytest.raises(TypeError):
+        binglide.Report(data, 0.5)  # type: ignore[call-arg]  # completion is keyword-only
+    for bad in (2, -1, float("inf"), "most"):
+        with pytest.raises(ValueError):
+            binglide.Report(completion=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        binglide.Report(precision="high")  # type: ignore[arg-type]
+
+
+def test_a_task_is_immutable_and_holds_what_it_was_given() -> None:
+    body = {"n": 1}
+    task = binglide.Task("echo", body, (), "1:c1", (b"x",))  # type: ignore[arg-type]
+    assert (task.service, task.body, task.arrays, task.job, task.frames) == (
+        "echo",
+        body,
+        (),
+        "1:c1",
+        (b"x",),
+    )
+    assert binglide.Task("echo", None, (), "j").frames == ()  # type: ignore[arg-type]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        task.body = {}  # type: ignore[misc]
