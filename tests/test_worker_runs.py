@@ -25,6 +25,8 @@ from binglide.core import (
 from binglide.payload import decode_report, encode_body, encode_report
 from binglide.transports.base import Incoming
 
+from .helpers import deployment
+
 
 class Asker(binglide.Service):
     """Ask ``echo`` for ``n``, answer ``n + 1``; a cancelled run cleans up for a moment."""
@@ -114,3 +116,35 @@ async def test_a_task_given_again_while_its_last_run_unwinds_runs_on_its_own() -
             assert worker.statistics().tasks == 0
             assert worker.statistics().cancelled == 3  # both runs of 6, the first of 5
             tg.cancel_scope.cancel()
+
+
+class _Countdown:
+    """An async iterator that is not a generator: reports n, n-1, ..., 1."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __aiter__(self) -> _Countdown:
+        return self
+
+    async def __anext__(self) -> binglide.Report:
+        if self.n == 0:
+            raise StopAsyncIteration
+        self.n -= 1
+        return binglide.Report(np.array([self.n + 1]), completion=1.0 if self.n == 0 else 0.5)
+
+
+class _IteratorService(binglide.Service):
+    name = "countdown"
+
+    def handle(self, task: binglide.Task, ctx: binglide.Context) -> _Countdown:
+        return _Countdown(task.body["n"])
+
+
+async def test_a_handler_may_return_any_async_iterable() -> None:
+    with anyio.fail_after(10):
+        async with deployment([_IteratorService]) as d, d.client() as client:
+            call = client.request("countdown", {"n": 3})
+            got = [int(report.array[0]) async for report in call]
+            assert got == [3, 2, 1]
+            assert (await client.request("countdown", {"n": 1})).array.tolist() == [1]
