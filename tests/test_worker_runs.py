@@ -148,3 +148,16 @@ async def test_a_handler_may_return_any_async_iterable() -> None:
             got = [int(report.array[0]) async for report in call]
             assert got == [3, 2, 1]
             assert (await client.request("countdown", {"n": 1})).array.tolist() == [1]
+
+
+def test_a_run_starts_as_a_fresh_pool_call() -> None:
+    # `_Run.__init__` sets `PoolCall`'s fields itself (no call a task): it
+    # must set each one as `PoolCall.__init__` does, whatever fields it gains.
+    from binglide._aio import PoolCall
+    from binglide.worker import _Run
+
+    worker = binglide.Worker(Asker(), binglide.InprocNetwork().connect())
+    fresh = PoolCall()
+    run = _Run(worker, 7)
+    for slot in PoolCall.__slots__:
+        assert getattr(run, slot) == getattr(fresh, slot), slot

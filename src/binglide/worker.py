@@ -351,7 +351,9 @@ class _Run(PoolCall):
     __slots__ = ("_held", "_sent_any", "_worker", "since", "sub_requests", "tid", "waits")
 
     def __init__(self, worker: Worker, tid: int) -> None:
-        # `PoolCall.__init__`, inline (a run is made per task).
+        # `PoolCall.__init__`, inline (a run is made per task; calling it
+        # counted 1.005x an echo, bench/RESULTS.md, issue 13, tenth pass):
+        # every field of it (tests/test_worker_runs.py checks none is missed).
         self.cancel_called = False
         self._runner = None
         self._worker = worker
@@ -405,7 +407,9 @@ class _Run(PoolCall):
         worker = self._worker
         self.since = worker._clock()
         # Watched by the worker's `_HeldReports` (written here: most tasks hold
-        # a report, their final one, and a call a report counts).
+        # a report, their final one, and a call a report counts; both ways the
+        # watcher can be, looking or parked, are tested end to end:
+        # tests/test_end_to_end.py, a complete report held ... idle or busy).
         held = worker._held
         held.entries[self.tid] = self
         held.added += 1
