@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import attrs
 
-from ._aio import loop_time
+from ._aio import loop_clock, loop_time
 from .core import (
     BrokerConfig,
     BrokerMachine,
@@ -191,7 +191,8 @@ def turn(
         except Exception:
             _broken(peer)
             raise
-    for peer, what in machine.notices():
+    outgoing, deadline, notices = machine.settle(now)  # timers run if due
+    for peer, what in notices:
         # Handled (a DISCONNECT sent), but a peer misbehaved: said as a drop is.
         if drops is None:
             log.warning("peer %r: %s", peer, what)
@@ -199,11 +200,7 @@ def turn(
             drops.dropped(peer, what, now)
     if drops is not None and drops._counted:  # (the usual turn: no call)
         drops.flush(now)
-    deadline = machine.next_deadline()
-    if deadline is not None and deadline <= now:
-        machine.handle_timer(now)
-        deadline = machine.next_deadline()
-    return machine.outgoing(), deadline
+    return outgoing, deadline
 
 
 class Broker:
@@ -239,6 +236,8 @@ class Broker:
         #: The dropped messages (rate-limited warnings, and their count).
         self.drops = DropLog()
         self._outbox: Outbox[Outgoing] = Outbox(self._send_nowait, self._send)
+        # The loop's clock, read directly once `serve` runs on it (`loop_clock`).
+        self._clock: Callable[[], float] = loop_time
         #: When the timer task wakes next (inf: never), and how to wake it sooner.
         self._timer_at = math.inf
         self._timer_changed: anyio.Event | None = None
@@ -255,6 +254,7 @@ class Broker:
                 as itself (not in an exception group).
         """
         errors: list[Exception] = []
+        self._clock = loop_clock()
         try:
             async with anyio.create_task_group() as tg:
 
@@ -284,10 +284,10 @@ class Broker:
             raise next((e for e in errors if not isinstance(e, LocalProtocolError)), errors[0])
 
     def _dropped(self, peer: PeerId, error: RemoteProtocolError) -> None:
-        self.drops.dropped(peer, error, loop_time())
+        self.drops.dropped(peer, error, self._clock())
 
     def _on_batch(self, batch: Sequence[Incoming]) -> None:
-        outgoing, deadline = turn(self.machine, batch, loop_time(), self.drops)
+        outgoing, deadline = turn(self.machine, batch, self._clock(), self.drops)
         post = self._outbox.post
         for out in outgoing:
             post(out)
@@ -296,13 +296,14 @@ class Broker:
 
     async def _timers(self) -> None:
         machine = self.machine
+        clock = self._clock
         while True:
-            outgoing, deadline = turn(machine, (), loop_time(), self.drops)
+            outgoing, deadline = turn(machine, (), clock(), self.drops)
             for out in outgoing:
                 self._outbox.post(out)
             self._timer_at = math.inf if deadline is None else deadline
             self._timer_changed = changed = anyio.Event()
-            with anyio.move_on_after(self._timer_at - loop_time()):
+            with anyio.move_on_after(self._timer_at - clock()):
                 await changed.wait()
 
     def _send_nowait(self, out: Outgoing) -> None:

@@ -67,7 +67,7 @@ def _value(obj: Any) -> Any:
 
 def snapshot(machine: BrokerMachine) -> Any:
     """Every field of the machine's state (not its settings, nor the switch compared)."""
-    ignored = ("config", "_ids", "_quick", "_deadline_stale")
+    ignored = ("config", "_ids", "_take_id", "_quick", "_deadline_stale")
     state = {k: v for k, v in vars(machine).items() if k not in ignored}
     state["next id"] = machine._ids()  # draws one from each machine alike
     return _value(state)
@@ -90,7 +90,8 @@ def check_queues_wait_for_workers(machine: BrokerMachine) -> None:
 
 
 def machines(**config: Any) -> tuple[BrokerMachine, BrokerMachine]:
-    cfg = BrokerConfig(heartbeat_interval=1.0, liveness=3, stack_bound=2, prefetch=3, **config)
+    settings: dict[str, Any] = {"heartbeat_interval": 1.0, "liveness": 3, "stack_bound": 2}
+    cfg = BrokerConfig(**{**settings, "prefetch": 3, **config})
     quick, general = BrokerMachine(cfg, ids=IdSource(1)), BrokerMachine(cfg, ids=IdSource(1))
     assert quick._quick
     general._quick = False
@@ -190,7 +191,14 @@ def step(
 @given(
     st.data(),
     st.sampled_from(
-        [{}, {"prefetch_window": None}, {"max_depth": 2}, {"max_depth": 0}, {"max_queued": 2}]
+        [
+            {},
+            {"prefetch_window": None},
+            {"max_depth": 2},
+            {"max_depth": 0},
+            {"max_queued": 2},
+            {"stack_bound": 0},  # an idle extended worker is blocked
+        ]
     ),
 )
 def test_the_short_paths_do_what_the_general_rules_do(
@@ -261,3 +269,52 @@ def test_the_usual_request_and_final_take_the_short_paths(monkeypatch: Any) -> N
         [reply] = quick.outgoing()
         assert reply.message == Final(rid, (b"y",), "s")
     assert taken == ["_quick_request", "_quick_final"] * 2
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_settle_does_what_the_calls_of_a_turn_do(data: st.DataObject) -> None:
+    # `settle` is one call for what a runtime's turn asked in four: the
+    # deadline, the timers if due, the output and the notices. Under random
+    # traffic (ticks left to the turn: timers run when due), a machine
+    # settled after each message and one asked call by call stay alike.
+    one, calls = machines()
+    calls._quick = one._quick = True
+    held: dict[str, list[int]] = {}
+    ancestry: dict[int, tuple[str, ...]] = {}
+    now = 0.0
+    steps: list[tuple[Any, ...]] = [
+        ("msg", "w1", Protocol.WORKER, Ready("a"), now),
+        ("msg", "w3", Protocol.WORKER, Ready("b", extended=False), now),
+        ("msg", "c1", Protocol.CLIENT, Heartbeat(), now),
+        ("msg", "w1", Protocol.CLIENT, Heartbeat(), now),
+    ]
+    for _ in range(data.draw(st.integers(1, 60))):
+        now += data.draw(st.sampled_from([0.0, 0.0, 0.001, 0.3, 2.0, 5.0]))
+        steps.append(data.draw(st.composite(step)(now, held, ancestry)))
+    for kind, *rest in steps:
+        now = rest[-1]
+        results = []
+        for machine in (one, calls):
+            error = None
+            if kind == "msg":
+                try:
+                    machine.receive(PeerId(rest[0]), rest[1], rest[2], now)
+                except RemoteProtocolError as exc:
+                    error = type(exc)
+            if machine is one:
+                results.append((error, *one.settle(now)))
+                continue
+            deadline = calls.next_deadline()
+            if deadline is not None and deadline <= now:
+                calls.handle_timer(now)
+                deadline = calls.next_deadline()
+            results.append((error, calls.outgoing(), deadline, calls.notices()))
+        assert results[0] == results[1], steps
+        assert snapshot(one) == snapshot(calls), steps
+        for out in results[0][1]:
+            if isinstance(out.message, Request) and out.peer in SERVICE:
+                held.setdefault(out.peer, []).append(out.message.rid)
+                ancestry[out.message.rid] = out.message.ancestry
+        for peer, tids in held.items():
+            tids[:] = [t for t in tids if t in one._tasks and one._tasks[t].worker == peer]

@@ -141,7 +141,7 @@ import attrs
 
 from ..errors import LocalProtocolError, RemoteProtocolError
 from .frames import WORKER_PROTOCOLS, Protocol
-from .ids import IdSource, JobId, PeerId, job_id_for, origin_of
+from .ids import IdSource, JobId, PeerId, job_id_for, job_prefix, origin_of
 from .messages import (
     Cancel,
     Disconnect,
@@ -370,6 +370,10 @@ class _Client:
     # DISCONNECT, or heartbeat and expire).
     plain: bool
     expiry: float | None = None  # None: does not heartbeat
+    # `job_prefix(peer)`: its requests' job ids are this and the rid.
+    jobs: str = attrs.field(
+        default=attrs.Factory(lambda self: job_prefix(self.peer), takes_self=True)
+    )
 
 
 @attrs.define(eq=False)
@@ -413,6 +417,12 @@ _PER_COMPUTING = 1 << 32
 _SCAN_WORKERS = 4
 
 
+#: Members the short paths use: an enum's member read through its class is a
+#: metaclass lookup (~70 ns on 3.11), a module global is not.
+_CLIENT = Protocol.CLIENT
+_DISPATCHED = TaskState.DISPATCHED
+_COMPLETED = TaskState.COMPLETED
+
 #: What each hop may carry to the broker besides REQUEST (client) and READY (worker).
 _CLIENT_COMMANDS = frozenset({Cancel, Heartbeat, Disconnect})
 _WORKER_COMMANDS = frozenset({Heartbeat, Disconnect, Partial, Final, Failure, Waiting})
@@ -434,6 +444,7 @@ class BrokerMachine:
     ):
         self.config = config or BrokerConfig()
         self._ids = ids or IdSource()
+        self._take_id = self._ids.taker()  # what ``self._ids()`` does, without its frame
         # Told to heartbeating clients: a new one means a restarted broker
         # (the runtime draws it at random; the core has no randomness).
         self._instance = instance
@@ -475,6 +486,9 @@ class BrokerMachine:
         # (negative, so they never clash with real ones; never reused, so a
         # forgotten client's job ids stay unique).
         self._plain_rids = 0
+        # Whether a worker that holds nothing may take a task (`_verdict`:
+        # always, unless the stack bound is 0, which blocks an idle extended one).
+        self._idle_available = cfg.stack_bound > 0
         # What peers did wrong that was handled rather than refused (a
         # DISCONNECT sent): for the runtime's log, which the core has none of.
         self._notices: list[tuple[PeerId, str]] = []
@@ -577,6 +591,33 @@ class BrokerMachine:
         self._deadline = deadline = None if best == math.inf else best
         self._deadline_stale = False
         return deadline
+
+    def settle(self, now: float) -> tuple[list[Outgoing], float | None, list[tuple[PeerId, str]]]:
+        """End a turn at `now`: what `next_deadline`, `handle_timer`, `outgoing` and `notices` do.
+
+        Runs the timers if they are due at `now`, then returns and forgets
+        the messages to send and the notices, with the next deadline: one
+        call where a runtime's turn would make five (in one process a turn
+        is one message, and nothing is due).
+
+        Returns:
+            The messages to send, in order; when `handle_timer` is next due
+            (None: nothing to time); the notices (`notices`).
+
+        Raises:
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        if self._error is not None:
+            self._check_usable()
+        deadline = self._deadline if not self._deadline_stale else self.next_deadline()
+        if deadline is not None and deadline <= now:
+            self.handle_timer(now)
+            deadline = self.next_deadline()
+        out, self._out = self._out, []
+        notices = self._notices
+        if notices:
+            self._notices = []
+        return out, deadline, notices
 
     def outgoing(self) -> list[Outgoing]:
         """Return and forget the messages to send, in order.
@@ -1012,7 +1053,7 @@ class BrokerMachine:
 
     def _quick_request(self, peer: PeerId, protocol: Protocol, msg: Request, now: float) -> bool:
         """Handle the usual REQUEST (see above); False, having changed nothing, if not one."""
-        if protocol is not Protocol.CLIENT or not msg.extended:
+        if protocol is not _CLIENT or not msg.extended:
             return False
         client = self._clients.get(peer)
         rid = msg.rid
@@ -1046,13 +1087,13 @@ class BrokerMachine:
             if deadline is None or expiry <= deadline or heard <= deadline:
                 self._deadline_stale = True
             client.expiry = heard
-        tid = self._ids()
+        tid = self._take_id()
         # (A sub-request's job as it came: a NewType's call is a Python call.)
         if msg.job:
             job: JobId = msg.job  # type: ignore[assignment]
             origin = None  # `_enqueue` reads it from the job id, if it must
         else:
-            job = job_id_for(peer, rid)
+            job = client.jobs + str(rid)  # type: ignore[assignment]  # `job_id_for`
             origin = peer  # what `origin_of` reads from it
         timeout = msg.timeout
         task = Task(
@@ -1082,7 +1123,19 @@ class BrokerMachine:
             parent.children.add(tid)
         # Nothing queued before it: the fair queue would hand it to the worker
         # `_pick_worker` names, so it goes there at once (as in `_on_request`).
-        worker = None if svc.pending else self._pick_worker(svc)
+        worker = None
+        if not svc.pending:
+            if svc.ready is None:
+                for first in svc.workers:
+                    # The least recently used, if idle, is `_pick_worker`'s
+                    # choice (rank 0, first in LRU order), unless an idle
+                    # worker is blocked (a stack bound of 0).
+                    worker = self._workers[first]
+                    if worker.tasks or not self._idle_available:
+                        worker = None
+                    break
+            if worker is None:
+                worker = self._pick_worker(svc)
         if worker is None:
             # Queued. `_on_request` would `_dispatch` the service now, which
             # would give nothing: no worker may take a task, as the pick just
@@ -1091,7 +1144,7 @@ class BrokerMachine:
             self._enqueue(task, front=False, origin=origin)
             return True
         holder = worker.peer
-        task.state = TaskState.DISPATCHED  # from PENDING, as `advance` would
+        task.state = _DISPATCHED  # from PENDING, as `advance` would
         task.worker = holder
         task.dispatched = now
         order = svc.workers
@@ -1139,10 +1192,10 @@ class BrokerMachine:
         svc = self._services[worker.service]
         self._time_task(worker, task, svc, now)
         tid = task.tid
-        task.state = TaskState.COMPLETED
+        task.state = _COMPLETED
         if self._deadlines:
             self._deadline_stale = True
-        self._ended[TaskState.COMPLETED] += 1
+        self._ended[_COMPLETED] += 1
         del tasks[tid]
         job = task.job
         tids = self._jobs.get(job)

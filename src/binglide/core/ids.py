@@ -17,9 +17,21 @@ Theory of operation:
 
 from __future__ import annotations
 
-from typing import NewType
+import itertools
+from typing import TYPE_CHECKING, NewType
 
-__all__ = ("IdSource", "JobId", "PeerId", "ServiceName", "job_id_for", "origin_of")
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = (
+    "IdSource",
+    "JobId",
+    "PeerId",
+    "ServiceName",
+    "job_id_for",
+    "job_prefix",
+    "origin_of",
+)
 
 #: The id of a whole request tree (see the module docstring).
 JobId = NewType("JobId", str)
@@ -41,6 +53,15 @@ def job_id_for(cid: str, rid: int) -> JobId:
     return "%d:%s%d" % (len(cid), cid, rid)  # type: ignore[return-value]  # noqa: UP031 - the id is defined by this format
 
 
+def job_prefix(cid: str) -> str:
+    """Return what every job id of the real client `cid` starts with: `job_id_for` less the rid.
+
+    ``job_prefix(cid) + str(rid) == job_id_for(cid, rid)``: the broker keeps
+    it per client, and makes a job id with one concatenation.
+    """
+    return "%d:%s" % (len(cid), cid)  # noqa: UP031 - as `job_id_for`
+
+
 def origin_of(job: JobId) -> str:
     """Return the client id that started `job` (the ``cid`` of `job_id_for`).
 
@@ -58,12 +79,20 @@ class IdSource:
     Injected into the machines so that tests can predict ids.
     """
 
-    __slots__ = ("_next",)
+    __slots__ = ("_count",)
 
     def __init__(self, first: int = 1) -> None:
-        self._next = first
+        self._count = itertools.count(first)
 
     def __call__(self) -> int:
-        value = self._next
-        self._next += 1
-        return value
+        return next(self._count)
+
+    def taker(self) -> Callable[[], int]:
+        """Return a function that does what calling this source does, for a caller that takes many.
+
+        For an `IdSource` itself, its counter's own ``__next__`` (a C call,
+        no Python frame); for a subclass that defines ``__call__``, that.
+        """
+        if type(self).__call__ is IdSource.__call__:
+            return self._count.__next__
+        return self.__call__
