@@ -420,6 +420,7 @@ _SCAN_WORKERS = 4
 #: Members the short paths use: an enum's member read through its class is a
 #: metaclass lookup (~70 ns on 3.11), a module global is not.
 _CLIENT = Protocol.CLIENT
+_PENDING = TaskState.PENDING
 _DISPATCHED = TaskState.DISPATCHED
 _COMPLETED = TaskState.COMPLETED
 
@@ -1095,6 +1096,29 @@ class BrokerMachine:
         else:
             job = client.jobs + str(rid)  # type: ignore[assignment]  # `job_id_for`
             origin = peer  # what `origin_of` reads from it
+        # Nothing queued before it: the fair queue would hand it to the worker
+        # `_pick_worker` names, so it goes there at once (as in `_on_request`).
+        # (The pick reads only the service's workers, which the new task's
+        # records below do not change: it is made in its final state.)
+        worker = None
+        if not svc.pending:
+            if svc.ready is None:
+                for first in svc.workers:
+                    # The least recently used, if idle, is `_pick_worker`'s
+                    # choice (rank 0, first in LRU order), unless an idle
+                    # worker is blocked (a stack bound of 0).
+                    worker = self._workers[first]
+                    if worker.tasks or not self._idle_available:
+                        worker = None
+                    break
+            if worker is None:
+                worker = self._pick_worker(svc)
+        if worker is None:
+            holder = None
+            state, dispatched = _PENDING, 0.0
+        else:  # DISPATCHED from PENDING, as `advance` would
+            holder = worker.peer
+            state, dispatched = _DISPATCHED, now
         timeout = msg.timeout
         task = Task(
             tid,
@@ -1110,6 +1134,9 @@ class BrokerMachine:
             now + (timeout if timeout is not None else cfg.service_timeout),
             timeout,
             now,
+            dispatched,
+            state,
+            holder,
         )
         client.plain = False
         self._tasks[tid] = task
@@ -1121,21 +1148,6 @@ class BrokerMachine:
         client.requests[rid] = tid
         if parent is not None:
             parent.children.add(tid)
-        # Nothing queued before it: the fair queue would hand it to the worker
-        # `_pick_worker` names, so it goes there at once (as in `_on_request`).
-        worker = None
-        if not svc.pending:
-            if svc.ready is None:
-                for first in svc.workers:
-                    # The least recently used, if idle, is `_pick_worker`'s
-                    # choice (rank 0, first in LRU order), unless an idle
-                    # worker is blocked (a stack bound of 0).
-                    worker = self._workers[first]
-                    if worker.tasks or not self._idle_available:
-                        worker = None
-                    break
-            if worker is None:
-                worker = self._pick_worker(svc)
         if worker is None:
             # Queued. `_on_request` would `_dispatch` the service now, which
             # would give nothing: no worker may take a task, as the pick just
@@ -1143,10 +1155,7 @@ class BrokerMachine:
             # change that may free a worker of it dispatches its queue).
             self._enqueue(task, front=False, origin=origin)
             return True
-        holder = worker.peer
-        task.state = _DISPATCHED  # from PENDING, as `advance` would
-        task.worker = holder
-        task.dispatched = now
+        # Given at once.
         order = svc.workers
         del order[holder]
         order[holder] = None
@@ -1190,7 +1199,21 @@ class BrokerMachine:
         requester = task.client
         client = self._clients.get(requester)
         svc = self._services[worker.service]
-        self._time_task(worker, task, svc, now)
+        # `_time_task`, without its call while the prefetch depth stays.
+        start = task.dispatched
+        if worker.last_done > start:
+            start = worker.last_done
+        worker.last_done = now
+        task_time = svc.task_time
+        sample = now - start if now > start else 0.0
+        task_time = sample if task_time is None else task_time + (sample - task_time) / 4
+        svc.task_time = task_time
+        cfg = self.config
+        window = cfg.prefetch_window
+        if (window is not None and task_time * cfg.prefetch >= window) or (
+            svc.depth != cfg.prefetch
+        ):
+            self._keep_depth(svc)
         tid = task.tid
         task.state = _COMPLETED
         if self._deadlines:
@@ -1213,7 +1236,8 @@ class BrokerMachine:
             if parent is not None:
                 parent.children.discard(tid)
         worker.tasks.discard(tid)
-        worker.waiting.discard(tid)
+        if worker.waiting:
+            worker.waiting.discard(tid)
         if svc.ready is not None:
             self._refresh(worker)
         task.worker = None
@@ -1449,13 +1473,11 @@ class BrokerMachine:
             # short ones restore it.
             task_time += (sample - task_time) / 4
         svc.task_time = task_time
-        # `_prefetch`, without its call in the usual cases.
-        cfg = self.config
-        window = cfg.prefetch_window
-        if window is None or task_time * cfg.prefetch < window:
-            depth = cfg.prefetch
-        else:
-            depth = self._prefetch(task_time)
+        self._keep_depth(svc)
+
+    def _keep_depth(self, svc: _Service) -> None:
+        """Set the prefetch depth of `svc` from its task time (`_prefetch`)."""
+        depth = self._prefetch(svc.task_time)
         if depth != svc.depth:
             svc.depth = depth
             if svc.ready is not None:
