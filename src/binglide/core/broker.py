@@ -1210,9 +1210,11 @@ class BrokerMachine:
         svc.task_time = task_time
         cfg = self.config
         window = cfg.prefetch_window
-        if (window is not None and task_time * cfg.prefetch >= window) or (
-            svc.depth != cfg.prefetch
-        ):
+        if window is None or task_time * cfg.prefetch < window:
+            depth = cfg.prefetch  # `_prefetch`, without its call in the usual cases
+        else:
+            depth = self._prefetch(task_time)
+        if depth != svc.depth:
             self._keep_depth(svc)
         tid = task.tid
         task.state = _COMPLETED
@@ -1553,7 +1555,10 @@ class BrokerMachine:
         workers[peer] = None
         svc.clock += 1
         worker.lru = svc.clock
-        advance(task, TaskState.DISPATCHED)
+        # `advance`, without its call: a task given here is PENDING (`_pop`
+        # returns only those, `_on_request` makes them).
+        assert task.state is _PENDING
+        task.state = _DISPATCHED
         task.worker = peer
         task.dispatched = now
         worker.tasks.add(task.tid)
