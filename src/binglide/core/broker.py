@@ -1218,7 +1218,8 @@ class BrokerMachine:
             self._keep_depth(svc)
         tid = task.tid
         task.state = _COMPLETED
-        if self._deadlines:
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][1] == tid:  # (see `_end`)
             self._deadline_stale = True
         self._ended[_COMPLETED] += 1
         del tasks[tid]
@@ -1503,9 +1504,15 @@ class BrokerMachine:
             queue.append(task.tid)
         svc.pending += 1
         self._queued += 1
-        self._deadline_stale = True
         deadlines = self._deadlines
         heapq.heappush(deadlines, (task.deadline, task.tid))
+        kept = self._deadline
+        if kept is None:
+            self._deadline_stale = True  # the heartbeat may count now (`next_deadline`)
+        elif task.deadline < kept:
+            # The earliest of all is the new entry (the kept deadline was the
+            # earliest of the rest), or the deadline is stale anyway.
+            self._deadline = task.deadline
         if len(deadlines) > 64 + 2 * self._queued:
             # Mostly stale: keep the live entries (amortised O(1) a task).
             tasks = self._tasks
@@ -1515,6 +1522,8 @@ class BrokerMachine:
                 if (t := tasks.get(tid)) is not None and t.state is TaskState.PENDING
             ]
             heapq.heapify(deadlines)
+            # (`next_deadline` counts a dispatched task's entry until it ends.)
+            self._deadline_stale = True
 
     def _pop(self, svc: _Service) -> Task | None:
         while svc.queues:
@@ -1581,7 +1590,11 @@ class BrokerMachine:
         client identities and service names.
         """
         was = advance(task, state)
-        if self._deadlines:  # it may have an entry there (while or since it was queued)
+        deadlines = self._deadlines
+        if deadlines and deadlines[0][1] == task.tid:
+            # Its entry (made while, or since, it was queued) heads the heap:
+            # the deadline kept may be it. An entry further down leaves the
+            # kept deadline as it is (the head is live, or the deadline stale).
             self._deadline_stale = True
         self._ended[state] += 1
         self._tasks.pop(task.tid, None)
