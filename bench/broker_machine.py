@@ -10,6 +10,8 @@ time, only cache misses):
 - ``sequential``: one extended client, two extended workers; a request, its
   dispatch, its FINAL, one at a time;
 - ``pipelined``: 128 requests in flight, tasks of 0.1 ms (so workers prefetch);
+- ``pipelined, turns``: the same, the next deadline asked after each message,
+  as a runtime's turn asks it (requests queue: the deadline heap is busy);
 - ``plain``: a plain MDP/0.2 client and worker, one at a time;
 - ``sub-request``: each task issues a sub-request to another service and
   ends when it is answered (two tasks per request).
@@ -91,8 +93,11 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
             m.outgoing()
         return (time.process_time() - start) / max(requests, 1) * 1e6
 
-    def pipelined() -> float:
+    def pipelined(*, turns: bool = False) -> float:
         m = machine()
+        # With `turns`, the deadline is asked after each message, as a
+        # runtime's `turn` does (the machine keeps it, or works it out).
+        deadline = m.next_deadline if turns else lambda: None
         workers = [PeerId("w1"), PeerId("w2")]
         c = PeerId("c")
         for w in workers:
@@ -107,12 +112,14 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
             while sent < requests and sent - done < 128:
                 sent += 1
                 m.receive(c, client_hop, Request(sent, "s"), now)
+                deadline()
                 for w, tid in dispatched(m.outgoing()):
                     held[w].append(tid)
             for w in workers:
                 if held[w]:
                     now += 0.0001  # a 0.1 ms task: short, prefetched
                     m.receive(w, worker_hop, Final(held[w].pop(0)), now)
+                    deadline()
                     done += 1
                     for w2, tid in dispatched(m.outgoing()):
                         held[w2].append(tid)
@@ -154,6 +161,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
     return {
         "sequential": sequential,
         "pipelined": pipelined,
+        "pipelined, turns": lambda: pipelined(turns=True),
         "plain": plain,
         "sub-request": sub_request,
     }
@@ -224,7 +232,7 @@ def instructions(src: str, requests: int) -> dict[str, float]:
         argv = [sys.executable, __file__, "--child", "--requests", str(n), "--only", scenario]
         return callgrind_instructions(argv, src=src)
 
-    names = ["sequential", "pipelined", "plain", "sub-request"]
+    names = ["sequential", "pipelined", "pipelined, turns", "plain", "sub-request"]
     empty = count(names[0], 0)  # start-up and imports
     return {name: (count(name, requests) - empty) / requests for name in names}
 
