@@ -1156,6 +1156,7 @@ class BrokerMachine:
             self._enqueue(task, front=False, origin=origin)
             return True
         # Given at once.
+        holder = worker.peer
         order = svc.workers
         del order[holder]
         order[holder] = None
