@@ -598,8 +598,8 @@ class BrokerMachine:
 
         Runs the timers if they are due at `now`, then returns and forgets
         the messages to send and the notices, with the next deadline: one
-        call where a runtime's turn would make five (in one process a turn
-        is one message, and nothing is due).
+        call where a runtime's turn made three to five (in one process a
+        turn is one message, and nothing is due).
 
         Returns:
             The messages to send, in order; when `handle_timer` is next due
