@@ -257,3 +257,57 @@ def test_request_metadata_is_read_as_json_loads_reads_it(meta: bytes) -> None:
         expected["job"],
         expected.get("ancestry", []),
     )
+
+
+def test_a_top_level_request_s_metadata_is_parsed_once_and_read_again_as_parsed() -> None:
+    from binglide.core import frames as codec
+
+    codec._CLIENT_METAS.clear()
+    meta = b'{"ancestry":[],"job":"","parent":0,"timeout":2.5}'
+    first = decode([b"MDPC02", b"\x11", b"svc", b"1", meta, b"body"], from_broker=False)[1]
+    assert first == Request(1, "svc", (b"body",), "", (), 0, 2.5)
+    assert {meta: ("", (), 0, 2.5)} == codec._CLIENT_METAS
+    # The same bytes again (another id, another body): the same fields, without a parse.
+    again = decode([b"MDPC02", b"\x11", b"other", b"2", meta], from_broker=False)[1]
+    assert again == Request(2, "other", (), "", (), 0, 2.5)
+    # A sub-request's metadata (a job, a parent) differs each time: never kept.
+    sub = b'{"ancestry":["a/1"],"job":"3:abc1","parent":4,"timeout":null}'
+    decode([b"MDPC02", b"\x11", b"svc", b"3", sub], from_broker=False)
+    assert list(codec._CLIENT_METAS) == [meta]
+    # Malformed metadata is refused every time, and never kept.
+    bad = b'{"ancestry":[],"job":"","parent":0,"timeout":-1}'
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError, match="timeout is not a positive number"):
+            decode([b"MDPC02", b"\x11", b"svc", b"4", bad], from_broker=False)
+    assert list(codec._CLIENT_METAS) == [meta]
+
+
+def test_a_peer_sending_many_request_metadata_never_grows_what_the_codec_keeps() -> None:
+    from binglide.core import frames as codec
+
+    codec._CLIENT_METAS.clear()
+    for timeout in range(1, 5 * codec._CLIENT_METAS_BOUND):
+        meta = b'{"timeout":%d}' % timeout
+        got = decode([b"MDPC02", b"\x11", b"svc", b"1", meta], from_broker=False)[1]
+        assert got == Request(1, "svc", (), "", (), 0, timeout)
+        assert len(codec._CLIENT_METAS) <= codec._CLIENT_METAS_BOUND
+    # Nor does a long one stay: each is no longer than the bound says.
+    long = b'{"ancestry":[],"job":"","parent":0,"timeout":1' + b"0" * 600 + b"}"
+    decode([b"MDPC02", b"\x11", b"svc", b"1", long], from_broker=False)
+    assert long not in codec._CLIENT_METAS
+
+
+@given(
+    st.lists(_TEXT, max_size=2),
+    st.none() | st.floats(min_value=0.001, max_value=1e6) | st.integers(1, 10**6),
+    st.integers(min_value=1, max_value=10**6),
+)
+def test_request_metadata_decodes_the_same_read_once_or_again(
+    ancestry: list[str], timeout: float | None, rid: int
+) -> None:
+    msg = Request(rid, "svc", (b"b",), "", tuple(ancestry), 0, timeout)
+    frames = encode(msg, protocol=Protocol.CLIENT, from_broker=False)
+    for _ in range(2):  # parsed, then (kept) read again
+        assert decode(frames, from_broker=False) == (Protocol.CLIENT, msg)
+    # With a routing id before it, read in place (as a broker's ROUTER gives it).
+    assert decode([b"peer", *frames], from_broker=False, start=1) == (Protocol.CLIENT, msg)

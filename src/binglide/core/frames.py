@@ -363,18 +363,18 @@ def encode(
 
 
 def _bytes(frame: Frame) -> bytes:
-    return frame if isinstance(frame, bytes) else bytes(frame)
+    return frame if type(frame) is bytes else bytes(frame)
 
 
 def _text(frame: Frame, what: str) -> str:
     try:
-        return _bytes(frame).decode()
+        return (frame if type(frame) is bytes else bytes(frame)).decode()
     except UnicodeDecodeError as exc:
         raise RemoteProtocolError(f"{what} is not UTF-8 text") from exc
 
 
 def _rid(frame: Frame) -> int:
-    raw = _bytes(frame)
+    raw = frame if type(frame) is bytes else bytes(frame)
     if not raw.isdigit() or len(raw) > 19:
         raise RemoteProtocolError(f"request id {raw[:24]!r} is not a decimal number")
     return int(raw)
@@ -442,40 +442,53 @@ def plain_failure(msg: Final) -> Failure | None:
     return _failure(msg.rid, msg.service, payload[1])
 
 
-def _need(frames: Sequence[Frame], count: int, what: str) -> None:
-    if len(frames) < count:
-        raise RemoteProtocolError(f"{what} has {len(frames)} frames, needs at least {count}")
+def _need(have: int, count: int, what: str) -> None:
+    if have < count:
+        raise RemoteProtocolError(f"{what} has {have} frames, needs at least {count}")
 
 
-def decode(frames: Sequence[Frame], *, from_broker: bool) -> tuple[Protocol, Message]:
+def decode(
+    frames: Sequence[Frame], *, from_broker: bool, start: int = 0
+) -> tuple[Protocol, Message]:
     """Return the protocol and message that `frames` carry.
 
     Args:
         frames: the frames, from the protocol header on (one leading empty
             frame, which MDP/0.1 had, is skipped).
         from_broker: whether the broker sent them (else a client or worker).
+        start: where the message begins in `frames` (a ROUTER's routing id
+            before it, say): read in place, without a copy of the rest.
 
     Raises:
         RemoteProtocolError: the frames are malformed or not allowed in that
             direction; the message says what is wrong.
     """
-    if frames and len(frames[0]) == 0:
-        frames = frames[1:]  # MDP/0.1's empty delimiter: tolerated, never sent
-    if len(frames) < 2:
-        _need(frames, 2, "a message")
-    header = _bytes(frames[0])
+    # The frames are read where they are, by index: no list is copied to drop
+    # an envelope, a header or a command (a message crosses the codec twice
+    # in each process it goes through, bench/RESULTS.md, issue 13).
+    have = len(frames) - start
+    if have and len(frames[start]) == 0:
+        start += 1  # MDP/0.1's empty delimiter: tolerated, never sent
+        have -= 1
+    if have < 2:
+        _need(have, 2, "a message")
+    header = frames[start]
+    if type(header) is not bytes:
+        header = bytes(header)
     protocol = _PROTOCOLS.get(header)
     if protocol is None:
         raise RemoteProtocolError(f"unknown protocol header {header[:16]!r}")
     if protocol is Protocol.CLIENT_01:
         # MDP/0.1's client protocol has no command: the service, then the body.
-        service = _text(frames[1], "service name")
+        service = _text(frames[start + 1], "service name")
         if from_broker:
-            return protocol, Final(0, tuple(frames[2:]), service)
-        return protocol, Request(0, service, tuple(frames[2:]), extended=False)
-    command = _bytes(frames[1])
-    body = frames[2:]
+            return protocol, Final(0, tuple(frames[start + 2 :]), service)
+        return protocol, Request(0, service, tuple(frames[start + 2 :]), extended=False)
+    command = frames[start + 1]
+    if type(command) is not bytes:
+        command = bytes(command)
     if protocol is Protocol.WORKER_01:
+        body = frames[start + 2 :]
         return protocol, _decode_worker_01(command, body, from_broker=from_broker)
     decoder = _DECODERS.get((header, from_broker, command))
     if decoder is None:
@@ -483,7 +496,7 @@ def decode(frames: Sequence[Frame], *, from_broker: bool) -> tuple[Protocol, Mes
         raise RemoteProtocolError(
             f"command {command[:4]!r} is not allowed from {who} on the {protocol.name.lower()} hop"
         )
-    return protocol, decoder(command, body)
+    return protocol, decoder(command, frames, start + 2)
 
 
 def _decode_worker_01(command: bytes, f: Sequence[Frame], *, from_broker: bool) -> Message:
@@ -493,15 +506,15 @@ def _decode_worker_01(command: bytes, f: Sequence[Frame], *, from_broker: bool) 
         return Disconnect()
     match from_broker, command:
         case False, b"\x01":
-            _need(f, 1, "READY")
+            _need(len(f), 1, "READY")
             return Ready(_text(f[0], "service name"), extended=False)
         case False, b"\x03":
-            _need(f, 2, "REPLY")
+            _need(len(f), 2, "REPLY")
             if len(_bytes(f[1])) != 0:
                 raise RemoteProtocolError("REPLY needs an empty frame after the address")
             return Final(_rid(f[0]), tuple(f[2:]))
         case True, b"\x02":
-            _need(f, 2, "REQUEST")
+            _need(len(f), 2, "REQUEST")
             return Request(_rid(f[0]), "", tuple(f[2:]), extended=False)
     who = "the broker" if from_broker else "a peer"
     raise RemoteProtocolError(
@@ -510,101 +523,115 @@ def _decode_worker_01(command: bytes, f: Sequence[Frame], *, from_broker: bool) 
 
 
 # -- MDP/0.2 and binglide's extensions: one decoder per (hop, direction, command) --------
+#
+# Each takes the command, the whole frame sequence and the index of the frame
+# after the command (``f[i:]`` is the command's body).
 
 
-def _d_heartbeat(command: bytes, f: Sequence[Frame]) -> Message:
+def _d_heartbeat(command: bytes, f: Sequence[Frame], i: int) -> Message:
     return Heartbeat()
 
 
-def _d_broker_heartbeat(command: bytes, f: Sequence[Frame]) -> Message:
-    return Heartbeat(_text(f[0], "broker instance id")) if f else Heartbeat()
+def _d_broker_heartbeat(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    return Heartbeat(_text(f[i], "broker instance id")) if len(f) > i else Heartbeat()
 
 
-def _d_disconnect(command: bytes, f: Sequence[Frame]) -> Message:
+def _d_disconnect(command: bytes, f: Sequence[Frame], i: int) -> Message:
     return Disconnect()
 
 
-def _d_client_request(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 1, "REQUEST")
-    return Request(0, _text(f[0], "service name"), tuple(f[1:]), extended=False)
+def _d_client_request(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 1, "REQUEST")
+    return Request(0, _text(f[i], "service name"), tuple(f[i + 1 :]), extended=False)
 
 
-def _d_client_xrequest(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 3, "XREQUEST")
-    meta = _json(f[2], "request metadata")
-    return _request(_rid(f[1]), _text(f[0], "service name"), meta, tuple(f[3:]))
+def _d_client_xrequest(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    if len(f) - i < 3:
+        _need(len(f) - i, 3, "XREQUEST")
+    raw = f[i + 2]
+    fields = _CLIENT_METAS.get(raw) if type(raw) is bytes else None
+    if fields is None:
+        fields = _request_fields(_json(raw, "request metadata"))
+        if not fields[2] and not fields[0] and len(raw) <= _CLIENT_META_SIZE:
+            # A top-level request: its metadata repeats.
+            if len(_CLIENT_METAS) >= _CLIENT_METAS_BOUND:
+                _CLIENT_METAS.clear()
+            _CLIENT_METAS[_bytes(raw)] = fields
+    return Request(_rid(f[i + 1]), _text(f[i], "service name"), tuple(f[i + 3 :]), *fields)
 
 
-def _d_client_cancel(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "CANCEL")
-    return Cancel(job=_text(f[1], "job id"), rid=_rid(f[0]))
+def _d_client_cancel(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 2, "CANCEL")
+    return Cancel(job=_text(f[i + 1], "job id"), rid=_rid(f[i]))
 
 
-def _d_client_report(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 1, "PARTIAL/FINAL")
+def _d_client_report(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 1, "PARTIAL/FINAL")
     cls = Final if command == _C_FINAL else Partial
-    return cls(0, tuple(f[1:]), _text(f[0], "service name"))
+    return cls(0, tuple(f[i + 1 :]), _text(f[i], "service name"))
 
 
-def _d_client_xreport(command: bytes, f: Sequence[Frame]) -> Message:
-    if len(f) < 2:
-        _need(f, 2, "XPARTIAL/XFINAL")
+def _d_client_xreport(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    if len(f) - i < 2:
+        _need(len(f) - i, 2, "XPARTIAL/XFINAL")
     cls = Final if command == _X_FINAL else Partial
-    return cls(_rid(f[1]), tuple(f[2:]), _text(f[0], "service name"))
+    return cls(_rid(f[i + 1]), tuple(f[i + 2 :]), _text(f[i], "service name"))
 
 
-def _d_client_failure(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 3, "FAILURE")
-    return _failure(_rid(f[1]), _text(f[0], "service name"), f[2])
+def _d_client_failure(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 3, "FAILURE")
+    return _failure(_rid(f[i + 1]), _text(f[i], "service name"), f[i + 2])
 
 
-def _d_ready(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 1, "READY")
-    extended = len(f) > 1 and _bytes(f[1]) == EXTENSION_TAG
-    return Ready(_text(f[0], "service name"), extended)
+def _d_ready(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 1, "READY")
+    extended = len(f) - i > 1 and _bytes(f[i + 1]) == EXTENSION_TAG
+    return Ready(_text(f[i], "service name"), extended)
 
 
-def _d_worker_report(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "PARTIAL/FINAL")
-    if len(f[1]) != 0:
+def _d_worker_report(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    if len(f) - i < 2:
+        _need(len(f) - i, 2, "PARTIAL/FINAL")
+    if len(f[i + 1]) != 0:
         raise RemoteProtocolError("PARTIAL/FINAL needs an empty frame after the address")
     cls = Final if command == _W_FINAL else Partial
-    return cls(_rid(f[0]), tuple(f[2:]))
+    return cls(_rid(f[i]), tuple(f[i + 2 :]))
 
 
-def _d_worker_failure(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "FAILURE")
-    return _failure(_rid(f[0]), "", f[1])
+def _d_worker_failure(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 2, "FAILURE")
+    return _failure(_rid(f[i]), "", f[i + 1])
 
 
-def _d_waiting(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "WAITING")
-    flag = _bytes(f[1])
+def _d_waiting(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 2, "WAITING")
+    flag = _bytes(f[i + 1])
     if flag not in (b"0", b"1"):
         raise RemoteProtocolError("WAITING flag must be '0' or '1'")
-    return Waiting(_rid(f[0]), flag == b"1")
+    return Waiting(_rid(f[i]), flag == b"1")
 
 
-def _d_worker_request(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "REQUEST")
-    return Request(_rid(f[0]), "", tuple(f[2:]), extended=False)
+def _d_worker_request(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 2, "REQUEST")
+    return Request(_rid(f[i]), "", tuple(f[i + 2 :]), extended=False)
 
 
-def _d_worker_xrequest(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "XREQUEST")
-    meta = _json(f[1], "request metadata")
+def _d_worker_xrequest(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    if len(f) - i < 2:
+        _need(len(f) - i, 2, "XREQUEST")
+    meta = _json(f[i + 1], "request metadata")
     service = meta.get("service")
     if not isinstance(service, str):
         raise RemoteProtocolError("request metadata lacks the service name")
-    return _request(_rid(f[0]), service, meta, tuple(f[2:]))
+    return Request(_rid(f[i]), service, tuple(f[i + 2 :]), *_request_fields(meta))
 
 
-def _d_worker_cancel(command: bytes, f: Sequence[Frame]) -> Message:
-    _need(f, 2, "CANCEL")
-    return Cancel(job=_text(f[0], "job id"), rid=_rid(f[1]))
+def _d_worker_cancel(command: bytes, f: Sequence[Frame], i: int) -> Message:
+    _need(len(f) - i, 2, "CANCEL")
+    return Cancel(job=_text(f[i], "job id"), rid=_rid(f[i + 1]))
 
 
-_Decoder = Callable[[bytes, "Sequence[Frame]"], Message]
+_Decoder = Callable[[bytes, "Sequence[Frame]", int], Message]
 #: (header frame, from_broker, command) -> decoder of the frames after the command. Keyed
 #: by bytes: an enum member hashes in Python (``Enum.__hash__``), bytes in C.
 _DECODERS: dict[tuple[bytes, bool, bytes], _Decoder] = {
@@ -634,8 +661,26 @@ _DECODERS: dict[tuple[bytes, bool, bytes], _Decoder] = {
     (_W, True, _X_CANCEL): _d_worker_cancel,
 }
 
+#: A request's metadata fields, as `Request` takes them after its payload:
+#: job, ancestry, parent, timeout.
+_Fields = tuple[str, tuple[str, ...], int, float | None]
 
-def _request(rid: int, service: str, meta: dict[str, Any], payload: tuple[Frame, ...]) -> Request:
+#: The fields of the client request metadata seen lately, by its bytes: a
+#: client's top-level requests carry the same few bytes again and again (no
+#: job, no parent, its timeout), so the broker parses and checks them once,
+#: not for every request. Only those are kept (a sub-request's job and parent
+#: differ each time), at most `_CLIENT_METAS_BOUND` at once (then it starts
+#: over, so a peer sending many never grows it; none longer than
+#: `_CLIENT_META_SIZE`). The same bytes always decode
+#: to the same fields, and these are immutable: an entry is exactly what a
+#: parse would give.
+_CLIENT_METAS: dict[bytes, _Fields] = {}
+_CLIENT_METAS_BOUND = 64
+#: The longest metadata kept there (a top-level request's is about 50 bytes).
+_CLIENT_META_SIZE = 512
+
+
+def _request_fields(meta: dict[str, Any]) -> _Fields:
     job = meta.get("job", "")
     parent = meta.get("parent", 0)
     timeout = meta.get("timeout")
@@ -647,7 +692,7 @@ def _request(rid: int, service: str, meta: dict[str, Any], payload: tuple[Frame,
     if timeout is not None and not (type(timeout) in _NUMBERS and timeout > 0):
         raise RemoteProtocolError("request metadata: timeout is not a positive number")
     ancestry = _strings(meta.get("ancestry", []), "request metadata: ancestry")
-    return Request(rid, service, payload, job, ancestry, parent, timeout)
+    return job, ancestry, parent, timeout
 
 
 #: What a JSON number decodes to (a bool is neither).

@@ -450,7 +450,7 @@ def router_incoming(frames: Sequence[Frame], dropped: Dropped | None = None) -> 
     # broker decodes a routing id per message, and the str is the id.
     peer: PeerId = bytes(frames[0]).decode("latin-1")  # type: ignore[assignment]
     try:
-        protocol, message = decode(frames[1:], from_broker=False)
+        protocol, message = decode(frames, from_broker=False, start=1)
     except RemoteProtocolError as exc:
         if dropped is None:
             log.warning("dropped a message from peer %r: %s", peer, exc)
