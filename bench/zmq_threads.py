@@ -140,6 +140,16 @@ def main() -> int:
             )
             trip, usage = json.loads(out)
             runs[name].append((trip, {key: (u, s) for key, (u, s) in usage.items()}))
+            # Each run as it ends: an interleaved pair is read side by side.
+            mains = "  ".join(
+                f"{key.split()[0]} {sum(usage[key]) * 1e6:.0f}"
+                for key in sorted(usage)
+                if key.endswith(" main")
+            )
+            print(
+                f"{name:>8}: round trip {trip:.0f} µs; main threads' CPU µs a request: {mains}",
+                flush=True,
+            )
 
     print(f"sequential echo over ZeroMQ, {args.requests} requests, median of {args.repeat}")
     for name, results in runs.items():
