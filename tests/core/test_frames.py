@@ -311,3 +311,31 @@ def test_request_metadata_decodes_the_same_read_once_or_again(
         assert decode(frames, from_broker=False) == (Protocol.CLIENT, msg)
     # With a routing id before it, read in place (as a broker's ROUTER gives it).
     assert decode([b"peer", *frames], from_broker=False, start=1) == (Protocol.CLIENT, msg)
+
+
+def test_a_top_level_request_s_metadata_is_written_once_a_timeout_and_stays_exact() -> None:
+    from binglide.core import frames as codec
+
+    codec._TOP_METAS.clear()
+    # Each timeout twice in a row (written, then perhaps kept), values equal to
+    # one another among them: every time the bytes json.dumps writes.
+    timeouts = [None, 2.5, 1.0, 1, True, 0.0, -0.0, float("nan"), float("inf"), 2.5, None]
+    for timeout in timeouts * 2:
+        frames = encode(
+            Request(1, "svc", (), "", (), 0, timeout), protocol=Protocol.CLIENT, from_broker=False
+        )
+        meta = {"ancestry": [], "job": "", "parent": 0, "timeout": timeout}
+        assert frames[4] == _dumped(meta)
+    assert set(codec._TOP_METAS) == {None, 2.5, 1.0, float("inf")}
+    # A parent given as False (not a task id a client would send) is written as it is.
+    frames = encode(
+        Request(1, "svc", (), "", (), False, None), protocol=Protocol.CLIENT, from_broker=False
+    )
+    assert frames[4] == _dumped({"ancestry": [], "job": "", "parent": False, "timeout": None})
+    for timeout in range(3 * codec._TOP_METAS_BOUND):
+        encode(
+            Request(1, "s", (), "", (), 0, timeout + 0.5),
+            protocol=Protocol.CLIENT,
+            from_broker=False,
+        )
+        assert len(codec._TOP_METAS) <= codec._TOP_METAS_BOUND

@@ -140,8 +140,34 @@ def _timeout_json(value: float | None) -> str:
     return _int_json(value)  # type: ignore[arg-type]
 
 
+#: The metadata of a top-level request (no job, ancestry or parent) by its
+#: timeout: None or a positive float, whose bytes are those of no other value
+#: equal to it (not -0.0, NaN, a bool or an int). A client's requests mostly
+#: share one timeout; at most `_TOP_METAS_BOUND` are kept (then it starts over).
+_TOP_METAS: dict[float | None, bytes] = {}
+_TOP_METAS_BOUND = 64
+
+
 def _client_meta(msg: Request) -> bytes:
     """The XREQUEST metadata a client sends: job, ancestry, parent, timeout."""
+    timeout = msg.timeout
+    if (
+        not msg.ancestry
+        and msg.job == ""
+        and type(msg.parent) is int
+        and msg.parent == 0
+        and (timeout is None or (type(timeout) is float and timeout > 0))
+    ):
+        meta = _TOP_METAS.get(timeout)
+        if meta is None:
+            if len(_TOP_METAS) >= _TOP_METAS_BOUND:
+                _TOP_METAS.clear()
+            meta = _TOP_METAS[timeout] = _written_client_meta(msg)
+        return meta
+    return _written_client_meta(msg)
+
+
+def _written_client_meta(msg: Request) -> bytes:
     try:
         return (
             f'{{"ancestry":{_strings_json(msg.ancestry)},"job":{_quote(msg.job)},'
