@@ -346,3 +346,107 @@ def test_frames_of_every_kind_and_size_go_out_and_come_back_whole() -> None:
         assert not has_message(server)
     finally:
         ctx.destroy(linger=0)
+
+
+async def test_an_eager_delivery_runs_on_the_signal_without_a_read_of_the_events() -> None:
+    # A receiving end's callback is called on the descriptor's signal without
+    # the events read first (it receives at once, and its failed receive, or
+    # its check after the last message, re-arms the descriptor); the events
+    # are read when a task waits on them, to wake it.
+    from binglide._aio import EdgeWatcher
+
+    reads: list[int] = []
+    calls: list[bytes] = []
+    readable, writable = os.pipe()
+    try:
+
+        def events() -> int:
+            reads.append(1)
+            return zmq.POLLIN | zmq.POLLOUT
+
+        def callback() -> None:
+            try:
+                calls.append(os.read(readable, 16))
+            except BlockingIOError:
+                calls.append(b"")  # a signal that was not for it: it copes
+
+        os.set_blocking(readable, False)
+        watcher = EdgeWatcher(readable, events)
+        with anyio.fail_after(5):
+            watcher.deliver(zmq.POLLIN, callback, eager=True)
+            while not calls:  # the look at the next turn: eager too
+                await anyio.lowlevel.checkpoint()
+            assert calls == [b""]
+            os.write(writable, b"x")
+            while len(calls) < 2:
+                await anyio.lowlevel.checkpoint()
+            assert calls == [b"", b"x"]
+            assert reads == []  # no read of the events for either
+            # A task waiting for room: the events are read (before it waits,
+            # and on the signal), the task woken, the callback called.
+            async with anyio.create_task_group() as tg:
+                woken = anyio.Event()
+
+                async def wait_for_room() -> None:
+                    await watcher.wait(zmq.POLLOUT)
+                    woken.set()
+
+                watcher_events = events
+                reads.clear()
+
+                def no_room() -> int:
+                    reads.append(1)
+                    return zmq.POLLIN if len(reads) == 1 else watcher_events()
+
+                watcher._events = no_room
+                tg.start_soon(wait_for_room)
+                await anyio.wait_all_tasks_blocked()
+                os.write(writable, b"y")
+                await woken.wait()
+            assert len(reads) >= 2
+            assert calls[-1] == b"y"
+            # Without eager, every signal reads the events first.
+            watcher._events = events
+            watcher.deliver(zmq.POLLIN, callback)
+            reads.clear()
+            os.write(writable, b"z")
+            while calls[-1] != b"z":
+                await anyio.lowlevel.checkpoint()
+            assert reads
+            watcher.close()
+    finally:
+        os.close(readable)
+        os.close(writable)
+
+
+async def test_an_end_signalled_with_nothing_to_receive_still_delivers_what_comes_later(context):
+    # Delivery receives on the descriptor's signal without reading the events
+    # first: a signal with no message behind it (here: looks asked for with
+    # nothing there) ends in a failed receive, which must leave the
+    # descriptor armed for the messages that come after.
+    with anyio.fail_after(5):
+        broker = ZmqBroker.bind("tcp://127.0.0.1:*", context=context)
+        peer = ZmqPeer.connect(broker.address, identity="peer-b", context=context)
+        got: list[tuple[Any, ...]] = []
+        arrived = [anyio.Event()]
+
+        def take(*item: Any) -> None:
+            got.append(item)
+            arrived[0].set()
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(peer.deliver_to, take)
+            peer.send_nowait(Protocol.CLIENT, Heartbeat())
+            [(who, _, _)] = await _receive(broker)
+            for rid in range(1, 4):
+                for _ in range(3):  # signals for nothing: each a failed receive
+                    peer._watcher.schedule()
+                    await anyio.lowlevel.checkpoint()
+                assert len(got) == rid - 1
+                arrived[0] = anyio.Event()
+                await broker.send(Outgoing(who, Protocol.CLIENT, Final(rid, (b"x",), "s")))
+                await arrived[0].wait()
+            tg.cancel_scope.cancel()
+        assert [msg for _, msg in got] == [Final(rid, (b"x",), "s") for rid in range(1, 4)]
+        await peer.aclose()
+        await broker.aclose()

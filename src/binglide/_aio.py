@@ -626,6 +626,8 @@ class EdgeWatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._callback: tuple[int, Callable[[], None]] | None = None
+        #: Whether the callback runs on a signal without the events read first.
+        self._eager = False
         self._scheduled = False
         self._closed = False
 
@@ -645,6 +647,12 @@ class EdgeWatcher:
             return -1  # every bit: let the waiters and the callback meet the error
 
     def _signalled(self) -> None:
+        callback = self._callback
+        if self._eager and callback is not None and not self._waiters:
+            # An eager callback reads what is there itself (see `deliver`):
+            # a read of the events first would cost a second look a signal.
+            callback[1]()
+            return
         events = self._read()
         self._wake(events)
         callback = self._callback
@@ -694,13 +702,23 @@ class EdgeWatcher:
         finally:
             self._waiters.remove(entry)
 
-    def deliver(self, mask: int, callback: Callable[[], None] | None) -> None:
+    def deliver(
+        self, mask: int, callback: Callable[[], None] | None, *, eager: bool = False
+    ) -> None:
         """Call `callback` whenever the events have a bit of `mask` (None: stop).
 
         The events are looked at the next turn too: what arrived before is
         not signalled again.
+
+        With `eager`, the callback is called on every signal of the
+        descriptor (and at the next turn) without the events read first,
+        unless a task waits: it must find out itself whether anything is
+        ready, cope with nothing (a signal that was not for it), and leave
+        the descriptor armed (read the events, or fail a read that processes
+        them, before it returns).
         """
         self._callback = None if callback is None else (mask, callback)
+        self._eager = eager
         if callback is not None:
             self._watch()
             self.schedule()

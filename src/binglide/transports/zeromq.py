@@ -540,9 +540,14 @@ class _ZmqEnd:
 
         def ready() -> None:
             # Up to _DRAIN messages a turn: then the others in this loop get theirs.
-            # The watcher calls this when ZMQ_EVENTS said POLLIN: the first
-            # receive needs no check of its own (a getsockopt that processes
-            # ZeroMQ's commands); the check after the last one re-arms the fd.
+            # The watcher calls this when the descriptor signals (eagerly:
+            # without reading ZMQ_EVENTS first), which is nearly always for a
+            # message arrived (all but 2 of 4,000 signals of a peer in a run
+            # of sequential requests): the first receive is the check, and
+            # when it fails (zmq.Again) it has processed ZeroMQ's commands,
+            # which re-arms the fd as a read of the events does. The check
+            # after each message received says whether another is there, and
+            # re-arms the fd after the last.
             messages: list[list[Frame]] = []
             try:
                 while True:
@@ -565,7 +570,7 @@ class _ZmqEnd:
             if len(messages) >= _DRAIN:
                 self._watcher.schedule()
 
-        self._watcher.deliver(_POLLIN, ready)
+        self._watcher.deliver(_POLLIN, ready, eager=True)
         try:
             task_status.started()
             await ended.wait()
