@@ -227,6 +227,12 @@ class ClientMachine:
                 self._broker = _BINGLIDE
                 if switched:
                     return self._back_to_binglide()
+        if type(msg) is Final:  # the usual reply, without the match's class tests
+            rid = msg.rid
+            if rid not in self._open:
+                return None  # cancelled, or a duplicate: nobody waits for it
+            del self._open[rid]
+            return Reply(rid, msg)
         match msg:
             case Partial() | Final() | Failure():
                 if msg.rid not in self._open:
