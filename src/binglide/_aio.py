@@ -55,7 +55,7 @@ import anyio
 
 if TYPE_CHECKING:
     from collections import deque
-    from collections.abc import AsyncIterator, Callable, Coroutine, Generator
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Generator
     from typing import Any
 
 __all__ = (
@@ -572,19 +572,32 @@ class Waiters:
     def __init__(self) -> None:
         self._futures: list[tuple[asyncio.Future[None], asyncio.Task[Any] | None]] = []
 
-    async def wait(self) -> None:
-        """Wait for the next `notify`."""
+    def waiting(self) -> Generator[Any, None, None]:
+        """Wait for the next `notify` (``await waiters.wait()``; ``yield from`` this).
+
+        A generator, marked as a coroutine (`wait` is this function): a
+        generator-based awaitable (`Call.__await__`, every caller's wait)
+        yields from it with no coroutine object and wrapper around it.
+        """
         future = asyncio.get_running_loop().create_future()
         futures = self._futures
         entry = (future, asyncio.current_task())
         futures.append(entry)
         try:
-            await future
+            yield from future
         finally:
             if not future.done() or future.cancelled():
                 # Cancelled: no notify took it out.
                 with contextlib.suppress(ValueError):
                     futures.remove(entry)
+
+    if TYPE_CHECKING:
+
+        def wait(self) -> Awaitable[None]:
+            """Wait for the next `notify`."""
+
+    else:
+        wait = types.coroutine(waiting)
 
     def notify(self) -> None:
         """Wake every task waiting now (running their steps at once where it can)."""

@@ -210,7 +210,7 @@ class Call(_Chaining):
                 changed = self._changed
                 if changed is None:
                     changed = self._changed = Waiters()
-                yield from changed.wait().__await__()
+                yield from changed.waiting()
             else:
                 yield from self._wait_change().__await__()
         return self._final
