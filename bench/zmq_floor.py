@@ -64,32 +64,20 @@ if TYPE_CHECKING:
 _BODY = b'{"n":1}'
 
 
-def _request(dialect: str, body: bytes = _BODY) -> list[bytes]:
+def _request(dialect: str) -> list[bytes]:
     """The request's frames for a broker of `dialect` (``mdp``, ``majortomo``, ``floor``)."""
     if dialect == "majortomo":  # majortomo keeps MDP/0.1's empty frame and code 0x02
-        return [b"", b"MDPC02", b"\x02", lanes.SERVICE, body]
-    return [b"MDPC02", b"\x01", lanes.SERVICE, body]
+        return [b"", b"MDPC02", b"\x02", lanes.SERVICE, _BODY]
+    return [b"MDPC02", b"\x01", lanes.SERVICE, _BODY]
 
 
-def blocking_client(address: str, requests: int, dialect: str, body: bytes = _BODY) -> list[float]:
-    """Sequential round trips of a bare blocking DEALER (bench/broker.py's `mdp_client`)."""
-    ctx = zmq.Context()
-    sock = ctx.socket(zmq.DEALER)
-    sock.rcvtimeo = 30_000  # a dead broker or worker fails the run instead of hanging it
-    sock.connect(address)
-    request = _request(dialect, body)
-    times = []
-    try:
-        for i in range(-200, requests):  # the first 200: warm-up
-            start = time.perf_counter()
-            sock.send_multipart(request)
-            sock.recv_multipart()
-            if i >= 0:
-                times.append(time.perf_counter() - start)
-    finally:
-        sock.close(linger=0)
-        ctx.term()
-    return times
+def blocking_client(address: str, requests: int, dialect: str) -> list[float]:
+    """Sequential round trips of a bare blocking DEALER (bench/broker.py's `mdp_client`).
+
+    That client also runs `requests` more with one in flight, which are not
+    used here.
+    """
+    return lanes.mdp_client(address, requests, 1, majortomo=dialect == "majortomo")[0]
 
 
 async def _asyncio_round_trips(address: str, requests: int, dialect: str) -> list[float]:
@@ -187,10 +175,7 @@ def binglide_client(address: str, requests: int, dialect: str) -> list[float]:
 
 def bare_client(address: str, requests: int, dialect: str) -> list[float]:
     """A blocking client whose body is binglide's encoded ``{"n": 1}`` (bench/broker.py's)."""
-    from binglide.payload import encode_body
-
-    (body,) = encode_body({"n": 1})
-    return blocking_client(address, requests, "mdp", bytes(body))
+    return lanes.bare_client(address, requests, 1)[0]
 
 
 def _spawn(*args: str) -> subprocess.Popen[bytes]:
