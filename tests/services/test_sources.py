@@ -127,6 +127,26 @@ def test_missing_file(tmp_path: Path) -> None:
         open_source(tmp_path / "nope")
 
 
+def test_a_file_deleted_between_its_check_and_its_open_is_a_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The file is there when it is checked and gone when it is opened (another
+    # process deleted it meanwhile): the same message as a file never there,
+    # not the OS's wording of the open's error.
+    path = tmp_path / "going"
+    path.write_bytes(b"data")
+    check = sources._stat_regular
+
+    def check_then_delete(shown: str, real: str) -> os.stat_result:
+        st = check(shown, real)
+        os.unlink(real)
+        return st
+
+    monkeypatch.setattr(sources, "_stat_regular", check_then_delete)
+    with pytest.raises(RequestError, match=r"going: no such file; check the path$"):
+        open_source(path)
+
+
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(RequestError, match="is a directory"):
         open_source(tmp_path)

@@ -386,6 +386,11 @@ def _check_roots(shown: str, real: str, roots: Sequence[StrPath]) -> None:
 
 def _access_error(shown: str, exc: OSError, doing: str) -> RequestError:
     """The `RequestError` for an OS error met while `doing` (access, open) the file."""
+    if isinstance(exc, FileNotFoundError):
+        # One message for a missing file whichever step found it gone: a
+        # file deleted between the stat and the open is as missing as one
+        # that never was.
+        return RequestError(f"{shown}: no such file; check the path")
     if isinstance(exc, PermissionError):
         return RequestError(
             f"{shown}: permission denied; make the file readable by the user running binglide"
@@ -396,8 +401,6 @@ def _access_error(shown: str, exc: OSError, doing: str) -> RequestError:
 def _stat_regular(shown: str, real: str) -> os.stat_result:
     try:
         st = os.stat(real)
-    except FileNotFoundError as exc:
-        raise RequestError(f"{shown}: no such file; check the path") from exc
     except OSError as exc:
         raise _access_error(shown, exc, "access") from exc
     if stat.S_ISDIR(st.st_mode):
