@@ -179,3 +179,26 @@ def test_names_are_unique() -> None:
     with pytest.raises(RuntimeError, match="already has a broker"):
         network.bind()
     assert len({network.connect().identity for _ in range(3)}) == 3
+
+
+async def test_the_broker_end_delivers_each_message_with_its_fields() -> None:
+    # `deliver_each_to`: one call a message, (peer, protocol, message), in
+    # the sender's step; `deliver_to` still gets batches (of one).
+    network = binglide.InprocNetwork()
+    broker = network.bind()
+    peer = network.connect("p")
+    peer.send_nowait(Protocol.CLIENT, Request(1, "s"))  # before delivery: waits
+    got: list[tuple[PeerId, Protocol, Message]] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+            await tg.start(broker.deliver_each_to, lambda *fields: got.append(fields))
+            assert got == [(PeerId("p"), Protocol.CLIENT, Request(1, "s"))]
+            peer.send_nowait(Protocol.CLIENT, Heartbeat())
+            assert got[1:] == [(PeerId("p"), Protocol.CLIENT, Heartbeat())]
+            tg.cancel_scope.cancel()
+        batches: list[Sequence[Incoming]] = []
+        async with anyio.create_task_group() as tg:
+            await tg.start(broker.deliver_to, batches.append)
+            peer.send_nowait(Protocol.CLIENT, Request(2, "s"))
+            assert batches == [((PeerId("p"), Protocol.CLIENT, Request(2, "s")),)]
+            tg.cancel_scope.cancel()

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     import zmq
     from anyio.abc import TaskStatus
 
+    from .core import Message, Protocol
     from .transports import BrokerTransport
     from .transports.base import Incoming
     from .transports.zeromq import CurveServerKeys
@@ -192,15 +193,21 @@ def turn(
             _broken(peer)
             raise
     outgoing, deadline, notices = machine.settle(now)  # timers run if due
+    if notices or (drops is not None and drops._counted):  # (the usual turn: no call)
+        _told(notices, now, drops)
+    return outgoing, deadline
+
+
+def _told(notices: Sequence[tuple[PeerId, str]], now: float, drops: DropLog | None) -> None:
+    """Log the machine's `notices` at the end of a turn (through `drops`, if given)."""
     for peer, what in notices:
         # Handled (a DISCONNECT sent), but a peer misbehaved: said as a drop is.
         if drops is None:
             log.warning("peer %r: %s", peer, what)
         else:
             drops.dropped(peer, what, now)
-    if drops is not None and drops._counted:  # (the usual turn: no call)
+    if drops is not None:
         drops.flush(now)
-    return outgoing, deadline
 
 
 class Broker:
@@ -268,8 +275,12 @@ class Broker:
                 tg.start_soon(self._outbox.run)
                 tg.start_soon(timers)
                 task_status.started()
+                transport = self._transport
                 try:
-                    await self._transport.deliver_to(self._on_batch, dropped=self._dropped)
+                    if transport.in_process:
+                        await transport.deliver_each_to(self._on_message, dropped=self._dropped)
+                    else:
+                        await transport.deliver_to(self._on_batch, dropped=self._dropped)
                 except TransportClosed:
                     pass
                 except Exception as exc:
@@ -291,6 +302,37 @@ class Broker:
         post = self._outbox.post
         for out in outgoing:
             post(out)
+        if deadline is not None and deadline < self._timer_at and self._timer_changed:
+            self._timer_changed.set()
+
+    def _on_message(self, peer: PeerId, protocol: Protocol, msg: Message) -> None:
+        """`_on_batch` for a batch of one, on an in-process transport: the same turn, fewer calls.
+
+        The machine's `step` is `turn`'s feed and settle in one call, and what
+        the turn produced goes to the transport's ``send_nowait`` directly:
+        in process it never blocks, so the outbox would hold nothing, and its
+        errors are met as `Outbox.post` and `_send_nowait` meet them.
+        """
+        machine = self.machine
+        now = self._clock()
+        try:
+            outgoing, deadline, notices = machine.step(peer, protocol, msg, now)
+        except RemoteProtocolError as exc:
+            _refused(peer, exc, now, self.drops)
+            outgoing, deadline, notices = machine.settle(now)
+        except Exception:
+            _broken(peer)
+            raise
+        if notices or self.drops._counted:
+            _told(notices, now, self.drops)
+        send = self._transport.send_nowait
+        for out in outgoing:
+            try:
+                send(out)
+            except TransportClosed:
+                pass  # closed by us: what was left to say is moot (`Outbox.post`)
+            except TransportError as exc:
+                log.warning("could not send to peer %r: %s", out.peer, exc)
         if deadline is not None and deadline < self._timer_at and self._timer_changed:
             self._timer_changed.set()
 

@@ -273,12 +273,15 @@ def test_the_usual_request_and_final_take_the_short_paths(monkeypatch: Any) -> N
 
 @settings(max_examples=60, deadline=None)
 @given(st.data())
-def test_settle_does_what_the_calls_of_a_turn_do(data: st.DataObject) -> None:
+def test_settle_and_step_do_what_the_calls_of_a_turn_do(data: st.DataObject) -> None:
     # `settle` is one call for what a runtime's turn asked in four: the
     # deadline, the timers if due, the output and the notices. Under random
     # traffic (ticks left to the turn: timers run when due), a machine
     # settled after each message and one asked call by call stay alike.
+    # `step` is `receive` then `settle` in one call (what the in-process
+    # runtime takes a message with): a third machine takes each message so.
     one, calls = machines()
+    stepped, _ = machines()
     calls._quick = one._quick = True
     held: dict[str, list[int]] = {}
     ancestry: dict[int, tuple[str, ...]] = {}
@@ -294,9 +297,19 @@ def test_settle_does_what_the_calls_of_a_turn_do(data: st.DataObject) -> None:
         steps.append(data.draw(st.composite(step)(now, held, ancestry)))
     for kind, *rest in steps:
         now = rest[-1]
-        results = []
-        for machine in (one, calls):
+        results: list[tuple[Any, ...]] = []
+        for machine in (one, calls, stepped):
             error = None
+            if machine is stepped and kind == "msg":
+                try:
+                    results.append((None, *stepped.step(PeerId(rest[0]), rest[1], rest[2], now)))
+                except RemoteProtocolError as exc:
+                    # Refused, nothing changed, nothing settled: the caller settles.
+                    results.append((type(exc), *stepped.settle(now)))
+                continue
+            if machine is stepped:
+                results.append((None, *stepped.settle(now)))
+                continue
             if kind == "msg":
                 try:
                     machine.receive(PeerId(rest[0]), rest[1], rest[2], now)
@@ -310,8 +323,8 @@ def test_settle_does_what_the_calls_of_a_turn_do(data: st.DataObject) -> None:
                 calls.handle_timer(now)
                 deadline = calls.next_deadline()
             results.append((error, calls.outgoing(), deadline, calls.notices()))
-        assert results[0] == results[1], steps
-        assert snapshot(one) == snapshot(calls), steps
+        assert results[0] == results[1] == results[2], steps
+        assert snapshot(one) == snapshot(calls) == snapshot(stepped), steps
         for out in results[0][1]:
             if isinstance(out.message, Request) and out.peer in SERVICE:
                 held.setdefault(out.peer, []).append(out.message.rid)

@@ -523,6 +523,50 @@ class BrokerMachine:
             except BaseException as exc:
                 self._poison(exc)
                 raise
+        self._receive_general(peer, protocol, msg, now)
+
+    def step(
+        self, peer: PeerId, protocol: Protocol, msg: Message, now: float
+    ) -> tuple[list[Outgoing], float | None, list[tuple[PeerId, str]]]:
+        """Take one message from `peer` and end the turn: `receive`, then `settle`.
+
+        One call for a turn of one message (in one process, every turn):
+        the usual REQUEST and FINAL go to their short paths from here, and a
+        turn with no timer due and nothing to tell returns without `settle`'s
+        call.
+
+        Returns:
+            What `settle` returns.
+
+        Raises:
+            RemoteProtocolError: the message is not allowed now; nothing
+                changed, and the turn was not settled (call `settle`).
+            LocalProtocolError: an earlier internal error broke the machine.
+        """
+        if self._error is not None:
+            self._check_usable()
+        kind = type(msg)
+        try:
+            if kind is Final and self._quick:
+                done = self._quick_final(peer, protocol, msg, now)  # type: ignore[arg-type]
+            elif kind is Request and self._quick:
+                done = self._quick_request(peer, protocol, msg, now)  # type: ignore[arg-type]
+            else:
+                done = False
+        except BaseException as exc:
+            self._poison(exc)
+            raise
+        if not done:
+            self._receive_general(peer, protocol, msg, now)
+        deadline = self._deadline
+        if self._deadline_stale or self._notices or (deadline is not None and deadline <= now):
+            return self.settle(now)
+        out = self._out  # `settle`, when it has nothing to do but this
+        self._out = []
+        return out, deadline, self._notices
+
+    def _receive_general(self, peer: PeerId, protocol: Protocol, msg: Message, now: float) -> None:
+        """`receive` by the general rules (no short path)."""
         worker_hop = protocol in WORKER_PROTOCOLS
         if worker_hop:
             self._check_worker(msg)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = (
     "DEFAULT_MAX_MESSAGE_SIZE",
     "BrokerHandler",
+    "BrokerMessageHandler",
     "BrokerTransport",
     "Dropped",
     "Incoming",
@@ -54,6 +55,8 @@ DEFAULT_MAX_MESSAGE_SIZE = 256 << 20
 Incoming: TypeAlias = "tuple[PeerId, Protocol, Message]"
 #: What a broker's end delivers to: every message that arrived together.
 BrokerHandler: TypeAlias = "Callable[[Sequence[Incoming]], None]"
+#: What a broker's end delivers to one message at a time (`BrokerTransport.deliver_each_to`).
+BrokerMessageHandler: TypeAlias = "Callable[[PeerId, Protocol, Message], None]"
 #: What a peer's end delivers to: each message from the broker, with its hop.
 PeerHandler: TypeAlias = "Callable[[Protocol, Message], None]"
 #: What a broker's end tells of a message it could not decode (and dropped).
@@ -62,6 +65,11 @@ Dropped: TypeAlias = "Callable[[PeerId, RemoteProtocolError], None]"
 
 class BrokerTransport(AsyncResource):
     """The broker's end: messages from and to many peers."""
+
+    #: Whether messages arrive one at a time in the sender's own step (in one
+    #: process), and `send_nowait` never raises `~anyio.WouldBlock`: a broker
+    #: then takes them through `deliver_each_to` and sends without an outbox.
+    in_process: bool = False
 
     @abstractmethod
     def send_nowait(self, out: Outgoing) -> None:
@@ -99,6 +107,25 @@ class BrokerTransport(AsyncResource):
             TransportClosed: this end was closed (the normal way out).
             Exception: whatever `handler` raised.
         """
+
+    async def deliver_each_to(
+        self,
+        handler: BrokerMessageHandler,
+        *,
+        dropped: Dropped | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """`deliver_to`, calling `handler` once a message with its fields.
+
+        By default each batch is taken apart; an end whose messages come one
+        at a time anyway (in one process) hands them over as they come.
+        """
+
+        def each(batch: Sequence[Incoming]) -> None:
+            for peer, protocol, message in batch:
+                handler(peer, protocol, message)
+
+        await self.deliver_to(each, dropped=dropped, task_status=task_status)
 
 
 class PeerTransport(AsyncResource):

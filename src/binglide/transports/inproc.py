@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from ..core import Message, Outgoing, Protocol
-    from .base import BrokerHandler, Dropped, PeerHandler
+    from .base import BrokerHandler, BrokerMessageHandler, Dropped, PeerHandler
 
 __all__ = ("InprocBroker", "InprocNetwork", "InprocPeer")
 
@@ -180,6 +180,8 @@ class InprocNetwork:
 class InprocBroker(BrokerTransport):
     """The broker's end of an `InprocNetwork`."""
 
+    in_process = True
+
     def __init__(self, board: _Switchboard) -> None:
         self._board = board
         self._end = board.broker
@@ -206,10 +208,22 @@ class InprocBroker(BrokerTransport):
         dropped: Dropped | None = None,
         task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
     ) -> None:
+        def batch_of_one(peer: PeerId, protocol: Protocol, message: Message) -> None:
+            handler(((peer, protocol, message),))
+
+        await self.deliver_each_to(batch_of_one, dropped=dropped, task_status=task_status)
+
+    async def deliver_each_to(
+        self,
+        handler: BrokerMessageHandler,
+        *,
+        dropped: Dropped | None = None,
+        task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED,
+    ) -> None:
         # Objects are never malformed: nothing is dropped here.
         task_status.started()
-        # Each item for the broker is posted as ``(batch,)``, a batch of one
-        # ``(peer, protocol, message)``: the handler takes it as it is.
+        # Each item for the broker is posted as ``(peer, protocol, message)``:
+        # the handler is called with its fields, no batch a message.
         await self._end.serve(handler, self._board)
 
     async def aclose(self) -> None:
@@ -237,7 +251,7 @@ class InprocPeer(PeerTransport):
         if broker.error is not None:
             raise TransportBroken("the in-process broker is gone")
         # `board.post`, inline.
-        board.queue.append((broker, (((self.identity, protocol, message),),)))
+        board.queue.append((broker, (self.identity, protocol, message)))
         if not board.busy:
             board.run()
 
