@@ -9,6 +9,9 @@ time, only cache misses):
 
 - ``sequential``: one extended client, two extended workers; a request, its
   dispatch, its FINAL, one at a time;
+- ``sequential, turns``: the same, each message taken with the end of its
+  turn, as the in-process runtime takes it (``BrokerMachine.step``; in a
+  tree without it, ``receive`` then ``settle``);
 - ``pipelined``: 128 requests in flight, tasks of 0.1 ms (so workers prefetch);
 - ``pipelined, turns``: the same, the next deadline asked after each message,
   as a runtime's turn asks it (requests queue: the deadline heap is busy);
@@ -93,6 +96,29 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
             m.outgoing()
         return (time.process_time() - start) / max(requests, 1) * 1e6
 
+    def sequential_turns() -> float:
+        # `sequential`, each message taken with its turn's end, as the
+        # in-process runtime takes it: `step` (receive and settle in one
+        # call), or, in a tree before it, `receive` then `settle`.
+        m = machine()
+        step = getattr(m, "step", None)
+        if step is None:
+
+            def step(peer: PeerId, protocol: Protocol, msg: object, now: float) -> tuple:  # type: ignore[type-arg]
+                m.receive(peer, protocol, msg, now)  # type: ignore[arg-type]
+                return m.settle(now)
+
+        w1, w2, c = PeerId("w1"), PeerId("w2"), PeerId("c")
+        step(w1, worker_hop, Ready("s"), 0.0)
+        step(w2, worker_hop, Ready("s"), 0.0)
+        payload = (b'{"v":1}',)
+        start = time.process_time()
+        for rid in range(1, requests + 1):
+            out, _, _ = step(c, client_hop, Request(rid, "s", payload), 0.0)
+            [(worker, tid)] = dispatched(out)
+            step(worker, worker_hop, Final(tid, payload), 0.0)
+        return (time.process_time() - start) / max(requests, 1) * 1e6
+
     def pipelined(*, turns: bool = False) -> float:
         m = machine()
         # With `turns`, the deadline is asked after each message, as a
@@ -160,6 +186,7 @@ def scenarios(requests: int) -> dict[str, Callable[[], float]]:
 
     return {
         "sequential": sequential,
+        "sequential, turns": sequential_turns,
         "pipelined": pipelined,
         "pipelined, turns": lambda: pipelined(turns=True),
         "plain": plain,
@@ -232,7 +259,14 @@ def instructions(src: str, requests: int) -> dict[str, float]:
         argv = [sys.executable, __file__, "--child", "--requests", str(n), "--only", scenario]
         return callgrind_instructions(argv, src=src)
 
-    names = ["sequential", "pipelined", "pipelined, turns", "plain", "sub-request"]
+    names = [
+        "sequential",
+        "sequential, turns",
+        "pipelined",
+        "pipelined, turns",
+        "plain",
+        "sub-request",
+    ]
     empty = count(names[0], 0)  # start-up and imports
     return {name: (count(name, requests) - empty) / requests for name in names}
 
