@@ -20,6 +20,7 @@ from binglide.core import (
     IdSource,
     Partial,
     PeerId,
+    Protocol,
     Ready,
     Request,
     Waiting,
@@ -558,6 +559,8 @@ def test_an_internal_error_poisons_the_machine() -> None:
         d.machine.statistics,
         lambda: d.machine.jobs_of_worker(PeerId("w")),
         lambda: d.machine.workers_of_job(job_id_for("c", 1)),
+        lambda: d.machine.step(PeerId("w"), Protocol.WORKER, Heartbeat(), 5.0),
+        lambda: d.machine.settle(5.0),
     ]
     for call in calls:
         with pytest.raises(
@@ -565,6 +568,18 @@ def test_an_internal_error_poisons_the_machine() -> None:
         ) as info:
             call()
         assert isinstance(info.value.__cause__, RuntimeError)
+
+
+@pytest.mark.parametrize("client", ["new", "known"])  # the general rules; the short path
+def test_an_internal_error_in_a_step_poisons_the_machine(client: str) -> None:
+    machine = BrokerMachine(BrokerConfig(heartbeat_interval=1.0), ids=BrokenIds())
+    machine.step(PeerId("w"), Protocol.WORKER, Ready("s"), 0.0)
+    if client == "known":
+        machine.step(PeerId("c"), Protocol.CLIENT, Heartbeat(), 0.0)
+    with pytest.raises(RuntimeError, match="the id source broke"):
+        machine.step(PeerId("c"), Protocol.CLIENT, Request(1, "s"), 0.0)
+    with pytest.raises(LocalProtocolError, match="broken by an earlier internal error"):
+        machine.step(PeerId("c"), Protocol.CLIENT, Request(2, "s"), 0.0)
 
 
 def test_a_remote_protocol_error_does_not_poison_the_machine() -> None:
