@@ -282,6 +282,8 @@ def test_bodies_with_arrays_are_canonical_json(
         (b"", False),
         (b"  ", False),
         (b"[" * 100_000, False),  # nested too deep
+        (b'{"arrays":[],"body":"\xff","v":1}', False),  # not UTF-8
+        (b'{"arrays":[],"body":' + b"[" * 100_000 + b',"v":1}', False),
     ],
 )
 def test_a_body_header_is_read_as_json_loads_reads_it(head: bytes, ok: bool) -> None:
@@ -291,6 +293,47 @@ def test_a_body_header_is_read_as_json_loads_reads_it(head: bytes, ok: bool) -> 
         assert decode_body([head]) == ({"n": 1}, ())
     else:
         with pytest.raises(binglide.errors.RemoteProtocolError, match="not JSON"):
+            decode_body([head])
+
+
+_MIDDLES = st.one_of(
+    json_values.map(lambda v: json.dumps(v, separators=(",", ":"))),
+    st.sampled_from(
+        [
+            '1,"v":2',  # another key after the body: the header's end is its own
+            '{"n":1},"body":2',  # the body twice: json.loads keeps the last
+            '{"n":1},"arrays":[{"dtype":"<i8","shape":[1]}]',  # arrays after all
+            ' {"n":1}',  # whitespace json.loads allows
+            '{"n":1} ',
+            "",
+            "{",
+            '{"n":1}}',
+            "NaN",
+            "[" * 5000,
+            r'"\u00e9\ud83d\ude00"',  # JSON escapes, a surrogate pair
+        ]
+    ),
+    st.text(alphabet='{}[]",:0123456789 tnrufalse\\', max_size=12),
+)
+
+
+@given(_MIDDLES)
+def test_a_body_between_the_usual_start_and_end_is_read_as_json_loads_reads_it(
+    middle: str,
+) -> None:
+    # `decode_body` parses only the body when the header starts and ends as
+    # `encode_body` writes them: what json.loads makes of the whole header
+    # is the reference, whatever lies between.
+    head = ('{"arrays":[],"body":' + middle + ',"v":1}').encode()
+    try:
+        header = json.loads(head)
+    except (ValueError, RecursionError):
+        header = None
+    if isinstance(header, dict) and header.get("v") == 1 and header.get("arrays") == []:
+        assert decode_body([head]) == (header.get("body"), ())
+        assert decode_body([memoryview(head)]) == (header.get("body"), ())
+    else:
+        with pytest.raises(binglide.errors.RemoteProtocolError):
             decode_body([head])
 
 
