@@ -132,7 +132,8 @@ class Call(_Chaining):
         job: str,
         origin: str,
         cancel: Callable[[int], None],
-        *,
+        # Positional too: a request makes one, and a class called with
+        # keywords costs twice as much (its keywords made into a dict).
         group: set[int] | None = None,
         on_wait: WaitHooks | None = None,
     ) -> None:

@@ -135,9 +135,8 @@ class Requester:
         rid = self._machine.request(
             service, payload, job=job, ancestry=ancestry, parent=parent, timeout=timeout
         )
-        state = CallState(
-            rid, service, job, self._identity, self.cancel, group=group, on_wait=on_wait
-        )
+        # Positionally (its group, then its wait hooks): keywords cost a dict.
+        state = CallState(rid, service, job, self._identity, self.cancel, group, on_wait)
         self._open[rid] = state
         if group is not None:
             group.add(rid)

@@ -79,8 +79,9 @@ class Context(AnalysisMethods):
 
     def __init__(
         self,
+        # Positional too: the worker makes one a task, and a class called
+        # with keywords costs twice as much (its keywords made into a dict).
         requester: Requester,
-        *,
         tid: int,
         job: JobId,
         ancestry: tuple[str, ...],

@@ -255,14 +255,16 @@ class Worker:
                 self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
                 return
             task = Task(self.service.name, body, arrays, started.job, started.payload)
+            # Positionally (requester, tid, job, ancestry, settings, wait_hooks,
+            # sub_requests): a class called with keywords costs twice as much.
             ctx = Context(
                 self._requester,
-                tid=tid,
-                job=started.job,
-                ancestry=started.ancestry,
-                settings=self.settings,
-                wait_hooks=run.wait_hooks,
-                sub_requests=run.sub_requests,
+                tid,
+                started.job,
+                started.ancestry,
+                self.settings,
+                run.wait_hooks,
+                run.sub_requests,
             )
             # The last report a handler yields is the final one: the run holds
             # each complete one until it knows (a caller must not wait on a slow
