@@ -132,9 +132,8 @@ class Requester:
             TypeError: the body is not JSON-able.
         """
         payload = encode_body(body, arrays)
-        rid = self._machine.request(
-            service, payload, job=job, ancestry=ancestry, parent=parent, timeout=timeout
-        )
+        # Positionally (job, ancestry, parent, timeout): no keywords to match.
+        rid = self._machine.request(service, payload, job, ancestry, parent, timeout)
         # Positionally (its group, then its wait hooks): keywords cost a dict.
         state = CallState(rid, service, job, self._identity, self.cancel, group, on_wait)
         self._open[rid] = state

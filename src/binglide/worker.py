@@ -322,7 +322,7 @@ class Worker:
                 self._fail(tid, "failed", str(exc), remote_type="TypeError")
                 return
         machine = self._machine
-        if machine.report(tid, payload, final=final) and final:
+        if machine.report(tid, payload, final) and final:  # positional: no keyword to match
             self._counts["completed"] += 1
         for msg in machine.outgoing():  # `_flush`, inline (every report comes here)
             self._outbox.post(_WORKER, msg)

@@ -138,6 +138,8 @@ class ClientMachine:
                 one.
         """
         self._ids = ids or IdSource()
+        #: What calling `_ids` does, without a Python frame when it can (one a request).
+        self._next_id = self._ids.taker()
         self._open: dict[int, Request] = {}
         self._out: list[Message] = []
         self._liveness = Liveness(heartbeat_interval) if heartbeat_interval else None
@@ -165,7 +167,6 @@ class ClientMachine:
         self,
         service: str,
         payload: tuple[Frame, ...] = (),
-        *,
         job: str = "",
         ancestry: tuple[str, ...] = (),
         parent: int = 0,
@@ -174,7 +175,7 @@ class ClientMachine:
         """Open a request and queue its REQUEST; return its request id."""
         if not service:
             raise LocalProtocolError("a request must name a service")
-        rid = self._ids()
+        rid = self._next_id()
         msg = Request(rid, service, payload, job, ancestry, parent, timeout)
         self._open[rid] = msg
         if self._broker is _PLAIN:

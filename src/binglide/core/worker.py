@@ -127,7 +127,7 @@ class WorkerMachine:
                 return [self._reset("the broker disconnected this worker")]
         raise RemoteProtocolError(f"a worker never gets {type(msg).__name__} from the broker")
 
-    def report(self, tid: int, payload: tuple[Frame, ...], *, final: bool) -> bool:
+    def report(self, tid: int, payload: tuple[Frame, ...], final: bool) -> bool:
         """Queue a report for task `tid`; return False if the task is gone."""
         if tid not in self._tasks:
             return False
