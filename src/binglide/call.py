@@ -149,7 +149,10 @@ class Call(_Chaining):
         #: The set that holds the request id while it is open (a task's sub-requests).
         self.group = group
         self._on_wait = on_wait
-        self._reports: deque[Report] = deque()
+        #: The reports kept for an iterator (made at the first intermediate
+        #: report or the first iteration: a deque's block is a malloc, and
+        #: most calls are only awaited for their one final report).
+        self._reports: deque[Report] | None = None
         #: The final report, once it came.
         self._final: Report | None = None
         #: The error the request ended with, if it failed.
@@ -194,7 +197,8 @@ class Call(_Chaining):
     def __await__(self) -> Generator[Any, None, Report]:
         # A generator, not a coroutine: awaiting a call answered already (in
         # one process, most are) runs this frame alone, no coroutine chain.
-        if len(self._reports) > 2 and not self._iterating:
+        reports = self._reports
+        if reports is not None and len(reports) > 2 and not self._iterating:
             self._forget_stale()
         if self._final is not None or self._error is not None:
             # Answered already (in one process a handler's first step runs
@@ -230,6 +234,11 @@ class Call(_Chaining):
     async def _iterate(self) -> AsyncIterator[Report]:
         self._iterating = True
         reports = self._reports
+        if reports is None:
+            # Nothing kept yet but the final report, if it came.
+            reports = self._reports = deque()
+            if self._final is not None:
+                reports.append(self._final)
         while True:
             if reports:
                 report = reports.popleft()
@@ -248,6 +257,7 @@ class Call(_Chaining):
         the latest intermediate one, and the final one, stay.
         """
         reports = self._reports
+        assert reports is not None  # more than two kept
         while len(reports) > 2 or (len(reports) == 2 and not reports[-1].final):
             reports.popleft()
 
@@ -291,11 +301,17 @@ class CallState(Call):
             # Completion never decreases, whatever a handler reports.
             report = attrs.evolve(report, completion=last.completion)
         self._last = report
+        reports = self._reports
         if report.final:
             self._final = report
-        elif not self._iterating and not self.opening:
-            self._reports.clear()  # nobody iterates: keep no stale arrays
-        self._reports.append(report)
+            if reports is not None:  # else `_iterate` starts from the final one
+                reports.append(report)
+        else:
+            if reports is None:
+                reports = self._reports = deque()
+            elif not self._iterating and not self.opening:
+                reports.clear()  # nobody iterates: keep no stale arrays
+            reports.append(report)
         # `_notify`, inline (every report comes here).
         self._changes += 1
         if self._changed is not None:
