@@ -26,6 +26,7 @@ from .core import (
     Disconnect,
     Message,
     Protocol,
+    Request,
     TaskCancelled,
     TaskStarted,
     WorkerLost,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from anyio.abc import TaskStatus
 
     from .call import WaitHooks
+    from .core import JobId
     from .transports import PeerTransport
     from .transports.zeromq import CurveClientKeys
 
@@ -184,6 +186,7 @@ class Worker:
         if not self._spoken_to:
             self._spoken_to = True
             self._registered.set()  # the broker speaks only to workers it knows
+        events: list[TaskStarted | TaskCancelled | WorkerLost] | None = None
         try:
             if protocol is _CLIENT:
                 # Its requester has no heartbeats: the time means nothing to it.
@@ -191,27 +194,39 @@ class Worker:
                 if isinstance(lost, BrokerLost):
                     log.warning("%s", lost.reason)
                 return
-            events = self._machine.receive(msg, self._clock() if self._timed else 0.0)
+            if type(msg) is Request:
+                # The usual message, a task: the machine holds it, and the run
+                # reads it off the message (no `TaskStarted` made for it).
+                self._machine.start(msg, self._clock() if self._timed else 0.0)
+            else:
+                events = self._machine.receive(msg, self._clock() if self._timed else 0.0)
         except RemoteProtocolError as exc:
             log.warning("dropped a malformed message from the broker: %s", exc)
             return
-        for event in events:
-            if type(event) is TaskStarted:  # the usual message: a task (no call to dispatch it)
-                pool = self._pool
-                if pool is None:
-                    continue  # closing: our DISCONNECT makes the broker re-issue it
-                run = self._runs[event.tid] = _Run(self, event.tid)
-                # The handler's first step runs at once (as the task's own,
-                # `TaskPool.start_now`): in one process the request came in
-                # its sender's step, and answering in it saves the round
-                # trip's loop turns; over ZeroMQ it runs in the socket's
-                # callback, with no task to wake (bench/RESULTS.md, issue 13,
-                # ninth pass).
-                pool.start_now(self._run, event, run, call=run)
-            else:
-                self._on_event(event)
+        if events is None:
+            self._start(msg)  # type: ignore[arg-type]  # a Request
+        else:
+            for event in events:
+                if type(event) is TaskStarted:
+                    self._start(event)
+                else:
+                    self._on_event(event)
         for out in self._machine.outgoing():  # `_flush`, inline
             self._outbox.post(_WORKER, out)
+
+    def _start(self, started: Request | TaskStarted) -> None:
+        """Run the task the broker gave (its first step at once)."""
+        pool = self._pool
+        if pool is None:
+            return  # closing: our DISCONNECT makes the broker re-issue it
+        tid = started.rid if type(started) is Request else started.tid  # type: ignore[union-attr]
+        run = self._runs[tid] = _Run(self, tid)
+        # The handler's first step runs at once (as the task's own,
+        # `TaskPool.start_now`): in one process the request came in its
+        # sender's step, and answering in it saves the round trip's loop
+        # turns; over ZeroMQ it runs in the socket's callback, with no task
+        # to wake (bench/RESULTS.md, issue 13, ninth pass).
+        pool.start_now(self._run, started, run, call=run)
 
     async def _timer_loop(self) -> None:
         # Tick first: the machine has no deadline until its first tick, and
@@ -245,22 +260,23 @@ class Worker:
 
     # -- tasks ------------------------------------------------------------------------
 
-    async def _run(self, started: TaskStarted, run: _Run) -> None:
+    async def _run(self, started: Request | TaskStarted, run: _Run) -> None:
         # One coroutine a task (every step of the handler goes through it).
-        tid = started.tid
+        tid = run.tid
         try:
             try:
                 body, arrays = decode_body(started.payload)
             except RemoteProtocolError as exc:
                 self._fail(tid, "request", f"the request body is not binglide's format: {exc}")
                 return
-            task = Task(self.service.name, body, arrays, started.job, started.payload)
+            job: JobId = started.job  # type: ignore[assignment]  # a Request's: a str
+            task = Task(self.service.name, body, arrays, job, started.payload)
             # Positionally (requester, tid, job, ancestry, settings, wait_hooks,
             # sub_requests): a class called with keywords costs twice as much.
             ctx = Context(
                 self._requester,
                 tid,
-                started.job,
+                job,
                 started.ancestry,
                 self.settings,
                 run.wait_hooks,

@@ -95,6 +95,27 @@ def test_worker_announces_itself_and_runs_tasks() -> None:
     assert not w.report(9, (b"again",), final=True)
 
 
+def test_a_worker_machine_starts_a_task_as_receive_does_without_its_event() -> None:
+    # `start` is `receive` of a REQUEST less the `TaskStarted`: the task is
+    # held (reports for it go out, a second REQUEST of its id is refused, a
+    # CANCEL of its job reaches it), and the broker was heard.
+    w = WorkerMachine("s", heartbeat_interval=1.0)
+    assert w.handle_timer(0.0) is None  # silent from 3.0 on
+    w.outgoing()
+    w.start(Request(9, "s", (b"b",), "1:c1", ("s/x",)), 0.0)
+    assert w.tasks == {9: "1:c1"}
+    with pytest.raises(RemoteProtocolError, match="already held"):
+        w.start(Request(9, "s", (b"b",), "1:c1"), 0.0)
+    with pytest.raises(RemoteProtocolError, match="already held"):
+        w.receive(Request(9, "s", (b"b",), "1:c1"), 0.0)
+    w.start(Request(10, "s", (), "1:c1"), 2.5)  # heard at 2.5: alive until 2.5 + 3 s
+    assert w.handle_timer(5.0) is None  # (unheard, it would have been lost at 3.0)
+    assert w.receive(Cancel(job="1:c1", rid=10)) == [TaskCancelled(10)]
+    assert w.report(9, (b"f",), True)
+    assert w.outgoing()[-1] == Final(9, (b"f",))
+    assert w.tasks == {}
+
+
 def test_worker_filters_cancellations_by_job() -> None:
     w = WorkerMachine("s")
     w.receive(Request(1, "s", (), "1:a1"))

@@ -100,17 +100,11 @@ class WorkerMachine:
             RemoteProtocolError: the broker sent something a worker never gets,
                 or reused a task id still held.
         """
+        if isinstance(msg, Request):  # the usual message: a task
+            self.start(msg, now)
+            return [TaskStarted(msg.rid, msg.job, msg.ancestry, msg.payload)]  # type: ignore[arg-type]
         if self._liveness is not None:
             self._liveness.heard(now)
-        if isinstance(msg, Request):  # the usual message: a task
-            rid = msg.rid
-            if rid in self._tasks:
-                raise RemoteProtocolError(f"task {rid} is already held by this worker")
-            # A job id is a string: `JobId` only names it (calling it, or
-            # `cast`, is a Python call a task on 3.11).
-            job: JobId = msg.job  # type: ignore[assignment]
-            self._tasks[rid] = job
-            return [TaskStarted(rid, job, msg.ancestry, msg.payload)]
         match msg:
             case Cancel():
                 hit = [
@@ -126,6 +120,25 @@ class WorkerMachine:
             case Disconnect():
                 return [self._reset("the broker disconnected this worker")]
         raise RemoteProtocolError(f"a worker never gets {type(msg).__name__} from the broker")
+
+    def start(self, msg: Request, now: float = 0.0) -> None:
+        """Take a REQUEST from the broker: `receive` of it, less its event.
+
+        Task ``msg.rid`` is held from now on; a runtime that takes its usual
+        message this way reads the task's job, ancestry and payload off the
+        message itself (one object a task fewer).
+
+        Raises:
+            RemoteProtocolError: the broker reused a task id still held.
+        """
+        if self._liveness is not None:
+            self._liveness.heard(now)
+        rid = msg.rid
+        if rid in self._tasks:
+            raise RemoteProtocolError(f"task {rid} is already held by this worker")
+        # A job id is a string: `JobId` only names it (calling it, or `cast`,
+        # is a Python call a task on 3.11).
+        self._tasks[rid] = msg.job  # type: ignore[assignment]
 
     def report(self, tid: int, payload: tuple[Frame, ...], final: bool) -> bool:
         """Queue a report for task `tid`; return False if the task is gone."""
