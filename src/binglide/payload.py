@@ -217,7 +217,9 @@ def _views(specs: Sequence[_Spec], frames: Sequence[Frame]) -> tuple[np.ndarray[
         if type(frame) is memoryview and not frame.readonly:
             # A view of the sender's own array (in one process): the receiver
             # must not write through it. Frames off a socket are read-only.
-            array.setflags(False)  # write=False, positional: half the call's cost
+            # write=False, positionally (numpy's stubs say keyword only; its
+            # signature takes it positionally too): half the keyword's cost.
+            array.setflags(False)  # type: ignore[call-arg]
         out.append(array)
     return tuple(out)
 
@@ -400,7 +402,7 @@ def _readonly(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
     if array.dtype.hasobject:
         raise TypeError("object arrays cannot be sent; use numeric dtypes")
     view = array.view()
-    view.setflags(False)  # write=False: positional, half the cost of the keyword
+    view.setflags(False)  # type: ignore[call-arg]  # write=False (as in `_views`)
     return view
 
 
@@ -496,7 +498,7 @@ def defer_report(report: Report) -> tuple[Frame, ...]:
         elif type(data) is np.ndarray and data.flags.c_contiguous and not data.dtype.hasobject:
             # `_readonly`, inline (the usual report: one array).
             decoded = data.view()
-            decoded.setflags(False)  # write=False (positional: cheaper)
+            decoded.setflags(False)  # type: ignore[call-arg]  # write=False (as in `_views`)
         elif isinstance(data, np.ndarray):
             decoded = _readonly(data)
         elif isinstance(data, Mapping):
@@ -509,7 +511,7 @@ def defer_report(report: Report) -> tuple[Frame, ...]:
         return encode_report(report)  # raises as a report that travels does
     # `DeferredReport(...)`, without its `__new__` call (one a report).
     deferred = _new_tuple(DeferredReport)
-    deferred.decoded = (decoded, report.completion, report.precision, dict(meta))
+    deferred.decoded = (decoded, report.completion, report.precision, dict(meta) if meta else {})
     deferred._frames = None
     return deferred
 

@@ -23,6 +23,7 @@ from .core import (
     Partial,
     PeerId,
     Protocol,
+    Reply,
 )
 from .errors import (
     JOB_ERRORS_BY_KIND,
@@ -205,19 +206,21 @@ class Requester:
             RemoteProtocolError: the broker sent something a client never gets.
         """
         outcome = self._machine.receive(msg, now)
-        if outcome is None or isinstance(outcome, BrokerLost):
-            return outcome
+        if type(outcome) is not Reply:  # None, or what the machine says of the broker
+            return outcome  # type: ignore[return-value]
         rid = outcome.rid
         state = self._open.get(rid)
         if state is None:
             return None
         reply = outcome.message
-        if isinstance(reply, Failure):
-            self._close(rid)
-            state.fail(error_from_failure(reply, job=state.job, service=state.service))
-            return None
-        final = isinstance(reply, Final)
-        payload = reply.payload
+        final = type(reply) is Final  # the usual reply, without the class tests below
+        if not final:
+            if isinstance(reply, Failure):
+                self._close(rid)
+                state.fail(error_from_failure(reply, job=state.job, service=state.service))
+                return None
+            final = isinstance(reply, Final)
+        payload = reply.payload  # type: ignore[union-attr]  # not a Failure (above)
         if final and type(payload) is not DeferredReport and is_repeat_last(payload):
             self._close(rid)
             state.repeat_last()
