@@ -161,6 +161,40 @@ async def test_a_handler_cancelling_its_sub_request_cancels_only_that_branch(
 
 
 @all_transports
+async def test_the_sub_requests_a_handler_leaves_open_are_cancelled_when_it_ends(
+    transport: str,
+) -> None:
+    # Its task's open sub-requests are cancelled as it ends (the worker keeps
+    # them from the first one on): the blocked one below is, and the broker
+    # and the worker hold nothing of it after.
+    class Forgetful(binglide.Service):
+        name = "forgetful"
+
+        async def handle(
+            self, task: binglide.Task, ctx: binglide.Context
+        ) -> AsyncIterator[binglide.Report]:
+            ctx.request("level", {"depth": 2, "path": "left"})
+            answered = await ctx.request("echo", {"x": 3, "parts": 0})
+            await wait_until(lambda: Recorder.started.get(2, 0) == 1)
+            yield binglide.Report(answered.array)
+
+    Recorder.reset()
+    with anyio.fail_after(5):
+        async with (
+            deployment([Forgetful, Level, Echo], transport=transport) as d,
+            d.client() as client,
+        ):
+            assert (await client.request("forgetful", {})).array.tolist() == [3]
+            await wait_until(lambda: Recorder.cancelled.get(2, 0) == 1)
+            await wait_until(lambda: _idle(d.broker.statistics()))
+            # The worker closed it too (the broker cancels a task's children
+            # as the task ends, whatever the worker does; its call is the
+            # worker's to close).
+            [forgetful] = [w for w in d.workers if w.service.name == "forgetful"]
+            assert forgetful._requester.open_calls == 0
+
+
+@all_transports
 async def test_a_client_closed_by_a_cancellation_still_cancels_its_jobs(transport: str) -> None:
     Recorder.reset()
     with anyio.fail_after(10):

@@ -86,18 +86,19 @@ class Context(AnalysisMethods):
         job: JobId,
         ancestry: tuple[str, ...],
         settings: Settings,
-        wait_hooks: Callable[[], WaitHooks],
-        sub_requests: set[int],
+        sub_request_hooks: Callable[[], tuple[WaitHooks, set[int]]],
     ) -> None:
         self._requester = requester
         self._tid = tid
         self.job = job
         self._ancestry = ancestry
         self.settings = settings
-        self._wait_hooks = wait_hooks
-        # Made at the first sub-request: most tasks issue none.
+        #: Called at the first sub-request (most tasks issue none): the hooks
+        #: told as the task starts and stops waiting on one, and the set that
+        #: holds its open sub-requests.
+        self._sub_request_hooks = sub_request_hooks
         self._on_wait: WaitHooks | None = None
-        self._sub_requests = sub_requests
+        self._sub_requests: set[int] | None = None
 
     def request(
         self,
@@ -112,7 +113,7 @@ class Context(AnalysisMethods):
             TypeError: the body is not JSON-able.
         """
         if self._on_wait is None:
-            self._on_wait = self._wait_hooks()
+            self._on_wait, self._sub_requests = self._sub_request_hooks()
         return self._requester.open(
             service,
             body,

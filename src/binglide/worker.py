@@ -271,16 +271,10 @@ class Worker:
                 return
             job: JobId = started.job  # type: ignore[assignment]  # a Request's: a str
             task = Task(self.service.name, body, arrays, job, started.payload)
-            # Positionally (requester, tid, job, ancestry, settings, wait_hooks,
-            # sub_requests): a class called with keywords costs twice as much.
+            # Positionally (requester, tid, job, ancestry, settings,
+            # sub_request_hooks): a class called with keywords costs twice as much.
             ctx = Context(
-                self._requester,
-                tid,
-                job,
-                started.ancestry,
-                self.settings,
-                run.wait_hooks,
-                run.sub_requests,
+                self._requester, tid, job, started.ancestry, self.settings, run.sub_request_hooks
             )
             # The last report a handler yields is the final one: the run holds
             # each complete one until it knows (a caller must not wait on a slow
@@ -377,7 +371,8 @@ class _Run(PoolCall):
         self._worker = worker
         self.tid = tid
         self.waits = 0
-        self.sub_requests: set[int] = set()
+        #: Its open sub-requests (made at the first: most tasks issue none).
+        self.sub_requests: set[int] | None = None
         self._held: Report | None = None
         #: When the held report was yielded.
         self.since = 0.0
@@ -385,9 +380,16 @@ class _Run(PoolCall):
 
     # -- waiting on sub-requests (the progress guarantee) ------------------------------
 
-    def wait_hooks(self) -> WaitHooks:
-        """The hooks the task's sub-requests call as it starts and stops waiting on them."""
-        return self._enter_wait, self._leave_wait
+    def sub_request_hooks(self) -> tuple[WaitHooks, set[int]]:
+        """What the task's sub-requests need (its `Context` asks at the first).
+
+        The hooks they call as the task starts and stops waiting on them,
+        and the set that holds the open ones (cancelled when the task ends).
+        """
+        group = self.sub_requests
+        if group is None:
+            group = self.sub_requests = set()
+        return (self._enter_wait, self._leave_wait), group
 
     def _enter_wait(self) -> None:
         self.waits += 1
