@@ -8,10 +8,14 @@ import sys
 from typing import Any
 
 import anyio
+import anyio.to_thread
 import pytest
+import zmq
+from hypothesis import given
+from hypothesis import strategies as st
 
 import binglide
-from binglide.broker import Broker, turn
+from binglide.broker import _DRAIN_BLOCKING, Broker, _receive_timeout, turn
 from binglide.core import (
     BrokerConfig,
     BrokerMachine,
@@ -28,6 +32,8 @@ from binglide.core import (
 )
 from binglide.transports.base import BrokerTransport, Incoming
 from binglide.transports.zeromq import router_incoming
+
+from .zmq_helpers import free_tcp_address, start_broker, stop
 
 
 async def test_broker_drives_the_machine_it_is_given() -> None:
@@ -141,3 +147,97 @@ def test_python_dash_m_binglide_is_the_command() -> None:
         check=True,
     )
     assert result.stdout.decode().startswith(f"binglide {binglide.__version__}")
+
+
+# -- the blocking loop (`binglide broker`) ----------------------------------------------
+
+
+@given(
+    current=st.one_of(st.just(-1), st.integers(1, 10**8)),
+    wait=st.one_of(st.just(-1), st.integers(1, 10**8)),
+)
+def test_a_blocking_broker_s_receive_timeout_never_waits_past_its_deadline(
+    current: int, wait: int
+) -> None:
+    timeout = _receive_timeout(current, wait)
+    if wait < 0:
+        assert timeout == -1  # nothing to time: wait for a message as long as it takes
+    else:
+        # Never past the deadline, never a busy loop (0 would not block at
+        # all), and at least half the time to it: an idle broker wakes up a
+        # few times per deadline, not hundreds.
+        assert 1 <= timeout <= wait
+        assert timeout >= wait // 2
+        # What is kept is kept: asked again with its own answer, nothing changes.
+        assert _receive_timeout(timeout, wait) == timeout
+
+
+def test_a_busy_blocking_broker_sets_its_receive_timeout_a_few_times_a_deadline() -> None:
+    # Messages every millisecond until the deadline 10 s away: the time to it
+    # shrinks at each one, and a timeout set again each time would be a
+    # pyzmq option call a message.
+    current, changes = -1, 0
+    for wait in range(10_000, 0, -1):
+        timeout = _receive_timeout(current, wait)
+        assert timeout <= wait
+        changes += timeout != current
+        current = timeout
+    assert changes <= 15  # about log2(10,000)
+
+
+def _mdp_client_burst(address: str, count: int) -> list[list[bytes]]:
+    """Send `count` MMI requests at once on one DEALER; return the replies."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(address)
+        for i in range(count):
+            sock.send_multipart([b"MDPC02", b"\x01", b"mmi.service", b"nothing-%d" % i])
+        replies: list[list[bytes]] = []
+        while len(replies) < count:
+            assert sock.poll(10_000), f"{len(replies)} of {count} replies"
+            replies.append(sock.recv_multipart())
+        return replies
+    finally:
+        sock.close(linger=0)
+
+
+def _heartbeats_of_an_idle_worker(address: str, count: int) -> None:
+    """Register a plain MDP/0.2 worker; return once the broker has sent `count` heartbeats."""
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context.instance()
+    sock = ctx.socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(address)
+        sock.send_multipart([b"MDPW02", b"\x01", b"idle"])
+        seen = 0
+        while seen < count:
+            # Nothing but heartbeats goes through the broker meanwhile: only its
+            # timers can wake it up to send them.
+            assert sock.poll(10_000), f"{seen} of {count} heartbeats"
+            assert sock.recv_multipart() == [b"MDPW02", b"\x05"]
+            sock.send_multipart([b"MDPW02", b"\x05"])  # alive: stay registered
+            seen += 1
+    finally:
+        sock.close(linger=0)
+
+
+@pytest.mark.zmq
+async def test_the_blocking_broker_answers_a_burst_larger_than_a_turn_and_heartbeats_idle() -> (
+    None
+):
+    address = free_tcp_address()
+    broker = await start_broker(address)
+    try:
+        with anyio.fail_after(60):
+            # More messages at once than one turn takes (`_DRAIN_BLOCKING`): the
+            # rest wait for the next turns, none is lost.
+            replies = await anyio.to_thread.run_sync(
+                _mdp_client_burst, address, 3 * _DRAIN_BLOCKING + 7
+            )
+            assert {tuple(r[:3]) for r in replies} == {(b"MDPC02", b"\x03", b"mmi.service")}
+            assert [r[3] for r in replies] == [b"404"] * len(replies)
+            await anyio.to_thread.run_sync(_heartbeats_of_an_idle_worker, address, 5)
+    finally:
+        stop(broker)

@@ -415,6 +415,27 @@ async def run_broker(
         task_status.started(RunningBroker(broker, transport.address))
 
 
+def _receive_timeout(current: int, wait: int) -> int:
+    """Return the receive timeout for a blocking broker `wait` ms from its next deadline.
+
+    Setting the socket's timeout costs a pyzmq option call, and the time to
+    the deadline shrinks a little with every message: `current` is kept
+    while it neither waits past the deadline nor wakes up before half the
+    time to it; otherwise the result is half that time (at least 1 ms), so
+    that the timeout is set again only a few times per deadline. -1: no
+    timeout (nothing to time, `wait` -1).
+
+    Args:
+        current: the timeout the socket has (ms; -1: none).
+        wait: ms to the machine's next deadline (positive), or -1 for none.
+    """
+    if wait < 0:
+        return -1
+    if 0 < current <= wait < 2 * current + 2:
+        return current
+    return max(1, wait // 2)
+
+
 def run_broker_blocking(
     address: str,
     *,
@@ -426,10 +447,10 @@ def run_broker_blocking(
     """Bind a broker to `address` and serve it from a lean blocking loop, forever.
 
     The same machine and the same `turn` as `Broker`, driven by a plain pyzmq
-    poll loop instead of an event loop: it drains every message that is ready
+    loop instead of an event loop: it drains every message that is ready
     (without waiting), takes a turn, and sends what the turn produced at once;
-    it waits (``zmq_poll``) only when nothing is ready, until the machine's
-    next deadline. It returns only by an exception (``KeyboardInterrupt`` from
+    it waits (in a blocking receive) only when nothing is ready, until the
+    machine's next deadline. It returns only by an exception (``KeyboardInterrupt`` from
     a signal, say), after closing its socket.
 
     Args:
@@ -465,15 +486,22 @@ def run_broker_blocking(
         ctx.term()
         raise
     clock = time.monotonic
-    # ``zmq_poll`` itself, on a list made once: `zmq.Poller.poll` adds a
-    # Python call, and `has_message` a closed-socket check and a list, per
-    # message (the socket is open until this function returns). libzmq's
-    # poll reads ZMQ_EVENTS, which re-arms the socket's descriptor.
+    # The loop waits in a blocking receive, not in ``zmq_poll``: libzmq's
+    # receive tries the socket's queues first and waits on its command
+    # mailbox only when they are empty, so it is right whatever a send did
+    # to the descriptor's signal, and a wake-up costs the mailbox's own
+    # system calls only. A ``zmq_poll`` with a timeout looks twice before it
+    # waits (its first pass has a zero timeout) and reads ZMQ_EVENTS after:
+    # four more system calls a message (bench/RESULTS.md, issue 13, eleventh
+    # pass). ``zmq_poll`` with a zero timeout, on a list made once, still
+    # says whether another message is ready after one received (cheaper than
+    # the zmq.Again of a failed receive, which pyzmq builds in Python).
     poll = zmq.zmq_poll
     pollin = [(sock, int(zmq.POLLIN))]
     again = zmq.Again
     zmq_error = zmq.ZMQError
     dontwait = int(zmq.DONTWAIT)
+    rcvtimeo = -1  # the receive timeout as last set (`_receive_timeout`; -1: ZeroMQ's default)
 
     def dropped(peer: PeerId, error: RemoteProtocolError) -> None:
         drops.dropped(peer, error, clock())
@@ -483,23 +511,32 @@ def run_broker_blocking(
             on_bound(bound)
         deadline = machine.next_deadline()
         while True:
-            timeout = -1 if deadline is None else max(0, math.ceil((deadline - clock()) * 1000))
+            wait = -1 if deadline is None else max(0, math.ceil((deadline - clock()) * 1000))
+            if wait and (timeout := _receive_timeout(rcvtimeo, wait)) != rcvtimeo:
+                rcvtimeo = timeout
+                sock.setsockopt(zmq.RCVTIMEO, rcvtimeo)
             batch: list[Incoming] = []
-            if poll(pollin, timeout):
+            try:
+                # Blocks until a message or the timeout (zmq.Again); with the
+                # deadline due, takes only what is ready.
+                frames = receive_frames(sock, 0 if wait else dontwait)
+            except again:
+                pass
+            else:
                 # Every message that is ready, up to a bound (the timers'
-                # turn comes after it): the poll has just said one is there,
-                # and a zero-timeout poll says whether another is (a failed
-                # receive raises zmq.Again, dearer than asking).
-                for _ in range(_DRAIN_BLOCKING):
-                    try:
-                        frames = receive_frames(sock, dontwait)
-                    except again:
-                        break
+                # turn comes after it).
+                received = 1
+                while True:
                     incoming = router_incoming(frames, dropped)
                     if incoming is not None:
                         batch.append(incoming)
-                    if not poll(pollin, 0):
+                    if received >= _DRAIN_BLOCKING or not poll(pollin, 0):
                         break
+                    try:
+                        frames = receive_frames(sock, dontwait)
+                    except again:  # (the poll said one is there: not expected)
+                        break
+                    received += 1
             # Send what the whole batch produced in one burst: a send wakes
             # ZeroMQ's I/O thread, which on a busy machine preempts this one;
             # a send per message received made a context switch pair of every
