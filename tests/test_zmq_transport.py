@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import numpy as np
 import pytest
 import zmq
@@ -450,3 +451,72 @@ async def test_an_end_signalled_with_nothing_to_receive_still_delivers_what_come
         assert [msg for _, msg in got] == [Final(rid, (b"x",), "s") for rid in range(1, 4)]
         await peer.aclose()
         await broker.aclose()
+
+
+async def test_a_reply_sent_inside_its_delivery_costs_one_look_at_the_events_a_message(
+    context, monkeypatch
+):
+    # A peer's handler usually sends from inside the delivery (a worker's
+    # reply, a client's next request): the send may take the descriptor's
+    # signal of a message arrived meanwhile, and the delivery's own look after
+    # the handler (is another message there?) is that check too: one look a
+    # message, not one after the receive and one after the send.
+    import binglide.transports.zeromq as transport
+
+    looks: list[int] = []
+    real_poll = transport._zmq_poll
+
+    def counted_poll(items: Any, timeout: int) -> Any:
+        looks.append(1)
+        return real_poll(items, timeout)
+
+    monkeypatch.setattr(transport, "_zmq_poll", counted_poll)
+    raw_context = zmq.Context()
+    router = raw_context.socket(zmq.ROUTER)
+    router.setsockopt(zmq.LINGER, 0)
+    port = router.bind_to_random_port("tcp://127.0.0.1")
+    peer = ZmqPeer.connect(f"tcp://127.0.0.1:{port}", identity="looked", context=context)
+    got: list[Final] = []
+    rounds = 50
+    try:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+
+                def reply(protocol: Protocol, msg: Message) -> None:
+                    assert isinstance(msg, Final)
+                    got.append(msg)
+                    peer.send_nowait(Protocol.CLIENT, Request(len(got), "back"))
+
+                await tg.start(peer.deliver_to, reply)
+                peer.send_nowait(Protocol.CLIENT, Heartbeat())  # the router learns the peer
+                while not await anyio.to_thread.run_sync(router.poll, 100):
+                    pass
+                router.recv_multipart()
+                sent = 0
+                for burst in (1,) * (rounds - 10) + (10,):  # one at a time, then ten at once
+                    looks.clear()
+                    for _ in range(burst):
+                        sent += 1
+                        router.send_multipart(
+                            transport.router_outgoing(
+                                Outgoing(PeerId("looked"), Protocol.CLIENT, Final(sent, (), "e"))
+                            )
+                        )
+                    for _ in range(burst):  # every one answered, in order
+                        while not await anyio.to_thread.run_sync(router.poll, 100):
+                            pass
+                        _, *frames = router.recv_multipart()
+                        assert b"back" in frames
+                    assert [m.rid for m in got[-burst:]] == list(range(sent - burst + 1, sent + 1))
+                    if burst == 1:
+                        # The signal's delivery receives at once (no look), and
+                        # looks once after its handler's send.
+                        assert len(looks) == 1, looks
+                    else:
+                        assert len(looks) <= burst, looks
+                tg.cancel_scope.cancel()
+    finally:
+        await peer.aclose()
+        router.close(linger=0)
+        raw_context.term()
+    assert len(got) == rounds

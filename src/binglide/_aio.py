@@ -672,6 +672,11 @@ class EdgeWatcher:
         if callback is not None and events & callback[0]:
             callback[1]()
 
+    @property
+    def waiting(self) -> bool:
+        """Whether a task waits (in `wait`) for the events."""
+        return bool(self._waiters)
+
     def check(self) -> None:
         """Read the events again: wake the waiters, schedule the callback, as they call for."""
         if not self._waiters and self._callback is None:

@@ -479,6 +479,10 @@ class _ZmqEnd:
         #: Set when delivery must end (closed, or it failed), with why.
         self._delivery_ended: anyio.Event | None = None
         self._delivery_error: BaseException | None = None
+        #: Whether the reader callback is delivering (its sends leave the
+        #: look at the events to it), and whether such a send happened.
+        self._delivering = False
+        self._sent_delivering = False
 
     def _error(self, exc: zmq.ZMQError) -> TransportClosed | TransportBroken:
         return _map_error(exc, self._closed, self._what)
@@ -499,8 +503,13 @@ class _ZmqEnd:
             if exc.errno == zmq.EHOSTUNREACH:
                 return  # a ROUTER's peer is gone: lose it silently
             raise self._error(exc) from exc
-        # The send may have taken the descriptor's signal of a message arrived.
-        self._watcher.check()
+        # The send may have taken the descriptor's signal of a message arrived:
+        # look again, unless this runs inside the delivery, which looks once
+        # when its handler is done (one look a message received, not two).
+        if self._delivering:
+            self._sent_delivering = True
+        else:
+            self._watcher.check()
 
     async def _send_frames(self, frames: Sequence[Frame]) -> None:
         if self._closed:
@@ -526,9 +535,18 @@ class _ZmqEnd:
             self._blocked_sends -= 1
 
     async def _deliver(
-        self, drain: Callable[[list[list[Frame]]], None], task_status: TaskStatus[None]
+        self,
+        drain: Callable[[list[list[Frame]]], None],
+        task_status: TaskStatus[None],
+        *,
+        batch: bool,
     ) -> None:
-        """Hand what arrives to `drain`, from the loop's reader callback, until this end closes."""
+        """Hand what arrives to `drain`, from the loop's reader callback, until this end closes.
+
+        With `batch`, `drain` gets every message ready at once (the broker's
+        turn takes them together); without, one at a time, each as soon as
+        it is received.
+        """
         if self._closed:
             raise TransportClosed(f"{self._what} is closed")
         if self._delivery_ended is not None:
@@ -536,6 +554,7 @@ class _ZmqEnd:
         self._delivery_ended = ended = new_event()
         self._delivery_error = None
         sock = self._socket
+        watcher = self._watcher
         poll_in = [(sock, _POLLIN)]
 
         def ready() -> None:
@@ -545,30 +564,54 @@ class _ZmqEnd:
             # message arrived (all but 2 of 4,000 signals of a peer in a run
             # of sequential requests): the first receive is the check, and
             # when it fails (zmq.Again) it has processed ZeroMQ's commands,
-            # which re-arms the fd as a read of the events does. The check
-            # after each message received says whether another is there, and
-            # re-arms the fd after the last.
-            messages: list[list[Frame]] = []
+            # which re-arms the fd as a read of the events does. After each
+            # delivery one look (a zero-timeout zmq_poll) says whether another
+            # message is there, and re-arms the fd after the last; it is also
+            # the look that a send made by the handler meanwhile (a worker's
+            # reply, a client's next request) calls for.
+            delivered = 0
+            self._delivering = True
             try:
                 while True:
-                    messages.append(receive_frames(sock, _DONTWAIT))
-                    # has_message, inlined: this runs once a message (the socket
-                    # is open: its receive just succeeded).
-                    if len(messages) >= _DRAIN or not _zmq_poll(poll_in, 0):
-                        break
-            except zmq.Again:
-                pass
-            except zmq.ZMQError as exc:
-                self._end_delivery(self._error(exc))
-                return
-            try:
-                if messages:
-                    drain(messages)
-            except Exception as exc:  # the handler's: its end's deliver_to raises it
-                self._end_delivery(exc)
-                return
-            if len(messages) >= _DRAIN:
-                self._watcher.schedule()
+                    messages: list[list[Frame]] = []
+                    try:
+                        messages.append(receive_frames(sock, _DONTWAIT))
+                        # has_message, inlined: the socket is open (its receive
+                        # just succeeded).
+                        while (
+                            batch and delivered + len(messages) < _DRAIN and _zmq_poll(poll_in, 0)
+                        ):
+                            messages.append(receive_frames(sock, _DONTWAIT))
+                    except zmq.Again:
+                        if not messages:
+                            return  # nothing (more): the failed receive re-armed the fd
+                    except zmq.ZMQError as exc:
+                        self._end_delivery(self._error(exc))
+                        return
+                    try:
+                        drain(messages)
+                    except Exception as exc:  # the handler's: its end's deliver_to raises it
+                        self._end_delivery(exc)
+                        return
+                    if self._closed or ended.is_set():
+                        return
+                    delivered += len(messages)
+                    if delivered >= _DRAIN:
+                        self._sent_delivering = False
+                        watcher.schedule()  # looks at the events at the next turn
+                        return
+                    if watcher.waiting:  # a send waits for room: the full look
+                        self._sent_delivering = False
+                        watcher.check()
+                        return
+                    self._sent_delivering = False
+                    if not _zmq_poll(poll_in, 0):
+                        return
+            finally:
+                self._delivering = False
+                if self._sent_delivering:  # (the delivery ended early)
+                    self._sent_delivering = False
+                    watcher.check()
 
         self._watcher.deliver(_POLLIN, ready, eager=True)
         try:
@@ -678,7 +721,7 @@ class ZmqBroker(_ZmqEnd, BrokerTransport):
             if batch:
                 handler(batch)
 
-        await self._deliver(drain, task_status)
+        await self._deliver(drain, task_status, batch=True)
 
     async def aclose(self) -> None:
         if self._closed:
@@ -787,7 +830,7 @@ class ZmqPeer(_ZmqEnd, PeerTransport):
                     continue
                 handler(protocol, message)
 
-        await self._deliver(drain, task_status)
+        await self._deliver(drain, task_status, batch=False)
 
     async def aclose(self) -> None:
         if not self._closed:
