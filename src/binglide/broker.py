@@ -70,6 +70,9 @@ log = logging.getLogger("binglide.broker")
 
 #: Messages a blocking broker handles in a row before it looks at its timers.
 _DRAIN_BLOCKING = 256
+#: While messages come one at a time, a blocking broker looks for another
+#: after one of this many (see `run_broker_blocking`).
+_LOOK_EVERY = 8
 
 
 def networked_machine(config: BrokerConfig | None = None) -> BrokerMachine:
@@ -501,6 +504,7 @@ def run_broker_blocking(
     again = zmq.Again
     zmq_error = zmq.ZMQError
     dontwait = int(zmq.DONTWAIT)
+    look, alone = True, 0  # whether to look for more after a message; turns of one in a row
     rcvtimeo = -1  # the receive timeout as last set (`_receive_timeout`; -1: ZeroMQ's default)
 
     def dropped(peer: PeerId, error: RemoteProtocolError) -> None:
@@ -524,19 +528,29 @@ def run_broker_blocking(
                 pass
             else:
                 # Every message that is ready, up to a bound (the timers'
-                # turn comes after it).
+                # turn comes after it), when messages come in bursts: one
+                # turn for all. When they come one at a time (sequential
+                # requests), the look for another (a zmq_poll: three system
+                # calls) finds nothing, and is made only every
+                # `_LOOK_EVERY`th message: a message missed is received, at
+                # once, by the next turn's receive.
                 received = 1
                 while True:
                     incoming = router_incoming(frames, dropped)
                     if incoming is not None:
                         batch.append(incoming)
-                    if received >= _DRAIN_BLOCKING or not poll(pollin, 0):
+                    if received >= _DRAIN_BLOCKING or not (look and poll(pollin, 0)):
                         break
                     try:
                         frames = receive_frames(sock, dontwait)
                     except again:  # (the poll said one is there: not expected)
                         break
                     received += 1
+                if received > 1:
+                    look, alone = True, 0
+                else:
+                    alone += 1
+                    look = alone % _LOOK_EVERY == 0
             # Send what the whole batch produced in one burst: a send wakes
             # ZeroMQ's I/O thread, which on a busy machine preempts this one;
             # a send per message received made a context switch pair of every
