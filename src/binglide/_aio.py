@@ -624,8 +624,10 @@ class EdgeWatcher:
       a message costs one loop step, not two.
 
     An operation that may have consumed the descriptor's signal (a ZeroMQ
-    send) calls `check` afterwards, and the callback must leave nothing
-    ready behind it (it calls `check` itself when it stops early).
+    send) calls `check` afterwards, unless it runs inside the callback, and
+    the callback must leave nothing ready behind it, its own sends included
+    (it looks at the events once more before it returns, or calls
+    `check` or `schedule` when it stops early).
 
     Args:
         fd: the descriptor to watch.
