@@ -1,10 +1,11 @@
-"""System calls a sequential ZeroMQ request makes, per process and thread (strace).
+"""System calls a ZeroMQ request makes, per process and thread (strace).
 
 Starts bench/broker.py's binglide broker and echo worker and a binglide
 client as processes on a loopback port; once the client has warmed up,
 attaches ``strace -f`` to all three, lets the client make ``--requests``
-sequential echo requests, and prints each thread's system calls a request
-(the Python main thread and ZeroMQ's I/O thread of each process), by name.
+echo requests (one at a time, or ``--in-flight`` at once), and prints each
+thread's system calls a request (the Python main thread and ZeroMQ's I/O
+thread of each process), by name.
 With ``--baseline-src``, the same with another binglide ``src/`` on
 ``PYTHONPATH`` (the three processes alike), interleaved ``--repeat`` times.
 
@@ -22,7 +23,8 @@ by libzmq, shows more often under strace than without). Linux only, needs
 
 Run::
 
-    python bench/zmq_syscalls.py [--requests 2000] [--repeat 1] [--baseline-src DIR]
+    python bench/zmq_syscalls.py [--requests 2000] [--in-flight 1] [--repeat 1]
+        [--baseline-src DIR]
 """
 
 from __future__ import annotations
@@ -56,8 +58,17 @@ async def main() -> None:
             await client.request("echo", {"n": 1})
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
-        for _ in range(int(sys.argv[2])):
-            await client.request("echo", {"n": 1})
+        remaining = int(sys.argv[2])
+
+        async def lane() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                await client.request("echo", {"n": 1})
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(int(sys.argv[3])):
+                tg.start_soon(lane)
         print("done", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
 
@@ -79,14 +90,14 @@ def thread_kind(pid: int, tid: int) -> str:
     return "I/O" if name.startswith("ZMQbg/IO") else name
 
 
-def measure(requests: int) -> Counts:
+def measure(requests: int, in_flight: int) -> Counts:
     """One run: the system calls a request of each process's threads."""
     address = lanes.free_address()
     procs: dict[str, subprocess.Popen[Any]] = {"broker": lanes.spawn("binglide-broker", address)}
     time.sleep(0.3)  # let the broker bind before the worker connects (a bench, not a test)
     procs["worker"] = lanes.spawn("binglide-worker", address)
     client = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, address, str(requests)],
+        [sys.executable, "-c", CLIENT, address, str(requests), str(in_flight)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -146,6 +157,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--in-flight", type=int, default=1, help="requests at once (1: sequential)"
+    )
     parser.add_argument("--baseline-src", help="another binglide src/ to compare with")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,7 +167,7 @@ def main() -> int:
         print("zmq_syscalls.py needs strace (apt-get install strace)", file=sys.stderr)
         return 1
     if args.child:  # one run, printed as a JSON line for the parent
-        print(json.dumps(measure(args.requests)))
+        print(json.dumps(measure(args.requests, args.in_flight)))
         return 0
 
     trees = {"current": os.environ.get("PYTHONPATH", "")}
@@ -170,6 +184,8 @@ def main() -> int:
                     "--child",
                     "--requests",
                     str(args.requests),
+                    "--in-flight",
+                    str(args.in_flight),
                 ],
                 env=env,
                 check=True,
@@ -185,7 +201,10 @@ def main() -> int:
             )
             print(f"{name:>8}: system calls a request, main threads: {mains}", flush=True)
 
-    print(f"\nsequential echo over ZeroMQ, {args.requests} requests, medians of {args.repeat}")
+    print(
+        f"\necho over ZeroMQ, {args.requests} requests, {args.in_flight} at once,"
+        f" medians of {args.repeat}"
+    )
     for name, results in runs.items():
         print(f"\n{name}:")
         for key in sorted(set().union(*results)):
