@@ -73,6 +73,11 @@ _DRAIN_BLOCKING = 256
 #: While messages come one at a time, a blocking broker looks for another
 #: after one of this many (see `run_broker_blocking`).
 _LOOK_EVERY = 8
+#: The longest a blocking broker waits in one receive (ms), even with nothing
+#: to time: a signal that arrives while libzmq works inside the receive (on a
+#: peer's disconnection, say) is only noted, and libzmq waits on; the Python
+#: handler (SIGTERM's, SIGINT's) runs when the receive returns.
+_WAIT_AT_MOST = 1000
 
 
 def networked_machine(config: BrokerConfig | None = None) -> BrokerMachine:
@@ -425,15 +430,12 @@ def _receive_timeout(current: int, wait: int) -> int:
     the deadline shrinks a little with every message: `current` is kept
     while it neither waits past the deadline nor wakes up before half the
     time to it; otherwise the result is half that time (at least 1 ms), so
-    that the timeout is set again only a few times per deadline. -1: no
-    timeout (nothing to time, `wait` -1).
+    that the timeout is set again only a few times per deadline.
 
     Args:
         current: the timeout the socket has (ms; -1: none).
-        wait: ms to the machine's next deadline (positive), or -1 for none.
+        wait: ms to the machine's next deadline (positive).
     """
-    if wait < 0:
-        return -1
     if 0 < current <= wait < 2 * current + 2:
         return current
     return max(1, wait // 2)
@@ -515,7 +517,10 @@ def run_broker_blocking(
             on_bound(bound)
         deadline = machine.next_deadline()
         while True:
-            wait = -1 if deadline is None else max(0, math.ceil((deadline - clock()) * 1000))
+            if deadline is None:
+                wait = _WAIT_AT_MOST
+            else:
+                wait = min(max(0, math.ceil((deadline - clock()) * 1000)), _WAIT_AT_MOST)
             if wait and (timeout := _receive_timeout(rcvtimeo, wait)) != rcvtimeo:
                 rcvtimeo = timeout
                 sock.setsockopt(zmq.RCVTIMEO, rcvtimeo)
