@@ -513,7 +513,11 @@ async def test_a_reply_sent_inside_its_delivery_costs_one_look_at_the_events_a_m
                         # looks once after its handler's send.
                         assert len(looks) == 1, looks
                     else:
-                        assert len(looks) <= burst, looks
+                        # A burst is taken together after its first message:
+                        # a look after each receive, and one after the batch's
+                        # handler (its sends); at most two a message, however
+                        # the burst is split between signals.
+                        assert len(looks) <= 2 * burst, looks
                 tg.cancel_scope.cancel()
     finally:
         await peer.aclose()
