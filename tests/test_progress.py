@@ -246,3 +246,22 @@ async def test_cancellation_reaches_tasks_stacked_on_a_waiting_worker(transport:
             await wait_until(lambda: len(Blocker.cancelled) == 6)
             await wait_until(lambda: d.workers[0].statistics().tasks == 0)
     assert sorted(Blocker.cancelled) == [0, 1, 2, 3, 4, 5]
+
+
+@all_transports
+async def test_a_loop_names_each_requests_own_entry_root_first(transport: str) -> None:
+    # The root's entry is computed only where it is read (in one process, by
+    # the handler's first sub-request): the cycle must still name the exact
+    # digests of the root's and the sub-request's payloads, in order.
+    from binglide.core import request_digest
+    from binglide.payload import encode_body
+
+    root = {"budget": 1, "path": "root0"}
+    back = {"budget": 1, "path": "root0", "back": "a"}
+    with anyio.fail_after(10):
+        [result] = await run_trees(
+            {"a": ["b"], "b": []}, [("a", 1)], pool=1, loop_edge=("a", "b"), transport=transport
+        )
+    assert isinstance(result, binglide.LoopError)
+    a = request_digest("a", encode_body(root))
+    assert result.cycle == (a, request_digest("b", encode_body(back)), a)

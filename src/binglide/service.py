@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
     from .cachefs import ChunkStore
     from .call import Call, WaitHooks
-    from .core import JobId
+    from .core import JobId, Request
+    from .core.worker import TaskStarted
     from .report import Report, Task
     from .requester import Requester
 
@@ -84,14 +85,17 @@ class Context(AnalysisMethods):
         requester: Requester,
         tid: int,
         job: JobId,
-        ancestry: tuple[str, ...],
+        started: Request | TaskStarted,
         settings: Settings,
         sub_request_hooks: Callable[[], tuple[WaitHooks, set[int]]],
     ) -> None:
         self._requester = requester
         self._tid = tid
         self.job = job
-        self._ancestry = ancestry
+        #: The task's message: the sub-requests' ancestry is its, read at
+        #: the first (the broker computes a root task's only when read).
+        self._started = started
+        self._ancestry: tuple[str, ...] = ()
         self.settings = settings
         #: Called at the first sub-request (most tasks issue none): the hooks
         #: told as the task starts and stops waiting on one, and the set that
@@ -114,6 +118,7 @@ class Context(AnalysisMethods):
         """
         if self._on_wait is None:
             self._on_wait, self._sub_requests = self._sub_request_hooks()
+            self._ancestry = tuple(self._started.ancestry)
         return self._requester.open(
             service,
             body,

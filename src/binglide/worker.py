@@ -271,11 +271,11 @@ class Worker:
                 return
             job: JobId = started.job  # type: ignore[assignment]  # a Request's: a str
             task = Task(self.service.name, body, arrays, job, started.payload)
-            # Positionally (requester, tid, job, ancestry, settings,
+            # Positionally (requester, tid, job, started, settings,
             # sub_request_hooks): a class called with keywords costs twice as much.
-            ctx = Context(
-                self._requester, tid, job, started.ancestry, self.settings, run.sub_request_hooks
-            )
+            # (The context reads the ancestry at the first sub-request, if any:
+            # the broker computes a root task's only when it is read.)
+            ctx = Context(self._requester, tid, job, started, self.settings, run.sub_request_hooks)
             # The last report a handler yields is the final one: the run holds
             # each complete one until it knows (a caller must not wait on a slow
             # handler for a report it already has; the FINAL then says so).

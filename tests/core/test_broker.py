@@ -165,6 +165,44 @@ def test_the_ancestry_entry_is_the_documented_digest(payload: tuple[bytes, ...])
         d.worker("w", Final(req.rid, (b"done",)))
 
 
+def test_a_root_tasks_ancestry_is_its_entry_on_every_way_to_a_worker() -> None:
+    # A root request's entry is computed only where its worker hop's ancestry
+    # is read: queued then given (`_assign`), given at once (the short path),
+    # and given again after its worker died, each carries the documented
+    # entry, whatever order they are read in (the service's hasher is copied).
+    d = make(heartbeat_interval=1.0, liveness=3)
+    d.client("c", Heartbeat())
+    payloads = [(b"{}", b"first"), (b"{}", b"second" * 50), ()]
+    d.client("c", Request(1, "s", payloads[0]))  # 100, queued: no worker yet
+    [queued] = to(d.worker("w1", Ready("s")), "w1")
+    d.worker("w2", Ready("s"))
+    [at_once] = to(d.client("c", Request(2, "s", payloads[1])), "w2")
+    d.worker("w3", Ready("s"))
+    [third] = to(d.client("c", Request(3, "s", payloads[2])), "w3")
+    d.worker("w2", Heartbeat())
+    d.worker("w3", Heartbeat())
+    d.now = 2.0
+    d.client("c", Heartbeat())
+    d.worker("w2", Heartbeat())
+    d.worker("w3", Heartbeat())
+    d.tick(3.0)  # w1 silent since 0: dead, its task queued again
+    [again] = to(d.worker("w4", Ready("s")), "w4")
+    sent = [third, again, at_once, queued]  # read out of order
+    expected = [payloads[2], payloads[0], payloads[1], payloads[0]]
+    for req, payload in zip(sent, expected, strict=True):
+        assert isinstance(req, Request)
+        assert req.payload == payload
+        eager = Request(req.rid, "s", payload, req.job, (documented_entry("s", payload),))
+        assert req.ancestry == eager.ancestry
+        assert (req, hash(req), repr(req)) == (eager, hash(eager), repr(eager))
+    # Its sub-request carries it on: the loop back to it is refused, naming it.
+    entry = documented_entry("s", payloads[1])
+    out = d.client("w2", Request(1, "s", payloads[1], at_once.job, at_once.ancestry, at_once.rid))
+    [failure] = to(out, "w2")
+    assert isinstance(failure, Failure)
+    assert (failure.kind, failure.cycle) == ("loop", (entry, entry))
+
+
 def test_loop_is_refused_with_the_cycle() -> None:
     d = make()
     entry = request_digest("svc", (b"same",))

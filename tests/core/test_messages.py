@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import attrs
 import pytest
 
@@ -16,7 +18,10 @@ from binglide.core import (
     Ready,
     Request,
     Waiting,
+    request_digest,
 )
+from binglide.core.frames import Protocol, encode
+from binglide.core.messages import LazyAncestry
 
 # Every class with every field given, by keyword: the fields attrs knows are
 # exactly the constructor's parameters, in order.
@@ -80,3 +85,50 @@ def test_evolve_makes_a_changed_copy() -> None:
 
 def test_repr_names_the_class_and_fields() -> None:
     assert repr(Cancel("j", 2)) == "Cancel(job='j', rid=2)"
+
+
+class _CountingHasher:
+    """A blake2b that counts its copies (each is one computation of the entry)."""
+
+    def __init__(self, service: str) -> None:
+        self.hasher = hashlib.blake2b(service.encode(), digest_size=8)
+        self.copies = 0
+
+    def copy(self) -> hashlib.blake2b:
+        self.copies += 1
+        return self.hasher.copy()
+
+
+@pytest.mark.parametrize("payload", [(), (b"{}",), (b"{}", b"x" * 300)])
+def test_a_lazy_ancestry_is_the_eager_one_its_entry_computed_once_when_read(
+    payload: tuple[bytes, ...],
+) -> None:
+    counting = _CountingHasher("s")
+    ancestry = LazyAncestry("s", payload, counting)  # type: ignore[arg-type]
+    lazy = Request(7, "s", payload, "1:c1", ancestry)
+    assert (len(ancestry), bool(ancestry), counting.copies) == (1, True, 0)  # not computed
+    eager = Request(7, "s", payload, "1:c1", (request_digest("s", payload),))
+    for protocol in (Protocol.WORKER, Protocol.WORKER_01):
+        for extended in (True, False):
+            assert encode(lazy, protocol=protocol, from_broker=True, extended=extended) == (
+                encode(eager, protocol=protocol, from_broker=True, extended=extended)
+            )
+    assert (lazy, hash(lazy), repr(lazy)) == (eager, hash(eager), repr(eager))
+    assert eager == lazy  # (the tuple on the left too)
+    assert attrs.asdict(lazy) == attrs.asdict(eager)
+    [entry] = eager.ancestry
+    assert (ancestry[0], ancestry[-1:], list(ancestry), tuple(ancestry)) == (
+        entry,
+        (entry,),
+        [entry],
+        (entry,),
+    )
+    assert entry in ancestry
+    assert "s/0" not in ancestry
+    assert ancestry.index(entry) == 0
+    assert ancestry != [entry]  # as a tuple: never equal to a list
+    assert ancestry == LazyAncestry("s", payload, hashlib.blake2b(b"s", digest_size=8))
+    assert ancestry != LazyAncestry("s", (b"other",), hashlib.blake2b(b"s", digest_size=8))
+    assert counting.copies == 1  # computed once, then kept
+    # The hasher given is only copied (every request of a service shares it).
+    assert counting.hasher.hexdigest() == hashlib.blake2b(b"s", digest_size=8).hexdigest()

@@ -135,7 +135,7 @@ import heapq
 import json
 import math
 from collections import OrderedDict, deque
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import attrs
 
@@ -149,13 +149,18 @@ from .messages import (
     Final,
     Frame,
     Heartbeat,
+    LazyAncestry,
     Message,
     Partial,
     Ready,
     Request,
     Waiting,
+    ancestry_entry,
 )
 from .tasks import Task, TaskState, advance
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = (
     "BrokerConfig",
@@ -315,7 +320,7 @@ def request_digest(service: str, payload: tuple[Frame, ...]) -> str:
     Two requests with the same service and the same payload bytes (bodies are
     canonical JSON) are the same question.
     """
-    return _entry(service, _service_hasher(service), payload)
+    return ancestry_entry(service, _service_hasher(service), payload)
 
 
 def _service_hasher(service: str) -> hashlib.blake2b:
@@ -325,20 +330,6 @@ def _service_hasher(service: str) -> hashlib.blake2b:
     ~2,900 instructions), and the name is taken in once.
     """
     return hashlib.blake2b(service.encode(), digest_size=8)
-
-
-def _entry(service: str, hasher: hashlib.blake2b, payload: tuple[Frame, ...]) -> str:
-    """`request_digest`'s entry, `hasher` having taken in the service (and nothing else)."""
-    lengths = _LENGTHS
-    for frame in payload:
-        n = len(frame)
-        hasher.update(lengths[n] if n < 256 else b"%d:" % n)
-        hasher.update(frame)
-    return f"{service}/{hasher.hexdigest()}"
-
-
-#: What `_entry` takes in before a frame of each small length (no format a frame).
-_LENGTHS = tuple(b"%d:" % n for n in range(256))
 
 
 @attrs.define(eq=False)
@@ -1115,13 +1106,14 @@ class BrokerMachine:
         if svc is None or svc.pending >= cfg.max_queued or len(msg.ancestry) >= cfg.max_depth:
             return False
         payload = msg.payload
-        entry = _entry(service, svc.hasher.copy(), payload)  # `request_digest`
-        if msg.ancestry:
-            if entry in msg.ancestry:
+        ancestors = msg.ancestry
+        if ancestors:  # a sub-request: its entry now, for loop detection
+            entry = ancestry_entry(service, svc.hasher.copy(), payload)  # `request_digest`
+            if entry in ancestors:
                 return False  # a loop
-            ancestry: tuple[str, ...] = (*msg.ancestry, entry)
-        else:
-            ancestry = (entry,)
+            ancestry: tuple[str, ...] = (*ancestors, entry)
+        else:  # a root's, its entry alone, is computed where read (`LazyAncestry`)
+            ancestry = ()
         # The message is a usual one: from here on, what `_receive_client`,
         # `_on_request` and (for a task given at once) `_assign` do for it.
         expiry = client.expiry
@@ -1215,7 +1207,13 @@ class BrokerMachine:
                 (
                     holder,
                     worker.protocol,
-                    Request(tid, service, payload, job, ancestry),
+                    Request(
+                        tid,
+                        service,
+                        payload,
+                        job,
+                        ancestry if ancestry else LazyAncestry(service, payload, svc.hasher),
+                    ),
                     worker.extended,
                 ),
             )
@@ -1359,7 +1357,8 @@ class BrokerMachine:
             client_extended=extended,
             service=msg.service,
             job=JobId(msg.job) if msg.job else job_id_for(peer, rid),
-            ancestry=(*msg.ancestry, entry),
+            # (A root's, its entry alone, is computed where read: `_assign`.)
+            ancestry=(*msg.ancestry, entry) if msg.ancestry else (),
             payload=msg.payload,
             parent=parent.tid if parent is not None else 0,
             deadline=now + timeout,
@@ -1618,7 +1617,10 @@ class BrokerMachine:
         worker.tasks.add(task.tid)
         if svc.ready is not None:
             self._refresh(worker)
-        msg = Request(task.tid, task.service, task.payload, task.job, task.ancestry)
+        ancestry: Sequence[str] = task.ancestry
+        if not ancestry:  # a root's: its entry alone, computed where read
+            ancestry = LazyAncestry(task.service, task.payload, svc.hasher)
+        msg = Request(task.tid, task.service, task.payload, task.job, ancestry)
         if worker.extended:
             self._out.append(_outgoing(Outgoing, (peer, worker.protocol, msg, True)))
         else:

@@ -23,9 +23,13 @@ and raw array buffers, see `binglide.payload`), passed through without copies.
 
 from __future__ import annotations
 
-from typing import TypeAlias
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, TypeAlias, overload
 
 import attrs
+
+if TYPE_CHECKING:
+    import hashlib
 
 __all__ = (
     "Cancel",
@@ -34,11 +38,13 @@ __all__ = (
     "Final",
     "Frame",
     "Heartbeat",
+    "LazyAncestry",
     "Message",
     "Partial",
     "Ready",
     "Request",
     "Waiting",
+    "ancestry_entry",
 )
 
 #: One frame of a payload. Buffers (memoryview, numpy data) pass through as they are.
@@ -75,6 +81,8 @@ class Request:
         job: the job id; empty from a real client (the broker sets it).
         ancestry: ``service/digest`` of every ancestor, root first, and on the
             worker hop the task itself last: what loop detection compares.
+            A tuple, except on the worker hop of a task without ancestors
+            from the broker: a `LazyAncestry`, equal to the tuple.
         parent: on a sub-request, the broker's task id of the task that issues
             it (so cancelling that task reaches this one); 0 for none.
         timeout: seconds the request may wait in the broker's queue before it
@@ -88,7 +96,7 @@ class Request:
     service: str
     payload: tuple[Frame, ...] = ()
     job: str = ""
-    ancestry: tuple[str, ...] = ()
+    ancestry: Sequence[str] = ()
     parent: int = 0
     timeout: float | None = None
     extended: bool = True
@@ -99,7 +107,7 @@ class Request:
         service: str,
         payload: tuple[Frame, ...] = (),
         job: str = "",
-        ancestry: tuple[str, ...] = (),
+        ancestry: Sequence[str] = (),
         parent: int = 0,
         timeout: float | None = None,
         extended: bool = True,
@@ -112,6 +120,89 @@ class Request:
         self.parent = parent
         self.timeout = timeout
         self.extended = extended
+
+
+class LazyAncestry(Sequence[str]):
+    """A root task's ancestry on its worker hop: its own entry alone, computed when first read.
+
+    The broker sends a task without ancestors (a real client's request, the
+    usual one) with this as its `Request.ancestry`: a read-only sequence that
+    is ``(ancestry_entry(service, hasher.copy(), payload),)`` in every way
+    a reader can tell (items, iteration, ``in``, equality with that tuple and
+    its hash, ``repr``, so the request's too). Only a reader pays for the
+    digest (in one process, a handler's first sub-request; over ZeroMQ, the
+    encoding of the hop), once; the task that makes no sub-request does not.
+
+    Args:
+        service: the service asked.
+        payload: the body frames.
+        hasher: a blake2b of ``digest_size=8`` that has taken in
+            ``service.encode()`` and nothing else; never updated (copied).
+    """
+
+    __slots__ = ("_hasher", "_payload", "_service", "_value")
+
+    def __init__(self, service: str, payload: tuple[Frame, ...], hasher: hashlib.blake2b) -> None:
+        self._service = service
+        self._payload = payload
+        self._hasher = hasher
+        self._value: tuple[str, ...] | None = None
+
+    @property
+    def value(self) -> tuple[str, ...]:
+        """The ancestry as a tuple (computed at the first read, then kept)."""
+        value = self._value
+        if value is None:
+            entry = ancestry_entry(self._service, self._hasher.copy(), self._payload)
+            value = self._value = (entry,)
+        return value
+
+    def __len__(self) -> int:
+        return 1  # (known without the digest)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[str, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> str | tuple[str, ...]:
+        return self.value[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.value)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.value
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, LazyAncestry):
+            other = other.value
+        return self.value == other  # (a tuple's rules: never equal to a list)
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
+
+
+def ancestry_entry(service: str, hasher: hashlib.blake2b, payload: tuple[Frame, ...]) -> str:
+    """A request's ancestry entry, ``service/digest`` (`binglide.core.request_digest`).
+
+    `hasher` has taken in ``service.encode()`` (and nothing else); this
+    updates it with the payload's frames, each after its length.
+    """
+    lengths = _LENGTHS
+    for frame in payload:
+        n = len(frame)
+        hasher.update(lengths[n] if n < 256 else b"%d:" % n)
+        hasher.update(frame)
+    return f"{service}/{hasher.hexdigest()}"
+
+
+#: What `ancestry_entry` takes in before a frame of each small length (no format a frame).
+_LENGTHS = tuple(b"%d:" % n for n in range(256))
 
 
 @attrs.define(init=False, unsafe_hash=True)  # slotted; __init__ by hand

@@ -82,7 +82,10 @@ class Task:
         client_extended: whether the requester speaks binglide's extensions.
         service: the service asked.
         job: the job id.
-        ancestry: ``service/digest`` of every ancestor and of the task itself.
+        ancestry: ``service/digest`` of every ancestor and of the task itself;
+            empty for a task without ancestors (a real client's request, the
+            usual one), whose ancestry, its own entry alone, the broker
+            computes only where it is read (`binglide.core.messages.LazyAncestry`).
         payload: the body frames, passed through untouched.
         parent: the task id of the task that issued it (0: a real client's).
         deadline: when it fails if still queued.
