@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import attrs
 
 from .analyses import AnalysisMethods
+from .core.messages import LazyAncestry
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterable, Mapping
@@ -118,7 +119,10 @@ class Context(AnalysisMethods):
         """
         if self._on_wait is None:
             self._on_wait, self._sub_requests = self._sub_request_hooks()
-            self._ancestry = tuple(self._started.ancestry)
+            ancestry = self._started.ancestry
+            # (A root task's, the usual: its tuple at once, without the
+            # sequence protocol's three calls.)
+            self._ancestry = ancestry.value if type(ancestry) is LazyAncestry else tuple(ancestry)
         return self._requester.open(
             service,
             body,
