@@ -265,3 +265,14 @@ async def test_a_loop_names_each_requests_own_entry_root_first(transport: str) -
     assert isinstance(result, binglide.LoopError)
     a = request_digest("a", encode_body(root))
     assert result.cycle == (a, request_digest("b", encode_body(back)), a)
+
+
+@all_transports
+async def test_only_a_broker_of_workers_in_its_process_lets_them_digest_root_tasks(
+    transport: str,
+) -> None:
+    # Over ZeroMQ the worker hop is encoded, which reads the ancestry anyway:
+    # the lazy form would only add its own cost there.
+    with anyio.fail_after(10):
+        async with deployment(make_services({"a": []}), transport=transport) as d:
+            assert d.broker.machine.lazy_ancestry is (transport == "inproc")

@@ -248,6 +248,9 @@ class Broker:
         if machine is None:
             machine = BrokerMachine(config, instance=os.urandom(8).hex())
         self.machine = machine
+        # A worker in this process reads a root task's ancestry only at its
+        # handler's first sub-request: let it digest the payload then, if ever.
+        machine.lazy_ancestry = transport.in_process
         #: The dropped messages (rate-limited warnings, and their count).
         self.drops = DropLog()
         self._outbox: Outbox[Outgoing] = Outbox(self._send_nowait, self._send)

@@ -28,6 +28,7 @@ from binglide.core import (
     request_digest,
 )
 from binglide.core.broker import Outgoing
+from binglide.core.messages import LazyAncestry
 from binglide.errors import LocalProtocolError, RemoteProtocolError
 
 from ..helpers import BrokerDriver, to
@@ -165,12 +166,15 @@ def test_the_ancestry_entry_is_the_documented_digest(payload: tuple[bytes, ...])
         d.worker("w", Final(req.rid, (b"done",)))
 
 
-def test_a_root_tasks_ancestry_is_its_entry_on_every_way_to_a_worker() -> None:
-    # A root request's entry is computed only where its worker hop's ancestry
-    # is read: queued then given (`_assign`), given at once (the short path),
-    # and given again after its worker died, each carries the documented
-    # entry, whatever order they are read in (the service's hasher is copied).
+@pytest.mark.parametrize("lazy", [False, True])
+def test_a_root_tasks_ancestry_is_its_entry_on_every_way_to_a_worker(lazy: bool) -> None:
+    # A root request's entry is computed as it is sent, or (lazy: in one
+    # process) only where its worker hop's ancestry is read: queued then
+    # given (`_assign`), given at once (the short path), and given again
+    # after its worker died, each carries the documented entry, whatever
+    # order they are read in (the service's hasher is copied).
     d = make(heartbeat_interval=1.0, liveness=3)
+    d.machine.lazy_ancestry = lazy
     d.client("c", Heartbeat())
     payloads = [(b"{}", b"first"), (b"{}", b"second" * 50), ()]
     d.client("c", Request(1, "s", payloads[0]))  # 100, queued: no worker yet
@@ -191,6 +195,7 @@ def test_a_root_tasks_ancestry_is_its_entry_on_every_way_to_a_worker() -> None:
     expected = [payloads[2], payloads[0], payloads[1], payloads[0]]
     for req, payload in zip(sent, expected, strict=True):
         assert isinstance(req, Request)
+        assert isinstance(req.ancestry, LazyAncestry if lazy else tuple)
         assert req.payload == payload
         eager = Request(req.rid, "s", payload, req.job, (documented_entry("s", payload),))
         assert req.ancestry == eager.ancestry

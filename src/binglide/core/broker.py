@@ -490,6 +490,13 @@ class BrokerMachine:
         # (`_quick_request`, `_quick_final`); tests turn them off to compare
         # with the general rules.
         self._quick = True
+        #: Whether a task without ancestors goes to its worker with a
+        #: `LazyAncestry` (its digest made only if the worker reads it) rather
+        #: than the tuple: for workers in the same process, which read it only
+        #: at a handler's first sub-request. (A worker hop that is encoded
+        #: reads it anyway: there the lazy form is only its own cost.) The
+        #: in-process runtime turns it on.
+        self.lazy_ancestry = False
 
     # -- inputs ---------------------------------------------------------------
 
@@ -1112,7 +1119,7 @@ class BrokerMachine:
             if entry in ancestors:
                 return False  # a loop
             ancestry: tuple[str, ...] = (*ancestors, entry)
-        else:  # a root's, its entry alone, is computed where read (`LazyAncestry`)
+        else:  # a root's, its entry alone, is computed when it is sent (`lazy_ancestry`)
             ancestry = ()
         # The message is a usual one: from here on, what `_receive_client`,
         # `_on_request` and (for a task given at once) `_assign` do for it.
@@ -1212,7 +1219,12 @@ class BrokerMachine:
                         service,
                         payload,
                         job,
-                        ancestry if ancestry else LazyAncestry(service, payload, svc.hasher),
+                        ancestry
+                        or (
+                            LazyAncestry(service, payload, svc.hasher)
+                            if self.lazy_ancestry
+                            else (ancestry_entry(service, svc.hasher.copy(), payload),)
+                        ),
                     ),
                     worker.extended,
                 ),
@@ -1357,7 +1369,7 @@ class BrokerMachine:
             client_extended=extended,
             service=msg.service,
             job=JobId(msg.job) if msg.job else job_id_for(peer, rid),
-            # (A root's, its entry alone, is computed where read: `_assign`.)
+            # (A root's, its entry alone, is computed when it is sent: `_assign`.)
             ancestry=(*msg.ancestry, entry) if msg.ancestry else (),
             payload=msg.payload,
             parent=parent.tid if parent is not None else 0,
@@ -1618,8 +1630,11 @@ class BrokerMachine:
         if svc.ready is not None:
             self._refresh(worker)
         ancestry: Sequence[str] = task.ancestry
-        if not ancestry:  # a root's: its entry alone, computed where read
-            ancestry = LazyAncestry(task.service, task.payload, svc.hasher)
+        if not ancestry:  # a root's: its entry alone (`lazy_ancestry`)
+            if self.lazy_ancestry:
+                ancestry = LazyAncestry(task.service, task.payload, svc.hasher)
+            else:
+                ancestry = (ancestry_entry(task.service, svc.hasher.copy(), task.payload),)
         msg = Request(task.tid, task.service, task.payload, task.job, ancestry)
         if worker.extended:
             self._out.append(_outgoing(Outgoing, (peer, worker.protocol, msg, True)))

@@ -85,7 +85,8 @@ class Task:
         ancestry: ``service/digest`` of every ancestor and of the task itself;
             empty for a task without ancestors (a real client's request, the
             usual one), whose ancestry, its own entry alone, the broker
-            computes only where it is read (`binglide.core.messages.LazyAncestry`).
+            computes only as it sends the task (or lets its worker compute
+            it: `BrokerMachine.lazy_ancestry`).
         payload: the body frames, passed through untouched.
         parent: the task id of the task that issued it (0: a real client's).
         deadline: when it fails if still queued.
