@@ -201,6 +201,7 @@ def test_a_root_tasks_ancestry_is_its_entry_on_every_way_to_a_worker(lazy: bool)
         assert req.ancestry == eager.ancestry
         assert (req, hash(req), repr(req)) == (eager, hash(eager), repr(eager))
     # Its sub-request carries it on: the loop back to it is refused, naming it.
+    assert isinstance(at_once, Request)
     entry = documented_entry("s", payloads[1])
     out = d.client("w2", Request(1, "s", payloads[1], at_once.job, at_once.ancestry, at_once.rid))
     [failure] = to(out, "w2")

@@ -14,6 +14,7 @@ messages, and be in the same state, every table and counter of it.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 from unittest import mock
 
@@ -117,7 +118,7 @@ def feed(machine: BrokerMachine, step: tuple[Any, ...]) -> tuple[Any, ...]:
 
 
 def step(
-    draw: st.DrawFn, now: float, held: dict[str, list[int]], ancestry: dict[int, tuple[str, ...]]
+    draw: st.DrawFn, now: float, held: dict[str, list[int]], ancestry: dict[int, Sequence[str]]
 ) -> tuple[Any, ...]:
     """One step: a message from a client or a worker, or a timer tick.
 
@@ -212,7 +213,7 @@ def compare_under_random_traffic(data: st.DataObject, config: dict[str, Any]) ->
     """Feed the same random traffic to a machine with short paths and one without."""
     quick, general = machines(**config)
     held: dict[str, list[int]] = {}
-    ancestry: dict[int, tuple[str, ...]] = {}
+    ancestry: dict[int, Sequence[str]] = {}
     now = 0.0
     steps: list[tuple[Any, ...]] = [
         ("msg", "w1", Protocol.WORKER, Ready("a"), now),
@@ -284,7 +285,7 @@ def test_settle_and_step_do_what_the_calls_of_a_turn_do(data: st.DataObject) -> 
     stepped, _ = machines()
     calls._quick = one._quick = True
     held: dict[str, list[int]] = {}
-    ancestry: dict[int, tuple[str, ...]] = {}
+    ancestry: dict[int, Sequence[str]] = {}
     now = 0.0
     steps: list[tuple[Any, ...]] = [
         ("msg", "w1", Protocol.WORKER, Ready("a"), now),
