@@ -45,6 +45,8 @@ from typing import Any
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import broker as lanes  # bench/broker.py: its roles, free_address and spawn
 
+_BENCH = os.path.dirname(os.path.abspath(__file__))  # where the client imports echo_lanes from
+
 #: The client: warms up, says "ready", waits for a line, makes the requests,
 #: says "done", waits for a line (so that strace detaches from a live process).
 CLIENT = """
@@ -52,23 +54,16 @@ import sys
 import anyio
 from binglide.connect import connect_remote
 
+sys.path.insert(0, sys.argv[4])
+from broker import echo_lanes  # bench/broker.py's pipelined lanes
+
 async def main() -> None:
     async with connect_remote(sys.argv[1], heartbeat_interval=1.0) as client:
         for _ in range(200):
             await client.request("echo", {"n": 1})
         print("ready", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
-        remaining = int(sys.argv[2])
-
-        async def lane() -> None:
-            nonlocal remaining
-            while remaining > 0:
-                remaining -= 1
-                await client.request("echo", {"n": 1})
-
-        async with anyio.create_task_group() as tg:
-            for _ in range(int(sys.argv[3])):
-                tg.start_soon(lane)
+        await echo_lanes(client, int(sys.argv[2]), int(sys.argv[3]))
         print("done", flush=True)
         await anyio.to_thread.run_sync(sys.stdin.readline)
 
@@ -97,7 +92,7 @@ def measure(requests: int, in_flight: int) -> Counts:
     time.sleep(0.3)  # let the broker bind before the worker connects (a bench, not a test)
     procs["worker"] = lanes.spawn("binglide-worker", address)
     client = subprocess.Popen(
-        [sys.executable, "-c", CLIENT, address, str(requests), str(in_flight)],
+        [sys.executable, "-c", CLIENT, address, str(requests), str(in_flight), _BENCH],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
