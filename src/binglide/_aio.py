@@ -579,9 +579,12 @@ class Waiters:
         generator-based awaitable (`Call.__await__`, every caller's wait)
         yields from it with no coroutine object and wrapper around it.
         """
-        future = asyncio.get_running_loop().create_future()
+        # The loop looked up once: on Python 3.11 each lookup (current_task's
+        # too, given no loop) checks the process id, a getpid system call.
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
         futures = self._futures
-        entry = (future, asyncio.current_task())
+        entry = (future, asyncio.current_task(loop))
         futures.append(entry)
         try:
             yield from future
