@@ -16,7 +16,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import binglide
-from binglide.broker import _DRAIN_BLOCKING, Broker, _receive_timeout, turn
+from binglide.broker import (
+    _DRAIN_BLOCKING,
+    _WAIT_AT_MOST,
+    Broker,
+    _receive_plan,
+    _receive_timeout,
+    turn,
+)
 from binglide.core import (
     BrokerConfig,
     BrokerMachine,
@@ -181,6 +188,31 @@ def test_a_busy_blocking_broker_sets_its_receive_timeout_a_few_times_a_deadline(
         changes += timeout != current
         current = timeout
     assert changes <= 15  # about log2(10,000)
+
+
+@given(
+    deadline=st.one_of(st.none(), st.floats(0, 100)),
+    now=st.floats(0, 100),
+    current=st.one_of(st.just(-1), st.integers(1, _WAIT_AT_MOST)),
+    later=st.floats(0, 1),
+)
+def test_a_blocking_broker_keeps_its_receive_plan_only_while_it_would_be_made_again(
+    deadline: float | None, now: float, current: int, later: float
+) -> None:
+    timeout, recheck = _receive_plan(deadline, now, current)
+    # Due: take what is ready, without a wait.
+    assert (timeout == 0) == (deadline is not None and deadline <= now)
+    if not timeout:
+        return
+    assert 1 <= timeout <= _WAIT_AT_MOST
+    # The loop keeps the timeout, for the same deadline, until `recheck` and
+    # works nothing out meanwhile: at any time before it, working it out
+    # again would keep it (so it never waits past the deadline either).
+    at = now + later * (min(recheck, now + 2 * _WAIT_AT_MOST) - now)
+    if at < recheck:
+        assert _receive_plan(deadline, at, timeout)[0] == timeout
+        if deadline is not None:
+            assert at + timeout / 1000 <= deadline + 1e-9
 
 
 def _mdp_client_burst(address: str, count: int) -> list[list[bytes]]:

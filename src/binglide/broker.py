@@ -63,6 +63,7 @@ __all__ = (
     "networked_machine",
     "run_broker",
     "run_broker_blocking",
+    "step",
     "turn",
 )
 
@@ -206,6 +207,37 @@ def turn(
     return outgoing, deadline
 
 
+def step(
+    machine: BrokerMachine,
+    peer: PeerId,
+    protocol: Protocol,
+    msg: Message,
+    now: float,
+    drops: DropLog | None = None,
+) -> tuple[list[Outgoing], float | None]:
+    """Take a `turn` of one message: the same rules, in one machine call (`BrokerMachine.step`).
+
+    What a turn of one message does and returns (a message the machine
+    refuses is logged and dropped, and the turn still ends), without the
+    batch: in one process every turn has one message, and so does the
+    blocking loop's while requests come one at a time.
+
+    Raises:
+        Exception: an internal error of the machine (a bug), as `turn`.
+    """
+    try:
+        outgoing, deadline, notices = machine.step(peer, protocol, msg, now)
+    except RemoteProtocolError as exc:
+        _refused(peer, exc, now, drops)
+        outgoing, deadline, notices = machine.settle(now)
+    except Exception:
+        _broken(peer)
+        raise
+    if notices or (drops is not None and drops._counted):  # (the usual turn: no call)
+        _told(notices, now, drops)
+    return outgoing, deadline
+
+
 def _told(notices: Sequence[tuple[PeerId, str]], now: float, drops: DropLog | None) -> None:
     """Log the machine's `notices` at the end of a turn (through `drops`, if given)."""
     for peer, what in notices:
@@ -319,23 +351,12 @@ class Broker:
     def _on_message(self, peer: PeerId, protocol: Protocol, msg: Message) -> None:
         """`_on_batch` for a batch of one, on an in-process transport: the same turn, fewer calls.
 
-        The machine's `step` is `turn`'s feed and settle in one call, and what
+        A `step` is `turn`'s feed and settle in one machine call, and what
         the turn produced goes to the transport's ``send_nowait`` directly:
         in process it never blocks, so the outbox would hold nothing, and its
         errors are met as `Outbox.post` and `_send_nowait` meet them.
         """
-        machine = self.machine
-        now = self._clock()
-        try:
-            outgoing, deadline, notices = machine.step(peer, protocol, msg, now)
-        except RemoteProtocolError as exc:
-            _refused(peer, exc, now, self.drops)
-            outgoing, deadline, notices = machine.settle(now)
-        except Exception:
-            _broken(peer)
-            raise
-        if notices or self.drops._counted:
-            _told(notices, now, self.drops)
+        outgoing, deadline = step(self.machine, peer, protocol, msg, self._clock(), self.drops)
         send = self._transport.send_nowait
         for out in outgoing:
             try:
@@ -444,6 +465,30 @@ def _receive_timeout(current: int, wait: int) -> int:
     return max(1, wait // 2)
 
 
+def _receive_plan(deadline: float | None, now: float, current: int) -> tuple[int, float]:
+    """Return a blocking broker's receive timeout at `now`, and until when it stays right.
+
+    Args:
+        deadline: the machine's next deadline (None: nothing to time).
+        now: the time.
+        current: the timeout the socket has (ms; -1: none).
+
+    Returns:
+        The timeout (`_receive_timeout`: ms, at most `_WAIT_AT_MOST`), or 0
+        when the deadline is due (take only what is ready); and the time
+        until which, for the same deadline, it never waits past the deadline
+        (then the time to it is shorter than the timeout).
+    """
+    if deadline is None:
+        wait = _WAIT_AT_MOST
+    else:
+        wait = min(max(0, math.ceil((deadline - now) * 1000)), _WAIT_AT_MOST)
+    if not wait:
+        return 0, -math.inf
+    timeout = _receive_timeout(current, wait)
+    return timeout, math.inf if deadline is None else deadline - timeout / 1000
+
+
 def run_broker_blocking(
     address: str,
     *,
@@ -501,9 +546,9 @@ def run_broker_blocking(
     # system calls only. A ``zmq_poll`` with a timeout looks twice before it
     # waits (its first pass has a zero timeout) and reads ZMQ_EVENTS after:
     # four more system calls a message (bench/RESULTS.md, issue 13, eleventh
-    # pass). ``zmq_poll`` with a zero timeout, on a list made once, still
-    # says whether another message is ready after one received (cheaper than
-    # the zmq.Again of a failed receive, which pyzmq builds in Python).
+    # pass). ``zmq_poll`` with a zero timeout, on a list made once, says
+    # whether a second message is ready after one received (cheaper than the
+    # zmq.Again of a failed receive, which pyzmq builds in Python).
     poll = zmq.zmq_poll
     pollin = [(sock, int(zmq.POLLIN))]
     again = zmq.Again
@@ -511,6 +556,12 @@ def run_broker_blocking(
     dontwait = int(zmq.DONTWAIT)
     look, alone = True, 0  # whether to look for more after a message; turns of one in a row
     rcvtimeo = -1  # the receive timeout as last set (`_receive_timeout`; -1: ZeroMQ's default)
+    # The receive's flags and timeout stay right for the deadline they were
+    # worked out for until the clock reaches `recheck` (`_receive_plan`): the
+    # usual turn works nothing out (it was a clock read, a `_receive_timeout`
+    # call and three builtins a message).
+    flags, recheck = 0, -math.inf
+    timed: float | None = math.nan  # (NaN: none; equal to no deadline)
 
     def dropped(peer: PeerId, error: RemoteProtocolError) -> None:
         drops.dropped(peer, error, clock())
@@ -519,52 +570,68 @@ def run_broker_blocking(
         if on_bound is not None:
             on_bound(bound)
         deadline = machine.next_deadline()
+        now = clock()
         while True:
-            if deadline is None:
-                wait = _WAIT_AT_MOST
-            else:
-                wait = min(max(0, math.ceil((deadline - clock()) * 1000)), _WAIT_AT_MOST)
-            if wait and (timeout := _receive_timeout(rcvtimeo, wait)) != rcvtimeo:
-                rcvtimeo = timeout
-                sock.setsockopt(zmq.RCVTIMEO, rcvtimeo)
-            batch: list[Incoming] = []
+            # `now` is the last turn's: its sends took microseconds, and the
+            # timeout is in whole milliseconds, rounded up.
+            if deadline != timed or now >= recheck:
+                timeout, recheck = _receive_plan(deadline, now, rcvtimeo)
+                if timeout:
+                    flags, timed = 0, deadline
+                    if timeout != rcvtimeo:
+                        rcvtimeo = timeout
+                        sock.setsockopt(zmq.RCVTIMEO, rcvtimeo)
+                else:  # due: take only what is ready, and work it out again next turn
+                    flags, timed = dontwait, math.nan
             try:
-                # Blocks until a message or the timeout (zmq.Again); with the
-                # deadline due, takes only what is ready.
-                frames = receive_frames(sock, 0 if wait else dontwait)
-            except again:
-                pass
+                # Blocks until a message or the timeout (zmq.Again).
+                frames = receive_frames(sock, flags)
+            except again:  # the timers' turn
+                now = clock()
+                outgoing, deadline = turn(machine, (), now, drops)
             else:
-                # Every message that is ready, up to a bound (the timers'
-                # turn comes after it), when messages come in bursts: one
-                # turn for all. When they come one at a time (sequential
-                # requests), the look for another (a zmq_poll: three system
-                # calls) finds nothing, and is made only every
-                # `_LOOK_EVERY`th message: a message missed is received, at
-                # once, by the next turn's receive.
-                received = 1
-                while True:
-                    incoming = router_incoming(frames, dropped)
-                    if incoming is not None:
-                        batch.append(incoming)
-                    if received >= _DRAIN_BLOCKING or not (look and poll(pollin, 0)):
-                        break
-                    try:
-                        frames = receive_frames(sock, dontwait)
-                    except again:  # (the poll said one is there: not expected)
-                        break
-                    received += 1
-                if received > 1:
+                if look and poll(pollin, 0):
+                    # Messages come in a burst: every one that is ready, up to
+                    # a bound (the timers' turn comes after it), in one turn,
+                    # each received until none is left (one failed receive
+                    # a turn rather than a look a message).
+                    batch: list[Incoming] = []
+                    received = 1
+                    while True:
+                        incoming = router_incoming(frames, dropped)
+                        if incoming is not None:
+                            batch.append(incoming)
+                        if received >= _DRAIN_BLOCKING:
+                            break
+                        try:
+                            frames = receive_frames(sock, dontwait)
+                        except again:
+                            break
+                        received += 1
                     look, alone = True, 0
+                    # The turn reads the clock after the batch, so that its
+                    # timers see the time they run at.
+                    now = clock()
+                    outgoing, deadline = turn(machine, batch, now, drops)
                 else:
+                    # One at a time (sequential requests): the look for
+                    # another (a zmq_poll: three system calls) found nothing,
+                    # and is made only every `_LOOK_EVERY`th message from now
+                    # on: a message missed is received, at once, by the next
+                    # turn's receive.
                     alone += 1
                     look = alone % _LOOK_EVERY == 0
+                    incoming = router_incoming(frames, dropped)
+                    now = clock()
+                    if incoming is None:
+                        outgoing, deadline = turn(machine, (), now, drops)
+                    else:
+                        peer, protocol, msg = incoming
+                        outgoing, deadline = step(machine, peer, protocol, msg, now, drops)
             # Send what the whole batch produced in one burst: a send wakes
             # ZeroMQ's I/O thread, which on a busy machine preempts this one;
             # a send per message received made a context switch pair of every
-            # message. The turn reads the clock after the batch, so that its
-            # timers see the time they run at.
-            outgoing, deadline = turn(machine, batch, clock(), drops)
+            # message.
             for out in outgoing:
                 try:
                     send_frames(sock, router_outgoing(out))

@@ -492,6 +492,18 @@ def decode(
     # The frames are read where they are, by index: no list is copied to drop
     # an envelope, a header or a command (a message crosses the codec twice
     # in each process it goes through, bench/RESULTS.md, issue 13).
+    # The usual message (MDP/0.2 or binglide's): its header and command frames
+    # name its decoder, in one lookup. Anything else (MDP/0.1, its leading
+    # empty frame, fewer than two frames, an unknown header or command, a
+    # frame that is not bytes-like) takes the general path below, which
+    # decodes the usual message exactly so too.
+    try:
+        entry = _DIRECT.get((frames[start], frames[start + 1], from_broker))
+    except (IndexError, TypeError, ValueError):  # (a view that cannot be hashed)
+        entry = None
+    if entry is not None:
+        known, code, direct = entry
+        return known, direct(code, frames, start + 2)
     have = len(frames) - start
     if have and len(frames[start]) == 0:
         start += 1  # MDP/0.1's empty delimiter: tolerated, never sent
@@ -685,6 +697,13 @@ _DECODERS: dict[tuple[bytes, bool, bytes], _Decoder] = {
     (_W, True, _W_REQUEST): _d_worker_request,
     (_W, True, _X_REQUEST): _d_worker_xrequest,
     (_W, True, _X_CANCEL): _d_worker_cancel,
+}
+
+#: (header frame, command frame, from_broker) -> the protocol, the command and its decoder:
+#: what `decode` reads from the usual message's first two frames, in one lookup.
+_DIRECT: dict[tuple[Frame, Frame, bool], tuple[Protocol, bytes, _Decoder]] = {
+    (header, command, from_broker): (_PROTOCOLS[header], command, decoder)
+    for (header, from_broker, command), decoder in _DECODERS.items()
 }
 
 #: A request's metadata fields, as `Request` takes them after its payload:
