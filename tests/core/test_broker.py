@@ -24,6 +24,7 @@ from binglide.core import (
     Ready,
     Request,
     Waiting,
+    encode,
     job_id_for,
     request_digest,
 )
@@ -207,6 +208,49 @@ def test_a_root_tasks_ancestry_is_its_entry_on_every_way_to_a_worker(lazy: bool)
     [failure] = to(out, "w2")
     assert isinstance(failure, Failure)
     assert (failure.kind, failure.cycle) == ("loop", (entry, entry))
+
+
+@pytest.mark.parametrize("client_extended", [False, True])
+def test_a_root_task_for_a_plain_worker_is_never_digested(
+    client_extended: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A plain MDP worker's REQUEST carries no ancestry, and a root request's
+    # own entry is read by no admission rule: nothing digests its payload,
+    # sent over the wire or not (from a plain client: the general rules;
+    # from an extended one: the short path). Read, its ancestry is still the
+    # documented entry.
+    import binglide.core.broker as broker_module
+    import binglide.core.messages as messages_module
+
+    digests: list[str] = []
+
+    def counted(service: str, hasher: hashlib.blake2b, payload: tuple[bytes, ...]) -> str:
+        digests.append(service)
+        return messages_module_entry(service, hasher, payload)
+
+    messages_module_entry = messages_module.ancestry_entry
+    monkeypatch.setattr(broker_module, "ancestry_entry", counted)
+    monkeypatch.setattr(messages_module, "ancestry_entry", counted)
+    d = make()
+    d.worker("w", Ready("s", extended=False))
+    if client_extended:
+        d.client("c", Heartbeat())
+    payload = (b'{"n":1}',)
+    request = Request(1 if client_extended else 0, "s", payload, extended=client_extended)
+    [req] = to(d.client("c", request), "w")
+    assert isinstance(req, Request)
+    frames = encode(req, protocol=Protocol.WORKER, from_broker=True, extended=False)
+    assert frames == [b"MDPW02", b"\x02", b"100", b"", *payload]
+    assert digests == []
+    assert req.ancestry == (documented_entry("s", payload),)  # read: made now, once
+    assert digests == ["s"]
+
+
+def test_a_root_request_past_a_depth_bound_of_0_names_its_own_entry() -> None:
+    d = make(max_depth=0)
+    [failure] = to(d.client("c", Request(0, "s", (b"x",), extended=False)), "c")
+    assert isinstance(failure, Failure)
+    assert (failure.kind, failure.cycle) == ("loop", (documented_entry("s", (b"x",)),))
 
 
 def test_loop_is_refused_with_the_cycle() -> None:

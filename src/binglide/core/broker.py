@@ -494,8 +494,9 @@ class BrokerMachine:
         #: `LazyAncestry` (its digest made only if the worker reads it) rather
         #: than the tuple: for workers in the same process, which read it only
         #: at a handler's first sub-request. (A worker hop that is encoded
-        #: reads it anyway: there the lazy form is only its own cost.) The
-        #: in-process runtime turns it on.
+        #: reads it anyway: there the lazy form is only its own cost; but a
+        #: plain worker's, which carries none, always gets the lazy form.)
+        #: The in-process runtime turns it on.
         self.lazy_ancestry = False
 
     # -- inputs ---------------------------------------------------------------
@@ -835,7 +836,9 @@ class BrokerMachine:
         """Admission: why a valid request is refused at once, or None to accept it.
 
         The rules, in order; the first that a request breaks answers it.
-        `entry` is the request's own ancestry entry (`request_digest`).
+        `entry` is the request's own ancestry entry (`request_digest`), or ""
+        for a request without ancestors when the depth bound is above 0 (no
+        rule reads it then).
         (``mmi.*`` requests never get here: the broker answers them itself.)
         """
         # 0. An extended request numbered 0: the number means "none" (a CANCEL
@@ -1222,7 +1225,7 @@ class BrokerMachine:
                         ancestry
                         or (
                             LazyAncestry(service, payload, svc.hasher)
-                            if self.lazy_ancestry
+                            if self.lazy_ancestry or not worker.extended  # (see `_assign`)
                             else (ancestry_entry(service, svc.hasher.copy(), payload),)
                         ),
                     ),
@@ -1266,9 +1269,9 @@ class BrokerMachine:
         cfg = self.config
         window = cfg.prefetch_window
         if window is None or task_time * cfg.prefetch < window:
-            depth = cfg.prefetch  # `_prefetch`, without its call in the usual cases
+            depth = cfg.prefetch  # `_prefetch`, without its call
         else:
-            depth = self._prefetch(task_time)
+            depth = max(1, int(window / task_time))
         if depth != svc.depth:
             self._keep_depth(svc)
         tid = task.tid
@@ -1350,7 +1353,14 @@ class BrokerMachine:
         if msg.service.startswith(MMI_PREFIX):
             answer = Final(rid, self._mmi(msg), msg.service)
         else:
-            entry = request_digest(msg.service, msg.payload)
+            # A root request's own entry is read by no admission rule (it has
+            # no ancestor to repeat, and a depth to pass only under a bound
+            # of 0), and its task's is made when the task is sent: none here.
+            entry = (
+                request_digest(msg.service, msg.payload)
+                if msg.ancestry or self.config.max_depth <= 0
+                else ""
+            )
             refusal = self._refusal(msg, parent, entry)
             if refusal is not None:
                 answer = Failure(
@@ -1631,7 +1641,8 @@ class BrokerMachine:
             self._refresh(worker)
         ancestry: Sequence[str] = task.ancestry
         if not ancestry:  # a root's: its entry alone (`lazy_ancestry`)
-            if self.lazy_ancestry:
+            # A plain worker's REQUEST carries no ancestry: nothing reads it.
+            if self.lazy_ancestry or not worker.extended:
                 ancestry = LazyAncestry(task.service, task.payload, svc.hasher)
             else:
                 ancestry = (ancestry_entry(task.service, svc.hasher.copy(), task.payload),)
