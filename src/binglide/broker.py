@@ -3,7 +3,8 @@
 The machine (`binglide.core.broker`) holds every rule; a driver only moves
 messages. Both drivers take the same `turn` per batch of messages: feed each
 one, run the machine's timers when they are due, and collect what the
-machine says. They differ only in how they wait and send:
+machine says (a batch of one message takes it as a `step`, one machine
+call). They differ only in how they wait and send:
 
 - `Broker` is driven by any `BrokerTransport`, which delivers each batch as
   it arrives (the embedded default runs it in-process, where delivery is a
