@@ -86,6 +86,10 @@ WORKER_PROTOCOLS = (Protocol.WORKER, Protocol.WORKER_01)
 
 
 _PROTOCOLS = {p.value: p for p in Protocol}  # a dict: cheaper than Protocol(header)
+# MDP/0.1's members as module names: a member read off its enum class is a
+# call of `EnumType.__getattr__`'s hook on 3.11 (~1,100 instructions), and
+# `decode` compares every message's protocol with both.
+_CLIENT_01, _WORKER_01 = Protocol.CLIENT_01, Protocol.WORKER_01
 
 # MDP/0.2 command bytes (RFC 18) and binglide's additions, per protocol and direction.
 _C_REQUEST, _C_PARTIAL, _C_FINAL = b"\x01", b"\x02", b"\x03"
@@ -411,22 +415,21 @@ def _rid(frame: Frame) -> int:
 _scan: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
 
 
-def _loads(raw: bytes) -> Any:
-    """``json.loads(raw)``: the usual compact UTF-8 text scanned at once, the rest by it."""
-    try:
-        text = raw.decode()
-        value, end = _scan(text, 0)
-        if end == len(text):
-            return value
-    except (UnicodeDecodeError, StopIteration, ValueError):
-        pass  # another encoding, whitespace around, or not JSON: json.loads tells
-    return json.loads(raw)
-
-
 def _json(frame: Frame, what: str) -> dict[str, Any]:
+    raw = frame if type(frame) is bytes else bytes(frame)
     try:
-        value = _loads(_bytes(frame))
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # The usual compact UTF-8 text is scanned at once; anything else goes
+        # to json.loads, which reads it or says why not. (Inline, not a
+        # helper: a worker parses every task's metadata here.)
+        try:
+            text = raw.decode()
+            value, end = _scan(text, 0)
+            whole = end == len(text)
+        except (ValueError, StopIteration):  # not UTF-8, whitespace first, or not JSON
+            whole = False
+        if not whole:
+            value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
         # RecursionError: deeply nested arrays from a rogue peer must not
         # take the broker down with them.
         raise RemoteProtocolError(f"{what} is not valid JSON") from exc
@@ -516,7 +519,7 @@ def decode(
     protocol = _PROTOCOLS.get(header)
     if protocol is None:
         raise RemoteProtocolError(f"unknown protocol header {header[:16]!r}")
-    if protocol is Protocol.CLIENT_01:
+    if protocol is _CLIENT_01:
         # MDP/0.1's client protocol has no command: the service, then the body.
         service = _text(frames[start + 1], "service name")
         if from_broker:
@@ -525,7 +528,7 @@ def decode(
     command = frames[start + 1]
     if type(command) is not bytes:
         command = bytes(command)
-    if protocol is Protocol.WORKER_01:
+    if protocol is _WORKER_01:
         body = frames[start + 2 :]
         return protocol, _decode_worker_01(command, body, from_broker=from_broker)
     decoder = _DECODERS.get((header, from_broker, command))

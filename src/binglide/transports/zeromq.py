@@ -481,6 +481,8 @@ class _ZmqEnd:
         #: Set when delivery must end (closed, or it failed), with why.
         self._delivery_ended: anyio.Event | None = None
         self._delivery_error: BaseException | None = None
+        #: Whether `_delivery_ended` is set (a plain flag: read after every delivery).
+        self._delivery_over = False
         #: Whether the reader callback is delivering (its sends leave the
         #: look at the events to it), and whether such a send happened.
         self._delivering = False
@@ -554,6 +556,7 @@ class _ZmqEnd:
             raise anyio.BusyResourceError("delivering from")
         self._delivery_ended = ended = new_event()
         self._delivery_error = None
+        self._delivery_over = False
         sock = self._socket
         watcher = self._watcher
         poll_in = [(sock, _POLLIN)]
@@ -600,7 +603,7 @@ class _ZmqEnd:
                     except Exception as exc:  # the handler's: its end's deliver_to raises it
                         self._end_delivery(exc)
                         return
-                    if self._closed or ended.is_set():
+                    if self._closed or self._delivery_over:
                         return
                     delivered += len(messages)
                     if delivered >= _DRAIN:
@@ -637,6 +640,7 @@ class _ZmqEnd:
         self._watcher.deliver(_POLLIN, None)
         if self._delivery_ended is not None:
             self._delivery_error = error
+            self._delivery_over = True
             self._delivery_ended.set()
 
     def _close(self) -> None:
@@ -818,7 +822,12 @@ class ZmqPeer(_ZmqEnd, PeerTransport):
             events.close(linger=0)
 
     def send_nowait(self, protocol: Protocol, message: Message) -> None:
-        self._send_frames_nowait(encode(message, protocol=protocol, from_broker=False))
+        # `_send_frames_nowait`, inline (every message a peer sends comes here).
+        if self._closed:
+            raise TransportClosed(f"{self._what} is closed")
+        if self._blocked_sends:
+            raise anyio.WouldBlock  # keep the order of what waits to go
+        self._push(encode(message, protocol=protocol, from_broker=False))
 
     async def send(self, protocol: Protocol, message: Message) -> None:
         await self._send_frames(encode(message, protocol=protocol, from_broker=False))
