@@ -167,7 +167,7 @@ def test_a_report_deferred_is_checked_as_one_encoded(report: binglide.Report) ->
 
 
 def test_a_receiver_cannot_write_the_senders_arrays() -> None:
-    sent = np.arange(4)
+    sent = np.arange(4096)  # 32 KiB: larger than a report's arrays copied when sent
     for payload in (defer_report(binglide.Report(sent)), encode_report(binglide.Report(sent))):
         got = decode_report(payload, final=True).array
         assert np.shares_memory(got, sent)  # no copy
@@ -365,6 +365,36 @@ def test_arrays_of_every_dtype_arrive_as_they_left(
         assert received.dtype == sent.dtype
         assert received.shape == sent.shape
         assert received.tobytes() == sent.tobytes()
+
+
+def test_a_small_reports_array_travels_as_a_copy_of_its_bytes() -> None:
+    # At most 1 KiB: the frame is the array's bytes (cheaper to make than a
+    # view, and ZeroMQ copies a frame this small anyway), larger a view of it.
+    for sent, copied in ((np.arange(128), True), (np.arange(129), False), (np.arange(0), True)):
+        head, frame = encode_report(binglide.Report(sent))
+        assert (type(frame) is bytes) is copied
+        assert bytes(frame) == sent.tobytes()
+        got = decode_report((head, frame), final=True).array
+        np.testing.assert_array_equal(got, sent)
+    sent = np.arange(3)
+    _, frame = encode_report(binglide.Report(sent))
+    sent[0] = 7  # the sender may change a copied array: what was sent stays
+    assert frame == np.arange(3).tobytes()
+
+
+def test_an_array_frame_must_hold_exactly_its_spec() -> None:
+    # A one-dimensional array is taken as numpy reads the frame, unreshaped,
+    # only when the frame holds exactly the elements its shape says.
+    for array in (np.arange(3), np.arange(6).reshape(2, 3), np.array(5), np.arange(0)):
+        head, frame = encode_report(binglide.Report(array))
+        got = decode_report((head, bytes(frame)), final=True).array
+        assert got.shape == array.shape
+        np.testing.assert_array_equal(got, array)
+        for wrong in (bytes(frame) + bytes(8), bytes(frame)[8:] if array.size else None):
+            if wrong is None:
+                continue
+            with pytest.raises(binglide.errors.RemoteProtocolError, match="does not match"):
+                decode_report((head, wrong), final=True)
 
 
 def test_a_report_header_seen_again_decodes_as_the_first_time() -> None:

@@ -2,7 +2,8 @@
 
 This is the only place payload arrays are serialized. The header says, for
 each array, its dtype and shape; the array's bytes travel as a frame of their
-own without copies (a memoryview of the array on the way out,
+own without copies (a memoryview of the array on the way out, but for a
+report's one small array, whose few bytes are cheaper copied;
 `numpy.frombuffer` on the frame on the way in). Bodies are encoded as
 canonical JSON (sorted keys), so that equal questions have equal bytes, which
 is what loop detection compares. See docs/protocol.md for the layout.
@@ -207,10 +208,16 @@ def _views(specs: Sequence[_Spec], frames: Sequence[Frame]) -> tuple[np.ndarray[
     if len(specs) != len(frames):
         raise RemoteProtocolError("the payload header does not describe its array frames")
     out = []
-    for (dtype, shape), frame in zip(specs, frames, strict=True):
+    # By index, not zip(..., strict=True) (its keyword is parsed at every
+    # call), and no reshape of a 1-d array that already has its shape:
+    # every report a client receives comes here, most with one such array.
+    for i in range(len(specs)):
+        dtype, shape = specs[i]
+        frame = frames[i]
         try:
-            array = np.frombuffer(frame, dtype=dtype) if len(frame) else np.empty(0, dtype)
-            array = array.reshape(shape)
+            array = _frombuffer(frame, dtype) if len(frame) else np.empty(0, dtype)
+            if len(shape) != 1 or len(array) != shape[0]:
+                array = array.reshape(shape)
         except (TypeError, ValueError) as exc:
             spec = {"dtype": dtype.str, "shape": list(shape)}
             raise RemoteProtocolError(f"an array frame does not match its spec {spec!r}") from exc
@@ -222,6 +229,10 @@ def _views(specs: Sequence[_Spec], frames: Sequence[Frame]) -> tuple[np.ndarray[
             array.setflags(False)  # type: ignore[call-arg]
         out.append(array)
     return tuple(out)
+
+
+#: ``numpy.frombuffer``, called positionally (a keyword doubles its argument parsing).
+_frombuffer = np.frombuffer
 
 
 def _arrays(specs: Any, frames: Sequence[Frame]) -> tuple[np.ndarray[Any, Any], ...]:
@@ -321,6 +332,8 @@ _PLAIN_BODY_END_LEN = len(_PLAIN_BODY_END)
 #: such a header says): at most `_MAX_ARRAY_HEADS`.
 _array_heads: dict[tuple[np.dtype[Any], tuple[int, ...], float, float], Frame] = {}
 _MAX_ARRAY_HEADS = 256
+#: The largest one-array report whose bytes travel as a copy (bytes), not a view.
+_SMALL_ARRAY = 1024
 
 
 def encode_report(report: Report) -> tuple[Frame, ...]:
@@ -341,8 +354,11 @@ def encode_report(report: Report) -> tuple[Frame, ...]:
             if len(_array_heads) >= _MAX_ARRAY_HEADS:
                 _array_heads.clear()
             _array_heads[key] = head
-        if not array.size:
-            return (head, b"")
+        if array.nbytes <= _SMALL_ARRAY:
+            # Copied: for a few bytes a copy is cheaper to make than a view,
+            # and a bytes frame cheaper to send (ZeroMQ copies one this small
+            # anyway). Empty arrays too: their frame is b"".
+            return (head, array.tobytes())
         try:  # `_byte_view`, inline (every report over ZeroMQ comes here)
             return (head, memoryview(array).cast("B"))  # type: ignore[arg-type, unused-ignore]
         except (TypeError, ValueError, NotImplementedError):
