@@ -259,6 +259,69 @@ def test_request_metadata_is_read_as_json_loads_reads_it(meta: bytes) -> None:
     )
 
 
+_ANY_TEXT = st.text(max_size=12)  # every code point: quotes, backslashes, controls too
+
+
+def _read_as_json_reads_it(meta: bytes) -> tuple[str, str, tuple[str, ...]] | None:
+    """What a worker's request metadata says by a parse of the whole (None: refused)."""
+    from binglide.core import frames as codec
+
+    try:
+        value = json.loads(meta)
+        if not isinstance(value, dict) or not isinstance(value.get("service"), str):
+            return None
+        job, ancestry, parent, timeout = codec._request_fields(value)
+    except (ValueError, RecursionError, RemoteProtocolError):
+        return None
+    assert (parent, timeout) == (value.get("parent", 0), value.get("timeout"))
+    return value["service"], job, ancestry
+
+
+def _worker_request(meta: bytes) -> tuple[str, str, tuple[str, ...]] | None:
+    try:
+        request = decode([b"MDPW02", b"\x11", b"7", meta, b"body"], from_broker=True)[1]
+    except RemoteProtocolError:
+        return None
+    assert isinstance(request, Request)
+    assert (request.rid, request.payload, request.parent, request.timeout) == (
+        7,
+        (b"body",),
+        0,
+        None,
+    )
+    return request.service, request.job, tuple(request.ancestry)
+
+
+@given(st.lists(_ANY_TEXT, max_size=3), _ANY_TEXT, _ANY_TEXT)
+def test_a_workers_request_metadata_reads_as_it_was_written(
+    ancestry: list[str], job: str, service: str
+) -> None:
+    # The usual metadata is matched, not parsed: whatever the strings hold,
+    # what a worker reads is what the broker wrote.
+    msg = Request(5, service, (b"b",), job, tuple(ancestry), 0, None)
+    meta = bytes(encode(msg, protocol=Protocol.WORKER, from_broker=True)[3])
+    assert _worker_request(meta) == (service, job, tuple(ancestry))
+
+
+@given(
+    st.lists(st.sampled_from(["a/1", "", "x y", "é", '"', "\\", "\n"]), max_size=3),
+    st.sampled_from(["1:j", "", '"', "\\"]),
+    st.integers(0, 200),
+    st.binary(max_size=3),
+    st.integers(0, 3),
+)
+def test_a_workers_request_metadata_changed_reads_as_json_reads_it(
+    ancestry: list[str], job: str, at: int, insert: bytes, cut: int
+) -> None:
+    # Near the usual layout (bytes inserted or cut anywhere: quotes, brackets,
+    # escapes, keys), a worker reads what json.loads reads, or refuses it.
+    msg = Request(5, "echo", (), job, tuple(ancestry), 0, None)
+    written = bytes(encode(msg, protocol=Protocol.WORKER, from_broker=True)[3])
+    at = min(at, len(written))
+    meta = written[:at] + insert + written[at + cut :]
+    assert _worker_request(meta) == _read_as_json_reads_it(meta)
+
+
 def test_a_top_level_request_s_metadata_is_parsed_once_and_read_again_as_parsed() -> None:
     from binglide.core import frames as codec
 

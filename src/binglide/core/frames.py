@@ -32,6 +32,7 @@ import enum
 import json
 import json.encoder
 import math
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -660,7 +661,16 @@ def _d_worker_request(command: bytes, f: Sequence[Frame], i: int) -> Message:
 def _d_worker_xrequest(command: bytes, f: Sequence[Frame], i: int) -> Message:
     if len(f) - i < 2:
         _need(len(f) - i, 2, "XREQUEST")
-    meta = _json(f[i + 1], "request metadata")
+    raw = f[i + 1]
+    written = _WORKER_META.fullmatch(raw) if type(raw) is bytes else None
+    if written is not None:
+        # As `_worker_meta` writes it: what a parse of the whole would find.
+        strings, job, service = written.groups()
+        ancestry = tuple(strings[1:-1].decode().split('","')) if strings else ()
+        return Request(
+            _rid(f[i]), service.decode(), tuple(f[i + 2 :]), job.decode(), ancestry, 0, None
+        )
+    meta = _json(raw, "request metadata")
     service = meta.get("service")
     if not isinstance(service, str):
         raise RemoteProtocolError("request metadata lacks the service name")
@@ -671,6 +681,19 @@ def _d_worker_cancel(command: bytes, f: Sequence[Frame], i: int) -> Message:
     _need(len(f) - i, 2, "CANCEL")
     return Cancel(job=_text(f[i], "job id"), rid=_rid(f[i + 1]))
 
+
+#: The metadata the broker sends a worker, laid out as `_worker_meta` writes it
+#: for strings of printable ASCII without a quote or a backslash (the usual
+#: ones: services, job ids, ``service/digest`` entries). In such text every
+#: quote delimits a string, and no escape changes one, so the groups are the
+#: ancestry's quoted strings, the job and the service exactly as JSON reads
+#: them (a worker's every task: the scanner and the fields' checks cost twice
+#: this match). Anything else is parsed as JSON.
+_PRINTABLE = rb'[ !#-\[\]-~]*'
+_WORKER_META = re.compile(
+    rb'\{"ancestry":\[((?:"%s"(?:,"%s")*)?)\],"job":"(%s)","service":"(%s)"\}'
+    % (_PRINTABLE, _PRINTABLE, _PRINTABLE, _PRINTABLE)
+)
 
 _Decoder = Callable[[bytes, "Sequence[Frame]", int], Message]
 #: (header frame, from_broker, command) -> decoder of the frames after the command. Keyed
