@@ -485,7 +485,8 @@ def step_now(task: asyncio.Task[Any]) -> None:
     if not ready:
         return
     handle = ready[-1]
-    if handle.cancelled() or getattr(handle._callback, "__self__", None) is not task:  # type: ignore[attr-defined]
+    # `Handle.cancelled()` read as its field (a Python call less a step).
+    if handle._cancelled or getattr(handle._callback, "__self__", None) is not task:  # type: ignore[attr-defined]
         return
     outer = _current_tasks.pop(loop, None)
     if asyncio.current_task(loop) is not None:
@@ -584,7 +585,13 @@ class Waiters:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         futures = self._futures
-        entry = (future, asyncio.current_task(loop))
+        # The task from asyncio's own dict where it keeps it (a Python call
+        # less than `asyncio.current_task` on 3.11, a wait each); where it is
+        # kept elsewhere this finds none, and `notify` only resolves the future.
+        task = (
+            _current_tasks.get(loop) if _current_tasks is not None else asyncio.current_task(loop)
+        )
+        entry = (future, task)
         futures.append(entry)
         try:
             yield from future

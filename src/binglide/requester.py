@@ -221,7 +221,12 @@ class Requester:
                 return None
             final = isinstance(reply, Final)
         payload = reply.payload  # type: ignore[union-attr]  # not a Failure (above)
-        if final and type(payload) is not DeferredReport and is_repeat_last(payload):
+        if (
+            final
+            and type(payload) is not DeferredReport  # (whose len() would encode it)
+            and len(payload) == 1  # a report has its header and data: no call for it
+            and is_repeat_last(payload)
+        ):
             self._close(rid)
             state.repeat_last()
             return None

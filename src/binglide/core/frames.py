@@ -617,7 +617,10 @@ def _d_client_xreport(command: bytes, f: Sequence[Frame], i: int) -> Message:
     if len(f) - i < 2:
         _need(len(f) - i, 2, "XPARTIAL/XFINAL")
     cls = Final if command == _X_FINAL else Partial
-    return cls(_rid(f[i + 1]), tuple(f[i + 2 :]), _text(f[i], "service name"))
+    service = f[i]
+    if type(service) is bytes and service.isascii():  # `_text`'s usual case, without its call
+        return cls(_rid(f[i + 1]), tuple(f[i + 2 :]), service.decode())
+    return cls(_rid(f[i + 1]), tuple(f[i + 2 :]), _text(service, "service name"))
 
 
 def _d_client_failure(command: bytes, f: Sequence[Frame], i: int) -> Message:
@@ -689,7 +692,7 @@ def _d_worker_cancel(command: bytes, f: Sequence[Frame], i: int) -> Message:
 #: ancestry's quoted strings, the job and the service exactly as JSON reads
 #: them (a worker's every task: the scanner and the fields' checks cost twice
 #: this match). Anything else is parsed as JSON.
-_PRINTABLE = rb'[ !#-\[\]-~]*'
+_PRINTABLE = rb"[ !#-\[\]-~]*"
 _WORKER_META = re.compile(
     rb'\{"ancestry":\[((?:"%s"(?:,"%s")*)?)\],"job":"(%s)","service":"(%s)"\}'
     % (_PRINTABLE, _PRINTABLE, _PRINTABLE, _PRINTABLE)
