@@ -99,6 +99,54 @@ async def test_notify_runs_the_woken_steps_before_it_returns() -> None:
             assert woken[1][1] is woken[0][1]
 
 
+async def test_a_woken_step_runs_at_once_however_its_future_is_watched() -> None:
+    # notify runs the task's wake-up itself; a callback added after it runs at
+    # the loop's next turn, as it would; inside another woken step the future
+    # is resolved as usual, and that task's step waits its turn.
+    waiters = Waiters()
+    seen: list[str] = []
+    with anyio.fail_after(5):
+        async with anyio.create_task_group() as tg:
+
+            async def wait(name: str, watch: bool) -> None:
+                if watch:
+                    entry = len(waiters._futures)
+                    waiting = waiters.wait()
+                    step = asyncio.ensure_future(waiting)  # its own task: a second watcher
+                    await anyio.wait_all_tasks_blocked()
+                    future = waiters._futures[entry][0]
+                    future.add_done_callback(lambda _: seen.append(f"{name} callback"))
+                    await step
+                else:
+                    await waiters.wait()
+                seen.append(name)
+                inner.notify()  # inside a step run at once: this one waits its turn
+
+            inner = Waiters()
+
+            async def wait_inner() -> None:
+                await inner.wait()
+                seen.append("inner")
+
+            tg.start_soon(wait, "plain", False)
+            tg.start_soon(wait_inner)
+            await anyio.wait_all_tasks_blocked()
+            waiters.notify()
+            assert seen == ["plain"]
+            await anyio.wait_all_tasks_blocked()
+            assert seen == ["plain", "inner"]
+            tg.start_soon(wait, "watched", True)
+            await anyio.wait_all_tasks_blocked()
+            waiters.notify()
+            await anyio.wait_all_tasks_blocked()
+            assert seen[2:] == ["watched callback", "watched"] or seen[2:] == [
+                "watched",
+                "watched callback",
+            ]
+    assert waiters._futures == []
+    assert inner._futures == []
+
+
 async def test_a_handler_awaiting_a_sub_request_goes_on_as_the_answer_arrives() -> None:
     # In one process the sub-request is answered as it is sent, and the
     # handler awaiting it goes on at once: the whole request tree is

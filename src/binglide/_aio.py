@@ -616,9 +616,59 @@ class Waiters:
             self._futures = []
             for future, task in futures:
                 if not future.done():
+                    if task is not None and _wake_now(future, task):
+                        continue
                     future.set_result(None)
                     if task is not None:
                         step_now(task)
+
+
+def _wake_now(future: asyncio.Future[None], task: asyncio.Task[Any]) -> bool:
+    """Resolve `future` and run the step of `task`, waiting on it alone, now; or do nothing.
+
+    What ``future.set_result(None)`` then `step_now` do, without the loop's
+    handle between them (``call_soon``, its `Handle` and their checks: five
+    Python calls a wake-up on 3.11): the task's wake-up callback is taken
+    off the future and run here, in its context, as the task (any other
+    callback of the future runs at the loop's next turn, as it would).
+    Return False (nothing done) where `step_now` would not run the step, or
+    when the task's is not the future's first callback.
+    """
+    global _stepping, _swap_known
+    if _stepping or _current_tasks is None:
+        return False
+    callbacks = future._callbacks  # [(callback, context)], or None
+    if not callbacks:
+        return False
+    wake_up, context = callbacks[0]  # the first: it runs first either way
+    if getattr(wake_up, "__self__", None) is not task:
+        return False
+    loop = task.get_loop()
+    if not isinstance(loop, asyncio.BaseEventLoop):
+        return False
+    outer = _current_tasks.pop(loop, None)
+    if not _swap_known:
+        # As `step_now` checks: does this Python keep the running task here?
+        if asyncio.current_task(loop) is not None:
+            if outer is not None:
+                _current_tasks[loop] = outer
+            return False
+        _swap_known = True
+    future.remove_done_callback(wake_up)
+    future.set_result(None)
+    _stepping = True
+    try:
+        context.run(wake_up, future)
+    finally:
+        _stepping = False
+        if outer is not None:
+            _current_tasks[loop] = outer
+    return True
+
+
+#: Whether taking a loop's entry out of `_current_tasks` was seen to leave it
+#: with no running task (`_wake_now` checks once, as `step_now` every time).
+_swap_known = False
 
 
 class EdgeWatcher:
