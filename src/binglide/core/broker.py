@@ -1269,9 +1269,9 @@ class BrokerMachine:
         cfg = self.config
         window = cfg.prefetch_window
         if window is None or task_time * cfg.prefetch < window:
-            depth = cfg.prefetch  # `_prefetch`, without its call
+            depth = cfg.prefetch  # `_prefetch`, without its call in the usual cases
         else:
-            depth = max(1, int(window / task_time))
+            depth = self._prefetch(task_time)  # the window's rule lives there alone
         if depth != svc.depth:
             self._keep_depth(svc)
         tid = task.tid
