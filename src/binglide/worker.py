@@ -552,6 +552,7 @@ async def run_worker(
         identity=identity or new_identity(f"w-{service_cls.name}"),
         curve=curve,
         context=context,
+        adaptive_io=True,  # a worker's lone reply leaves at once (`iothreads`)
     )
     worker = Worker(service_cls(), peer, settings=settings, heartbeat_interval=heartbeat_interval)
     async with anyio.create_task_group() as tg:

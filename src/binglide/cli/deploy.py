@@ -459,7 +459,11 @@ async def _serve(
         served = []
         for cls in classes:
             peer = ZmqPeer.connect(
-                address, identity=new_identity(f"w-{cls.name}"), curve=keys, monitor=True
+                address,
+                identity=new_identity(f"w-{cls.name}"),
+                curve=keys,
+                monitor=True,
+                adaptive_io=True,  # a worker's lone reply leaves at once (`iothreads`)
             )
             worker = Worker(cls(), peer, settings=settings, heartbeat_interval=heartbeat_interval)
             await tg.start(worker.serve)

@@ -60,6 +60,7 @@ from .._aio import EdgeWatcher, new_event
 from ..core import Frame, PeerId, decode, encode
 from ..errors import RemoteProtocolError, TransportBroken, TransportClosed
 from .base import DEFAULT_MAX_MESSAGE_SIZE, BrokerTransport, PeerTransport
+from .iothreads import IoThreadPolicy, start_threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -88,6 +89,7 @@ __all__ = (
     "router_outgoing",
     "send_frames",
     "shared_context",
+    "shared_io_policy",
 )
 
 log = logging.getLogger("binglide.transports.zeromq")
@@ -112,8 +114,12 @@ def new_context(kind: type[_C] = zmq.asyncio.Context) -> _C:  # type: ignore[ass
     tells the scheduler not to preempt on such wakeups: the I/O thread runs
     when a core is free or the sender blocks. Measured on 2 shared cores:
     about 20% more requests per second and 20% less CPU per request through
-    a broker, sequential latency unchanged (bench/RESULTS.md). Elsewhere
-    than Linux the option does not exist and the context is a plain one.
+    a broker (bench/RESULTS.md). A lone message pays for it where the sender
+    and its I/O thread share a core: it leaves once the sender has done what
+    follows the send. A worker's context therefore lets its I/O threads
+    preempt while its messages come alone (`binglide.transports.iothreads`,
+    ``ZmqPeer.connect(..., adaptive_io=True)``). Elsewhere than Linux the
+    option does not exist and the context is a plain one.
 
     Args:
         kind: ``zmq.asyncio.Context`` (default) or ``zmq.Context``.
@@ -126,7 +132,7 @@ def new_context(kind: type[_C] = zmq.asyncio.Context) -> _C:  # type: ignore[ass
     return ctx
 
 
-_shared: tuple[int, zmq.asyncio.Context] | None = None
+_shared: tuple[int, zmq.asyncio.Context, IoThreadPolicy | None] | None = None
 
 
 def shared_context() -> zmq.asyncio.Context:
@@ -137,11 +143,25 @@ def shared_context() -> zmq.asyncio.Context:
     library may already have opened on the shared instance. A forked child
     gets a context of its own (a context does not survive a fork).
     """
+    return _shared_now()[1]
+
+
+def shared_io_policy() -> IoThreadPolicy | None:
+    """Return the `IoThreadPolicy` of `shared_context`'s I/O threads (None: not on Linux)."""
+    return _shared_now()[2]
+
+
+def _shared_now() -> tuple[int, zmq.asyncio.Context, IoThreadPolicy | None]:
     global _shared
     pid = os.getpid()
     if _shared is None or _shared[0] != pid:
-        _shared = (pid, new_context())
-    return _shared[1]
+        ctx: zmq.asyncio.Context = new_context()
+        policy = None
+        if hasattr(os, "sched_setscheduler") and hasattr(os, "SCHED_BATCH"):
+            # Its threads start now, so that they are told from the others.
+            policy = IoThreadPolicy(start_threads(ctx))
+        _shared = (pid, ctx, policy)
+    return _shared
 
 
 _LOOPBACK_NAMES = frozenset({"localhost", "ip6-localhost", "ip6-loopback"})
@@ -487,6 +507,10 @@ class _ZmqEnd:
         #: look at the events to it), and whether such a send happened.
         self._delivering = False
         self._sent_delivering = False
+        #: Told how messages come (`IoThreadPolicy`), when this end's context
+        #: switches its I/O threads with the load (`ZmqPeer.connect`'s
+        #: ``adaptive_io``); set before delivery starts.
+        self.io_policy: IoThreadPolicy | None = None
 
     def _error(self, exc: zmq.ZMQError) -> TransportClosed | TransportBroken:
         return _map_error(exc, self._closed, self._what)
@@ -560,6 +584,7 @@ class _ZmqEnd:
         sock = self._socket
         watcher = self._watcher
         poll_in = [(sock, _POLLIN)]
+        policy = self.io_policy
 
         def ready() -> None:
             # Up to _DRAIN messages a turn: then the others in this loop get theirs.
@@ -616,7 +641,11 @@ class _ZmqEnd:
                         return
                     self._sent_delivering = False
                     if not _zmq_poll(poll_in, 0):
+                        if policy is not None and not burst:
+                            policy.lone()
                         return
+                    if policy is not None and not burst:
+                        policy.burst()
                     burst = True
             finally:
                 self._delivering = False
@@ -768,6 +797,7 @@ class ZmqPeer(_ZmqEnd, PeerTransport):
         curve: CurveClientKeys | None = None,
         context: zmq.Context[Any] | None = None,
         monitor: bool = False,
+        adaptive_io: bool = False,
     ) -> ZmqPeer:
         """Connect a DEALER to the broker at `address` and return this end.
 
@@ -782,6 +812,10 @@ class ZmqPeer(_ZmqEnd, PeerTransport):
             context: the ZeroMQ context (default: `shared_context`).
             monitor: also open a socket monitor (`monitor`), before
                 connecting so that no event of the first connection is missed.
+            adaptive_io: let the shared context's I/O threads preempt this
+                process while its messages come alone, and batch again at a
+                burst (`binglide.transports.iothreads`): what a worker wants,
+                whose lone reply then leaves at once. Ignored with `context`.
 
         Raises:
             ValueError: `identity` is not ASCII or is empty.
@@ -811,6 +845,8 @@ class ZmqPeer(_ZmqEnd, PeerTransport):
             raise TransportBroken(f"cannot connect to {address!r}: {exc}") from exc
         peer = cls(sock, PeerId(name), address)
         peer.monitor = events
+        if adaptive_io and context is None:
+            peer.io_policy = shared_io_policy()
         return peer
 
     def stop_monitor(self) -> None:
