@@ -599,10 +599,16 @@ class _ZmqEnd:
             # the look that a send made by the handler meanwhile (a worker's
             # reply, a client's next request) calls for: a message delivered
             # alone costs one look. Once a look has found another, messages
-            # come in a burst and are taken together (a look after each
-            # receive): the handler's sends go out together then, and wake
-            # ZeroMQ's I/O thread once (pipelined, a send between every two
-            # receives cost each peer a fifth more CPU a request).
+            # come in a burst and are taken together, each received until a
+            # receive fails: the handler's sends go out together then, and
+            # wake ZeroMQ's I/O thread once (pipelined, a send between every
+            # two receives cost each peer a fifth more CPU a request). A
+            # receive of a message that is there makes no system call; a
+            # look makes three (two polls and a getpid), and a look after
+            # each message of a burst was each peer's one look a request at
+            # 128 in flight (bursts of ~28): the failed receive at a burst's
+            # end costs pyzmq's zmq.Again instead, once (bench/RESULTS.md,
+            # issue 13, thirteenth pass).
             delivered = 0
             burst = False
             self._delivering = True
@@ -611,12 +617,9 @@ class _ZmqEnd:
                     messages: list[list[Frame]] = []
                     try:
                         messages.append(receive_frames(sock, _DONTWAIT))
-                        # has_message, inlined: the socket is open (its receive
-                        # just succeeded).
-                        while (
-                            burst and delivered + len(messages) < _DRAIN and _zmq_poll(poll_in, 0)
-                        ):
-                            messages.append(receive_frames(sock, _DONTWAIT))
+                        if burst:
+                            while delivered + len(messages) < _DRAIN:
+                                messages.append(receive_frames(sock, _DONTWAIT))
                     except zmq.Again:
                         if not messages:
                             return  # nothing (more): the failed receive re-armed the fd
