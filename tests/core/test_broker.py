@@ -487,6 +487,39 @@ def test_prefetch_depth_is_the_window_over_the_task_time() -> None:
     assert svc.dispatched == len(held) == int(0.004 / svc.task_time) > 12
 
 
+def test_a_burst_of_finals_read_in_one_turn_shares_the_time_since_the_first_started() -> None:
+    # Eight prefetched 0.5 ms tasks end one after another while the broker is
+    # busy: it reads their FINALs in one turn, at one time. Together they took
+    # 4 ms: each is timed at a share of it, so the depth stays within the
+    # 4 ms window (8 tasks of 0.5 ms), not at the bound of 128 that samples of
+    # 0 s after the first would give it.
+    d = make(prefetch=128, prefetch_window=0.004)
+    d.worker("w", Ready("s"))
+    for i in range(1, 60):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = 0.0005
+    held = dispatched_rids(d.worker("w", Final(100)), "w")
+    assert held == list(range(101, 109))  # 0.5 ms tasks, a 4 ms window: 8 at a time
+    d.now = 0.0045
+    for tid in held:
+        d.worker("w", Final(tid))
+    [svc] = d.machine.statistics().services
+    assert svc.task_time is not None
+    assert svc.task_time >= 0.0005
+    assert svc.dispatched <= 8
+
+
+def test_the_default_prefetch_bound_holds_a_window_of_tiny_tasks() -> None:
+    # 10 µs tasks: a 4 ms window is 400 of them; the default bound, 128, holds.
+    d = BrokerDriver(BrokerMachine(BrokerConfig(), ids=IdSource(100)))
+    d.worker("w", Ready("s"))
+    for i in range(1, 200):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = 0.00001
+    d.worker("w", Final(100))
+    assert d.machine.statistics().dispatched == 128
+
+
 def test_prefetch_one_turns_prefetch_off_whatever_the_task_time() -> None:
     d = make(prefetch=1, prefetch_window=0.004)
     d.worker("w", Ready("s"))

@@ -65,12 +65,16 @@ its service hostage.
 Prefetch. An extended worker also holds several *computing* tasks of a
 service whose tasks are short: as many as fit in ``prefetch_window`` seconds
 (4 ms by default) of the service's smoothed task time, at most ``prefetch``
-(32). So a stream of small tasks keeps a worker busy without a broker round
+(128). So a stream of small tasks keeps a worker busy without a broker round
 trip between two tasks (its next task is already there when one ends), and a
 task given to a busy worker waits behind about ``prefetch_window`` of work at
 most. Long tasks (analysis chunks, tasks that wait on sub-requests) get a
 depth of one: they go one at a time, so that a free worker always gets the
-next one. A service whose tasks were never timed counts as long. Prefetched
+next one. A service whose tasks were never timed counts as long. FINALs
+that one turn reads together (a worker's burst) share the time since the
+first of their tasks started (`_task_sample`): a burst never times its tasks
+at zero, so the window, not ``prefetch``, bounds the depth of any service
+whose tasks take more than ``prefetch_window / prefetch`` (31 µs). Prefetched
 tasks do not count against ``stack_bound``, which bounds the waiting stack.
 
 Overflow. When a service has pending tasks and every one of its workers is
@@ -232,7 +236,7 @@ class BrokerConfig:
     queue_timeout: float | None = None
     max_depth: int = 32
     stack_bound: int = 8
-    prefetch: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+    prefetch: int = attrs.field(default=128, validator=attrs.validators.ge(1))
     prefetch_window: float | None = 0.004
     max_queued: int = 1_000_000
     cancel_mode: CancelMode = CancelMode.BROADCAST
@@ -343,6 +347,10 @@ class _Worker:
     tasks: set[int] = attrs.Factory(set)
     waiting: set[int] = attrs.Factory(set)
     last_done: float = float("-inf")  # when its last task ended
+    # The tasks that ended at `last_done` (in one turn: a burst of FINALs
+    # read together), and when the first of them started (`_task_sample`).
+    done_together: int = 0
+    together_since: float = float("-inf")
     # Dispatch bookkeeping: when it was last given a task (or registered),
     # in its service's order; and, while its service keeps a heap of the
     # ready (`_Service.ready`), its verdict for the state it is in and the
@@ -1257,13 +1265,22 @@ class BrokerMachine:
         requester = task.client
         client = self._clients.get(requester)
         svc = self._services[worker.service]
-        # `_time_task`, without its call while the prefetch depth stays.
-        start = task.dispatched
-        if worker.last_done > start:
-            start = worker.last_done
-        worker.last_done = now
+        # `_time_task` (and `_task_sample`), without their calls while the
+        # prefetch depth stays.
+        if now == worker.last_done:
+            worker.done_together += 1
+            sample = (now - worker.together_since) / worker.done_together
+        else:
+            start = task.dispatched
+            if worker.last_done > start:
+                start = worker.last_done
+            if start > now:
+                start = now
+            worker.last_done = now
+            worker.done_together = 1
+            worker.together_since = start
+            sample = now - start
         task_time = svc.task_time
-        sample = now - start if now > start else 0.0
         task_time = sample if task_time is None else task_time + (sample - task_time) / 4
         svc.task_time = task_time
         cfg = self.config
@@ -1525,14 +1542,7 @@ class BrokerMachine:
             self._dispatch(worker.service, now)
 
     def _time_task(self, worker: _Worker, task: Task, svc: _Service, now: float) -> None:
-        # The service time: from dispatch, or from the end of the worker's
-        # previous task if that came later (a prefetched task waits its turn
-        # on the worker; that wait is not its own time).
-        start = task.dispatched
-        if worker.last_done > start:
-            start = worker.last_done
-        sample = now - start if now > start else 0.0
-        worker.last_done = now
+        sample = _task_sample(worker, task, now)
         task_time = svc.task_time
         if task_time is None:
             task_time = sample
@@ -1858,6 +1868,32 @@ class BrokerMachine:
     def _reply(self, task: Task, msg: Message) -> None:
         """Send `msg` to the requester of `task`, in the form it asked in."""
         self._send(task.client, task.client_protocol, msg, task.client_extended)
+
+
+def _task_sample(worker: _Worker, task: Task, now: float) -> float:
+    """The time `task`, ending at `now`, took `worker`: a sample of its service's task time.
+
+    From its dispatch, or from the end of the worker's previous task if
+    that came later (a prefetched task waits its turn on the worker; that
+    wait is not its own time). Tasks that end at the same time (a burst of
+    FINALs that one turn reads: the worker sent them while the broker was
+    busy) share the time since the first of them started: the k-th of them
+    samples 1/k of it. (Each but the first would otherwise sample nothing,
+    and a burst would pull the average to zero, the prefetch depth to its
+    bound, and a worker's queue past `BrokerConfig.prefetch_window`.)
+    """
+    if now == worker.last_done:
+        worker.done_together += 1
+        return (now - worker.together_since) / worker.done_together
+    start = task.dispatched
+    if worker.last_done > start:
+        start = worker.last_done
+    worker.last_done = now
+    if start > now:
+        start = now
+    worker.done_together = 1
+    worker.together_since = start
+    return now - start
 
 
 def _cancelled(task: Task) -> Failure:
