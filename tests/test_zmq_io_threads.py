@@ -20,7 +20,16 @@ from binglide.transports.iothreads import IoThreadPolicy, start_threads
 from binglide.transports.zeromq import ZmqBroker, ZmqPeer, new_context, shared_io_policy
 from binglide.worker import run_worker
 
-from .zmq_helpers import HB, ipc_address, processes, start_broker, start_worker, value
+from .zmq_helpers import (
+    HB,
+    io_thread_policies,
+    ipc_address,
+    processes,
+    run_io_thread,
+    start_broker,
+    start_worker,
+    value,
+)
 from .zmq_services import Double
 
 pytestmark = pytest.mark.zmq
@@ -135,25 +144,14 @@ def test_a_new_contexts_io_thread_is_found_and_switched() -> None:
     try:
         threads = start_threads(ctx)
         assert start_threads(ctx) == ()  # started already: nothing new
-        # The I/O thread names itself and applies SCHED_BATCH when it runs:
-        # a message through TCP (which it carries) says it ran.
-        server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
-        try:
-            port = server.bind_to_random_port("tcp://127.0.0.1")
-            client.connect(f"tcp://127.0.0.1:{port}")
-            client.send(b"ping")
-            assert server.poll(10_000), "no message through the I/O thread in 10 s"
-            server.recv()
-            [io] = iothreads._io_threads(threads)
-            assert os.sched_getscheduler(io) == os.SCHED_BATCH
-            policy = IoThreadPolicy(threads, lone_run=1)
-            policy.lone()
-            assert os.sched_getscheduler(io) == os.SCHED_OTHER
-            policy.burst()
-            assert os.sched_getscheduler(io) == os.SCHED_BATCH
-        finally:
-            server.close(linger=0)
-            client.close(linger=0)
+        run_io_thread(ctx)  # it names itself and applies SCHED_BATCH when it runs
+        [io] = iothreads._io_threads(threads)
+        assert os.sched_getscheduler(io) == os.SCHED_BATCH
+        policy = IoThreadPolicy(threads, lone_run=1)
+        policy.lone()
+        assert os.sched_getscheduler(io) == os.SCHED_OTHER
+        policy.burst()
+        assert os.sched_getscheduler(io) == os.SCHED_BATCH
     finally:
         ctx.term()
 
@@ -237,18 +235,6 @@ async def test_a_peer_asks_for_the_shared_contexts_policy() -> None:
             await plain.aclose()
 
 
-def _worker_io_policies(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir(f"/proc/{pid}/task"):
-        try:
-            with open(f"/proc/{pid}/task/{entry}/comm") as f:
-                if f.read().startswith("ZMQbg/IO/"):
-                    found.add(os.sched_getscheduler(int(entry)))
-        except OSError:
-            continue  # a thread that ended meanwhile
-    return found
-
-
 @switchable
 async def test_a_worker_serving_requests_one_at_a_time_lets_its_io_thread_preempt_it() -> None:
     with anyio.fail_after(30), processes() as procs, ipc_address() as address:
@@ -262,7 +248,7 @@ async def test_a_worker_serving_requests_one_at_a_time_lets_its_io_thread_preemp
             seen = set()
             for n in range(60):
                 assert value(await client.request("double", {"n": n})) == 2 * n
-                seen |= _worker_io_policies(worker.pid)
+                seen |= set(io_thread_policies(worker.pid).values())
                 if os.SCHED_OTHER in seen:
                     break
             assert os.SCHED_OTHER in seen

@@ -42,8 +42,10 @@ from binglide.transports.zeromq import (
 from .zmq_helpers import (
     HB,
     free_tcp_address,
+    io_thread_policies,
     ipc_address,
     processes,
+    run_io_thread,
     start_broker,
     start_worker,
     value,
@@ -243,43 +245,17 @@ async def test_in_process_broker_with_worker_process(context):
             tg.cancel_scope.cancel()
 
 
-def _io_threads() -> dict[int, int]:
-    """ZeroMQ I/O threads of this process: thread id -> scheduling policy."""
-    found = {}
-    for entry in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{entry}/comm") as f:
-                name = f.read().strip()
-            if name.startswith("ZMQbg/IO"):
-                found[int(entry)] = os.sched_getscheduler(int(entry))
-        except OSError:
-            continue  # a thread that ended meanwhile
-    return found
-
-
 @pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="SCHED_BATCH and /proc are Linux's"
 )
 def test_new_context_runs_its_io_threads_without_wakeup_preemption() -> None:
-    before = _io_threads()
+    before = io_thread_policies()
     ctx = new_context(zmq.Context)
     try:
         # The setting binglide makes, as the context holds it.
         assert ctx.get(zmq.THREAD_SCHED_POLICY) == os.SCHED_BATCH
-        # The I/O thread applies it (and its name) when it starts running,
-        # after the first socket returns: wait for a message to go through
-        # it (TCP is carried by the I/O thread), then it has surely started.
-        server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
-        try:
-            port = server.bind_to_random_port("tcp://127.0.0.1")
-            client.connect(f"tcp://127.0.0.1:{port}")
-            client.send(b"ping")
-            assert server.poll(10_000), "no message through the I/O thread in 10 s"
-            assert server.recv() == b"ping"
-            new = {tid: policy for tid, policy in _io_threads().items() if tid not in before}
-        finally:
-            server.close(linger=0)
-            client.close(linger=0)
+        run_io_thread(ctx)  # it applies the setting when it starts running
+        new = {tid: policy for tid, policy in io_thread_policies().items() if tid not in before}
     finally:
         ctx.term()
     assert new, "the context started no I/O thread"

@@ -1,4 +1,4 @@
-"""Helpers for the ZeroMQ tests: addresses, child processes, marker files.
+"""Helpers for the ZeroMQ tests: addresses, child processes, marker files, I/O threads.
 
 Real sockets only on 127.0.0.1 or ipc:// (never another address).
 """
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import anyio
 import anyio.to_thread
 import numpy as np
+import zmq
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -132,3 +133,36 @@ def array(report: Report) -> np.ndarray:
     """Return the array a report carries."""
     assert isinstance(report.data, np.ndarray)
     return report.data
+
+
+def io_thread_policies(pid: int | str = "self") -> dict[int, int]:
+    """ZeroMQ I/O threads of process `pid` (default: this one): thread id -> scheduling policy."""
+    found = {}
+    for entry in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{entry}/comm") as f:
+                name = f.read().strip()
+            if name.startswith("ZMQbg/IO"):
+                found[int(entry)] = os.sched_getscheduler(int(entry))
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return found
+
+
+def run_io_thread(ctx: zmq.Context[zmq.Socket[bytes]]) -> None:
+    """Pass a message through `ctx`'s I/O thread (TCP on loopback, which it carries).
+
+    A context's I/O thread names itself and applies its scheduling policy
+    when it starts running, after the first socket returns: once a message
+    went through it, it has surely started.
+    """
+    server, client = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+    try:
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        client.connect(f"tcp://127.0.0.1:{port}")
+        client.send(b"ping")
+        assert server.poll(10_000), "no message through the I/O thread in 10 s"
+        assert server.recv() == b"ping"
+    finally:
+        server.close(linger=0)
+        client.close(linger=0)
