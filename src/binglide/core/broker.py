@@ -1265,21 +1265,9 @@ class BrokerMachine:
         requester = task.client
         client = self._clients.get(requester)
         svc = self._services[worker.service]
-        # `_time_task` (and `_task_sample`), without their calls while the
-        # prefetch depth stays.
-        if now == worker.last_done:
-            worker.done_together += 1
-            sample = (now - worker.together_since) / worker.done_together
-        else:
-            start = task.dispatched
-            if worker.last_done > start:
-                start = worker.last_done
-            if start > now:
-                start = now
-            worker.last_done = now
-            worker.done_together = 1
-            worker.together_since = start
-            sample = now - start
+        # `_time_task`, without its call while the prefetch depth stays (the
+        # sample's rule lives in `_task_sample` alone).
+        sample = _task_sample(worker, task, now)
         task_time = svc.task_time
         task_time = sample if task_time is None else task_time + (sample - task_time) / 4
         svc.task_time = task_time
