@@ -509,6 +509,84 @@ def test_a_burst_of_finals_read_in_one_turn_shares_the_time_since_the_first_star
     assert svc.dispatched <= 8
 
 
+def ewma_of(start: float | None, samples: list[float]) -> float:
+    """The moving average the broker keeps (a quarter of each sample), worked out plainly."""
+    average = start
+    for sample in samples:
+        average = sample if average is None else 0.75 * average + 0.25 * sample
+    assert average is not None
+    return average
+
+
+@pytest.mark.parametrize(("before", "burst", "took"), [(0.0005, 8, 0.004), (0.0005, 4, 0.004)])
+def test_a_burst_moves_the_task_time_as_k_tasks_of_its_share_each(
+    before: float, burst: int, took: float
+) -> None:
+    # `burst` FINALs read in one turn, `took` seconds after the first of their
+    # tasks started: each took took/burst of the worker. The task time is
+    # what that many samples of took/burst make of it, not what samples of
+    # took, took/2, ..., took/burst would (those held it at 0.84 ms, not 0.5,
+    # for eight tasks of 0.5 ms, and the depth at half the window's).
+    d = make(prefetch=128, prefetch_window=0.004)
+    d.worker("w", Ready("s"))
+    for i in range(1, 60):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = before
+    held = dispatched_rids(d.worker("w", Final(100)), "w")
+    assert len(held) == int(0.004 / before)
+    d.now = before + took
+    for tid in held[:burst]:
+        d.worker("w", Final(tid))
+    [svc] = d.machine.statistics().services
+    expected = ewma_of(before, [took / burst] * burst)
+    assert svc.task_time == pytest.approx(expected)
+    assert svc.dispatched == int(0.004 / expected)
+
+
+def test_a_first_burst_times_each_of_its_tasks_at_its_share() -> None:
+    # Never timed before: the burst's own mean, whatever its size.
+    d = make(prefetch=1, prefetch_window=None)
+    d.worker("w", Ready("s"))
+    for i in range(1, 4):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = 0.003
+    for tid in (100, 101, 102):  # (prefetch 1 and no window: one at a time)
+        d.worker("w", Final(tid))
+    [svc] = d.machine.statistics().services
+    # The first task ran from its dispatch at 0 s; the others were
+    # dispatched as each ended, at the same 3 ms: they took nothing.
+    assert svc.task_time == pytest.approx(ewma_of(None, [0.003 / 3] * 3))
+
+
+def test_bursts_of_two_workers_read_in_one_turn_keep_the_task_time_a_mean_of_theirs() -> None:
+    # Two workers' bursts of FINALs come in one turn, interleaved: each
+    # worker's four tasks took 1 ms each. Each burst is worked out from the
+    # task time when it began, which the other's first FINAL had lifted: the
+    # average stays within the times involved (never negative, never past
+    # the longest time a burst took) and ends nearer the tasks' 1 ms than
+    # the samples T, T/2, ..., T/k of each would have left it.
+    d = make(prefetch=128, prefetch_window=0.004)
+    d.worker("a", Ready("s"))
+    d.worker("b", Ready("s"))
+    for i in range(1, 120):
+        d.client("c", Request(i, "s", (b"%d" % i,)))
+    d.now = 0.001  # both first tasks took 1 ms: four at a time each
+    out = d.worker("a", Final(100)) + d.worker("b", Final(101))
+    a_held, b_held = dispatched_rids(out, "a"), dispatched_rids(out, "b")
+    assert len(a_held) == len(b_held) == 4
+    d.now = 0.005
+    times = []
+    for a_tid, b_tid in zip(a_held, b_held, strict=True):
+        for peer, tid in (("a", a_tid), ("b", b_tid)):
+            d.worker(peer, Final(tid))
+            [svc] = d.machine.statistics().services
+            assert svc.task_time is not None
+            times.append(svc.task_time)
+    assert all(0.001 <= t <= 0.004 for t in times)
+    per_sample = ewma_of(0.001, [0.004 / k for k in (1, 1, 2, 2, 3, 3, 4, 4)])
+    assert abs(times[-1] - 0.001) < abs(per_sample - 0.001)
+
+
 def test_the_default_prefetch_bound_holds_a_window_of_tiny_tasks() -> None:
     # 10 µs tasks: a 4 ms window is 400 of them; the default bound, 128, holds.
     d = BrokerDriver(BrokerMachine(BrokerConfig(), ids=IdSource(100)))

@@ -72,7 +72,7 @@ most. Long tasks (analysis chunks, tasks that wait on sub-requests) get a
 depth of one: they go one at a time, so that a free worker always gets the
 next one. A service whose tasks were never timed counts as long. FINALs
 that one turn reads together (a worker's burst) share the time since the
-first of their tasks started (`_task_sample`): a burst never times its tasks
+first of their tasks started (`_task_time`): a burst never times its tasks
 at zero, so the window, not ``prefetch``, bounds the depth of any service
 whose tasks take more than ``prefetch_window / prefetch`` (31 µs). Prefetched
 tasks do not count against ``stack_bound``, which bounds the waiting stack.
@@ -348,9 +348,13 @@ class _Worker:
     waiting: set[int] = attrs.Factory(set)
     last_done: float = float("-inf")  # when its last task ended
     # The tasks that ended at `last_done` (in one turn: a burst of FINALs
-    # read together), and when the first of them started (`_task_sample`).
+    # read together), when the first of them started, and what the burst
+    # averages from: its service's task time before it, and how much of that
+    # is left after the burst's samples so far (`_task_time`).
     done_together: int = 0
     together_since: float = float("-inf")
+    burst_base: float = 0.0
+    burst_decay: float = 0.0
     # Dispatch bookkeeping: when it was last given a task (or registered),
     # in its service's order; and, while its service keeps a heap of the
     # ready (`_Service.ready`), its verdict for the state it is in and the
@@ -1266,11 +1270,8 @@ class BrokerMachine:
         client = self._clients.get(requester)
         svc = self._services[worker.service]
         # `_time_task`, without its call while the prefetch depth stays (the
-        # sample's rule lives in `_task_sample` alone).
-        sample = _task_sample(worker, task, now)
-        task_time = svc.task_time
-        task_time = sample if task_time is None else task_time + (sample - task_time) / 4
-        svc.task_time = task_time
+        # average's rule lives in `_task_time` alone).
+        task_time = svc.task_time = _task_time(worker, task, svc.task_time, now)
         cfg = self.config
         window = cfg.prefetch_window
         if window is None or task_time * cfg.prefetch < window:
@@ -1530,16 +1531,7 @@ class BrokerMachine:
             self._dispatch(worker.service, now)
 
     def _time_task(self, worker: _Worker, task: Task, svc: _Service, now: float) -> None:
-        sample = _task_sample(worker, task, now)
-        task_time = svc.task_time
-        if task_time is None:
-            task_time = sample
-        else:
-            # A moving average that a quarter of each new sample moves: one
-            # long task cuts the depth at once (it lifts the average), a few
-            # short ones restore it.
-            task_time += (sample - task_time) / 4
-        svc.task_time = task_time
+        svc.task_time = _task_time(worker, task, svc.task_time, now)
         self._keep_depth(svc)
 
     def _keep_depth(self, svc: _Service) -> None:
@@ -1858,21 +1850,31 @@ class BrokerMachine:
         self._send(task.client, task.client_protocol, msg, task.client_extended)
 
 
-def _task_sample(worker: _Worker, task: Task, now: float) -> float:
-    """The time `task`, ending at `now`, took `worker`: a sample of its service's task time.
+def _task_time(worker: _Worker, task: Task, task_time: float | None, now: float) -> float:
+    """Its service's task time, `task_time`, once `task` (ending at `now` on `worker`) counts.
 
-    From its dispatch, or from the end of the worker's previous task if
-    that came later (a prefetched task waits its turn on the worker; that
-    wait is not its own time). Tasks that end at the same time (a burst of
-    FINALs that one turn reads: the worker sent them while the broker was
-    busy) share the time since the first of them started: the k-th of them
-    samples 1/k of it. (Each but the first would otherwise sample nothing,
-    and a burst would pull the average to zero, the prefetch depth to its
-    bound, and a worker's queue past `BrokerConfig.prefetch_window`.)
+    A moving average that a quarter of each task's time moves: one long task
+    cuts the prefetch depth at once (it lifts the average), a few short ones
+    restore it. A task's time runs from its dispatch, or from the end of the
+    worker's previous task if that came later (a prefetched task waits its
+    turn on the worker; that wait is not its own time).
+
+    Tasks that end at the same time (a burst of FINALs that one turn reads:
+    the worker sent them while the broker was busy) share the time since the
+    first of them started, T: once the k-th of them counts, the average is
+    what k samples of T/k each make of the average before the burst. It is
+    worked out again from that at each, not moved by T, T/2, ..., T/k in
+    turn: those samples were each too long but the last, and over a burst
+    of 34 (128 tasks in flight, bench/broker.py) they held the average at
+    2.3 times the worker's time a task, and the depth at 40% of the
+    window's (bench/RESULTS.md, issue 13, fourteenth pass). A burst of
+    another worker's FINALs read between two of these is overwritten by the
+    next: the average stays a mean of positive times.
     """
     if now == worker.last_done:
-        worker.done_together += 1
-        return (now - worker.together_since) / worker.done_together
+        k = worker.done_together = worker.done_together + 1
+        decay = worker.burst_decay = worker.burst_decay * 0.75
+        return decay * worker.burst_base + (1.0 - decay) * (now - worker.together_since) / k
     start = task.dispatched
     if worker.last_done > start:
         start = worker.last_done
@@ -1881,7 +1883,13 @@ def _task_sample(worker: _Worker, task: Task, now: float) -> float:
         start = now
     worker.done_together = 1
     worker.together_since = start
-    return now - start
+    sample = now - start
+    if task_time is None:
+        worker.burst_decay = 0.0  # nothing to average with: the burst's own mean
+        return sample
+    worker.burst_base = task_time
+    worker.burst_decay = 0.75
+    return task_time + (sample - task_time) / 4
 
 
 def _cancelled(task: Task) -> Failure:
