@@ -342,11 +342,12 @@ def _send_large(sock: Any, frame: Frame | zmq.Frame, flags: int) -> None:
     _raw_send(sock, frame, flags, copy=size < _ZERO_COPY_THRESHOLD)
 
 
-def receive_frames(sock: Any, flags: int = 0) -> list[Frame]:
+def receive_frames_python(sock: Any, flags: int = 0) -> list[Frame]:
     """Receive one multipart message from `sock` through pyzmq's backend.
 
     Small frames come as bytes, large ones as views of ZeroMQ's buffer. With
-    ``zmq.DONTWAIT``, raises ``zmq.Again`` when no message is ready.
+    ``zmq.DONTWAIT``, raises ``zmq.Again`` when no message is ready. The
+    receive where binglide's compiled one was not built (`receive_frames`).
     """
     # ``copy`` (False: a ``zmq.Frame``) by position: a keyword costs the
     # backend's argument parsing ~140 instructions a frame (callgrind).
@@ -358,6 +359,63 @@ def receive_frames(sock: Any, flags: int = 0) -> list[Frame]:
         frame = _raw_recv(sock, 0, False)
         frames.append(frame.bytes if len(frame) < _ZERO_COPY_THRESHOLD else frame.buffer)
     return frames
+
+
+def _compiled_receive() -> Callable[[int, int, int], list[Frame] | int] | None:
+    """binglide's compiled receive (``_zmqrecv.c``), bound to pyzmq's libzmq.
+
+    None where it was not built (no C compiler at install), or where pyzmq's
+    backend is not its Cython module (PyPy's CFFI one): the receive is then
+    `receive_frames_python`, the same frames four times slower.
+    """
+    import sys
+
+    backend = getattr(sys.modules.get("zmq.backend.cython._zmq"), "__file__", None)
+    if backend is None or os.environ.get("BINGLIDE_PURE_RECEIVE"):
+        return None
+    try:
+        from . import _zmqrecv  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    try:
+        _zmqrecv.bind(backend)
+    except OSError as exc:
+        log.debug("the compiled receive is off: %s", exc)
+        return None
+    return cast("Callable[[int, int, int], list[Frame] | int]", _zmqrecv.receive)
+
+
+def _zmq_error(errno: int) -> zmq.ZMQError:
+    """The exception pyzmq raises for `errno` from a receive."""
+    if errno == _EAGAIN:
+        return zmq.Again()
+    if errno == _ETERM:
+        return zmq.ContextTerminated()
+    return zmq.ZMQError(errno)
+
+
+_EAGAIN, _ETERM = int(zmq.EAGAIN), int(zmq.ETERM)
+_receive: Callable[[int, int, int], list[Frame] | int] | None = _compiled_receive()
+
+
+def receive_frames_compiled(sock: Any, flags: int = 0) -> list[Frame]:
+    """`receive_frames_python`, one C call a message (``_zmqrecv.c`` says why).
+
+    Only where `_receive` is not None (binglide's compiled receive was built).
+    """
+    assert _receive is not None
+    frames = _receive(sock.underlying, flags, _ZERO_COPY_THRESHOLD)
+    if type(frames) is list:
+        return frames
+    raise _zmq_error(frames)  # type: ignore[arg-type]  # an errno
+
+
+#: Receive one multipart message from a pyzmq socket: small frames as bytes,
+#: large ones as views of ZeroMQ's buffer; ``zmq.Again`` when ``zmq.DONTWAIT``
+#: finds none. The compiled receive where it was built.
+receive_frames: Callable[..., list[Frame]] = (
+    receive_frames_python if _receive is None else receive_frames_compiled
+)
 
 
 def has_message(sock: Any) -> bool:
