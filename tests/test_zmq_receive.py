@@ -30,6 +30,8 @@ from binglide.transports.zeromq import (
     send_frames,
 )
 
+from .zmq_helpers import ipc_address
+
 pytestmark = pytest.mark.zmq
 
 Receive = Callable[..., list[Frame]]
@@ -54,17 +56,15 @@ def pair() -> Iterator[tuple[zmq.Socket[bytes], zmq.Socket[bytes]]]:
     ctx = zmq.Context()
     router, dealer = ctx.socket(zmq.ROUTER), ctx.socket(zmq.DEALER)
     dealer.setsockopt(zmq.IDENTITY, b"peer-1")
-    path = f"/tmp/binglide-recv-{os.getpid()}-{id(ctx)}"
-    router.bind(f"ipc://{path}")
-    dealer.connect(f"ipc://{path}")
-    try:
-        yield dealer, router
-    finally:
-        dealer.close(linger=0)
-        router.close(linger=0)
-        ctx.term()
-        if os.path.exists(path):
-            os.unlink(path)
+    with ipc_address() as address:
+        router.bind(address)
+        dealer.connect(address)
+        try:
+            yield dealer, router
+        finally:
+            dealer.close(linger=0)
+            router.close(linger=0)
+            ctx.term()
 
 
 @pytest.mark.parametrize("receive", RECEIVES)
