@@ -1,9 +1,9 @@
 """The one thing pyproject.toml cannot say: binglide's optional C extension.
 
-``binglide.transports._zmqrecv`` receives a whole ZeroMQ message in one call
-(``src/binglide/transports/_zmqrecv.c`` says why). It is optional: where no C
-compiler is found the build goes on without it, with a warning, and binglide
-receives through pyzmq (the same frames, slower).
+``binglide.transports._zmqio`` receives and sends a whole ZeroMQ message in
+one call (``src/binglide/transports/_zmqio.c`` says why). It is optional:
+where no C compiler is found the build goes on without it, with a warning,
+and binglide goes through pyzmq (the same frames, slower).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from setuptools import Extension, setup
 setup(
     ext_modules=[
         Extension(
-            "binglide.transports._zmqrecv",
-            ["src/binglide/transports/_zmqrecv.c"],
+            "binglide.transports._zmqio",
+            ["src/binglide/transports/_zmqio.c"],
             # dlopen/dlsym: in libc from glibc 2.34 on, in libdl before.
             libraries=["dl"] if sys.platform.startswith("linux") else [],
             optional=True,

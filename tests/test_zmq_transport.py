@@ -440,13 +440,13 @@ async def test_a_reply_sent_inside_its_delivery_costs_one_look_at_the_events_a_m
     import binglide.transports.zeromq as transport
 
     looks: list[int] = []
-    real_poll = transport._zmq_poll
+    real_read = transport.read_events
 
-    def counted_poll(items: Any, timeout: int) -> Any:
+    def counted_read(sock: Any) -> int:
         looks.append(1)
-        return real_poll(items, timeout)
+        return real_read(sock)
 
-    monkeypatch.setattr(transport, "_zmq_poll", counted_poll)
+    monkeypatch.setattr(transport, "read_events", counted_read)
     raw_context = zmq.Context()
     router = raw_context.socket(zmq.ROUTER)
     router.setsockopt(zmq.LINGER, 0)

@@ -522,6 +522,7 @@ def run_broker_blocking(
 
     from .transports.zeromq import (
         bind_router,
+        has_message,
         new_context,
         receive_frames,
         router_incoming,
@@ -547,11 +548,9 @@ def run_broker_blocking(
     # system calls only. A ``zmq_poll`` with a timeout looks twice before it
     # waits (its first pass has a zero timeout) and reads ZMQ_EVENTS after:
     # four more system calls a message (bench/RESULTS.md, issue 13, eleventh
-    # pass). ``zmq_poll`` with a zero timeout, on a list made once, says
-    # whether a second message is ready after one received (cheaper than the
-    # zmq.Again of a failed receive, which pyzmq builds in Python).
-    poll = zmq.zmq_poll
-    pollin = [(sock, int(zmq.POLLIN))]
+    # pass). A read of ZMQ_EVENTS (`has_message`) says whether a second
+    # message is ready after one received (cheaper than the zmq.Again of a
+    # failed receive, which pyzmq builds in Python).
     again = zmq.Again
     zmq_error = zmq.ZMQError
     dontwait = int(zmq.DONTWAIT)
@@ -591,7 +590,7 @@ def run_broker_blocking(
                 now = clock()
                 outgoing, deadline = turn(machine, (), now, drops)
             else:
-                if look and poll(pollin, 0):
+                if look and has_message(sock):
                     # Messages come in a burst: every one that is ready, up to
                     # a bound (the timers' turn comes after it), in one turn,
                     # each received until none is left (one failed receive
@@ -616,7 +615,7 @@ def run_broker_blocking(
                     outgoing, deadline = turn(machine, batch, now, drops)
                 else:
                     # One at a time (sequential requests): the look for
-                    # another (a zmq_poll: three system calls) found nothing,
+                    # another (a read of ZMQ_EVENTS: system calls) found nothing,
                     # and is made only every `_LOOK_EVERY`th message from now
                     # on: a message missed is received, at once, by the next
                     # turn's receive.

@@ -41,11 +41,13 @@ Choices, and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import ipaddress
 import logging
 import os
 import secrets
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -84,6 +86,7 @@ __all__ = (
     "is_local_address",
     "new_context",
     "new_identity",
+    "read_events",
     "receive_frames",
     "router_incoming",
     "router_outgoing",
@@ -296,30 +299,33 @@ class CurveClientKeys:
 
 # pyzmq's Python layer (``send_multipart``, ``recv_multipart``) costs about
 # 2.5 µs a frame on top of ZeroMQ's own 0.6 µs; a message has 4 to 8 frames
-# and crosses three sockets each way. The hot paths call the backend directly.
+# and crosses three sockets each way. The hot paths call binglide's compiled
+# calls (``_zmqio.c``) where they were built, else pyzmq's backend directly.
 _raw_send: Any = zmq.backend.Socket.send
 _raw_recv: Any = zmq.backend.Socket.recv
-# ``ZMQ_EVENTS`` is read through ``zmq_poll`` with a zero timeout, never through
-# pyzmq's ``Socket.get``: ``get`` looks the option up as a ``SocketOption``
-# enum and its type through Python properties, ~8,700 instructions a read
-# against ~2,500 for a poll (callgrind; bench/RESULTS.md, issue 13, eighth
-# pass), and an end reads the events two or three times a message. libzmq's
-# ``zmq_poll`` reads ``ZMQ_EVENTS`` itself (processing the socket's commands,
-# which re-arms its descriptor, exactly as the read does) and masks it with
-# the events asked.
+# Without the compiled calls, ``ZMQ_EVENTS`` is read through ``zmq_poll`` with a
+# zero timeout, never through pyzmq's ``Socket.get``: ``get`` looks the option
+# up as a ``SocketOption`` enum and its type through Python properties, ~8,700
+# instructions a read against ~2,500 for a poll (callgrind; bench/RESULTS.md,
+# issue 13, eighth pass), and an end reads the events two or three times a
+# message. libzmq's ``zmq_poll`` reads ``ZMQ_EVENTS`` itself (processing the
+# socket's commands, which re-arms its descriptor, exactly as the read does).
 _zmq_poll: Any = zmq.backend.zmq_poll
 # Plain ints: pyzmq's enum members cost an enum call at every use (``|``, get).
 _DONTWAIT, _SNDMORE = int(zmq.DONTWAIT), int(zmq.SNDMORE)
 _POLLIN, _POLLOUT = int(zmq.POLLIN), int(zmq.POLLOUT)
+_EAGAIN, _ETERM = int(zmq.EAGAIN), int(zmq.ETERM)
 
 
-def send_frames(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: int = 0) -> None:
+def send_frames_python(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: int = 0) -> None:
     """Send one multipart message on `sock` (a pyzmq socket) through pyzmq's backend.
 
     Small frames are copied; frames of 64 KiB and more go out without a copy.
     With ``zmq.DONTWAIT`` in `flags`, raises ``zmq.Again`` (nothing sent)
     when the socket cannot take the message: ZeroMQ takes a multipart
-    message whole or not at all.
+    message whole or not at all. The send where binglide's compiled one was
+    not built, and of every message with a frame of 64 KiB or more
+    (`send_frames`).
     """
     # The frames but the last, then the last: no index compared per frame.
     last = len(frames) - 1
@@ -361,32 +367,39 @@ def receive_frames_python(sock: Any, flags: int = 0) -> list[Frame]:
     return frames
 
 
-def _compiled_receive() -> Callable[[int, int, int], list[Frame] | int] | None:
-    """binglide's compiled receive (``_zmqrecv.c``), bound to pyzmq's libzmq.
+def read_events_python(sock: Any) -> int:
+    """`read_events` through ``zmq_poll`` (where binglide's compiled calls were not built)."""
+    if sock.closed:  # zmq_poll would take a closed socket's NULL handle for fd 0
+        raise zmq.ZMQError(zmq.ENOTSOCK)
+    ready = _zmq_poll([(sock, _POLLIN | _POLLOUT)], 0)
+    return ready[0][1] if ready else 0
 
-    None where it was not built (no C compiler at install), or where pyzmq's
-    backend is not its Cython module (PyPy's CFFI one): the receive is then
-    `receive_frames_python`, the same frames four times slower.
+
+def _compiled_calls() -> Any | None:
+    """binglide's compiled ZeroMQ calls (``_zmqio.c``), bound to pyzmq's libzmq.
+
+    None where they were not built (no C compiler at install), where pyzmq's
+    backend is not its Cython module (PyPy's CFFI one), or where
+    ``BINGLIDE_PURE_ZMQ`` is set: binglide then goes through pyzmq, the same
+    frames, its receive four times and its send twice as slow.
     """
-    import sys
-
     backend = getattr(sys.modules.get("zmq.backend.cython._zmq"), "__file__", None)
-    if backend is None or os.environ.get("BINGLIDE_PURE_RECEIVE"):
+    if backend is None or os.environ.get("BINGLIDE_PURE_ZMQ"):
         return None
     try:
-        from . import _zmqrecv  # type: ignore[attr-defined]
+        from . import _zmqio  # type: ignore[attr-defined]
     except ImportError:
         return None
     try:
-        _zmqrecv.bind(backend)
+        _zmqio.bind(backend)
     except OSError as exc:
-        log.debug("the compiled receive is off: %s", exc)
+        log.debug("the compiled ZeroMQ calls are off: %s", exc)
         return None
-    return cast("Callable[[int, int, int], list[Frame] | int]", _zmqrecv.receive)
+    return _zmqio
 
 
 def _zmq_error(errno: int) -> zmq.ZMQError:
-    """The exception pyzmq raises for `errno` from a receive."""
+    """The exception pyzmq raises for `errno`."""
     if errno == _EAGAIN:
         return zmq.Again()
     if errno == _ETERM:
@@ -394,14 +407,20 @@ def _zmq_error(errno: int) -> zmq.ZMQError:
     return zmq.ZMQError(errno)
 
 
-_EAGAIN, _ETERM = int(zmq.EAGAIN), int(zmq.ETERM)
-_receive: Callable[[int, int, int], list[Frame] | int] | None = _compiled_receive()
+_compiled = _compiled_calls()
+_receive: Callable[[int, int, int], list[Frame] | int] | None = (
+    None if _compiled is None else _compiled.receive
+)
+_send: Callable[[int, Sequence[Frame | zmq.Frame], int, int], int] | None = (
+    None if _compiled is None else _compiled.send
+)
+_events: Callable[[int], int] | None = None if _compiled is None else _compiled.events
 
 
 def receive_frames_compiled(sock: Any, flags: int = 0) -> list[Frame]:
-    """`receive_frames_python`, one C call a message (``_zmqrecv.c`` says why).
+    """`receive_frames_python`, one C call a message (``_zmqio.c`` says why).
 
-    Only where `_receive` is not None (binglide's compiled receive was built).
+    Only where `_receive` is not None (binglide's compiled calls were built).
     """
     assert _receive is not None
     frames = _receive(sock.underlying, flags, _ZERO_COPY_THRESHOLD)
@@ -410,12 +429,48 @@ def receive_frames_compiled(sock: Any, flags: int = 0) -> list[Frame]:
     raise _zmq_error(frames)  # type: ignore[arg-type]  # an errno
 
 
+def send_frames_compiled(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: int = 0) -> None:
+    """`send_frames_python`, one C call a message of small frames (``_zmqio.c``).
+
+    Only where `_send` is not None (binglide's compiled calls were built).
+    """
+    assert _send is not None
+    error = _send(sock.underlying, frames, flags, _ZERO_COPY_THRESHOLD)
+    if error:
+        if error < 0:  # a frame of 64 KiB or more (nothing sent): pyzmq's zero-copy send
+            send_frames_python(sock, frames, flags)
+            return
+        raise _zmq_error(error)
+
+
+def read_events_compiled(sock: Any) -> int:
+    """`read_events_python`, one C call (``_zmqio.c``): no poll items, no poller."""
+    assert _events is not None
+    events = _events(sock.underlying)
+    if events < 0:
+        raise _zmq_error(-events)
+    return events
+
+
 #: Receive one multipart message from a pyzmq socket: small frames as bytes,
 #: large ones as views of ZeroMQ's buffer; ``zmq.Again`` when ``zmq.DONTWAIT``
 #: finds none. The compiled receive where it was built.
 receive_frames: Callable[..., list[Frame]] = (
     receive_frames_python if _receive is None else receive_frames_compiled
 )
+
+#: Send one multipart message on a pyzmq socket: small frames copied, those
+#: of 64 KiB and more without a copy (the caller must not change them after);
+#: with ``zmq.DONTWAIT``, ``zmq.Again`` (nothing sent) when the socket cannot
+#: take it, for ZeroMQ takes a multipart message whole or not at all. The
+#: compiled send where it was built.
+send_frames: Callable[..., None] = send_frames_python if _send is None else send_frames_compiled
+
+#: A pyzmq socket's ``ZMQ_EVENTS`` (``POLLIN``, ``POLLOUT`` bits). Reading
+#: them processes the socket's commands, which re-arms its edge-triggered
+#: descriptor (see `binglide._aio.EdgeWatcher`). Raises ``zmq.ZMQError`` once
+#: the socket is closed (``ENOTSOCK``) or its context terminated.
+read_events: Callable[[Any], int] = read_events_python if _events is None else read_events_compiled
 
 
 def has_message(sock: Any) -> bool:
@@ -427,27 +482,12 @@ def has_message(sock: Any) -> bool:
     Raises:
         zmq.ZMQError: `sock` is closed (``ENOTSOCK``) or its context terminated.
     """
-    if sock.closed:  # zmq_poll would take a closed socket's NULL handle for fd 0
-        raise zmq.ZMQError(zmq.ENOTSOCK)
-    return bool(_zmq_poll([(sock, _POLLIN)], 0))
+    return bool(read_events(sock) & _POLLIN)
 
 
 def events_reader(sock: Any) -> Callable[[], int]:
-    """Return a function that reads `sock`'s ``ZMQ_EVENTS`` (``POLLIN``, ``POLLOUT`` bits).
-
-    Reading them re-arms the socket's edge-triggered descriptor (see
-    `binglide._aio.EdgeWatcher`). The function raises ``zmq.ZMQError`` once
-    `sock` is closed or its context terminated.
-    """
-    items = [(sock, _POLLIN | _POLLOUT)]
-
-    def events() -> int:
-        if sock.closed:  # zmq_poll would take a closed socket's NULL handle for fd 0
-            raise zmq.ZMQError(zmq.ENOTSOCK)
-        ready = _zmq_poll(items, 0)
-        return ready[0][1] if ready else 0
-
-    return events
+    """Return a function that reads `sock`'s ``ZMQ_EVENTS`` (`read_events`)."""
+    return functools.partial(read_events, sock)
 
 
 def bind_router(
@@ -641,7 +681,6 @@ class _ZmqEnd:
         self._delivery_over = False
         sock = self._socket
         watcher = self._watcher
-        poll_in = [(sock, _POLLIN)]
         policy = self.io_policy
 
         def ready() -> None:
@@ -652,7 +691,7 @@ class _ZmqEnd:
             # of sequential requests): the first receive is the check, and
             # when it fails (zmq.Again) it has processed ZeroMQ's commands,
             # which re-arms the fd as a read of the events does. After each
-            # delivery one look (a zero-timeout zmq_poll) says whether another
+            # delivery one look (`read_events`) says whether another
             # message is there, and re-arms the fd after the last; it is also
             # the look that a send made by the handler meanwhile (a worker's
             # reply, a client's next request) calls for: a message delivered
@@ -662,11 +701,11 @@ class _ZmqEnd:
             # wake ZeroMQ's I/O thread once (pipelined, a send between every
             # two receives cost each peer a fifth more CPU a request). A
             # receive of a message that is there makes no system call; a
-            # look makes three (two polls and a getpid), and a look after
-            # each message of a burst was each peer's one look a request at
-            # 128 in flight (bursts of ~28): the failed receive at a burst's
-            # end costs pyzmq's zmq.Again instead, once (bench/RESULTS.md,
-            # issue 13, thirteenth pass).
+            # look makes two (a poll and a getpid; three through zmq_poll),
+            # and a look after each message of a burst was each peer's one
+            # look a request at 128 in flight (bursts of ~28): the failed
+            # receive at a burst's end costs a zmq.Again instead, once
+            # (bench/RESULTS.md, issue 13, thirteenth pass).
             delivered = 0
             burst = False
             self._delivering = True
@@ -701,7 +740,7 @@ class _ZmqEnd:
                         watcher.check()
                         return
                     self._sent_delivering = False
-                    if not _zmq_poll(poll_in, 0):
+                    if not read_events(sock) & _POLLIN:
                         if policy is not None and not burst:
                             policy.lone()
                         return

@@ -1,4 +1,5 @@
-/* One multipart ZeroMQ message received in one call: binglide's compiled receive.
+/* binglide's compiled ZeroMQ calls: a whole multipart message received or
+ * sent in one call, and a socket's ZMQ_EVENTS read.
  *
  * Why: pyzmq says whether more frames follow only on a `zmq.Frame` (a Python
  * object made and freed per frame) or through `Socket.get(RCVMORE)` (a
@@ -6,22 +7,36 @@
  * times receiving the frame's bytes. A request crosses ~25 frames on its way
  * through client, broker and worker, so that was ~14 us of CPU a request:
  * with this receive the pipelined rate rose by a quarter (bench/RESULTS.md,
- * issue 13, fourteenth pass).
+ * issue 13, fourteenth pass). Sending frame by frame through pyzmq costs
+ * ~0.4 us a frame more than one C call a message, and a look at a socket's
+ * events through `zmq_poll` (pyzmq builds its poll items, libzmq a poller)
+ * twice a read of ZMQ_EVENTS (fifteenth pass).
  *
  * How: libzmq is the one pyzmq loaded. `bind(path)` opens pyzmq's backend
- * module again (RTLD_NOLOAD: it is loaded already) and looks the few zmq_msg_*
+ * module again (RTLD_NOLOAD: it is loaded already) and looks the few zmq_*
  * functions up through it, which finds them in the libzmq it depends on,
  * bundled or the system's. Nothing links against libzmq at build time.
  *
- * `receive(handle, flags, threshold)` receives one whole message from the
- * socket whose `zmq_socket` pointer is `handle` (pyzmq's `Socket.underlying`)
- * and returns a list of its frames: bytes for frames shorter than
- * `threshold`, else a (writable) memoryview of a `Message` that keeps
- * ZeroMQ's buffer (no copy). On an error it returns the errno as an int (EAGAIN when
- * ZMQ_DONTWAIT found no message), which the caller raises as pyzmq would.
+ * Each function takes the socket's `zmq_socket` pointer as `handle` (pyzmq's
+ * `Socket.underlying`: 0 once closed, which gives ENOTSOCK) and returns
+ * errors as errno values, which the caller raises as pyzmq would:
+ *
+ * - `receive(handle, flags, threshold)` receives one whole message and
+ *   returns a list of its frames: bytes for frames shorter than `threshold`,
+ *   else a (writable) memoryview of a `Message` that keeps ZeroMQ's buffer
+ *   (no copy). On an error it returns the errno as an int (EAGAIN when
+ *   ZMQ_DONTWAIT found no message).
+ * - `send(handle, frames, flags, threshold)` sends `frames` (a list or tuple
+ *   of bytes-like objects) as one message, each copied, and returns 0, or an
+ *   errno, or -1 without sending anything when a frame is `threshold` bytes
+ *   or more: such frames go without a copy, which pyzmq's send does (it keeps
+ *   the object alive until ZeroMQ's I/O thread is done with it).
+ * - `events(handle)` returns ZMQ_EVENTS (its POLLIN and POLLOUT bits), or
+ *   minus an errno.
+ *
  * A blocking wait releases the GIL; a signal that interrupts it runs its
  * Python handler (whose exception propagates) and the wait goes on, as in
- * pyzmq's own receive.
+ * pyzmq's own calls.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -36,6 +51,8 @@ typedef struct {
 } zmq_msg_t;
 
 #define ZMQ_DONTWAIT 1
+#define ZMQ_SNDMORE 2
+#define ZMQ_EVENTS 15
 
 static int (*zmq_msg_init_)(zmq_msg_t *);
 static int (*zmq_msg_recv_)(zmq_msg_t *, void *, int);
@@ -44,6 +61,8 @@ static int (*zmq_msg_move_)(zmq_msg_t *, zmq_msg_t *);
 static void *(*zmq_msg_data_)(zmq_msg_t *);
 static size_t (*zmq_msg_size_)(const zmq_msg_t *);
 static int (*zmq_msg_more_)(const zmq_msg_t *);
+static int (*zmq_send_)(void *, const void *, size_t, int);
+static int (*zmq_getsockopt_)(void *, int, void *, size_t *);
 static int (*zmq_errno_)(void);
 static void (*zmq_version_)(int *, int *, int *);
 
@@ -71,7 +90,7 @@ static PyBufferProcs Message_as_buffer = {
 
 static PyTypeObject MessageType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "binglide.transports._zmqrecv.Message",
+    .tp_name = "binglide.transports._zmqio.Message",
     .tp_basicsize = sizeof(Message),
     .tp_dealloc = (destructor)Message_dealloc,
     .tp_as_buffer = &Message_as_buffer,
@@ -101,13 +120,16 @@ static PyObject *bind(PyObject *module, PyObject *arg) {
     zmq_msg_data_ = dlsym(handle, "zmq_msg_data");
     zmq_msg_size_ = dlsym(handle, "zmq_msg_size");
     zmq_msg_more_ = dlsym(handle, "zmq_msg_more");
+    zmq_send_ = dlsym(handle, "zmq_send");
+    zmq_getsockopt_ = dlsym(handle, "zmq_getsockopt");
     zmq_errno_ = dlsym(handle, "zmq_errno");
     zmq_version_ = dlsym(handle, "zmq_version");
     /* The handle stays open: the functions live as long as the process. */
     if (!(zmq_msg_init_ && zmq_msg_recv_ && zmq_msg_close_ && zmq_msg_move_ && zmq_msg_data_ &&
-          zmq_msg_size_ && zmq_msg_more_ && zmq_errno_ && zmq_version_)) {
+          zmq_msg_size_ && zmq_msg_more_ && zmq_send_ && zmq_getsockopt_ && zmq_errno_ &&
+          zmq_version_)) {
         zmq_msg_recv_ = NULL;
-        PyErr_SetString(PyExc_OSError, "libzmq's zmq_msg_* functions were not found");
+        PyErr_SetString(PyExc_OSError, "libzmq's zmq_* functions were not found");
         return NULL;
     }
     int major, minor, patch;
@@ -216,23 +238,156 @@ static PyObject *receive(PyObject *module, PyObject *const *args, Py_ssize_t nar
     return frames;
 }
 
+/* -- send --------------------------------------------------------------- */
+
+/* Send one frame (copied); 0, or the errno (EINTR handled), or -1 with a Python error.
+ * A blocking send first tries without waiting, so that the GIL is released only
+ * when it must wait (a ROUTER, the broker's socket, never does). */
+static int send_one(void *socket, const void *data, size_t size, int flags) {
+    if (zmq_send_(socket, data, size, flags | ZMQ_DONTWAIT) >= 0) {
+        return 0;
+    }
+    int error = zmq_errno_();
+    if (error != EINTR && (error != EAGAIN || (flags & ZMQ_DONTWAIT))) {
+        return error;
+    }
+    for (;;) {
+        if (error == EINTR && PyErr_CheckSignals() < 0) {
+            return -1; /* the signal handler raised */
+        }
+        int rc;
+        Py_BEGIN_ALLOW_THREADS
+        rc = zmq_send_(socket, data, size, flags);
+        Py_END_ALLOW_THREADS
+        if (rc >= 0) {
+            return 0;
+        }
+        error = zmq_errno_();
+        if (error != EINTR) {
+            return error; /* EAGAIN too: ZMQ_SNDTIMEO ran out */
+        }
+    }
+}
+
+static PyObject *send(PyObject *module, PyObject *const *args, Py_ssize_t nargs) {
+    (void)module;
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "send(handle, frames, flags, threshold)");
+        return NULL;
+    }
+    if (zmq_send_ == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind() first");
+        return NULL;
+    }
+    void *socket = PyLong_AsVoidPtr(args[0]);
+    long flags = PyLong_AsLong(args[2]);
+    Py_ssize_t threshold = PyLong_AsSsize_t(args[3]);
+    if (PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *frames = PySequence_Fast(args[1], "send() takes a list or tuple of frames");
+    if (frames == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PySequence_Fast_GET_SIZE(frames);
+    PyObject **items = PySequence_Fast_ITEMS(frames);
+    PyObject *result = NULL;
+    if (count == 0) {
+        PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
+        goto done;
+    }
+    if (socket == NULL) {
+        result = PyLong_FromLong(ENOTSOCK);
+        goto done;
+    }
+    /* Every frame small enough to copy, or nothing sent here: ZeroMQ takes
+     * a multipart message whole or not at all, and so does this. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t size;
+        if (PyBytes_CheckExact(items[i])) {
+            size = PyBytes_GET_SIZE(items[i]);
+        } else {
+            Py_buffer view;
+            if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
+                goto done;
+            }
+            size = view.len;
+            PyBuffer_Release(&view);
+        }
+        if (size >= threshold) {
+            result = PyLong_FromLong(-1);
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        int frame_flags = i + 1 < count ? (int)flags | ZMQ_SNDMORE : (int)flags;
+        int error;
+        if (PyBytes_CheckExact(items[i])) {
+            error = send_one(socket, PyBytes_AS_STRING(items[i]),
+                             (size_t)PyBytes_GET_SIZE(items[i]), frame_flags);
+        } else {
+            Py_buffer view;
+            if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
+                goto done;
+            }
+            error = send_one(socket, view.buf, (size_t)view.len, frame_flags);
+            PyBuffer_Release(&view);
+        }
+        if (error != 0) {
+            /* The first frame's EAGAIN leaves nothing sent; a later frame
+             * fails only when the socket or its context ends. */
+            result = error < 0 ? NULL : PyLong_FromLong(error);
+            goto done;
+        }
+    }
+    result = PyLong_FromLong(0);
+done:
+    Py_DECREF(frames);
+    return result;
+}
+
+/* -- events ------------------------------------------------------------- */
+
+static PyObject *events(PyObject *module, PyObject *arg) {
+    (void)module;
+    if (zmq_getsockopt_ == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "bind() first");
+        return NULL;
+    }
+    void *socket = PyLong_AsVoidPtr(arg);
+    if (socket == NULL) {
+        return PyErr_Occurred() ? NULL : PyLong_FromLong(-ENOTSOCK);
+    }
+    int value = 0;
+    size_t size = sizeof(value);
+    /* Reading ZMQ_EVENTS processes the socket's pending commands, which
+     * re-arms its edge-triggered descriptor (as zmq_poll does). */
+    if (zmq_getsockopt_(socket, ZMQ_EVENTS, &value, &size) < 0) {
+        return PyLong_FromLong(-zmq_errno_());
+    }
+    return PyLong_FromLong(value);
+}
+
 static PyMethodDef methods[] = {
     {"bind", (PyCFunction)bind, METH_O,
      "bind(path): use the libzmq that pyzmq's backend module at `path` loaded."},
     {"receive", (PyCFunction)(void (*)(void))receive, METH_FASTCALL,
      "receive(handle, flags, threshold) -> list of frames, or an errno."},
+    {"send", (PyCFunction)(void (*)(void))send, METH_FASTCALL,
+     "send(handle, frames, flags, threshold) -> 0, an errno, or -1 (a large frame: nothing sent)."},
+    {"events", (PyCFunction)events, METH_O, "events(handle) -> ZMQ_EVENTS, or minus an errno."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module_def = {
     PyModuleDef_HEAD_INIT,
-    .m_name = "binglide.transports._zmqrecv",
-    .m_doc = "One multipart ZeroMQ message received in one call (see the C source).",
+    .m_name = "binglide.transports._zmqio",
+    .m_doc = "binglide's compiled ZeroMQ calls: receive, send, events (see the C source).",
     .m_size = -1,
     .m_methods = methods,
 };
 
-PyMODINIT_FUNC PyInit__zmqrecv(void) {
+PyMODINIT_FUNC PyInit__zmqio(void) {
     if (PyType_Ready(&MessageType) < 0) {
         return NULL;
     }
