@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import importlib
 import os
 import signal
@@ -386,6 +387,35 @@ def test_a_blocking_send_lets_other_threads_run(
         assert not sending.is_alive()
         assert outcome == [None]
         assert router.recv_multipart()[1:] == [b"at", b"last"]
+    finally:
+        router.close()
+
+
+@pytest.mark.timeout(30)
+@_NEEDS_WCHAN
+@pytest.mark.parametrize("send", SENDS)
+def test_a_list_changed_while_its_send_waits_still_goes_as_it_was(
+    unheard: tuple[zmq.Socket[bytes], str], send: Send
+) -> None:
+    # The send waits with the GIL released: another thread may empty the
+    # caller's list meanwhile (and its frames be freed, were the list the
+    # only holder). The message must go as the list was at the call: a
+    # compiled send that read the list's items after its wait read freed
+    # memory; one that took the last frame from the list then, the wrong one.
+    dealer, address = unheard
+    dealer.sndtimeo = 5000
+    frames = [os.urandom(32) for _ in range(4)]  # held by the list alone
+    sent = [bytes(f) for f in frames]
+    sending, outcome = _asleep_in_zeromq(lambda: send(dealer, frames))
+    frames.clear()
+    frames.extend(os.urandom(32) for _ in range(64))  # reuse what was freed
+    gc.collect()
+    router = _peer(dealer, address)
+    try:
+        sending.join(timeout=10)
+        assert not sending.is_alive()
+        assert outcome == [None]
+        assert router.recv_multipart()[1:] == sent
     finally:
         router.close()
 

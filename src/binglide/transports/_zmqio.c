@@ -26,8 +26,8 @@
  *   else a (writable) memoryview of a `Message` that keeps ZeroMQ's buffer
  *   (no copy). On an error it returns the errno as an int (EAGAIN when
  *   ZMQ_DONTWAIT found no message).
- * - `send(handle, frames, flags, threshold)` sends `frames` (a list or tuple
- *   of bytes-like objects) as one message, each copied, and returns 0, or an
+ * - `send(handle, frames, flags, threshold)` sends `frames` (a sequence of
+ *   bytes-like objects) as one message, each copied, and returns 0, or an
  *   errno, or -1 without sending anything when a frame is `threshold` bytes
  *   or more: such frames go without a copy, which pyzmq's send does (it keeps
  *   the object alive until ZeroMQ's I/O thread is done with it).
@@ -285,11 +285,13 @@ static PyObject *send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (PyErr_Occurred()) {
         return NULL;
     }
-    PyObject *frames = PySequence_Fast(args[1], "send() takes a list or tuple of frames");
+    /* A tuple of the frames, ours: a list could change (its frames freed)
+     * under a send that waits with the GIL released. */
+    PyObject *frames = PySequence_Tuple(args[1]);
     if (frames == NULL) {
         return NULL;
     }
-    Py_ssize_t count = PySequence_Fast_GET_SIZE(frames);
+    Py_ssize_t count = PyTuple_GET_SIZE(frames);
     PyObject **items = PySequence_Fast_ITEMS(frames);
     PyObject *result = NULL;
     if (count == 0) {

@@ -328,14 +328,15 @@ def send_frames_python(sock: Any, frames: Sequence[Frame | zmq.Frame], flags: in
     (`send_frames`).
     """
     # The frames but the last, then the last: no index compared per frame.
-    last = len(frames) - 1
+    # (Taken together first: a caller's list that changed while the first
+    # frame waited for room must not end the message with another frame.)
+    *head, f = frames
     more = flags | _SNDMORE
-    for f in frames[:last]:
-        if isinstance(f, bytes) and len(f) < _ZERO_COPY_THRESHOLD:
-            _raw_send(sock, f, more)
+    for part in head:
+        if isinstance(part, bytes) and len(part) < _ZERO_COPY_THRESHOLD:
+            _raw_send(sock, part, more)
         else:
-            _send_large(sock, f, more)
-    f = frames[last]
+            _send_large(sock, part, more)
     if isinstance(f, bytes) and len(f) < _ZERO_COPY_THRESHOLD:
         _raw_send(sock, f, flags)
     else:
