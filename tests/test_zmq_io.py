@@ -277,6 +277,7 @@ def _sent_kinds() -> list[list[Any]]:
         [b"head", memoryview(b"view"), bytearray(b"array"), small.data, zmq.Frame(b"frame")],
         [b"head", big.data, b"tail"],  # a large frame in the middle
         [b"x" * (LARGE - 1), b"y" * LARGE],  # one short of large, then large last
+        [bytes([i]) if i % 2 else memoryview(bytes([i] * i)) for i in range(20)],  # many
     ]
 
 

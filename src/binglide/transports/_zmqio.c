@@ -294,6 +294,12 @@ static PyObject *send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Py_ssize_t count = PyTuple_GET_SIZE(frames);
     PyObject **items = PySequence_Fast_ITEMS(frames);
     PyObject *result = NULL;
+    /* The frames' bytes: a bytes object's own, or a buffer held from the
+     * first look to the end, so that every frame is known whole before
+     * the first goes (no error can come halfway through the message). */
+    Py_buffer local[8];
+    Py_buffer *views = local;
+    Py_ssize_t held = 0;
     if (count == 0) {
         PyErr_SetString(PyExc_ValueError, "a message has at least one frame");
         goto done;
@@ -302,47 +308,51 @@ static PyObject *send(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         result = PyLong_FromLong(ENOTSOCK);
         goto done;
     }
+    if (count > (Py_ssize_t)(sizeof(local) / sizeof(local[0]))) {
+        views = PyMem_New(Py_buffer, count);
+        if (views == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
     /* Every frame small enough to copy, or nothing sent here: ZeroMQ takes
      * a multipart message whole or not at all, and so does this. */
     for (Py_ssize_t i = 0; i < count; i++) {
-        Py_ssize_t size;
         if (PyBytes_CheckExact(items[i])) {
-            size = PyBytes_GET_SIZE(items[i]);
+            views[i].buf = PyBytes_AS_STRING(items[i]);
+            views[i].len = PyBytes_GET_SIZE(items[i]);
+            views[i].obj = NULL; /* nothing to release */
         } else {
-            Py_buffer view;
-            if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
-                goto done;
+            if (PyObject_GetBuffer(items[i], &views[i], PyBUF_SIMPLE) < 0) {
+                goto release;
             }
-            size = view.len;
-            PyBuffer_Release(&view);
         }
-        if (size >= threshold) {
+        held = i + 1;
+        if (views[i].len >= threshold) {
             result = PyLong_FromLong(-1);
-            goto done;
+            goto release;
         }
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         int frame_flags = i + 1 < count ? (int)flags | ZMQ_SNDMORE : (int)flags;
-        int error;
-        if (PyBytes_CheckExact(items[i])) {
-            error = send_one(socket, PyBytes_AS_STRING(items[i]),
-                             (size_t)PyBytes_GET_SIZE(items[i]), frame_flags);
-        } else {
-            Py_buffer view;
-            if (PyObject_GetBuffer(items[i], &view, PyBUF_SIMPLE) < 0) {
-                goto done;
-            }
-            error = send_one(socket, view.buf, (size_t)view.len, frame_flags);
-            PyBuffer_Release(&view);
-        }
+        int error = send_one(socket, views[i].buf, (size_t)views[i].len, frame_flags);
         if (error != 0) {
             /* The first frame's EAGAIN leaves nothing sent; a later frame
              * fails only when the socket or its context ends. */
             result = error < 0 ? NULL : PyLong_FromLong(error);
-            goto done;
+            goto release;
         }
     }
     result = PyLong_FromLong(0);
+release:
+    for (Py_ssize_t i = 0; i < held; i++) {
+        if (views[i].obj != NULL) {
+            PyBuffer_Release(&views[i]);
+        }
+    }
+    if (views != local) {
+        PyMem_Free(views);
+    }
 done:
     Py_DECREF(frames);
     return result;
