@@ -343,6 +343,20 @@ def _peer(dealer: zmq.Socket[bytes], address: str) -> zmq.Socket[bytes]:
     return router
 
 
+def _sent_once_heard(
+    dealer: zmq.Socket[bytes], address: str, sending: threading.Thread, outcome: list[Any]
+) -> list[bytes]:
+    """Bind the peer `dealer` waits for; once the waiting send ended, return what came."""
+    router = _peer(dealer, address)
+    try:
+        sending.join(timeout=10)
+        assert not sending.is_alive()
+        assert outcome == [None]
+        return router.recv_multipart()[1:]
+    finally:
+        router.close()
+
+
 @pytest.mark.parametrize("send", SENDS)
 def test_a_send_that_cannot_go_raises_again_and_sends_nothing(
     unheard: tuple[zmq.Socket[bytes], str], send: Send
@@ -382,14 +396,7 @@ def test_a_blocking_send_lets_other_threads_run(
     dealer, address = unheard
     dealer.sndtimeo = 5000
     sending, outcome = _asleep_in_zeromq(lambda: send(dealer, [b"at", b"last"]))
-    router = _peer(dealer, address)
-    try:
-        sending.join(timeout=10)
-        assert not sending.is_alive()
-        assert outcome == [None]
-        assert router.recv_multipart()[1:] == [b"at", b"last"]
-    finally:
-        router.close()
+    assert _sent_once_heard(dealer, address, sending, outcome) == [b"at", b"last"]
 
 
 @pytest.mark.timeout(30)
@@ -411,14 +418,7 @@ def test_a_list_changed_while_its_send_waits_still_goes_as_it_was(
     frames.clear()
     frames.extend(os.urandom(32) for _ in range(64))  # reuse what was freed
     gc.collect()
-    router = _peer(dealer, address)
-    try:
-        sending.join(timeout=10)
-        assert not sending.is_alive()
-        assert outcome == [None]
-        assert router.recv_multipart()[1:] == sent
-    finally:
-        router.close()
+    assert _sent_once_heard(dealer, address, sending, outcome) == sent
 
 
 @pytest.mark.timeout(30)
