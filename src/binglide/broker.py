@@ -615,7 +615,7 @@ def run_broker_blocking(
                     outgoing, deadline = turn(machine, batch, now, drops)
                 else:
                     # One at a time (sequential requests): the look for
-                    # another (a read of ZMQ_EVENTS: system calls) found nothing,
+                    # another (a read of ZMQ_EVENTS: a poll and a getpid) found nothing,
                     # and is made only every `_LOOK_EVERY`th message from now
                     # on: a message missed is received, at once, by the next
                     # turn's receive.
