@@ -8,8 +8,8 @@ Measures tiny-request latency (sequential: median and p99) and throughput
   client as three processes over tcp loopback (128 in flight);
 - ``zmq prefetch 1``: the same with ``binglide broker --prefetch 1``, one task
   per worker at a time, as an MDP/0.2 broker dispatches;
-- ``inproc``: binglide's broker, worker and client in one process (100 in
-  flight), and in the same process a request whose handler awaits one
+- ``inproc``: binglide's broker, worker and client in one fresh process (100
+  in flight), and in the same process a request whose handler awaits one
   sub-request, and the round trip of an ``asyncio.Queue`` ping-pong (the
   event loop's own cost, the in-process yardstick);
 - ``majortomo``: majortomo (PyPI), an independent MDP/0.2 Python broker and
@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import math
 import os
 import socket
@@ -388,6 +389,21 @@ async def binglide_inproc(
     return times, rate, nested, await queue_pingpong(requests)
 
 
+def inproc_process(requests: int) -> tuple[list[float], float, list[float], list[float]]:
+    """`binglide_inproc` in a process of its own (the ``binglide-inproc`` role).
+
+    Not in this one: after the ZeroMQ lanes had run here, its echo took 20.6
+    or 28.7 µs from one run to the next, where a fresh process's took 20.6
+    every time (bench/RESULTS.md, issue 13, sixteenth pass).
+    """
+    argv = [sys.executable, os.path.abspath(__file__), "binglide-inproc"]
+    out = subprocess.run(
+        [*argv, "--requests", str(requests)], check=True, capture_output=True, text=True
+    ).stdout
+    times, rate, nested, pingpong = json.loads(out)
+    return times, rate, nested, pingpong
+
+
 # -- driver ---------------------------------------------------------------------------------
 
 
@@ -536,6 +552,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "binglide-client":  # one echo at a time (requests_callgrind.py's zmq-worker)
         binglide_zmq_client(args.address, args.requests, 1)
         return 0
+    if args.role == "binglide-inproc":
+        print(json.dumps(anyio.run(binglide_inproc, args.requests, 100)))
+        return 0
     if args.role == "binglide-worker":
         from binglide.worker import run_worker
 
@@ -589,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
             measure = functools.partial(client, address, n, 128)
             results[name].append(summary(*run_processes(broker_args, [worker, address], measure)))
         if "inproc" in names:
-            times, rate, sub, pingpong = anyio.run(binglide_inproc, n, 100)
+            times, rate, sub, pingpong = inproc_process(n)
             results["inproc"].append(summary(times, rate))
             nested.append(float(np.median(sub)) * 1e6)
             queue.append(float(np.median(pingpong)) * 1e6)
