@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -18,6 +22,19 @@ from binglide.core import BrokerMachine, Message, Outgoing, PeerId, Protocol
 
 if TYPE_CHECKING:
     from binglide.transports import PeerTransport
+
+
+#: The benchmarks' directory: some tests check what a bench's figures rely on.
+BENCH = Path(__file__).resolve().parent.parent / "bench"
+
+
+def bench_module(name: str) -> ModuleType:
+    """Import ``bench/<name>.py`` (a script directory, not a package)."""
+    sys.path.insert(0, str(BENCH))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCH))
 
 
 class BrokerDriver:

@@ -9,25 +9,18 @@ and 14 for 6, 9, 10, 20 and 40 values), the normal approximation's for 80
 
 from __future__ import annotations
 
-import importlib
 import math
 import random
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from .helpers import bench_module
 
 
 @pytest.fixture(scope="module")
 def bench_broker() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("broker")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("broker")
 
 
 @pytest.mark.parametrize(

@@ -9,23 +9,16 @@ demand get equal throughput.
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parent.parent / "bench"
+from .helpers import bench_module
 
 
 @pytest.fixture(scope="module")
 def simulate() -> ModuleType:
-    sys.path.insert(0, str(BENCH))
-    try:
-        return importlib.import_module("simulate")
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_module("simulate")
 
 
 def test_every_job_ends_while_workers_die_and_jobs_are_cancelled(simulate: ModuleType) -> None:
