@@ -4,8 +4,9 @@ Measures tiny-request latency (sequential: median and p99) and throughput
 (many requests in flight) for:
 
 - ``zmq``: binglide's broker (default settings: the echo service's tasks are
-  short, so a worker holds up to 8 of them at once), one worker and this
-  client as three processes over tcp loopback (128 in flight);
+  short, so a worker holds as many at once as fit in the broker's 4 ms
+  prefetch window, at most 128), one worker and this client as three
+  processes over tcp loopback (128 in flight);
 - ``zmq prefetch 1``: the same with ``binglide broker --prefetch 1``, one task
   per worker at a time, as an MDP/0.2 broker dispatches;
 - ``inproc``: binglide's broker, worker and client in one fresh process (100
