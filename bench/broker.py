@@ -397,10 +397,14 @@ def inproc_process(requests: int) -> tuple[list[float], float, list[float], list
     or 28.7 µs from one run to the next, where a fresh process's took 20.6
     every time (bench/RESULTS.md, issue 13, sixteenth pass).
     """
-    argv = [sys.executable, os.path.abspath(__file__), "binglide-inproc"]
-    out = subprocess.run(
-        [*argv, "--requests", str(requests)], check=True, capture_output=True, text=True
-    ).stdout
+    argv = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "binglide-inproc",
+        "--requests",
+        str(requests),
+    ]
+    out = subprocess.run(argv, check=True, capture_output=True, text=True).stdout
     times, rate, nested, pingpong = json.loads(out)
     return times, rate, nested, pingpong
 
@@ -497,22 +501,30 @@ def median_interval(values: list[float], confidence: float = 0.95) -> tuple[floa
     return (xs[k - 1], xs[n - k]) if k else None
 
 
+#: A deployment over ZeroMQ: its broker role and arguments, its worker role,
+#: its client, and whether its broker needs two ports.
+Deployment = tuple[list[str], str, "Callable[..., Any]", bool]
+
+
+def run_deployment(
+    deployment: Deployment, requests: int
+) -> tuple[list[float], float, tuple[float, float, float]]:
+    """One run of `deployment` (a fresh broker and worker): `run_processes`' figures."""
+    broker, worker, client, pair = deployment
+    address = free_address(pair=pair)
+    measure = functools.partial(client, address, requests, 128)
+    return run_processes([broker[0], address, *broker[1:]], [worker, address], measure)
+
+
 def paired_sequential(
-    deployments: dict[str, tuple[list[str], str, Callable[..., Any], bool]],
-    requests: int,
-    pairs: int,
+    deployments: dict[str, Deployment], requests: int, pairs: int
 ) -> list[float]:
     """majortomo / binglide sequential medians, of `pairs` pairs of adjacent runs."""
     ratios = []
     for i in range(pairs):
         medians = {}
         for name in ("zmq", "majortomo") if i % 2 == 0 else ("majortomo", "zmq"):
-            broker, worker, client, pair = deployments[name]
-            address = free_address(pair=pair)
-            measure = functools.partial(client, address, requests, 128)
-            times, _, _ = run_processes(
-                [broker[0], address, *broker[1:]], [worker, address], measure
-            )
+            times, _, _ = run_deployment(deployments[name], requests)
             medians[name] = statistics.median(times)
         ratios.append(medians["majortomo"] / medians["zmq"])
         print(f"pair {i + 1}/{pairs}: majortomo / binglide {ratios[-1]:.3f}", file=sys.stderr)
@@ -580,8 +592,7 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[Summary]] = {name: [] for name in names}
     nested: list[float] = []  # medians (µs) of the in-process request with a sub-request
     queue: list[float] = []  # medians (µs) of the asyncio.Queue ping-pong
-    # name: (broker role and arguments, worker role, client, needs two ports)
-    deployments: dict[str, tuple[list[str], str, Callable[..., Any], bool]] = {
+    deployments: dict[str, Deployment] = {
         "mdp": (["mdp-broker"], "mdp-worker", mdp_client, False),
         "floor": (["floor-broker"], "floor-worker", mdp_client, True),
         "majortomo": (
@@ -601,13 +612,9 @@ def main(argv: list[str] | None = None) -> int:
         "bare-worker": (["binglide-broker"], "bare-worker", bare_client, False),
     }
     for _ in range(args.repeat):
-        for name, (broker, worker, client, pair) in deployments.items():
-            if name not in names:
-                continue
-            address = free_address(pair=pair)
-            broker_args = [broker[0], address, *broker[1:]]
-            measure = functools.partial(client, address, n, 128)
-            results[name].append(summary(*run_processes(broker_args, [worker, address], measure)))
+        for name, deployment in deployments.items():
+            if name in names:
+                results[name].append(summary(*run_deployment(deployment, n)))
         if "inproc" in names:
             times, rate, sub, pingpong = inproc_process(n)
             results["inproc"].append(summary(times, rate))
