@@ -21,7 +21,8 @@ Lanes: ``binglide`` (binglide's broker, worker and client), ``majortomo``
 (its broker and worker, a bare blocking client: bench/broker.py's yardstick),
 ``bare`` (binglide's broker, bench/broker.py's bare blocking worker and
 client). It needs root (tracefs at /sys/kernel/tracing, mounted if it is
-not) and clears the trace buffer. Run::
+not), and leaves tracefs as it found it (its events, its buffer size; the
+trace emptied). Run::
 
     sudo python bench/zmq_trace.py [--lane binglide] [--requests 300]
 """
@@ -83,6 +84,26 @@ def threads_of(pid: int, role: str) -> dict[int, str]:
             elif comm.startswith("ZMQbg/IO"):
                 names[int(entry)] = f"{role}:io"
     return names
+
+
+@contextlib.contextmanager
+def tracefs_restored() -> Iterator[None]:
+    """Leave tracefs as found: its events and buffer size back, the trace emptied.
+
+    The scheduler's events stay enabled otherwise (recorded by nothing while
+    ``tracing_on`` is 0, but enabled for whoever traces next), and the
+    buffer keeps its 32 MiB a CPU.
+    """
+    events = (TRACING / "set_event").read_text()
+    # "7 (expanded: 1408)" until a trace first needs the buffer: 1408 is its size.
+    size = (TRACING / "buffer_size_kb").read_text().replace(")", "").split()[-1]
+    try:
+        yield
+    finally:
+        _write("tracing_on", "0")
+        _write("set_event", events)
+        _write("trace", "")
+        _write("buffer_size_kb", size)
 
 
 @contextlib.contextmanager
@@ -207,16 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args(argv)
     ensure_tracefs()
-    for lane in LANES if args.lane == "all" else [args.lane]:
-        with lane_processes(lane) as (address, pids):
-            names = traced_round_trips(lane, address, pids, args.requests)
-        figures = analyse((TRACING / "trace").read_text(), names)
-        print(
-            f"{lane}: {args.requests} sequential round trips traced; medians per round trip (µs)"
-        )
-        for key, value in figures.items():
-            unit = "" if key.startswith("preempted") else " µs"
-            print(f"  {key:28} {value:8.1f}{unit}")
+    with tracefs_restored():
+        for lane in LANES if args.lane == "all" else [args.lane]:
+            with lane_processes(lane) as (address, pids):
+                names = traced_round_trips(lane, address, pids, args.requests)
+            figures = analyse((TRACING / "trace").read_text(), names)
+            print(
+                f"{lane}: {args.requests} sequential round trips traced;"
+                " medians per round trip (µs)"
+            )
+            for key, value in figures.items():
+                unit = "" if key.startswith("preempted") else " µs"
+                print(f"  {key:28} {value:8.1f}{unit}")
     return 0
 
 
